@@ -1,0 +1,105 @@
+"""Model assembly: raw pixels -> resize -> the backbone's own scaling -> backbone -> pool -> head.
+
+Preprocessing lives inside the model, so an exported model takes raw 0-255
+pixels and no deployment can feed it the wrong scaling. The model is built
+as ``features`` (image -> pooled vector) and ``head`` (vector -> outputs)
+sub-models joined into one, so a head trained on cached embeddings is the
+very same layer objects the full model uses.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .backbones import BuiltBackbone, build_backbone
+from .config import Project, TaskType
+from .tfenv import quiet_import
+
+tf, keras = quiet_import()
+
+IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="tlapp")
+class CaffePreprocess(keras.layers.Layer):
+    """RGB -> BGR and ImageNet mean subtraction (ResNet v1 / VGG weights)."""
+
+    def call(self, x):
+        x = tf.reverse(x, axis=[-1])
+        return x - tf.constant(CAFFE_MEAN_BGR, dtype=x.dtype)
+
+
+def preprocessing_layers(mode: str) -> list[Any]:
+    if mode == "tf":
+        return [keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale_tf")]
+    if mode == "torch":
+        return [
+            keras.layers.Rescaling(1.0 / 255.0, name="scale_01"),
+            keras.layers.Normalization(mean=list(IMAGENET_MEAN_RGB), variance=[s * s for s in IMAGENET_STD_RGB],
+                                       name="normalize_imagenet"),
+        ]
+    if mode == "caffe":
+        return [CaffePreprocess(name="caffe_bgr_mean")]
+    return []
+
+
+def _hub_converter(built: BuiltBackbone) -> list[Any]:
+    from .tfenv import quiet_keras_hub
+
+    kh = quiet_keras_hub()
+    try:
+        conv = kh.layers.ImageConverter.from_preset(built.entry.builder, image_size=(built.size, built.size))
+    except Exception:
+        return [keras.layers.Rescaling(1.0 / 255.0, name="scale_01")]
+    return [conv]
+
+
+@dataclass
+class Assembled:
+    model: Any
+    features: Any
+    head: Any
+    backbone: BuiltBackbone
+    feature_dim: int
+
+
+def output_spec(task: TaskType, n_classes: int) -> tuple[int, str]:
+    if task == TaskType.regression:
+        return 1, "linear"
+    return n_classes, "sigmoid" if task == TaskType.multi_label else "softmax"
+
+
+def build_head(project: Project, feature_dim: int, n_classes: int) -> Any:
+    units, act = output_spec(project.task.type, n_classes)
+    inp = keras.Input((feature_dim,), name="embedding")
+    x = inp
+    for i, width in enumerate(project.head.hidden):
+        x = keras.layers.Dense(width, activation=project.head.activation, name=f"head_hidden_{i}")(x)
+        if project.head.dropout:
+            x = keras.layers.Dropout(project.head.dropout, name=f"head_dropout_{i}")(x)
+    if project.head.dropout and not project.head.hidden:
+        x = keras.layers.Dropout(project.head.dropout, name="head_dropout")(x)
+    out = keras.layers.Dense(units, activation=act, dtype="float32", name="predictions")(x)
+    return keras.Model(inp, out, name="head")
+
+
+def build_model(project: Project, n_classes: int, built: BuiltBackbone | None = None) -> Assembled:
+    """Assemble the full model; pass ``built`` to reuse an already loaded backbone."""
+    built = built or build_backbone(project.backbone)
+    size = built.size
+    image = keras.Input((None, None, 3), name="image")
+    x = keras.layers.Resizing(size, size, name="resize")(image)
+    pre = _hub_converter(built) if built.entry.source == "hub" and project.backbone.weights == "imagenet" \
+        else preprocessing_layers(built.entry.preprocessing)
+    for layer in pre:
+        x = layer(x)
+    x = built.model(x, training=False)
+    pool = keras.layers.GlobalAveragePooling2D if project.head.pooling == "avg" else keras.layers.GlobalMaxPooling2D
+    x = pool(name="pool")(x)
+    features = keras.Model(image, x, name="features")
+    dim = int(x.shape[-1])
+    head = build_head(project, dim, n_classes)
+    model = keras.Model(image, head(features(image)), name=f"tlapp_{built.entry.name}")
+    return Assembled(model, features, head, built, dim)

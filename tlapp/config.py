@@ -1,0 +1,297 @@
+"""The project file: one pydantic model, loaded from and saved to YAML.
+
+Everything a run needs is in here; the GUI edits it, the CLI runs it, and
+every run directory keeps its fully resolved copy. Unknown keys are rejected
+so a typo never silently falls back to a default.
+"""
+from __future__ import annotations
+
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+SCHEMA_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TaskType(str, Enum):
+    image_classification = "image_classification"
+    multi_label = "multi_label"
+    regression = "regression"
+
+
+class Task(_Strict):
+    type: TaskType = TaskType.image_classification
+
+
+class Data(_Strict):
+    """Where the examples come from and how they are split."""
+
+    source: Literal["folder", "csv", "tfds"] = "folder"
+    path: Optional[str] = Field(None, description="Folder or CSV path (relative to the project file).")
+    tfds_name: Optional[str] = Field(None, description="TFDS dataset name, e.g. 'tf_flowers'.")
+    tfds_data_dir: Optional[str] = None
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    seed: int = 42
+    cache: Literal["memory", "disk", "none"] = "memory"
+    max_per_class: Optional[int] = Field(None, ge=1, description="Use at most this many examples per class.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "Data":
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError(
+                f"val_fraction + test_fraction must be < 0.9, got {self.val_fraction} + {self.test_fraction}"
+            )
+        if self.source in ("folder", "csv") and not self.path:
+            raise ValueError(f"data.path is required when source={self.source!r}")
+        if self.source == "tfds" and not self.tfds_name:
+            raise ValueError("data.tfds_name is required when source='tfds'")
+        return self
+
+
+class FreezePlan(_Strict):
+    """Which backbone layers train.
+
+    modes: ``all`` (everything frozen), ``none`` (everything trains),
+    ``top_blocks`` (the last ``blocks`` natural blocks train), ``up_to``
+    (layers up to and including ``layer`` frozen), ``fraction`` (the top
+    ``fraction`` of layers by depth train), ``patterns`` (layers whose name
+    matches any regex in ``patterns`` train). BatchNormalization layers stay
+    frozen in inference mode unless ``train_batchnorm`` is true.
+    """
+
+    mode: Literal["all", "none", "top_blocks", "up_to", "fraction", "patterns"] = "all"
+    blocks: Optional[int] = Field(None, ge=0)
+    layer: Optional[str] = None
+    fraction: Optional[float] = Field(None, ge=0.0, le=1.0)
+    patterns: list[str] = Field(default_factory=list)
+    train_batchnorm: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> "FreezePlan":
+        need = {"top_blocks": "blocks", "up_to": "layer", "fraction": "fraction"}.get(self.mode)
+        if need and getattr(self, need) is None:
+            raise ValueError(f"freeze.{need} is required when mode={self.mode!r}")
+        if self.mode == "patterns" and not self.patterns:
+            raise ValueError("freeze.patterns must list at least one regex when mode='patterns'")
+        for p in self.patterns:
+            try:
+                re.compile(p)
+            except re.error as e:
+                raise ValueError(f"freeze.patterns: bad regex {p!r}: {e}") from None
+        return self
+
+
+class Backbone(_Strict):
+    name: str = "efficientnet_lite0"
+    weights: str = Field("imagenet", description="'imagenet', 'none', or a path to a weights file/folder.")
+    image_size: Optional[int] = Field(None, ge=16, le=1024, description="Square input size; default per backbone.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Extra constructor options, e.g. alpha.")
+
+
+class Head(_Strict):
+    pooling: Literal["avg", "max"] = "avg"
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    hidden: list[int] = Field(default_factory=list, description="Hidden Dense layer widths.")
+    activation: str = "relu"
+
+    @field_validator("hidden")
+    @classmethod
+    def _pos(cls, v: list[int]) -> list[int]:
+        for n in v:
+            if n < 1:
+                raise ValueError(f"hidden layer width must be >= 1, got {n}")
+        return v
+
+
+class Augment(_Strict):
+    flip: bool = False
+    rotation: float = Field(0.0, ge=0.0, le=0.5, description="Fraction of a full turn.")
+    zoom: float = Field(0.0, ge=0.0, le=0.5)
+    contrast: float = Field(0.0, ge=0.0, le=1.0)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.flip or self.rotation or self.zoom or self.contrast)
+
+
+class EarlyStopping(_Strict):
+    metric: str = "val_loss"
+    patience: int = Field(3, ge=0)
+    mode: Literal["auto", "min", "max"] = "auto"
+
+
+class Phase(_Strict):
+    name: str = "phase"
+    epochs: int = Field(1, ge=0)
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    learning_rate: float = Field(1e-3, gt=0.0)
+    schedule: Literal["constant", "cosine", "step"] = "constant"
+    step_every: int = Field(2, ge=1, description="Epochs between LR drops for schedule='step'.")
+    step_factor: float = Field(0.5, gt=0.0, le=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    freeze: FreezePlan = Field(default_factory=FreezePlan)
+    augment: Augment = Field(default_factory=Augment)
+    early_stopping: Optional[EarlyStopping] = None
+    discriminative_lr: Optional[float] = Field(
+        None, gt=0.0, le=1.0,
+        description="Per-block LR multiplier going down the network (e.g. 0.5 halves it each block).",
+    )
+    use_embedding_cache: bool = True
+    steps_per_epoch: Optional[int] = Field(None, ge=1, description="Limit batches per epoch (tests, smoke runs).")
+
+
+def _default_phases() -> list[Phase]:
+    return [
+        Phase(name="head", epochs=5, learning_rate=1e-3, freeze=FreezePlan(mode="all")),
+        Phase(
+            name="finetune", epochs=3, learning_rate=1e-4, schedule="cosine",
+            freeze=FreezePlan(mode="top_blocks", blocks=2),
+            early_stopping=EarlyStopping(metric="val_loss", patience=2),
+        ),
+    ]
+
+
+class Train(_Strict):
+    batch_size: int = Field(32, ge=1)
+    phases: list[Phase] = Field(default_factory=_default_phases)
+    class_weights: Literal["auto", "none"] = "auto"
+    mixed_precision: bool = False
+    seed: int = 1234
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    keep_best: bool = True
+
+    @field_validator("phases")
+    @classmethod
+    def _nonempty(cls, v: list[Phase]) -> list[Phase]:
+        if not v:
+            raise ValueError("train.phases must contain at least one phase")
+        return v
+
+
+class Export(_Strict):
+    formats: list[Literal["savedmodel", "keras", "h5"]] = Field(default_factory=lambda: ["savedmodel", "keras"])
+    verify: bool = True
+    verify_samples: int = Field(8, ge=1)
+
+
+class Project(_Strict):
+    """A whole tlapp project. ``schema_version`` lets old files be migrated."""
+
+    schema_version: int = SCHEMA_VERSION
+    name: str = "project"
+    task: Task = Field(default_factory=Task)
+    data: Data
+    backbone: Backbone = Field(default_factory=Backbone)
+    head: Head = Field(default_factory=Head)
+    train: Train = Field(default_factory=Train)
+    export: Export = Field(default_factory=Export)
+
+    @field_validator("schema_version")
+    @classmethod
+    def _version(cls, v: int) -> int:
+        if v != SCHEMA_VERSION:
+            raise ValueError(f"unsupported schema_version {v}; this tlapp reads version {SCHEMA_VERSION}")
+        return v
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    """One line per problem: ``file: field.path: message (got value)``."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"].removeprefix("Value error, ")
+        got = e.get("input")
+        got_s = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+        if e["type"] == "extra_forbidden":
+            msg, got_s = "unknown key", ""
+        lines.append(f"{source}: {loc}: {msg}{got_s}")
+    return "; ".join(lines)
+
+
+def project_from_dict(d: dict[str, Any], source: str = "project") -> Project:
+    try:
+        return Project.model_validate(d)
+    except ValidationError as e:
+        raise ConfigError(_format_error(e, source)) from None
+
+
+def load_project(path: str | Path) -> Project:
+    """Read and validate a YAML project file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: project file not found")
+    try:
+        d = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(d).__name__}")
+    return project_from_dict(d, str(path))
+
+
+def project_to_yaml(project: Project, exclude_defaults: bool = False) -> str:
+    d = project.model_dump(mode="json", exclude_defaults=exclude_defaults)
+    d["schema_version"] = project.schema_version
+    return yaml.safe_dump(d, sort_keys=False, allow_unicode=True)
+
+
+def save_project(project: Project, path: str | Path) -> None:
+    """Write atomically, so a crash never leaves a half-written project."""
+    from .fsutil import atomic_write_text
+
+    atomic_write_text(Path(path), project_to_yaml(project))
+
+
+def _coerce(value: str) -> Any:
+    return yaml.safe_load(value) if value != "" else ""
+
+
+def apply_overrides(project: Project, overrides: list[str]) -> Project:
+    """Apply ``dotted.key=value`` overrides (values parsed as YAML).
+
+    List items are addressed by index: ``train.phases.0.epochs=2``.
+    """
+    d = project.model_dump(mode="json")
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected dotted.key=value")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        node: Any = d
+        for i, p in enumerate(parts[:-1]):
+            try:
+                node = node[int(p)] if isinstance(node, list) else node[p]
+            except (KeyError, IndexError, ValueError):
+                raise ConfigError(f"--set {key}: no such field {'.'.join(parts[: i + 1])!r}") from None
+        last = parts[-1]
+        if isinstance(node, list):
+            try:
+                node[int(last)] = _coerce(raw)
+            except (ValueError, IndexError):
+                raise ConfigError(f"--set {key}: bad list index {last!r}") from None
+        elif isinstance(node, dict):
+            node[last] = _coerce(raw)
+        else:
+            raise ConfigError(f"--set {key}: {'.'.join(parts[:-1])!r} is not a section")
+    return project_from_dict(d, "--set")
+
+
+def resolve_data_path(project: Project, project_file: Optional[Path]) -> Optional[Path]:
+    """Data paths in a project file are relative to that file."""
+    if not project.data.path:
+        return None
+    p = Path(project.data.path).expanduser()
+    if not p.is_absolute() and project_file is not None:
+        p = (project_file.parent / p).resolve()
+    return p
