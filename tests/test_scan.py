@@ -1,0 +1,100 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from badfixtures import make_bad_dataset
+from tlapp.config import TaskType
+from tlapp.data import split_examples
+from tlapp.errors import DataError
+from tlapp.imageio import load_rgb
+from tlapp.scan import scan
+from test_config import run_cli
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad") / "data"
+    return root, make_bad_dataset(root)
+
+
+def test_every_problem_named_by_path_and_reason(bad):
+    root, expected = bad
+    rep = scan(root)
+    reasons = {str(Path(b.path).relative_to(root)): b.reason for b in rep.bad}
+    for rel, fragment in expected.items():
+        assert fragment in reasons[rel], (rel, reasons.get(rel))
+    assert rep.counts == {"empty": 0, "good": 3, "odd": 6}
+    assert rep.empty_classes == ["empty"]
+    ignored = {str(Path(b.path).relative_to(root)): b.reason for b in rep.ignored}
+    assert "__MACOSX" in ignored and ".hidden" in ignored
+    assert "resource fork" in ignored["good/._ok1.jpg"] and "hidden" in ignored["good/.DS_Store"]
+    with pytest.raises(DataError, match="empty"):
+        rep.require_usable()
+
+
+def test_odd_formats_become_rgb(bad):
+    root, _ = bad
+    for f in sorted((root / "odd").iterdir()):
+        arr = load_rgb(f, (16, 16))
+        assert arr.shape == (16, 16, 3) and arr.dtype == np.uint8, f.name
+    # Transparent pixels are composited on white; 16-bit is scaled, not clipped.
+    assert load_rgb(root / "odd" / "gray16.png").max() > 128
+
+
+def test_scan_cli_json_and_refusal(bad, capsys):
+    root, expected = bad
+    code, out, err = run_cli(["scan", str(root), "--json"], capsys)
+    d = json.loads(out)
+    assert code == 2 and "empty" in err
+    assert d["n_bad"] == len(expected) and d["counts"]["odd"] == 6
+
+
+def test_csv_sources_and_errors(tmp_path, color_data):
+    files = sorted(color_data.rglob("*.png"))
+    csv = tmp_path / "multi.csv"
+    csv.write_text("path,label\n" + "".join(f"{f},{f.parent.name};shape\n" for f in files[:6]))
+    rep = scan(csv, "multi_label")
+    assert rep.counts["shape"] == 6 and all(isinstance(e.label, list) for e in rep.examples)
+    reg = tmp_path / "reg.csv"
+    reg.write_text("".join(f"{f},{i * 0.5}\n" for i, f in enumerate(files[:5])))
+    assert [e.label for e in scan(reg, "regression").examples][:2] == [0.0, 0.5]
+    reg.write_text(f"{files[0]},tall\n")
+    with pytest.raises(DataError, match=r"reg.csv:1: label 'tall' is not a number"):
+        scan(reg, "regression")
+    with pytest.raises(DataError, match="does not exist"):
+        scan(tmp_path / "nothing")
+
+
+def test_split_is_stratified_seeded_disjoint(color_data):
+    rep = scan(color_data)
+    a = split_examples(rep.examples, TaskType.image_classification, 0.3, 0.2, seed=3)
+    b = split_examples(rep.examples, TaskType.image_classification, 0.3, 0.2, seed=3)
+    c = split_examples(rep.examples, TaskType.image_classification, 0.3, 0.2, seed=4)
+    paths = lambda s: [e.path for e in s]  # noqa: E731
+    assert paths(a.val) == paths(b.val) and paths(a.val) != paths(c.val)
+    sets = [set(paths(a.train)), set(paths(a.val)), set(paths(a.test))]
+    assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+    assert sum(map(len, sets)) == 30
+    for cls in ("red", "green", "blue"):
+        assert sum(e.label == cls for e in a.val) == 3 and sum(e.label == cls for e in a.test) == 2
+
+
+def test_imbalance_and_class_weights(tmp_path):
+    from conftest import make_color_dataset
+
+    root = tmp_path / "d"
+    make_color_dataset(root, ("red",), n=12)
+    make_color_dataset(root, ("blue",), n=3)
+    rep = scan(root)
+    assert rep.imbalance == 4.0
+    assert rep.class_weights["blue"] > 1 > rep.class_weights["red"]
+    assert any("imbalanced" in w for w in rep.warnings)
+
+
+def test_tfds_offline_fails_cleanly(tmp_path):
+    from tlapp.data import materialize_tfds
+
+    with pytest.raises(DataError, match="TFDS dataset 'tf_flowers' could not be loaded"):
+        materialize_tfds("tf_flowers", str(tmp_path / "tfds"), tmp_path / "out")

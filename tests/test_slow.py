@@ -1,0 +1,45 @@
+"""Real weights on real data (``--run-slow``)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import shared
+from tlapp.config import project_from_dict
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_035_sign_language_digits(tmp_path, capsys):
+    from test_config import run_cli
+    from tlapp.training import train
+
+    data = shared("data", "sign_language_digits", "Dataset")
+    w = shared("weights", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_128_no_top.h5")
+    code, _, err = run_cli(["weights", "import", str(w)], capsys)
+    assert code == 0, err
+    p = project_from_dict({
+        "name": "sign-digits",
+        "data": {"path": str(data), "val_fraction": 0.2, "seed": 3, "max_per_class": 80},
+        "backbone": {"name": "mobilenet_v2", "image_size": 128, "options": {"alpha": 0.35}},
+        "train": {"batch_size": 32, "phases": [
+            {"name": "head", "epochs": 30, "learning_rate": 3e-3},
+            {"name": "finetune", "epochs": 2, "learning_rate": 1e-4, "freeze": {"mode": "top_blocks", "blocks": 3}},
+        ]},
+    })
+    result = train(p, tmp_path / "run")
+    acc = result.metrics["final"]["val_accuracy_exported"]
+    print(f"\nsign-language digits, MobileNetV2-0.35@128: val accuracy {acc:.4f} on {result.metrics['n_val']} images")
+    (tmp_path.parent / "slow_result.json").write_text(json.dumps({"val_accuracy": acc}))
+    assert acc > 0.85
+    assert result.export["verified"] is True
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path, capsys):
+    from test_config import run_cli
+
+    code, out, err = run_cli(["demo", "--out", str(tmp_path / "demo")], capsys)
+    assert code == 0, err
+    acc = float(out.split("validation accuracy: ")[1].split()[0])
+    assert acc > 0.8  # ten classes: chance is 0.1

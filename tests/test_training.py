@@ -1,0 +1,188 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import tiny_project_dict
+from tlapp.config import load_project, project_from_dict
+from tlapp.errors import Cancelled, TrainingError
+from test_config import run_cli
+
+
+def test_event_sequence(trained_run):
+    result, events, run_dir = trained_run
+    types = [e.type for e in events]
+    assert types[:3] == ["run_start", "scan", "phase_start"] and types[-1] == "run_end"
+    phases = [e.data for e in events if e.type == "phase_start"]
+    assert [p["name"] for p in phases] == ["head", "finetune"]
+    assert phases[0]["embedding_cache"] is True and phases[1]["embedding_cache"] is False
+    assert phases[0]["trainable_params"] < phases[1]["trainable_params"]
+    epochs = [(e.data["phase"], e.data["epoch"]) for e in events if e.type == "epoch_end"]
+    assert epochs == [(0, 1), (0, 2), (1, 1)]
+    assert all({"loss", "val_loss", "accuracy", "val_accuracy"} <= set(e.data["metrics"]) for e in events
+               if e.type == "epoch_end")
+    assert any(e.type == "batch_end" for e in events)
+    assert types.index("export") < types.index("verify") < types.index("run_end")
+    on_disk = [json.loads(l)["type"] for l in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert on_disk == types
+
+
+def test_run_directory_layout(trained_run):
+    result, _, run_dir = trained_run
+    for f in ("config.yaml", "events.jsonl", "history.csv", "metrics.json", "model_card.md", "split.json",
+              "checkpoints/last/state.json", "checkpoints/last/optimizer.npz", "export/saved_model",
+              "export/model.keras", "export/labels.txt", "logs"):
+        assert (run_dir / f).exists(), f
+    assert load_project(run_dir / "config.yaml").backbone.name == "tiny_cnn"
+    assert "versions: tlapp=" in (run_dir / "config.yaml").read_text()
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["export"]["verify"]["ok"] is True and len(m["export"]["verify"]["results"]) == 4
+    assert [p["phase"] for p in m["phases"]] == ["head", "finetune"] and "val_loss" in m["phases"][0]["best"]
+    card = (run_dir / "model_card.md").read_text()
+    assert "Final freeze map" in card and "parity check: passed" in card and "tiny_cnn" in card
+    assert (run_dir / "export" / "labels.txt").read_text().split() == ["blue", "green", "red"]
+    assert len((run_dir / "history.csv").read_text().strip().splitlines()) == 4
+
+
+def test_batchnorm_statistics_unchanged_after_finetune(trained_run):
+    """Fresh BN layers start at mean 0 / var 1; after a fine-tune they must still be there."""
+    from tlapp.tfenv import quiet_import
+
+    _, keras = quiet_import()
+    import tlapp.assemble  # noqa: F401
+
+    model = keras.saving.load_model(trained_run[2] / "export" / "model.keras", compile=False)
+    bns = [l for l in model.get_layer("features").get_layer("tiny_cnn").layers if "BatchNormalization" in type(l).__name__]
+    assert len(bns) == 4
+    for bn in bns:
+        assert np.allclose(bn.moving_mean.numpy(), 0) and np.allclose(bn.moving_variance.numpy(), 1), bn.name
+
+
+def test_embedding_cache_head_matches_full_model(color_data, tmp_path):
+    from tlapp.training import train
+
+    losses = {}
+    for cached in (True, False):
+        d = tiny_project_dict(color_data)
+        d["train"]["phases"] = [{"name": "head", "epochs": 2, "learning_rate": 0.01, "use_embedding_cache": cached}]
+        d["export"] = {"formats": []}
+        events = []
+        train(project_from_dict(d), tmp_path / str(cached), events.append)
+        starts = [e.data for e in events if e.type == "phase_start"]
+        assert starts[0]["embedding_cache"] is cached
+        losses[cached] = [e.data["metrics"] for e in events if e.type == "epoch_end"][-1]
+    for k in ("loss", "val_loss"):
+        assert losses[True][k] == pytest.approx(losses[False][k], rel=2e-2), k
+
+
+def test_atomic_checkpoint_survives_failed_write(tmp_path):
+    from tlapp.checkpoint import read_state, save_checkpoint
+    from tlapp.tfenv import quiet_import
+
+    _, keras = quiet_import()
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    folder = tmp_path / "last"
+    save_checkpoint(folder, model, None, {"epoch_done": 1})
+
+    class Exploding:
+        def save_weights(self, path):
+            Path(path).write_bytes(b"partial")
+            raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        save_checkpoint(folder, Exploding(), None, {"epoch_done": 2})
+    assert read_state(folder) == {"epoch_done": 1}
+    model.load_weights(folder / "model.weights.h5")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_cancel_then_resume_continues_at_next_epoch(color_data, tmp_path):
+    from tlapp.training import train
+
+    d = tiny_project_dict(color_data)
+    d["train"]["phases"] = [{"name": "only", "epochs": 3, "learning_rate": 0.01, "schedule": "cosine",
+                             "use_embedding_cache": False}]
+    d["export"] = {"formats": []}
+    events = []
+    stop = lambda: sum(e.type == "epoch_end" for e in events) >= 1  # noqa: E731
+    with pytest.raises(Cancelled, match="epoch 2, batch 1"):
+        train(project_from_dict(d), tmp_path / "run", events.append, stop)
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "cancelled"
+    state = json.loads((tmp_path / "run" / "checkpoints" / "last" / "state.json").read_text())
+    assert state["epoch_done"] == 1
+    more = []
+    result = train(None, tmp_path / "run", more.append, resume=True)
+    assert [e.data["epoch"] for e in more if e.type == "epoch_start"] == [2, 3]
+    assert [e.data for e in more if e.type == "resume"] == [{"phase": 0, "epoch": 2}]
+    assert result.status == "completed" and len(result.metrics["phases"][0]) and \
+        result.metrics["phases"][0]["epochs"] == 3
+
+
+def test_resume_restores_optimizer_iterations(color_data, tmp_path):
+    """The LR schedule continues: optimizer.iterations comes back from the checkpoint."""
+    from tlapp.checkpoint import restore_optimizer, save_checkpoint
+    from tlapp.tfenv import quiet_import
+
+    _, keras = quiet_import()
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    opt = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(0.1, 100))
+    model.compile(opt, "mse")
+    model.fit(np.ones((8, 3)), np.ones((8, 2)), batch_size=2, epochs=1, verbose=0)
+    save_checkpoint(tmp_path / "c", model, opt, {})
+    opt2 = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(0.1, 100))
+    assert restore_optimizer(tmp_path / "c", opt2, model.trainable_variables)
+    assert int(opt2.iterations.numpy()) == 4
+
+
+def test_nan_loss_stops_naming_epoch_and_batch(color_data, tmp_path):
+    from tlapp.training import train
+
+    files = sorted(color_data.rglob("*.png"))
+    csv = tmp_path / "reg.csv"
+    csv.write_text("".join(f"{f},{1e30 if i % 2 else 1.0}\n" for i, f in enumerate(files)))
+    d = tiny_project_dict(csv)
+    d["data"]["source"] = "csv"
+    d["task"] = {"type": "regression"}
+    d["train"]["phases"] = [{"name": "head", "epochs": 1}]
+    with pytest.raises(TrainingError, match=r"loss became (inf|nan) in phase 'head', epoch 1, batch 1"):
+        train(project_from_dict(d), tmp_path / "run")
+
+
+def test_predict_json(trained_run, color_data, capsys):
+    code, out, err = run_cli(["predict", str(trained_run[2]), str(color_data / "red"), "--json"], capsys)
+    assert code == 0, err
+    rows = [json.loads(l) for l in out.splitlines()]
+    assert len(rows) == 10
+    r = rows[0]
+    assert set(r) == {"path", "label", "score", "scores"} and set(r["scores"]) == {"red", "green", "blue"}
+    assert abs(sum(r["scores"].values()) - 1) < 1e-4 and r["score"] == pytest.approx(max(r["scores"].values()), abs=1e-6)
+    code, _, err = run_cli(["predict", str(trained_run[2]), str(color_data / "nope")], capsys)
+    assert code == 2 and "no such file" in err
+
+
+def test_evaluate_and_reexport_cli(trained_run, tmp_path, capsys):
+    code, out, err = run_cli(["evaluate", str(trained_run[2]), "--json"], capsys)
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["n"] == 9 and len(rep["confusion_matrix"]) == 3
+    code, out, err = run_cli(["export", str(trained_run[2]), "--format", "savedmodel", "--format", "h5",
+                              "--out", str(tmp_path / "x")], capsys)
+    assert code == 0, err
+    assert (tmp_path / "x" / "saved_model").is_dir() and "passed" in out
+
+
+def test_saved_model_bytes_signature_in_plain_tensorflow(trained_run, color_data):
+    """A deployment with only TensorFlow: encoded image bytes in, probabilities out."""
+    script = (
+        "import sys, tensorflow as tf\n"
+        f"m = tf.saved_model.load({str(trained_run[2] / 'export' / 'saved_model')!r})\n"
+        f"b = open({str(sorted((color_data / 'blue').iterdir())[0])!r}, 'rb').read()\n"
+        "out = m.signatures['serving_bytes'](image_bytes=tf.constant([b, b]))['probabilities'].numpy()\n"
+        "print(out.shape, round(float(out.sum()), 3))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert proc.stdout.strip().endswith("(2, 3) 2.0")
