@@ -1,0 +1,105 @@
+"""Live training charts (pyqtgraph): loss and metric per batch (smoothed) and
+per epoch for train and val, with phase boundaries marked."""
+from __future__ import annotations
+
+from typing import Any
+
+import pyqtgraph as pg
+from PySide6.QtWidgets import QHBoxLayout, QWidget
+
+_COLORS = {"train": (60, 120, 220), "val": (230, 120, 40), "batch": (150, 150, 150)}
+
+
+class _Panel(pg.PlotWidget):
+    def __init__(self, title: str, key: str) -> None:
+        super().__init__(title=title)
+        self.key = key
+        self.setBackground(None)
+        self.showGrid(x=True, y=True, alpha=0.25)
+        self.addLegend(offset=(-10, 10), brush=pg.mkBrush(255, 255, 255, 170), labelTextColor=(60, 60, 60))
+        self.setLabel("bottom", "epoch")
+        self.batch = self.plot([], [], pen=pg.mkPen(_COLORS["batch"], width=1), name="train (batch, smoothed)")
+        self.train = self.plot([], [], pen=pg.mkPen(_COLORS["train"], width=2), symbol="o", symbolSize=5,
+                               symbolBrush=_COLORS["train"], name="train (epoch)")
+        self.val = self.plot([], [], pen=pg.mkPen(_COLORS["val"], width=2), symbol="o", symbolSize=5,
+                             symbolBrush=_COLORS["val"], name="val (epoch)")
+        self.reset()
+
+    def reset(self) -> None:
+        self.bx: list[float] = []
+        self.by: list[float] = []
+        self.ex: list[float] = []
+        self.ey: list[float] = []
+        self.vy: list[float] = []
+        self.vx: list[float] = []
+        self._ema = None
+        for c in (self.batch, self.train, self.val):
+            c.setData([], [])
+        for item in list(self.items()):
+            if isinstance(item, pg.InfiniteLine):
+                self.removeItem(item)
+
+    def add_batch(self, x: float, value: float) -> None:
+        self._ema = value if self._ema is None else 0.8 * self._ema + 0.2 * value
+        self.bx.append(x)
+        self.by.append(self._ema)
+        self.batch.setData(self.bx, self.by)
+
+    def add_epoch(self, x: float, metrics: dict[str, float]) -> None:
+        if self.key in metrics:
+            self.ex.append(x)
+            self.ey.append(metrics[self.key])
+            self.train.setData(self.ex, self.ey)
+        if f"val_{self.key}" in metrics:
+            self.vx.append(x)
+            self.vy.append(metrics[f"val_{self.key}"])
+            self.val.setData(self.vx, self.vy)
+
+    def mark_phase(self, x: float, name: str) -> None:
+        line = pg.InfiniteLine(pos=x, angle=90, pen=pg.mkPen((120, 120, 120), style=pg.QtCore.Qt.PenStyle.DashLine),
+                               label=name, labelOpts={"position": 0.9, "color": (120, 120, 120)})
+        self.addItem(line)
+
+
+class TrainingCharts(QWidget):
+    """Feeds on training event dicts; x is a global epoch count across phases."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loss = _Panel("Loss", "loss")
+        self.metric = _Panel("Accuracy", "accuracy")
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.loss)
+        lay.addWidget(self.metric)
+        self.reset()
+
+    def reset(self) -> None:
+        self.offset = 0.0  # epochs completed in earlier phases
+        self.updates = 0
+        self.loss.reset()
+        self.metric.reset()
+
+    def set_metric(self, key: str, title: str) -> None:
+        self.metric.key = key
+        self.metric.setTitle(title)
+
+    def on_event(self, ev: dict[str, Any]) -> None:
+        t, d = ev["type"], ev.get("data", {})
+        if t == "phase_start":
+            self.offset = float(len(self.loss.ex)) if self.loss.ex else self.offset
+            for p in (self.loss, self.metric):
+                p.mark_phase(self.offset + d.get("start_epoch", 0), d.get("name", ""))
+        elif t == "batch_end":
+            x = self.offset + d["epoch"] - 1 + d["batch"] / max(d["steps"], 1)
+            m = d.get("metrics", {})
+            if "loss" in m:
+                self.loss.add_batch(x, m["loss"])
+            if self.metric.key in m:
+                self.metric.add_batch(x, m[self.metric.key])
+            self.updates += 1
+        elif t == "epoch_end":
+            x = self.offset + d["epoch"]
+            self.loss.add_epoch(x, d["metrics"])
+            self.metric.add_epoch(x, d["metrics"])
+            self.updates += 1

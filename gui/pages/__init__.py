@@ -1,0 +1,1 @@
+"""One module per wizard step; each page can be shown on its own."""

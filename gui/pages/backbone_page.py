@@ -1,0 +1,149 @@
+"""Step 2 — Backbone: a searchable catalog table, input size, weights import."""
+from __future__ import annotations
+
+from typing import Optional
+
+from PySide6.QtCore import QSortFilterProxyModel, Qt
+from PySide6.QtGui import QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
+                               QPushButton, QSpinBox, QTableView, QVBoxLayout)
+
+from tlapp.catalog import all_entries, get_entry
+
+from ..widgets import show_error
+from ..workers import FunctionWorker
+from .base import WizardPage
+
+COLUMNS = ["Name", "Family", "Params (M)", "Input", "Scaling", "Offline", "Licence"]
+
+
+class BackbonePage(WizardPage):
+    title = "Backbone"
+
+    def __init__(self, state) -> None:
+        super().__init__(state)
+        self.worker: Optional[FunctionWorker] = None
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search backbones (name or family)…")
+        self.model = QStandardItemModel(0, len(COLUMNS))
+        self.model.setHorizontalHeaderLabels(COLUMNS)
+        self.proxy = QSortFilterProxyModel()
+        self.proxy.setSourceModel(self.model)
+        self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.proxy.setFilterKeyColumn(-1)
+        self.search.textChanged.connect(self.proxy.setFilterFixedString)
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QTableView.SelectionMode.SingleSelection)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.verticalHeader().setVisible(False)
+        self.table.selectionModel().selectionChanged.connect(self._selected)
+        self.size = QSpinBox()
+        self.size.setRange(32, 1024)
+        self.size.setSingleStep(16)
+        self.weights = QComboBox()
+        self.weights.setEditable(True)
+        self.weights.addItems(["imagenet", "none"])
+        self.alpha = QComboBox()
+        self.alpha.addItems(["(default)", "0.25", "0.35", "0.5", "0.75", "1.0", "1.3", "1.4"])
+        self.info = QLabel()
+        self.info.setWordWrap(True)
+        imp = QPushButton("Import weights…")
+        imp.clicked.connect(self.import_weights)
+        form = QFormLayout()
+        form.addRow("Input size", self.size)
+        form.addRow("Weights", self.weights)
+        form.addRow("Width (alpha)", self.alpha)
+        row = QHBoxLayout()
+        row.addLayout(form, 1)
+        row.addWidget(imp, 0, Qt.AlignmentFlag.AlignTop)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.search)
+        lay.addWidget(self.table, 1)
+        lay.addWidget(self.info)
+        lay.addLayout(row)
+        self.fill()
+
+    def fill(self) -> None:
+        from tlapp.weights import offline_status
+
+        self.model.setRowCount(0)
+        for e in all_entries(include_test=True):
+            cells = [e.name, e.family, f"{e.params_m:.1f}", str(e.default_size), e.preprocessing,
+                     "✓" if offline_status(e.name) else "✗", e.licence]
+            items = [QStandardItem(c) for c in cells]
+            for it in items:
+                it.setEditable(False)
+                it.setToolTip(e.notes or e.name)
+            self.model.appendRow(items)
+
+    def selected_name(self) -> Optional[str]:
+        rows = self.table.selectionModel().selectedRows()
+        return self.proxy.index(rows[0].row(), 0).data() if rows else None
+
+    def select(self, name: str) -> None:
+        for r in range(self.proxy.rowCount()):
+            if self.proxy.index(r, 0).data() == name:
+                self.table.selectRow(r)
+                self.table.scrollTo(self.proxy.index(r, 0))
+                return
+
+    def _selected(self) -> None:
+        name = self.selected_name()
+        if not name:
+            return
+        e = get_entry(name)
+        if self.size.value() == 0 or self.state.project.backbone.name != name:
+            self.size.setValue(e.default_size)
+        self.alpha.setEnabled("alpha" in e.options)
+        self.info.setText(f"<b>{e.name}</b> — {e.family}, {e.params_m:.1f} M parameters, expects "
+                          f"'{e.preprocessing}' scaling (built into the model). {e.notes}")
+
+    def refresh(self) -> None:
+        b = self.state.project.backbone
+        self.select(b.name)
+        self.size.setValue(b.image_size or get_entry(b.name).default_size)
+        self.weights.setCurrentText(b.weights)
+        self.alpha.setCurrentText(str(b.options.get("alpha", "(default)")))
+
+    def commit(self) -> None:
+        name = self.selected_name() or self.state.project.backbone.name
+        opts = dict(self.state.project.backbone.options) if name == self.state.project.backbone.name else {}
+        if self.alpha.isEnabled() and self.alpha.currentText() != "(default)":
+            opts["alpha"] = float(self.alpha.currentText())
+        else:
+            opts.pop("alpha", None)
+        self.state.update("backbone", name=name, image_size=self.size.value(),
+                          weights=self.weights.currentText().strip() or "imagenet", options=opts)
+
+    def validate(self) -> Optional[str]:
+        from tlapp.catalog import check_options, check_size
+        from tlapp.errors import TlappError
+
+        name = self.selected_name()
+        if not name:
+            return "Choose a backbone."
+        try:
+            e = get_entry(name)
+            check_size(e, self.size.value())
+            if self.alpha.isEnabled() and self.alpha.currentText() != "(default)":
+                check_options(e, {"alpha": float(self.alpha.currentText())})
+        except TlappError as err:
+            return str(err)
+        return None
+
+    def import_weights(self) -> None:
+        from tlapp.weights import import_weights
+
+        path, _ = QFileDialog.getOpenFileName(self, "Import weights", "",
+                                              "Weights (*.h5 *.keras *.pth *.bin *.pt);;All files (*)")
+        if not path:
+            return
+        self.worker = FunctionWorker(import_weights, path)
+        self.worker.done.connect(lambda res: (self.info.setText(f"Imported {res.kind} → {res.destination}"), self.fill(),
+                                              self.select(self.selected_name() or "")))
+        self.worker.failed.connect(lambda m, d: show_error(self, m, d))
+        self.info.setText("Importing…")
+        self.worker.start()

@@ -1,0 +1,26 @@
+"""The contract every wizard page follows."""
+from __future__ import annotations
+
+from typing import Optional
+
+from PySide6.QtWidgets import QWidget
+
+from ..state import ProjectState
+
+
+class WizardPage(QWidget):
+    title = "Step"
+
+    def __init__(self, state: ProjectState) -> None:
+        super().__init__()
+        self.state = state
+
+    def refresh(self) -> None:
+        """Load widgets from ``state.project`` (called when the page is shown)."""
+
+    def commit(self) -> None:
+        """Write widgets into ``state.project`` (called before leaving the page)."""
+
+    def validate(self) -> Optional[str]:
+        """None when the user may go on; otherwise a one-line reason."""
+        return None

@@ -1,0 +1,189 @@
+"""Step 1 — Data: choose a folder / CSV / TFDS name, scan in the background,
+see class counts, sample thumbnails, unusable files and the split."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Optional
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
+                               QPushButton, QSlider, QSpinBox, QSplitter, QTableWidget, QTableWidgetItem,
+                               QVBoxLayout, QWidget)
+
+from tlapp.errors import DataError
+
+from ..workers import FunctionWorker
+from ..widgets import BarChart, ThumbGrid, show_error
+from .base import WizardPage
+
+
+class DataPage(WizardPage):
+    title = "Data"
+
+    def __init__(self, state) -> None:
+        super().__init__(state)
+        self.worker: Optional[FunctionWorker] = None
+        self.source = QComboBox()
+        self.source.addItems(["folder", "csv", "tfds"])
+        self.path = QLineEdit()
+        self.path.setPlaceholderText("Folder with one sub-folder per class, or a CSV of path,label")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self.browse)
+        self.scan_btn = QPushButton("Scan")
+        self.scan_btn.clicked.connect(self.start_scan)
+        row = QHBoxLayout()
+        row.addWidget(self.source)
+        row.addWidget(self.path, 1)
+        row.addWidget(browse)
+        row.addWidget(self.scan_btn)
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.summary = QLabel("Pick your data to start.")
+        self.summary.setWordWrap(True)
+        self.val = self._slider(0, 50)
+        self.test = self._slider(0, 40)
+        self.val_label, self.test_label = QLabel(), QLabel()
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        split = QFormLayout()
+        for label, slider, text in (("Validation", self.val, self.val_label), ("Test", self.test, self.test_label)):
+            h = QHBoxLayout()
+            h.addWidget(slider, 1)
+            h.addWidget(text)
+            split.addRow(label, h)
+        split.addRow("Split seed", self.seed)
+        self.chart = BarChart()
+        self.thumbs = ThumbGrid(64)
+        self.bad = QTableWidget(0, 2)
+        self.bad.setHorizontalHeaderLabels(["Skipped file", "Reason"])
+        self.bad.horizontalHeader().setStretchLastSection(True)
+        self.bad.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        views = QSplitter(Qt.Orientation.Vertical)
+        top = QSplitter(Qt.Orientation.Horizontal)
+        top.addWidget(self.chart)
+        top.addWidget(self.thumbs)
+        views.addWidget(top)
+        views.addWidget(self.bad)
+        lay = QVBoxLayout(self)
+        lay.addLayout(row)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.summary)
+        box = QWidget()
+        box.setLayout(split)
+        lay.addWidget(box)
+        lay.addWidget(views, 1)
+        for s in (self.val, self.test):
+            s.valueChanged.connect(self._split_labels)
+
+    def _slider(self, lo: int, hi: int) -> QSlider:
+        s = QSlider(Qt.Orientation.Horizontal)
+        s.setRange(lo, hi)
+        return s
+
+    def _split_labels(self) -> None:
+        self.val_label.setText(f"{self.val.value()}%")
+        self.test_label.setText(f"{self.test.value()}%")
+
+    def refresh(self) -> None:
+        d = self.state.project.data
+        self.source.setCurrentText(d.source)
+        self.path.setText(d.tfds_name if d.source == "tfds" else (d.path or ""))
+        self.val.setValue(round(d.val_fraction * 100))
+        self.test.setValue(round(d.test_fraction * 100))
+        self.seed.setValue(d.seed)
+        self._split_labels()
+        if self.state.scan_report is not None:
+            self.show_report(self.state.scan_report)
+
+    def commit(self) -> None:
+        src, text = self.source.currentText(), self.path.text().strip()
+        values = {"source": src, "val_fraction": self.val.value() / 100, "test_fraction": self.test.value() / 100,
+                  "seed": self.seed.value()}
+        values.update({"tfds_name": text, "path": None} if src == "tfds" else {"path": text or ".", "tfds_name": None})
+        self.state.update("data", **values)
+
+    def browse(self) -> None:
+        if self.source.currentText() == "csv":
+            path, _ = QFileDialog.getOpenFileName(self, "Choose a CSV of path,label", "", "CSV (*.csv *.tsv)")
+        else:
+            path = QFileDialog.getExistingDirectory(self, "Choose a folder with one sub-folder per class")
+        if path:
+            self.path.setText(path)
+            self.start_scan()
+
+    def start_scan(self) -> None:
+        from tlapp.data import resolve_source
+        from tlapp.scan import scan
+
+        try:
+            self.commit()
+        except Exception as e:
+            show_error(self, str(e))
+            return
+        if self.worker is not None and self.worker.isRunning():
+            return
+        project, pfile = self.state.project, self.state.path
+
+        def run(progress=None):
+            return scan(resolve_source(project, pfile), project.task.type.value, progress=progress)
+
+        self.worker = FunctionWorker(run, with_progress=True)
+        self.worker.progress.connect(self._progress)
+        self.worker.done.connect(self._scanned)
+        self.worker.failed.connect(self._failed)
+        self.progress.setVisible(True)
+        self.progress.setValue(0)
+        self.scan_btn.setEnabled(False)
+        self.summary.setText("Scanning… every file is decoded once so training never trips over a bad one.")
+        self.worker.start()
+
+    def _progress(self, done: int, total: int) -> None:
+        self.progress.setMaximum(max(total, 1))
+        self.progress.setValue(done)
+
+    def _failed(self, msg: str, details: str) -> None:
+        self.progress.setVisible(False)
+        self.scan_btn.setEnabled(True)
+        self.summary.setText(f"<b>Scan failed:</b> {msg}")
+        show_error(self, msg, details)
+
+    def _scanned(self, report) -> None:
+        self.progress.setVisible(False)
+        self.scan_btn.setEnabled(True)
+        self.state.scan_report = report
+        self.state.scanned.emit(report)
+        self.show_report(report)
+
+    def show_report(self, report) -> None:
+        lines = [f"<b>{len(report.examples)}</b> usable images in <b>{len(report.classes)}</b> classes; "
+                 f"{len(report.bad)} unusable (skipped), {len(report.ignored)} ignored; "
+                 f"imbalance {report.imbalance}."]
+        lines += [f"<span style='color:#c80'>⚠ {w}</span>" for w in report.warnings]
+        lines += [f"<span style='color:#c00'>✗ class '{c}' has no usable images</span>" for c in report.empty_classes]
+        self.summary.setText("<br>".join(lines))
+        self.chart.set_counts(report.counts)
+        rng = random.Random(0)
+        by_class: dict[str, list[str]] = {}
+        for ex in report.examples:
+            by_class.setdefault(str(ex.label if not isinstance(ex.label, list) else ex.label[0]), []).append(ex.path)
+        sample = []
+        for c, paths in sorted(by_class.items()):
+            sample += [(p, c) for p in rng.sample(paths, min(4, len(paths)))]
+        self.thumbs.set_items(sample)
+        self.bad.setRowCount(0)
+        for b in report.bad + report.ignored:
+            r = self.bad.rowCount()
+            self.bad.insertRow(r)
+            self.bad.setItem(r, 0, QTableWidgetItem(b.path))
+            self.bad.setItem(r, 1, QTableWidgetItem(b.reason))
+
+    def validate(self) -> Optional[str]:
+        rep = self.state.scan_report
+        if rep is None:
+            return "Scan the data first (press Scan)."
+        try:
+            rep.require_usable()
+        except DataError as e:
+            return str(e)
+        return None

@@ -1,0 +1,104 @@
+"""Step 6 — Evaluate: final metrics, confusion matrix (click a cell to see
+those images), per-class precision/recall/F1, misclassified examples."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QLabel, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtCore import Qt
+
+from ..widgets import ThumbGrid
+from .base import WizardPage
+
+
+class EvaluatePage(WizardPage):
+    title = "Evaluate"
+
+    def __init__(self, state) -> None:
+        super().__init__(state)
+        self.evaluation: dict[str, Any] = {}
+        self.summary = QLabel("Train a model to see its evaluation.")
+        self.summary.setWordWrap(True)
+        self.matrix = QTableWidget()
+        self.matrix.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.matrix.cellClicked.connect(self.show_cell)
+        self.per_class = QTableWidget(0, 4)
+        self.per_class.setHorizontalHeaderLabels(["Precision", "Recall", "F1", "Support"])
+        self.per_class.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.cell_label = QLabel("Misclassified validation images (click a confusion-matrix cell to filter):")
+        self.images = ThumbGrid(72)
+        top = QSplitter(Qt.Orientation.Horizontal)
+        for title, w in (("Confusion matrix (rows: true, columns: predicted)", self.matrix),
+                         ("Per class", self.per_class)):
+            box = QWidget()
+            bl = QVBoxLayout(box)
+            bl.setContentsMargins(0, 0, 0, 0)
+            bl.addWidget(QLabel(title))
+            bl.addWidget(w)
+            top.addWidget(box)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.summary)
+        lay.addWidget(top, 2)
+        lay.addWidget(self.cell_label)
+        lay.addWidget(self.images, 1)
+
+    def refresh(self) -> None:
+        run = self.state.run_dir
+        if run is None or not (Path(run) / "evaluation.json").is_file():
+            return
+        self.evaluation = json.loads((Path(run) / "evaluation.json").read_text())
+        metrics = json.loads((Path(run) / "metrics.json").read_text())
+        fin = metrics.get("final", {})
+        best = metrics.get("best", {})
+        parts = [f"<b>Validation accuracy {self.evaluation.get('accuracy', float('nan')):.4f}</b> on "
+                 f"{metrics.get('n_val')} images" if "accuracy" in self.evaluation else "Regression / multi-label run",
+                 f"final val_loss {fin.get('val_loss', float('nan')):.4f}"]
+        if best.get("restored"):
+            parts.append(f"best weights from phase '{best['phase_name']}' epoch {best['epoch']} were kept")
+        self.summary.setText(" · ".join(parts))
+        self.fill_matrix()
+        self.show_cell(-1, -1)
+
+    def fill_matrix(self) -> None:
+        classes = self.evaluation.get("classes", [])
+        cm = self.evaluation.get("confusion_matrix", [])
+        self.matrix.setRowCount(len(classes))
+        self.matrix.setColumnCount(len(classes))
+        self.matrix.setHorizontalHeaderLabels(classes)
+        self.matrix.setVerticalHeaderLabels(classes)
+        peak = max((max(r) for r in cm), default=1) or 1
+        for i, row in enumerate(cm):
+            for j, n in enumerate(row):
+                it = QTableWidgetItem(str(n))
+                it.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                shade = int(255 - 150 * n / peak)
+                it.setBackground(QColor(shade, shade, 255) if i == j else QColor(255, shade, shade) if n else QColor(255, 255, 255))
+                it.setForeground(QColor(0, 0, 0))
+                self.matrix.setItem(i, j, it)
+        self.matrix.resizeColumnsToContents()
+        per = self.evaluation.get("per_class", {})
+        self.per_class.setRowCount(len(per))
+        self.per_class.setVerticalHeaderLabels(list(per))
+        for r, m in enumerate(per.values()):
+            for c, key in enumerate(("precision", "recall", "f1", "support")):
+                v = m[key]
+                self.per_class.setItem(r, c, QTableWidgetItem(f"{v:.3f}" if isinstance(v, float) else str(v)))
+
+    def show_cell(self, row: int, col: int) -> None:
+        preds = self.evaluation.get("predictions", [])
+        classes = self.evaluation.get("classes", [])
+        if row < 0:
+            chosen = [p for p in preds if p["true"] != p["pred"]]
+            self.cell_label.setText(f"Misclassified validation images: {len(chosen)} "
+                                    "(click a confusion-matrix cell to see those images)")
+        else:
+            t, pr = classes[row], classes[col]
+            chosen = [p for p in preds if p["true"] == t and p["pred"] == pr]
+            self.cell_label.setText(f"True '{t}', predicted '{pr}': {len(chosen)} image(s)")
+        self.images.set_items([(p["path"], f"{p['true']}→{p['pred']} {p.get('score', 0):.2f}") for p in chosen[:200]])
+
+    def validate(self) -> Optional[str]:
+        return None if self.evaluation else "No evaluation yet: finish a training run first."

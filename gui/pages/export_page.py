@@ -1,0 +1,161 @@
+"""Step 7 — Export: formats, destination, the fresh-process parity result,
+open the folder, and "Try it": drop an image to see the exported model's answer."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout)
+
+from ..widgets import open_folder, show_error, thumbnail
+from ..workers import FunctionWorker
+from .base import WizardPage
+
+
+class DropLabel(QLabel):
+    """Accepts a dropped image file."""
+
+    def __init__(self, on_file) -> None:
+        super().__init__("Drop an image here\n(or click “Choose image…”)")
+        self.on_file = on_file
+        self.setAcceptDrops(True)
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setMinimumSize(220, 220)
+        self.setStyleSheet("QLabel { border: 2px dashed palette(mid); border-radius: 8px; }")
+
+    def dragEnterEvent(self, e) -> None:  # noqa: N802 - Qt API
+        if e.mimeData().hasUrls():
+            e.acceptProposedAction()
+
+    def dropEvent(self, e) -> None:  # noqa: N802
+        urls = e.mimeData().urls()
+        if urls:
+            self.on_file(urls[0].toLocalFile())
+
+
+class ExportPage(WizardPage):
+    title = "Export"
+
+    def __init__(self, state) -> None:
+        super().__init__(state)
+        self.worker: Optional[FunctionWorker] = None
+        self.predictor = None
+        self.formats = {f: QCheckBox(label) for f, label in
+                        (("savedmodel", "SavedModel (TF Serving / TFLite converter)"), ("keras", ".keras"),
+                         ("h5", "Legacy .h5"))}
+        self.dest = QLineEdit()
+        self.dest.setPlaceholderText("Export folder (default: the run's export/)")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(lambda: self.dest.setText(QFileDialog.getExistingDirectory(self, "Export to") or
+                                                         self.dest.text()))
+        self.export_btn = QPushButton("Export again")
+        self.export_btn.clicked.connect(self.reexport)
+        self.open_btn = QPushButton("Open folder")
+        self.open_btn.clicked.connect(lambda: open_folder(self.export_dir()))
+        self.parity = QLabel("No export yet.")
+        self.parity.setWordWrap(True)
+        self.drop = DropLabel(self.try_file)
+        choose = QPushButton("Choose image…")
+        choose.clicked.connect(self._choose)
+        self.answer = QLabel()
+        self.answer.setWordWrap(True)
+        self.answer.setObjectName("tryAnswer")
+        lay = QVBoxLayout(self)
+        for cb in self.formats.values():
+            lay.addWidget(cb)
+        row = QHBoxLayout()
+        row.addWidget(self.dest, 1)
+        row.addWidget(browse)
+        row.addWidget(self.export_btn)
+        row.addWidget(self.open_btn)
+        lay.addLayout(row)
+        lay.addWidget(self.parity)
+        lay.addWidget(QLabel("<b>Try it</b> — the exported SavedModel answers, exactly as a deployment would:"))
+        tr = QHBoxLayout()
+        tr.addWidget(self.drop)
+        col = QVBoxLayout()
+        col.addWidget(choose)
+        col.addWidget(self.answer, 1)
+        tr.addLayout(col, 1)
+        lay.addLayout(tr, 1)
+
+    def export_dir(self) -> Path:
+        return Path(self.dest.text()) if self.dest.text().strip() else Path(self.state.run_dir or ".") / "export"
+
+    def refresh(self) -> None:
+        fmts = self.state.project.export.formats
+        for f, cb in self.formats.items():
+            cb.setChecked(f in fmts)
+        self.show_parity()
+
+    def show_parity(self) -> None:
+        run = self.state.run_dir
+        if run is None or not (Path(run) / "metrics.json").is_file():
+            return
+        exp = json.loads((Path(run) / "metrics.json").read_text()).get("export") or {}
+        v = exp.get("verify") or {}
+        rows = "".join(f"<li>{r['artifact']}: max |diff| {r['max_abs_diff']:.1e}, argmax "
+                       f"{'same' if r['argmax_match'] else 'DIFFERENT'}</li>" for r in v.get("results", []))
+        ok = v.get("ok")
+        self.parity.setText(f"<b>{'✓' if ok else '✗'} Fresh-process check:</b> {v.get('summary', 'not run')}"
+                            f"<ul>{rows}</ul>Folder: {exp.get('dir')}")
+
+    def commit(self) -> None:
+        self.state.update("export", formats=[f for f, cb in self.formats.items() if cb.isChecked()])
+
+    def validate(self) -> Optional[str]:
+        return None if any(cb.isChecked() for cb in self.formats.values()) else "Choose at least one export format."
+
+    def reexport(self) -> None:
+        from tlapp.evaluation_cli import reexport
+
+        if self.state.run_dir is None:
+            show_error(self, "Train a model first.")
+            return
+        fmts = [f for f, cb in self.formats.items() if cb.isChecked()]
+        out = Path(self.dest.text()) if self.dest.text().strip() else None
+        self.worker = FunctionWorker(reexport, self.state.run_dir, fmts, out)
+        self.worker.done.connect(lambda info: self.parity.setText(
+            f"Exported {info['formats']} to {info['dir']}. Check: {(info.get('verify') or {}).get('summary')}"
+            + (f" Problems: {info['errors']}" if info["errors"] else "")))
+        self.worker.failed.connect(lambda m, d: show_error(self, m, d))
+        self.parity.setText("Exporting and checking in a fresh process…")
+        self.worker.start()
+
+    def _choose(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose an image", "", "Images (*.png *.jpg *.jpeg *.bmp *.gif *.webp)")
+        if path:
+            self.try_file(path)
+
+    def try_file(self, path: str) -> None:
+        from tlapp.predict import Predictor
+
+        if self.state.run_dir is None:
+            show_error(self, "Train and export a model first.")
+            return
+        self.drop.setPixmap(thumbnail(path, 200))
+        run = self.state.run_dir
+
+        def predict():
+            if self.predictor is None or self.predictor.export_dir != Path(run) / "export":
+                self.predictor = Predictor.load(run)
+            return self.predictor.predict_files([path])[0]
+
+        self.worker = FunctionWorker(predict)
+        self.worker.done.connect(self._answer)
+        self.worker.failed.connect(lambda m, d: show_error(self, m, d))
+        self.answer.setText("Predicting…")
+        self.worker.start()
+
+    def _answer(self, r: dict) -> None:
+        if "error" in r:
+            self.answer.setText(f"Cannot read this image: {r['error']}")
+            return
+        if "label" not in r:
+            self.answer.setText(json.dumps(r))
+            return
+        top = sorted(r["scores"].items(), key=lambda kv: -kv[1])[:5]
+        self.answer.setText(f"<h2>{r['label']}</h2>score {r['score']:.3f}<br>" +
+                            "<br>".join(f"{c}: {s:.3f}" for c, s in top))

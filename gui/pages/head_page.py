@@ -1,0 +1,72 @@
+"""Step 4 — Head & task: task type, pooling, dropout, hidden layers, class preview."""
+from __future__ import annotations
+
+from typing import Optional
+
+from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QLineEdit, QListWidget, QVBoxLayout
+
+from .base import WizardPage
+
+TASKS = {"Single-label classification": "image_classification", "Multi-label classification": "multi_label",
+         "Regression": "regression"}
+
+
+class HeadPage(WizardPage):
+    title = "Head & task"
+
+    def __init__(self, state) -> None:
+        super().__init__(state)
+        self.task = QComboBox()
+        self.task.addItems(list(TASKS))
+        self.pooling = QComboBox()
+        self.pooling.addItems(["avg", "max"])
+        self.dropout = QDoubleSpinBox()
+        self.dropout.setRange(0, 0.9)
+        self.dropout.setSingleStep(0.05)
+        self.hidden = QLineEdit()
+        self.hidden.setPlaceholderText("e.g. 256, 128 (empty: a single output layer)")
+        self.classes = QListWidget()
+        self.note = QLabel()
+        self.note.setWordWrap(True)
+        form = QFormLayout()
+        form.addRow("Task", self.task)
+        form.addRow("Pooling", self.pooling)
+        form.addRow("Dropout", self.dropout)
+        form.addRow("Hidden layers", self.hidden)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(QLabel("Classes (from the data scan):"))
+        lay.addWidget(self.classes, 1)
+        lay.addWidget(self.note)
+
+    def refresh(self) -> None:
+        p = self.state.project
+        self.task.setCurrentText(next(k for k, v in TASKS.items() if v == p.task.type.value))
+        self.pooling.setCurrentText(p.head.pooling)
+        self.dropout.setValue(p.head.dropout)
+        self.hidden.setText(", ".join(str(h) for h in p.head.hidden))
+        self.classes.clear()
+        rep = self.state.scan_report
+        if rep is not None:
+            self.classes.addItems([f"{c}  ({n})" for c, n in rep.counts.items()])
+            act = {"image_classification": "softmax", "multi_label": "sigmoid", "regression": "linear"}
+            self.note.setText(f"Output: {len(rep.classes)} units, {act[p.task.type.value]}.")
+
+    def _hidden(self) -> list[int]:
+        text = self.hidden.text().replace(";", ",")
+        return [int(x) for x in text.split(",") if x.strip()]
+
+    def commit(self) -> None:
+        d = self.state.project.model_dump(mode="json")
+        d["task"]["type"] = TASKS[self.task.currentText()]
+        d["head"].update(pooling=self.pooling.currentText(), dropout=self.dropout.value(), hidden=self._hidden())
+        self.state.set_dict(d)
+
+    def validate(self) -> Optional[str]:
+        try:
+            widths = self._hidden()
+        except ValueError:
+            return f"Hidden layers: {self.hidden.text()!r} is not a comma-separated list of integers"
+        if any(w < 1 for w in widths):
+            return "Hidden layers: widths must be >= 1"
+        return None

@@ -1,0 +1,264 @@
+"""Step 5 — Training: phases editor, device, Start / Cancel / Resume, live
+charts, counters and a log. Training runs in a child process (see workers)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton,
+                               QSpinBox, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtCore import Qt
+
+from ..charts import TrainingCharts
+from ..widgets import show_error
+from ..workers import FunctionWorker, TrainingProcess
+from .base import WizardPage
+
+PHASE_COLUMNS = ["Name", "Epochs", "LR", "Schedule", "Optimizer", "Freeze", "Early-stop patience", "Flip aug."]
+
+
+def _device_text() -> str:
+    from tlapp.doctor import devices
+
+    d = devices()
+    return f"GPU — {', '.join(d['gpus'])}" if d["device"] == "GPU" else f"CPU — {d['why_not_gpu']}"
+
+
+class TrainingPage(WizardPage):
+    title = "Training"
+    run_done = Signal(str, str)  # run dir, status
+
+    def __init__(self, state, trainer_factory: Callable[[], Any] = TrainingProcess) -> None:
+        super().__init__(state)
+        self.trainer_factory = trainer_factory
+        self.trainer: Optional[Any] = None
+        self.status_text = "idle"
+        self.phases = QTableWidget(0, len(PHASE_COLUMNS))
+        self.phases.setHorizontalHeaderLabels(PHASE_COLUMNS)
+        self.phases.horizontalHeader().setStretchLastSection(True)
+        self.phases.setMaximumHeight(120)
+        add, remove = QPushButton("Add phase"), QPushButton("Remove phase")
+        add.clicked.connect(self.add_phase)
+        remove.clicked.connect(self.remove_phase)
+        self.batch = QSpinBox()
+        self.batch.setRange(1, 4096)
+        self.mixed = QCheckBox("Mixed precision (GPU only)")
+        self.device = QLabel("detecting…")
+        self.device.setWordWrap(True)
+        self.start_btn, self.cancel_btn, self.resume_btn = QPushButton("Start"), QPushButton("Cancel"), \
+            QPushButton("Resume")
+        self.start_btn.setObjectName("startButton")
+        self.start_btn.clicked.connect(self.start)
+        self.cancel_btn.clicked.connect(self.cancel)
+        self.resume_btn.clicked.connect(lambda: self.start(resume=True))
+        self.cancel_btn.setEnabled(False)
+        self.resume_btn.setEnabled(False)
+        self.counters = QLabel("Not started.")
+        self.charts = TrainingCharts()
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(5000)
+        form = QFormLayout()
+        form.addRow("Batch size", self.batch)
+        form.addRow("Device", self.device)
+        form.addRow("", self.mixed)
+        buttons = QHBoxLayout()
+        for b in (add, remove):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        for b in (self.start_btn, self.cancel_btn, self.resume_btn):
+            buttons.addWidget(b)
+        top = QWidget()
+        tl = QVBoxLayout(top)
+        tl.setContentsMargins(0, 0, 0, 0)
+        tl.addWidget(self.phases)
+        tl.addLayout(buttons)
+        tl.addLayout(form)
+        tl.addWidget(self.counters)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(top)
+        split.addWidget(self.charts)
+        split.addWidget(self.log)
+        split.setStretchFactor(1, 3)
+        lay = QVBoxLayout(self)
+        lay.addWidget(split)
+        self._device_worker = FunctionWorker(_device_text)
+        self._device_worker.done.connect(self.device.setText)
+        self._device_worker.failed.connect(lambda m, d: self.device.setText(f"unknown ({m})"))
+        self._device_worker.start()
+
+    # ---- phases table ------------------------------------------------------
+    def refresh(self) -> None:
+        p = self.state.project
+        self.batch.setValue(p.train.batch_size)
+        self.mixed.setChecked(p.train.mixed_precision)
+        self.phases.setRowCount(0)
+        for ph in p.train.phases:
+            self._append_row(ph.model_dump(mode="json"))
+        metric = "mae" if p.task.type.value == "regression" else "accuracy"
+        self.charts.set_metric(metric, metric.upper() if metric == "mae" else "Accuracy")
+
+    def _append_row(self, ph: dict) -> None:
+        r = self.phases.rowCount()
+        self.phases.insertRow(r)
+        freeze = ph["freeze"]["mode"] + (f" {ph['freeze']['blocks']}" if ph["freeze"]["mode"] == "top_blocks" else "")
+        es = ph.get("early_stopping")
+        cells = [ph["name"], str(ph["epochs"]), f"{ph['learning_rate']:g}", None, None, freeze,
+                 str(es["patience"]) if es else "", None]
+        for c, text in enumerate(cells):
+            if text is not None:
+                item = QTableWidgetItem(text)
+                if c == 5:
+                    item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
+                    item.setToolTip("Edit on the Layers step (last phase) or in the project file")
+                self.phases.setItem(r, c, item)
+        sched = QComboBox()
+        sched.addItems(["constant", "cosine", "step"])
+        sched.setCurrentText(ph["schedule"])
+        opt = QComboBox()
+        opt.addItems(["adam", "adamw", "sgd", "rmsprop"])
+        opt.setCurrentText(ph["optimizer"])
+        flip = QCheckBox()
+        flip.setChecked(bool(ph["augment"]["flip"]))
+        self.phases.setCellWidget(r, 3, sched)
+        self.phases.setCellWidget(r, 4, opt)
+        self.phases.setCellWidget(r, 7, flip)
+
+    def add_phase(self) -> None:
+        from tlapp.config import Phase
+
+        self.commit()
+        d = self.state.project.model_dump(mode="json")
+        d["train"]["phases"].append(Phase(name=f"phase{len(d['train']['phases']) + 1}", learning_rate=1e-5,
+                                          freeze={"mode": "none"}).model_dump(mode="json"))
+        self.state.set_dict(d)
+        self.refresh()
+
+    def remove_phase(self) -> None:
+        if self.phases.rowCount() <= 1:
+            return
+        self.commit()
+        d = self.state.project.model_dump(mode="json")
+        row = self.phases.currentRow() if self.phases.currentRow() >= 0 else len(d["train"]["phases"]) - 1
+        d["train"]["phases"].pop(row)
+        self.state.set_dict(d)
+        self.refresh()
+
+    def commit(self) -> None:
+        d = self.state.project.model_dump(mode="json")
+        phases = d["train"]["phases"]
+        for r in range(min(self.phases.rowCount(), len(phases))):
+            ph = phases[r]
+            ph["name"] = self.phases.item(r, 0).text().strip() or f"phase{r + 1}"
+            ph["epochs"] = int(self.phases.item(r, 1).text())
+            ph["learning_rate"] = float(self.phases.item(r, 2).text())
+            ph["schedule"] = self.phases.cellWidget(r, 3).currentText()
+            ph["optimizer"] = self.phases.cellWidget(r, 4).currentText()
+            pat = self.phases.item(r, 6).text().strip() if self.phases.item(r, 6) else ""
+            ph["early_stopping"] = {"metric": "val_loss", "patience": int(pat), "mode": "auto"} if pat else None
+            ph["augment"]["flip"] = self.phases.cellWidget(r, 7).isChecked()
+        d["train"]["batch_size"] = self.batch.value()
+        d["train"]["mixed_precision"] = self.mixed.isChecked()
+        self.state.set_dict(d)
+
+    def validate(self) -> Optional[str]:
+        for r in range(self.phases.rowCount()):
+            for c, kind in ((1, int), (2, float)):
+                text = self.phases.item(r, c).text() if self.phases.item(r, c) else ""
+                try:
+                    if kind(text) <= 0 and c == 2:
+                        raise ValueError
+                except ValueError:
+                    return f"Phase {r + 1}: {PHASE_COLUMNS[c]} {text!r} is not a valid number"
+        try:
+            self.commit()
+        except Exception as e:
+            return str(e)
+        if self.status_text == "running":
+            return "Training is running; wait for it or cancel."
+        if self.state.run_dir is None or not (self.state.run_dir / "metrics.json").is_file():
+            return "Train the model first (press Start)."
+        return None
+
+    # ---- running -----------------------------------------------------------
+    def new_run_dir(self) -> Path:
+        base = self.state.path.parent if self.state.path else Path.home() / "tlapp-runs"
+        return base / "runs" / f"{self.state.project.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    def start(self, resume: bool = False) -> None:
+        from tlapp.rundir import absolute_data_path
+
+        if self.is_running():
+            return
+        try:
+            self.commit()
+            project = absolute_data_path(self.state.project, self.state.path)
+        except Exception as e:
+            show_error(self, str(e))
+            return
+        if not resume:
+            self.state.run_dir = self.new_run_dir()
+            self.charts.reset()
+            self.log.clear()
+        self.trainer = self.trainer_factory()
+        self.trainer.event.connect(self.on_event)
+        self.trainer.finished.connect(self.on_finished)
+        self.status_text = "running"
+        self._set_buttons()
+        self.log.appendPlainText(f"{'Resuming' if resume else 'Starting'} run in {self.state.run_dir}")
+        self.trainer.start(project.model_dump_json(), self.state.run_dir, resume)
+
+    def is_running(self) -> bool:
+        return self.trainer is not None and self.status_text == "running"
+
+    def cancel(self) -> None:
+        if self.trainer is not None and self.is_running():
+            self.log.appendPlainText("Cancelling… (stops after the current batch; the last checkpoint is kept)")
+            self.trainer.cancel()
+
+    def _set_buttons(self) -> None:
+        running = self.status_text == "running"
+        self.start_btn.setEnabled(not running)
+        self.cancel_btn.setEnabled(running)
+        has_ckpt = self.state.run_dir is not None and (self.state.run_dir / "checkpoints" / "last").is_dir()
+        self.resume_btn.setEnabled(not running and self.status_text in ("cancelled", "failed") and has_ckpt)
+
+    def on_event(self, ev: dict) -> None:
+        self.charts.on_event(ev)
+        t, d = ev["type"], ev.get("data", {})
+        if t == "phase_start":
+            self.phase_info = f"phase {d['index'] + 1} '{d['name']}'"
+            self.log.appendPlainText(f"{self.phase_info}: {d['trainable_params']:,} trainable params"
+                                     + (" (embedding cache)" if d.get("embedding_cache") else ""))
+        elif t == "batch_end":
+            self.counters.setText(f"{getattr(self, 'phase_info', '')} · epoch {d['epoch']} · batch {d['batch']}/"
+                                  f"{d['steps']} · {d['images_per_s']:.0f} img/s")
+        elif t == "epoch_end":
+            m = "  ".join(f"{k} {v:.4f}" for k, v in d["metrics"].items())
+            self.counters.setText(f"{getattr(self, 'phase_info', '')} · epoch {d['epoch']}/{d['epochs']} · "
+                                  f"{d['images_per_s']:.0f} img/s · ETA {d['eta_s']:.0f}s")
+            self.log.appendPlainText(f"epoch {d['epoch']}/{d['epochs']}: {m}")
+        elif t in ("warning", "crash"):
+            self.log.appendPlainText(f"WARNING: {d.get('message')}" if t == "warning" else f"ERROR: {d.get('message')}")
+        elif t == "scan":
+            self.log.appendPlainText(f"data: {d['n_good']} images, {len(d['bad'])} unusable skipped")
+        elif t == "verify":
+            self.log.appendPlainText(f"export check: {d['summary']}")
+        elif t == "run_end":
+            self.log.appendPlainText(f"run {d.get('status')}: {d.get('message', '')}".rstrip(": "))
+            if ev.get("data", {}).get("status") == "failed" and d.get("message"):
+                show_error(self, f"Training failed: {d['message']}")
+        if t == "crash":
+            show_error(self, f"Training failed: {d.get('message')}", d.get("details", ""))
+
+    def on_finished(self, status: str) -> None:
+        self.status_text = status
+        self._set_buttons()
+        self.counters.setText(f"Run {status}. {self.state.run_dir}")
+        if status == "cancelled":
+            self.log.appendPlainText("Cancelled: checkpoint kept; press Resume to continue.")
+        self.run_done.emit(str(self.state.run_dir), status)
+        if status == "completed":
+            self.state.run_finished.emit(str(self.state.run_dir))

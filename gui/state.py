@@ -1,0 +1,71 @@
+"""The wizard's shared state: the project being edited, its file, the last run.
+
+Pages read from and write to one :class:`ProjectState`; a change signal lets
+the window mark the title dirty and pages refresh derived views.
+"""
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any, Optional
+
+from PySide6.QtCore import QObject, Signal
+
+from tlapp.config import Project, load_project, project_from_dict, project_to_yaml, save_project
+
+
+def default_project() -> Project:
+    return project_from_dict({"name": "untitled", "data": {"path": "."}})
+
+
+class ProjectState(QObject):
+    changed = Signal()
+    scanned = Signal(object)  # ScanReport
+    run_finished = Signal(str)  # run dir
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.project: Project = default_project()
+        self.path: Optional[Path] = None
+        self.dirty = False
+        self.scan_report: Any = None
+        self.run_dir: Optional[Path] = None
+
+    def update(self, section: str, **values: Any) -> None:
+        """Replace fields of one section, validating through the schema."""
+        d = self.project.model_dump(mode="json")
+        d[section] = {**d[section], **values} if isinstance(d[section], dict) else values
+        self.set_dict(d)
+
+    def set_dict(self, d: dict[str, Any]) -> None:
+        self.project = project_from_dict(d, "project")
+        self.dirty = True
+        self.changed.emit()
+
+    def load(self, path: Path) -> None:
+        self.project = load_project(path)
+        self.path, self.dirty, self.scan_report = Path(path), False, None
+        self.changed.emit()
+
+    def save(self, path: Optional[Path] = None) -> Path:
+        target = Path(path or self.path or "project.yaml")
+        save_project(self.project, target)
+        self.path, self.dirty = target, False
+        self.changed.emit()
+        return target
+
+    def data_path(self) -> Optional[Path]:
+        if not self.project.data.path:
+            return None
+        p = Path(self.project.data.path).expanduser()
+        if not p.is_absolute() and self.path is not None:
+            p = (self.path.parent / p).resolve()
+        return p
+
+    def cli_command(self) -> str:
+        """The exact ``tlapp train`` line for the current (saved) project."""
+        name = str(self.path) if self.path else "project.yaml"
+        return f"tlapp train {shlex.quote(name)}"
+
+    def yaml(self) -> str:
+        return project_to_yaml(self.project)

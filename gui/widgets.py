@@ -1,0 +1,88 @@
+"""Small shared widgets and helpers: error dialog, thumbnails, bar chart."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import QListWidget, QListWidgetItem, QMessageBox, QWidget
+
+from tlapp.errors import TlappError
+
+
+def show_error(parent: Optional[QWidget], message: str, details: str = "") -> None:
+    """One clear dialog; the traceback (if any) is behind "Show Details..."."""
+    box = QMessageBox(QMessageBox.Icon.Critical, "tlapp", message, QMessageBox.StandardButton.Ok, parent)
+    if details:
+        box.setDetailedText(details)
+    box.setObjectName("errorDialog")
+    box.open()
+
+
+def error_text(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, TlappError) else f"{type(exc).__name__}: {exc}"
+
+
+def thumbnail(path: str, size: int = 72) -> QPixmap:
+    from tlapp.imageio import ImageProblem, load_rgb
+
+    try:
+        arr = load_rgb(path, None)
+    except (ImageProblem, OSError):
+        arr = np.full((size, size, 3), 200, np.uint8)
+    arr = np.ascontiguousarray(arr)
+    img = QImage(arr.data, arr.shape[1], arr.shape[0], arr.shape[1] * 3, QImage.Format.Format_RGB888).copy()
+    return QPixmap.fromImage(img).scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio,
+                                         Qt.TransformationMode.SmoothTransformation)
+
+
+class ThumbGrid(QListWidget):
+    """Icon grid of image files with captions."""
+
+    def __init__(self, size: int = 72) -> None:
+        super().__init__()
+        self.size = size
+        self.setViewMode(QListWidget.ViewMode.IconMode)
+        self.setIconSize(QSize(size, size))
+        self.setResizeMode(QListWidget.ResizeMode.Adjust)
+        self.setMovement(QListWidget.Movement.Static)
+        self.setSpacing(4)
+
+    def set_items(self, items: list[tuple[str, str]]) -> None:
+        """items: (path, caption)."""
+        self.clear()
+        for path, caption in items:
+            it = QListWidgetItem(QIcon(thumbnail(path, self.size)), caption)
+            it.setToolTip(path)
+            it.setData(Qt.ItemDataRole.UserRole, path)
+            self.addItem(it)
+
+
+class BarChart(pg.PlotWidget):
+    """Per-class counts as bars, class names on the x axis."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setBackground(None)
+        self.setMinimumHeight(140)
+        self.showGrid(y=True, alpha=0.3)
+        self.setMouseEnabled(False, False)
+
+    def set_counts(self, counts: dict[str, int]) -> None:
+        self.clear()
+        names = list(counts)
+        if not names:
+            return
+        self.addItem(pg.BarGraphItem(x=list(range(len(names))), height=list(counts.values()), width=0.7,
+                                     brush=pg.mkBrush(70, 130, 200)))
+        self.getAxis("bottom").setTicks([list(enumerate(names))])
+
+
+def open_folder(path: Path) -> None:
+    from PySide6.QtCore import QUrl
+    from PySide6.QtGui import QDesktopServices
+
+    QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))

@@ -1,0 +1,128 @@
+"""Background work for the wizard.
+
+- :class:`FunctionWorker` runs a short blocking call (scan, build a backbone,
+  import weights, predict) in a QThread and reports the result by signal.
+- :class:`TrainingProcess` runs ``tlapp.training.train`` in a child process:
+  graph tracing in the first epoch holds the GIL for hundreds of ms, which
+  would freeze the window if training shared the GUI's interpreter. Events
+  come back over a queue that a 50 ms timer drains on the GUI thread.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from PySide6.QtCore import QObject, QThread, QTimer, Signal
+
+
+class FunctionWorker(QThread):
+    done = Signal(object)
+    failed = Signal(str, str)  # one-line message, details
+    progress = Signal(int, int)
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, with_progress: bool = False, **kwargs: Any) -> None:
+        super().__init__()
+        self.fn, self.args, self.kwargs, self.with_progress = fn, args, kwargs, with_progress
+        self._stop = False
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def should_stop(self) -> bool:
+        return self._stop
+
+    def run(self) -> None:
+        try:
+            kw = dict(self.kwargs)
+            if self.with_progress:
+                kw["progress"] = lambda a, b: self.progress.emit(a, b)
+            self.done.emit(self.fn(*self.args, **kw))
+        except Exception as e:  # reported to the user, never swallowed
+            self.failed.emit(str(e).splitlines()[0] if str(e) else type(e).__name__, traceback.format_exc())
+
+
+def _child(project_json: str, run_dir: str, q: Any, stop: Any, resume: bool) -> None:
+    """Entry point of the training process."""
+    from tlapp.config import Project
+    from tlapp.errors import Cancelled
+    from tlapp.training import train
+
+    try:
+        project = None if resume else Project.model_validate_json(project_json)
+        train(project, run_dir, lambda ev: q.put(ev.to_dict()), stop.is_set, resume=resume)
+    except Cancelled:
+        pass  # the run_end event already says "cancelled"
+    except Exception as e:
+        q.put({"type": "crash", "data": {"message": str(e).splitlines()[0] if str(e) else repr(e),
+                                          "details": traceback.format_exc()}})
+    finally:
+        q.put({"type": "_exit", "data": {}})
+
+
+class TrainingProcess(QObject):
+    """Starts/cancels a training child process and relays its events as signals."""
+
+    event = Signal(dict)
+    finished = Signal(str)  # "completed" | "cancelled" | "failed"
+
+    def __init__(self, poll_ms: int = 50) -> None:
+        super().__init__()
+        self._ctx = mp.get_context("spawn")
+        self._proc: Optional[Any] = None
+        self._timer = QTimer(self)
+        self._timer.setInterval(poll_ms)
+        self._timer.timeout.connect(self._drain)
+        self._status = "failed"
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.is_alive()
+
+    def start(self, project_json: str, run_dir: Path, resume: bool = False) -> None:
+        self._q = self._ctx.Queue()
+        self._stop = self._ctx.Event()
+        self._status = "failed"
+        self._proc = self._ctx.Process(target=_child, args=(project_json, str(run_dir), self._q, self._stop, resume),
+                                       daemon=True)
+        self._proc.start()
+        self._timer.start()
+
+    def cancel(self) -> None:
+        if self._proc is not None:
+            self._stop.set()
+
+    def wait(self, timeout_s: float = 60.0) -> bool:
+        """Block until the child exits (used when closing the window)."""
+        if self._proc is None:
+            return True
+        self._proc.join(timeout_s)
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(5)
+        self._drain()
+        return not self._proc.is_alive()
+
+    def _drain(self) -> None:
+        for _ in range(200):
+            try:
+                ev = self._q.get_nowait()
+            except (queue.Empty, OSError, ValueError):
+                break
+            if ev["type"] == "_exit":
+                self._finish()
+                return
+            if ev["type"] == "run_end":
+                self._status = ev["data"].get("status", "failed")
+            if ev["type"] == "crash":
+                self._status = "failed"
+            self.event.emit(ev)
+        if self._proc is not None and not self._proc.is_alive() and self._q.empty():
+            self._finish()
+
+    def _finish(self) -> None:
+        if not self._timer.isActive():
+            return
+        self._timer.stop()
+        self.finished.emit(self._status)
