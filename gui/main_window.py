@@ -122,12 +122,12 @@ class MainWindow(QMainWindow):
     def go(self, index: int, check: bool = True) -> bool:
         if check and index > self.current:
             page = self.pages[self.current]
-            try:
-                page.commit()
-            except Exception as e:
-                self.problem.setText(error_text(e))
-                return False
             problem = page.validate()
+            if not problem:
+                try:
+                    page.commit()
+                except Exception as e:
+                    problem = error_text(e)
             if problem:
                 self.problem.setText(problem)
                 self.sidebar.blockSignals(True)

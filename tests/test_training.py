@@ -99,12 +99,13 @@ def test_atomic_checkpoint_survives_failed_write(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def test_cancel_then_resume_continues_at_next_epoch(color_data, tmp_path):
+@pytest.mark.parametrize("cached", [False, True])
+def test_cancel_then_resume_continues_at_next_epoch(color_data, tmp_path, cached):
     from tlapp.training import train
 
     d = tiny_project_dict(color_data)
     d["train"]["phases"] = [{"name": "only", "epochs": 3, "learning_rate": 0.01, "schedule": "cosine",
-                             "use_embedding_cache": False}]
+                             "use_embedding_cache": cached}]
     d["export"] = {"formats": []}
     events = []
     stop = lambda: sum(e.type == "epoch_end" for e in events) >= 1  # noqa: E731

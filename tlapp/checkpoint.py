@@ -9,6 +9,7 @@ metric). The folder is built beside the old one and swapped in with
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -17,9 +18,19 @@ import numpy as np
 from .fsutil import atomic_dir
 
 
-def save_checkpoint(folder: Path, model: Any, optimizer: Any, state: dict[str, Any]) -> None:
+def save_checkpoint(folder: Path, model: Any, optimizer: Any, state: dict[str, Any], head: Any = None,
+                    reuse_base: bool = False) -> None:
+    """Write a checkpoint. In a frozen (embedding-cache) phase only the head
+    changes: pass ``head`` and ``reuse_base=True`` after the phase's first save to
+    hard-link the unchanged full-model file instead of rewriting it every epoch."""
+    prev = folder / "model.weights.h5"
     with atomic_dir(folder) as tmp:
-        model.save_weights(tmp / "model.weights.h5")
+        if reuse_base and prev.is_file():
+            os.link(prev, tmp / "model.weights.h5")
+        else:
+            model.save_weights(tmp / "model.weights.h5")
+        if head is not None:
+            head.save_weights(tmp / "head.weights.h5")
         if optimizer is not None and optimizer.built:
             np.savez(tmp / "optimizer.npz", *[np.asarray(v.numpy()) for v in optimizer.variables])
         (tmp / "state.json").write_text(json.dumps(state, indent=2, default=float))
@@ -30,8 +41,10 @@ def read_state(folder: Path) -> Optional[dict[str, Any]]:
     return json.loads(p.read_text()) if p.is_file() else None
 
 
-def restore_weights(folder: Path, model: Any) -> None:
+def restore_weights(folder: Path, model: Any, head: Any = None) -> None:
     model.load_weights(folder / "model.weights.h5")
+    if head is not None and (folder / "head.weights.h5").is_file():
+        head.load_weights(folder / "head.weights.h5")
 
 
 def restore_optimizer(folder: Path, optimizer: Any, variables: list[Any]) -> bool:

@@ -62,6 +62,8 @@ class _Run:
         self.best: dict[str, Any] = {}
         self.best_weights: Optional[list[np.ndarray]] = None
         self.history: list[dict[str, Any]] = []
+        self._cached_phase: Optional[int] = None
+        self._base_saved = False
 
     # ---- data -------------------------------------------------------------
     def prepare_data(self, resume: bool) -> None:
@@ -123,6 +125,7 @@ class _Run:
         trainable_backbone = any(r.trainable for r in table)
         cached = phase.use_embedding_cache and not trainable_backbone and not phase.augment.enabled
         target = asm.head if cached else asm.model
+        self._cached_phase, self._base_saved = (i if cached else None), False
         tr, non = param_counts(asm.model)
         self.log.emit(PHASE_START, index=i, name=phase.name, epochs=phase.epochs, start_epoch=start_epoch,
                       trainable_params=tr, non_trainable_params=non, embedding_cache=cached,
@@ -132,7 +135,8 @@ class _Run:
             return
         train_ex, val_ex = self.splits.train, self.splits.val
         if cached:
-            xtr, xva = self.embeddings(train_ex), self.embeddings(val_ex) if val_ex else None
+            both = self.embeddings(train_ex + val_ex)  # one pass: one trace, full batches
+            xtr, xva = both[:len(train_ex)], both[len(train_ex):]
             ytr = self.encoder.encode_all(train_ex)
             train_ds = tf.data.Dataset.from_tensor_slices((xtr, ytr)).shuffle(len(xtr), seed=p.train.seed)
             train_ds = train_ds.batch(p.train.batch_size)
@@ -207,9 +211,11 @@ class _Run:
             self.best = {"value": value, "metric": monitor, "phase": i, "phase_name": phase.name, "epoch": epoch + 1,
                          "key": list(key)}
             self.best_weights = self.asm.model.get_weights()
+        cached = self._cached_phase == i
         ckpt.save_checkpoint(self.ck_dir, self.asm.model, opt, {
             "phase": i, "epoch_done": epoch + 1, "phase_epochs": phase.epochs, "best": self.best,
-            "history": self.history})
+            "history": self.history}, head=self.asm.head if cached else None, reuse_base=cached and self._base_saved)
+        self._base_saved = cached
 
     def write_history(self) -> None:
         keys: list[str] = []
@@ -231,7 +237,7 @@ class _Run:
         start_phase, start_epoch, restore = 0, 0, False
         state = ckpt.read_state(self.ck_dir) if resume else None
         if state:
-            ckpt.restore_weights(self.ck_dir, self.asm.model)
+            ckpt.restore_weights(self.ck_dir, self.asm.model, self.asm.head)
             self.best, self.history = state.get("best", {}), state.get("history", [])
             start_phase, start_epoch, restore = state["phase"], state["epoch_done"], True
             if start_epoch >= state["phase_epochs"]:

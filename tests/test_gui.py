@@ -1,0 +1,221 @@
+"""The wizard, driven as a person would (offscreen), with a fake trainer for
+wiring and the real child-process trainer for cancel / close / responsiveness."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("PySide6")
+from PySide6.QtCore import QSettings, QTimer  # noqa: E402
+from PySide6.QtWidgets import QMessageBox  # noqa: E402
+
+from conftest import tiny_project_dict  # noqa: E402
+from gui_fakes import FakeTrainer  # noqa: E402
+from gui.workers import TrainingProcess  # noqa: E402
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, request):
+    from gui.main_window import MainWindow
+
+    factory = getattr(request, "param", FakeTrainer)
+    w = MainWindow(trainer_factory=factory, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    if w.training.is_running():
+        w.training.cancel()
+        w.training.trainer.wait(60)
+
+
+def scan_data(qtbot, w, path: Path) -> None:
+    page = w.pages[0]
+    page.path.setText(str(path))
+    page.start_scan()
+    qtbot.waitUntil(lambda: w.state.scan_report is not None and not page.worker.isRunning(), timeout=30000)
+
+
+def to_training(qtbot, w, data: Path) -> None:
+    scan_data(qtbot, w, data)
+    assert w.next(), w.problem.text()
+    w.pages[1].select("tiny_cnn")
+    w.pages[1].size.setValue(32)
+    w.pages[1].weights.setCurrentText("none")
+    assert w.next(), w.problem.text()
+    qtbot.waitUntil(lambda: bool(w.pages[2].table), timeout=30000)
+    assert w.next(), w.problem.text()
+    assert w.next(), w.problem.text()
+    assert w.current == 4
+
+
+def test_title_and_data_step_validation(window, qtbot, tmp_path):
+    assert window.windowTitle().startswith("tlapp")
+    assert not window.next() and "Scan the data first" in window.problem.text()
+    from badfixtures import make_bad_dataset
+
+    make_bad_dataset(tmp_path / "bad")
+    scan_data(qtbot, window, tmp_path / "bad")
+    assert window.pages[0].bad.rowCount() >= 6
+    assert not window.next() and "empty" in window.problem.text()
+
+
+def test_walkthrough_with_fake_trainer(window, qtbot, color_data, trained_run):
+    FakeTrainer.source_run = trained_run[2]
+    to_training(qtbot, window, color_data)
+    tp = window.pages[4]
+    assert not window.next() and "Train the model first" in window.problem.text()
+    tp.start()
+    qtbot.waitUntil(lambda: tp.status_text == "completed", timeout=20000)
+    assert tp.charts.updates >= 30 and len(tp.charts.loss.ex) == 3 and len(tp.charts.loss.vx) == 3
+    assert "epoch 3/3" in tp.log.toPlainText()
+    assert window.next(), window.problem.text()
+    ev = window.pages[5]
+    assert ev.matrix.rowCount() == 3 and "Validation accuracy" in ev.summary.text()
+    ev.show_cell(0, 0)
+    assert "True 'blue', predicted 'blue'" in ev.cell_label.text()
+    assert window.next(), window.problem.text()
+    ex = window.pages[6]
+    assert "Fresh-process check" in ex.parity.text() and "passed" in ex.parity.text()
+    ex.try_file(str(sorted((color_data / "red").iterdir())[0]))
+    qtbot.waitUntil(lambda: "score" in ex.answer.text(), timeout=60000)
+    FakeTrainer.source_run = None
+
+
+def test_head_and_backbone_validation(window, qtbot, color_data):
+    scan_data(qtbot, window, color_data)
+    assert window.next()
+    window.pages[1].select("mobilenet_v2")
+    window.pages[1].size.setValue(40)
+    window.pages[1].alpha.setCurrentText("0.35")
+    assert window.pages[1].validate() is None
+    window.pages[1].select("nasnet_mobile")
+    window.pages[1].size.setValue(200)
+    assert "only supports [224]" in window.pages[1].validate()
+    window.pages[1].select("tiny_cnn")
+    window.pages[1].size.setValue(32)
+    assert window.next()
+    qtbot.waitUntil(lambda: bool(window.pages[2].table), timeout=30000)
+    lp = window.pages[2]
+    lp.blocks.setValue(1)
+    assert "trainable of" in lp.counts.text()
+    assert window.next()
+    window.pages[3].hidden.setText("64, x")
+    assert not window.next() and "not a comma-separated list" in window.problem.text()
+    window.pages[3].hidden.setText("64")
+    assert window.next()
+    assert window.state.project.head.hidden == [64]
+    assert window.state.project.train.phases[-1].freeze.blocks == 1
+
+
+def test_save_load_round_trip_equals_cli_file(window, qtbot, tmp_path, color_data, capsys):
+    from test_config import run_cli
+    from tlapp.config import load_project, project_to_yaml
+
+    cli_file = tmp_path / "cli.yaml"
+    code, _, err = run_cli(["init", str(cli_file), "--data", str(color_data), "--backbone", "tiny_cnn",
+                            "--image-size", "32"], capsys)
+    assert code == 0, err
+    assert window.open(cli_file)
+    gui_file = tmp_path / "gui.yaml"
+    assert window._save_to(gui_file)
+    assert project_to_yaml(load_project(gui_file)) == project_to_yaml(load_project(cli_file))
+    assert window.windowTitle() == "tlapp — gui.yaml"
+    assert str(gui_file) in window.recent()
+    assert window.copy_cli_command() == f"tlapp train {gui_file}"
+
+
+def test_open_bad_project_shows_one_clear_error(window, tmp_path, monkeypatch):
+    shown = []
+    monkeypatch.setattr("gui.main_window.show_error", lambda parent, msg, details="": shown.append(msg))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: {path: x}\ntrain: {batch_size: -1}\n")
+    assert not window.open(bad)
+    assert len(shown) == 1 and "train.batch_size" in shown[0] and "-1" in shown[0]
+
+
+def test_fake_cancel_marks_run_cancelled(window, qtbot, color_data):
+    to_training(qtbot, window, color_data)
+    tp = window.pages[4]
+    tp.trainer_factory = lambda: FakeTrainer(n_batches=10_000, interval_ms=20)
+    tp.start()
+    qtbot.waitUntil(lambda: tp.charts.updates > 3, timeout=5000)
+    tp.cancel()
+    qtbot.waitUntil(lambda: tp.status_text == "cancelled", timeout=5000)
+    assert tp.start_btn.isEnabled() and not tp.cancel_btn.isEnabled()
+
+
+# ---- the real trainer (child process) ----------------------------------------------------------
+def _slow_tiny_project(color_data: Path, steps: int = 400) -> dict:
+    d = tiny_project_dict(color_data)
+    d["train"]["phases"] = [{"name": "ft", "epochs": 3, "learning_rate": 0.001, "freeze": {"mode": "none"},
+                             "steps_per_epoch": steps}]
+    d["export"] = {"formats": []}
+    return d
+
+
+def _start_real(window, qtbot, tmp_path, color_data):
+    from tlapp.config import project_from_dict
+
+    window.state.project = project_from_dict(_slow_tiny_project(color_data))
+    tp = window.pages[4]
+    tp.refresh()
+    tp.new_run_dir = lambda: tmp_path / "run"
+    tp.start()
+    return tp
+
+
+@pytest.mark.parametrize("window", [TrainingProcess], indirect=True)
+def test_real_cancel_mid_epoch_keeps_checkpoint_and_resumes(window, qtbot, tmp_path, color_data):
+    tp = _start_real(window, qtbot, tmp_path, color_data)
+    seen = []
+    tp.trainer.event.connect(seen.append)
+    qtbot.waitUntil(lambda: any(e["type"] == "epoch_end" for e in seen) and
+                    any(e["type"] == "batch_end" and e["data"]["epoch"] == 2 for e in seen), timeout=120000)
+    tp.cancel()
+    qtbot.waitUntil(lambda: tp.status_text == "cancelled", timeout=60000)
+    end = [e for e in seen if e["type"] == "run_end"][-1]["data"]
+    assert end["status"] == "cancelled" and "epoch 2" in end["message"]
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "cancelled"
+    assert json.loads((tmp_path / "run" / "checkpoints" / "last" / "state.json").read_text())["epoch_done"] == 1
+    assert tp.resume_btn.isEnabled()
+
+
+@pytest.mark.parametrize("window", [TrainingProcess], indirect=True)
+def test_close_while_training_asks_and_stops_cleanly(window, qtbot, tmp_path, color_data, monkeypatch):
+    tp = _start_real(window, qtbot, tmp_path, color_data)
+    qtbot.waitUntil(lambda: tp.charts.updates > 0, timeout=120000)
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: (asked.append(a[2]), QMessageBox.StandardButton.Yes)[1])
+    t0 = time.time()
+    window.close()
+    assert asked and "Training is running" in asked[0]
+    assert not tp.trainer.is_running() and time.time() - t0 < 60
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("window", [TrainingProcess], indirect=True)
+def test_event_loop_stays_responsive_during_real_training(window, qtbot, tmp_path, color_data, capsys):
+    """A 20 ms QTimer probe while a real (tiny) training runs in the child process."""
+    tp = _start_real(window, qtbot, tmp_path, color_data)
+    gaps, last = [], [time.perf_counter()]
+
+    def probe():
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.timeout.connect(probe)
+    timer.start()
+    qtbot.waitUntil(lambda: tp.charts.updates > 20, timeout=120000)
+    timer.stop()
+    tp.cancel()
+    qtbot.waitUntil(lambda: tp.status_text != "running", timeout=60000)
+    worst = max(gaps[1:]) * 1000
+    with capsys.disabled():
+        print(f"\n[responsiveness] {len(gaps)} probes, max gap {worst:.0f} ms (timer 20 ms)")
+    assert worst < 100
