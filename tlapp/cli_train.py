@@ -176,12 +176,14 @@ def demo(out_dir: Path = typer.Option(Path("demo-run"), "--out", help="Run direc
 
 @app.command()
 def gui(project: Optional[Path] = typer.Argument(None)) -> None:
-    """Open the desktop wizard."""
-    try:
-        from gui.app import main as gui_main
-    except ImportError as e:
-        raise TlappError(f"the GUI is not available: {e}") from None
-    gui_main([str(project)] if project else [])
+    """Open the desktop wizard (same as `tlapp-gui`)."""
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("gui") is None or importlib.util.find_spec("PySide6") is None:
+        raise TlappError("the GUI is not installed (pip install tlapp with PySide6-Essentials)")
+    # The core never imports Qt: hand the process over to the GUI package.
+    os.execv(sys.executable, [sys.executable, "-m", "gui.app", *([str(project)] if project else [])])
 
 
 _ = (Cancelled, TlappError)
