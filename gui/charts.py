@@ -11,12 +11,12 @@ _COLORS = {"train": (60, 120, 220), "val": (230, 120, 40), "batch": (150, 150, 1
 
 
 class _Panel(pg.PlotWidget):
-    def __init__(self, title: str, key: str) -> None:
+    def __init__(self, title: str, key: str, legend_offset: tuple[int, int] = (-10, 10)) -> None:
         super().__init__(title=title)
         self.key = key
         self.setBackground(None)
         self.showGrid(x=True, y=True, alpha=0.25)
-        self.addLegend(offset=(-10, 10), brush=pg.mkBrush(255, 255, 255, 170), labelTextColor=(60, 60, 60))
+        self.addLegend(offset=legend_offset, brush=pg.mkBrush(255, 255, 255, 170), labelTextColor=(60, 60, 60))
         self.setLabel("bottom", "epoch")
         self.batch = self.plot([], [], pen=pg.mkPen(_COLORS["batch"], width=1), name="train (batch, smoothed)")
         self.train = self.plot([], [], pen=pg.mkPen(_COLORS["train"], width=2), symbol="o", symbolSize=5,
@@ -67,7 +67,7 @@ class TrainingCharts(QWidget):
     def __init__(self) -> None:
         super().__init__()
         self.loss = _Panel("Loss", "loss")
-        self.metric = _Panel("Accuracy", "accuracy")
+        self.metric = _Panel("Accuracy", "accuracy", legend_offset=(-10, -30))
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.loss)

@@ -16,7 +16,7 @@ from ..widgets import show_error
 from ..workers import FunctionWorker, TrainingProcess
 from .base import WizardPage
 
-PHASE_COLUMNS = ["Name", "Epochs", "LR", "Schedule", "Optimizer", "Freeze", "Early-stop patience", "Flip aug."]
+PHASE_COLUMNS = ["Name", "Epochs", "LR", "Schedule", "Optimizer", "Freeze", "Patience", "Flip aug."]
 
 
 def _device_text() -> str:
@@ -44,6 +44,7 @@ class TrainingPage(WizardPage):
         remove.clicked.connect(self.remove_phase)
         self.batch = QSpinBox()
         self.batch.setRange(1, 4096)
+        self.batch.setMaximumWidth(120)
         self.mixed = QCheckBox("Mixed precision (GPU only)")
         self.device = QLabel("detecting…")
         self.device.setWordWrap(True)

@@ -1,0 +1,129 @@
+"""Walk every wizard step on real data under Xvfb and save a screenshot of each.
+
+    python benchmarks/gui_screenshots.py [--out /tmp/tlapp-screens] [--data PATH]
+
+Starts Xvfb itself when there is no DISPLAY (Debian packages xvfb,
+libxcb-icccm4, libxcb-keysyms1; see .ci/run). Uses ../shared's sign-language
+digits (20 per class) with the embedded EfficientNet-Lite0 and a short real
+training run. Screenshots are of the real window (QScreen.grabWindow).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def ensure_display() -> subprocess.Popen | None:
+    if os.environ.get("DISPLAY"):
+        return None
+    if shutil.which("Xvfb") is None:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        print("Xvfb not found: using the offscreen platform")
+        return None
+    proc = subprocess.Popen(["Xvfb", ":97", "-screen", "0", "1280x900x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.environ["DISPLAY"] = ":97"
+    os.environ.pop("QT_QPA_PLATFORM", None)
+    time.sleep(1.5)
+    return proc
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "tlapp-screens")
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "sign_language_digits" / "Dataset")
+    args = ap.parse_args()
+    xvfb = ensure_display()
+    try:
+        run(args.out, args.data)
+    finally:
+        if xvfb:
+            xvfb.terminate()
+
+
+def run(out: Path, data: Path) -> None:
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from gui.main_window import MainWindow
+    from tlapp.config import project_from_dict, save_project
+
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp())
+    pfile = work / "signs.yaml"
+    save_project(project_from_dict({
+        "name": "signs", "data": {"path": str(data), "max_per_class": 20, "val_fraction": 0.25},
+        "backbone": {"name": "efficientnet_lite0", "image_size": 96},
+        "train": {"batch_size": 32, "phases": [
+            {"name": "head", "epochs": 12, "learning_rate": 0.003},
+            {"name": "finetune", "epochs": 2, "learning_rate": 0.0001, "schedule": "cosine",
+             "freeze": {"mode": "top_blocks", "blocks": 2}}]}}), pfile)
+    app = QApplication.instance() or QApplication([])
+    app.setStyle("Fusion")
+    win = MainWindow(settings=QSettings(str(work / "s.ini"), QSettings.Format.IniFormat))
+    win.resize(1280, 860)
+    win.show()
+
+    def wait(cond, timeout=600):
+        t0 = time.time()
+        while not cond():
+            app.processEvents()
+            time.sleep(0.02)
+            if time.time() - t0 > timeout:
+                raise TimeoutError("step did not finish")
+        for _ in range(20):
+            app.processEvents()
+            time.sleep(0.01)
+
+    def shot(name: str) -> None:
+        wait(lambda: True)
+        pix = win.screen().grabWindow(win.winId()) if os.environ.get("DISPLAY") else win.grab()
+        pix.save(str(out / f"{name}.png"))
+        print("saved", out / f"{name}.png")
+
+    win.open(pfile)
+    win.pages[0].start_scan()
+    wait(lambda: win.state.scan_report is not None and not win.pages[0].worker.isRunning())
+    shot("1-data")
+    assert win.next(), win.problem.text()
+    shot("2-backbone")
+    assert win.next(), win.problem.text()
+    wait(lambda: bool(win.pages[2].table))
+    tree = win.pages[2].tree
+    for i in range(tree.topLevelItemCount()):
+        item = tree.topLevelItem(i)
+        item.setExpanded(item.text(0) in ("block7", "top"))
+    shot("3-layers")
+    assert win.next(), win.problem.text()
+    shot("4-head")
+    assert win.next(), win.problem.text()
+    tp = win.pages[4]
+    tp.start()
+    wait(lambda: tp.charts.updates > 12, timeout=900)
+    shot("5-training-live")
+    wait(lambda: tp.status_text != "running", timeout=1800)
+    shot("5-training-done")
+    assert win.next(), win.problem.text()
+    ev = win.pages[5]
+    shot("6-evaluate")
+    assert win.next(), win.problem.text()
+    ex = win.pages[6]
+    sample = sorted((data / "3").iterdir())[-1]
+    ex.try_file(str(sample))
+    wait(lambda: "score" in ex.answer.text() or "Cannot" in ex.answer.text())
+    shot("7-export")
+    print("run dir:", win.state.run_dir, "| accuracy:", ev.evaluation.get("accuracy"))
+    win.close()
+
+
+if __name__ == "__main__":
+    main()
