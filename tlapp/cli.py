@@ -227,6 +227,3 @@ def main(argv: Optional[list[str]] = None) -> None:
             raise SystemExit(130) from None
         raise
 
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,4 @@
+"""``python -m tlapp`` = the ``tlapp`` command."""
+from tlapp.cli import main
+
+main()
