@@ -68,7 +68,7 @@ class Assembled:
 def output_spec(task: TaskType, n_classes: int) -> tuple[int, str]:
     if task == TaskType.regression:
         return 1, "linear"
-    return n_classes, "sigmoid" if task == TaskType.multi_label else "softmax"
+    return n_classes, "sigmoid" if task.is_multi_label else "softmax"
 
 
 def build_head(project: Project, feature_dim: int, n_classes: int) -> Any:

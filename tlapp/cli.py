@@ -33,7 +33,7 @@ def init(project: Path = typer.Argument(..., help="Project file to write (YAML).
          backbone: str = typer.Option("efficientnet_lite0", "--backbone"),
          image_size: Optional[int] = typer.Option(None, "--image-size"),
          task: str = typer.Option("image_classification", "--task",
-                                  help="image_classification | multi_label | regression"),
+                                  help="image_classification | multi_label | regression | text_classification | text_multi_label"),
          force: bool = typer.Option(False, "--force", help="Overwrite an existing project file.")) -> None:
     """Write a valid project file with good defaults."""
     from .catalog import check_size, get_entry

@@ -27,6 +27,20 @@ class TaskType(str, Enum):
     image_classification = "image_classification"
     multi_label = "multi_label"
     regression = "regression"
+    text_classification = "text_classification"
+    text_multi_label = "text_multi_label"
+
+    @property
+    def is_text(self) -> bool:
+        return self.value.startswith("text_")
+
+    @property
+    def is_multi_label(self) -> bool:
+        return self in (TaskType.multi_label, TaskType.text_multi_label)
+
+    @property
+    def is_single_label(self) -> bool:
+        return self in (TaskType.image_classification, TaskType.text_classification)
 
 
 class Task(_Strict):
@@ -45,6 +59,9 @@ class Data(_Strict):
     seed: int = 42
     cache: Literal["memory", "disk", "none"] = "memory"
     max_per_class: Optional[int] = Field(None, ge=1, description="Use at most this many examples per class.")
+    text_column: Optional[str] = Field(None, description="Text tasks: CSV column with the text (default 'text').")
+    label_column: Optional[str] = Field(None, description="Text tasks: CSV column with the label (default 'label').")
+    encoding: str = Field("auto", description="Text tasks: file encoding, or 'auto' (BOM, UTF-8, then latin-1).")
 
     @model_validator(mode="after")
     def _check(self) -> "Data":
@@ -96,11 +113,12 @@ class Backbone(_Strict):
     name: str = "efficientnet_lite0"
     weights: str = Field("imagenet", description="'imagenet', 'none', or a path to a weights file/folder.")
     image_size: Optional[int] = Field(None, ge=16, le=1024, description="Square input size; default per backbone.")
+    sequence_length: Optional[int] = Field(None, ge=8, le=4096, description="Text: tokens per example (padded/truncated).")
     options: dict[str, Any] = Field(default_factory=dict, description="Extra constructor options, e.g. alpha.")
 
 
 class Head(_Strict):
-    pooling: Literal["avg", "max"] = "avg"
+    pooling: Literal["avg", "max", "cls"] = Field("avg", description="avg/max (masked for text) or cls (text only).")
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     hidden: list[int] = Field(default_factory=list, description="Hidden Dense layer widths.")
     activation: str = "relu"

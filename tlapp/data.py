@@ -24,7 +24,9 @@ class Splits:
     seed: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, **{k: [[e.path, e.label] for e in getattr(self, k)] for k in ("train", "val", "test")}}
+        def row(e: Example) -> list[Any]:
+            return [e.path, e.label] if e.text is None else [e.path, e.label, e.text]
+        return {"seed": self.seed, **{k: [row(e) for e in getattr(self, k)] for k in ("train", "val", "test")}}
 
 
 def _stratum(ex: Example, task: TaskType, edges: Optional[np.ndarray]) -> str:
@@ -74,7 +76,7 @@ class LabelEncoder:
     def encode(self, label: Any) -> np.ndarray:
         if self.task == TaskType.regression:
             return np.array([float(label)], np.float32)
-        if self.task == TaskType.multi_label:
+        if self.task.is_multi_label:
             v = np.zeros(len(self.classes), np.float32)
             for lab in label:
                 v[self.index[lab]] = 1.0
@@ -167,6 +169,14 @@ def resolve_source(project: Project, project_file: Optional[Path]) -> Path:
 
 
 def scan_project(project: Project, project_file: Optional[Path], progress=None) -> ScanReport:
+    if project.task.type.is_text:
+        from .textdata import scan_text
+
+        d = project.data
+        report = scan_text(resolve_source(project, project_file), project.task.type.value, d.text_column,
+                           d.label_column, d.encoding)
+        report.require_usable()
+        return report
     report = scan(resolve_source(project, project_file), project.task.type.value, progress=progress)
     report.require_usable()
     return report

@@ -12,10 +12,13 @@ from .data import LabelEncoder, image_dataset
 from .scan import Example
 
 
-def predict_examples(model: Any, examples: list[Example], size: int, batch_size: int) -> np.ndarray:
+def predict_dataset(model: Any, inputs_ds: Any) -> np.ndarray:
+    return np.concatenate([np.asarray(model.predict_on_batch(x)) for x in inputs_ds], axis=0)
+
+
+def image_inputs(examples: list[Example], size: int, batch_size: int) -> Any:
     enc = LabelEncoder(TaskType.image_classification, [])
-    ds = image_dataset(examples, enc, size, batch_size, with_labels=False, cache="none")
-    return np.concatenate([np.asarray(model.predict_on_batch(x)) for x in ds], axis=0)
+    return image_dataset(examples, enc, size, batch_size, with_labels=False, cache="none")
 
 
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict[str, Any]:
@@ -33,9 +36,9 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, classes: list[
     return {"accuracy": float(np.trace(cm) / max(cm.sum(), 1)), "confusion_matrix": cm.tolist(), "per_class": per}
 
 
-def evaluate_examples(model: Any, examples: list[Example], encoder: LabelEncoder, size: int,
-                      batch_size: int) -> dict[str, Any]:
-    probs = predict_examples(model, examples, size, batch_size)
+def evaluate_examples(model: Any, examples: list[Example], encoder: LabelEncoder, inputs_ds: Any) -> dict[str, Any]:
+    """Metrics and per-example predictions; ``inputs_ds`` yields the model inputs in ``examples`` order."""
+    probs = predict_dataset(model, inputs_ds)
     task = encoder.task
     if task == TaskType.regression:
         y = np.array([float(e.label) for e in examples])
@@ -43,7 +46,7 @@ def evaluate_examples(model: Any, examples: list[Example], encoder: LabelEncoder
         return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err ** 2).mean())),
                 "predictions": [{"path": e.path, "true": float(t), "pred": float(p)}
                                 for e, t, p in zip(examples, y, probs[:, 0])]}
-    if task == TaskType.multi_label:
+    if task.is_multi_label:
         truth = encoder.encode_all(examples)
         pred = (probs >= 0.5).astype(np.float32)
         return {"accuracy": float((pred == truth).mean()), "exact_match": float((pred == truth).all(1).mean()),
@@ -55,5 +58,6 @@ def evaluate_examples(model: Any, examples: list[Example], encoder: LabelEncoder
     rep = classification_report(y_true, y_pred, encoder.classes)
     rep["classes"] = encoder.classes
     rep["predictions"] = [{"path": e.path, "true": encoder.classes[t], "pred": encoder.classes[p],
-                           "score": float(pr[p])} for e, t, p, pr in zip(examples, y_true, y_pred, probs)]
+                           "score": float(pr[p]), **({"text": e.text[:300]} if e.text else {})}
+                          for e, t, p, pr in zip(examples, y_true, y_pred, probs)]
     return rep

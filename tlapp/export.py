@@ -62,27 +62,65 @@ def _png_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _write_backbone_config(backbone: Any, path: Path) -> None:
+    """keras-hub's preset loader needs the backbone's config.json (not its weights) to pick the
+    preprocessor class; the weights already live in model.keras."""
+    def strip(d: Any) -> None:
+        if isinstance(d, dict):
+            for k in ("compile_config", "build_config"):
+                d.pop(k, None)
+            for v in d.values():
+                strip(v)
+
+    cfg = keras.saving.serialize_keras_object(backbone)
+    strip(cfg)
+    path.write_text(json.dumps(cfg, indent=2))
+
+
 def export_model(model: Any, out_dir: Path, *, size: int, task: str, classes: list[str], formats: list[str],
-                 backbone: str, samples: Optional[np.ndarray] = None, verify: bool = True) -> dict[str, Any]:
-    """Write all requested formats to ``out_dir`` atomically; verify in a fresh process."""
+                 backbone: str, samples: Optional[np.ndarray] = None, verify: bool = True,
+                 token_model: Any = None, preprocessor: Any = None, backbone_model: Any = None) -> dict[str, Any]:
+    """Write all requested formats to ``out_dir`` atomically; verify in a fresh process.
+
+    ``size`` is the image size, or the sequence length for text tasks."""
     key = output_key(task)
-    meta = {"image_size": size, "task": task, "classes": classes, "backbone": backbone, "output_key": key,
-            "signatures": {"serving_default": "image float32 [N,H,W,3] 0-255",
-                           "serving_uint8": "image uint8 [N,H,W,3]", "serving_bytes": "image_bytes string [N]"}}
+    text = task.startswith("text_")
+    meta = {"input": "text" if text else "image", "task": task, "classes": classes, "backbone": backbone,
+            "output_key": key}
+    if text:
+        meta.update(sequence_length=size, signatures={"serving_default": "text string [N] (raw, untokenised)"})
+    else:
+        meta.update(image_size=size, signatures={"serving_default": "image float32 [N,H,W,3] 0-255",
+                                                 "serving_uint8": "image uint8 [N,H,W,3]",
+                                                 "serving_bytes": "image_bytes string [N]"})
     errors: dict[str, str] = {}
-    model.compile(loss="mse")  # drop the training optimizer (it may be a non-serialisable subclass)
+    for m in (model, token_model):
+        if m is not None:
+            m.compile(loss="mse")  # drop the training optimizer (it may be a non-serialisable subclass)
     with atomic_dir(out_dir) as tmp:
         (tmp / "labels.txt").write_text("".join(f"{c}\n" for c in classes))
-        if "savedmodel" in formats:
+        if "savedmodel" in formats and text:
+            from .text_model import write_text_saved_model
+
+            write_text_saved_model(model, tmp / "saved_model", key)
+        elif "savedmodel" in formats:
             write_saved_model(model, tmp / "saved_model", size, key)
-        if "keras" in formats:
+        if "keras" in formats and text:
+            # Token-id model + tokenizer preset: see tlapp.text_model.build_text_model.
+            token_model.save(tmp / "model.keras")
+            preprocessor.save_to_preset(str(tmp / "preprocessor"))
+            _write_backbone_config(backbone_model, tmp / "preprocessor" / "config.json")
+        elif "keras" in formats:
             model.save(tmp / "model.keras")
         if "h5" in formats:
             try:
                 model.save(tmp / "model.h5")
             except Exception as e:  # legacy format cannot hold every layer type
                 errors["h5"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
-        if samples is not None and len(samples):
+        if samples is not None and len(samples) and text:
+            expected = np.asarray(model.predict_on_batch(tf.constant(list(samples), dtype=tf.string)))
+            np.savez(tmp / "parity_samples.npz", texts=np.array(list(samples), dtype=object), expected=expected)
+        elif samples is not None and len(samples):
             expected = np.asarray(model.predict_on_batch(samples.astype(np.float32)))
             np.savez(tmp / "parity_samples.npz", images=samples.astype(np.uint8), expected=expected,
                      png=np.array([_png_bytes(s) for s in samples], dtype=object))
@@ -111,13 +149,20 @@ def export_run(run: "_Run") -> dict[str, Any]:
     p = run.project
     samples = None
     pool = run.splits.val or run.splits.train
-    if pool:
+    if pool and p.task.type.is_text:
+        from .text_model import sample_texts
+
+        samples = sample_texts(pool, p.export.verify_samples)
+    elif pool:
         n = min(p.export.verify_samples, len(pool))
         ds = image_dataset(pool[:n], run.encoder, run.asm.backbone.size, n, with_labels=False, cache="none")
         samples = next(iter(ds)).numpy()
     info = export_model(run.asm.model, run.run_dir / "export", size=run.asm.backbone.size, task=p.task.type.value,
                         classes=run.classes, formats=list(p.export.formats), backbone=p.backbone.name,
-                        samples=samples, verify=p.export.verify)
+                        samples=samples, verify=p.export.verify,
+                        token_model=getattr(run.asm, "token_model", None),
+                        preprocessor=getattr(run.asm.backbone, "preprocessor", None),
+                        backbone_model=run.asm.backbone.model)
     run.log.emit("export", **{k: v for k, v in info.items() if k != "verify"})
     if info.get("verify"):
         run.log.emit("verify", **info["verify"])

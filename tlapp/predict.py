@@ -53,7 +53,7 @@ class Predictor:
         if task == "regression":
             return {"path": path, "value": float(scores[0])}
         all_scores = {c: round(float(s), 6) for c, s in zip(classes, scores)}
-        if task == "multi_label":
+        if task in ("multi_label", "text_multi_label"):
             return {"path": path, "labels": [c for c, s in all_scores.items() if s >= 0.5], "scores": all_scores}
         i = int(np.argmax(scores))
         return {"path": path, "label": classes[i], "score": float(scores[i]), "scores": all_scores}

@@ -95,8 +95,10 @@ def write_model_card(run: "_Run", metrics: dict[str, Any], export: Optional[dict
         f"- Task: {p.task.type.value}",
         f"- Backbone: {b.entry.name} ({b.entry.family}, {b.entry.params_m:.1f} M params, licence {b.entry.licence})",
         f"- Weights: {b.weights_source}",
-        f"- Input: raw RGB pixels 0-255, any size (resized to {b.size}x{b.size} inside the model; "
-        f"backbone scaling '{b.entry.preprocessing}' is built in)",
+        (f"- Input: raw strings (tokenizer inside the model; {b.size} tokens, padded/truncated)"
+         if p.task.type.is_text else
+         f"- Input: raw RGB pixels 0-255, any size (resized to {b.size}x{b.size} inside the model; "
+         f"backbone scaling '{b.entry.preprocessing}' is built in)"),
         f"- Created: {time.strftime('%Y-%m-%d %H:%M')} with " + ", ".join(f"{k} {v}" for k, v in versions().items()),
         "", "## Data", "",
         f"Source `{run.report.source}` (file-list hash {data_hash}); {len(run.report.examples)} usable, "

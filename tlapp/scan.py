@@ -22,8 +22,9 @@ Progress = Callable[[int, int], None]
 
 @dataclass
 class Example:
-    path: str
+    path: str  # a file, or "file#row" for a text row
     label: Any  # str (single-label), list[str] (multi-label) or float (regression)
+    text: Optional[str] = None  # text tasks: the example itself
 
 
 @dataclass
@@ -46,6 +47,7 @@ class ScanReport:
     class_weights: dict[str, float] = field(default_factory=dict)
     imbalance: float = 1.0
     warnings: list[str] = field(default_factory=list)
+    lengths: dict[str, Any] = field(default_factory=dict)  # text tasks: length distribution
 
     def as_dict(self, with_examples: bool = False) -> dict[str, Any]:
         d = asdict(self)
@@ -184,8 +186,8 @@ def scan(source: str | Path, task: str = "image_classification", workers: int = 
     return report
 
 
-def _summarise(report: ScanReport, folder_classes: list[str]) -> None:
-    task = report.task
+def _summarise(report: ScanReport, folder_classes: list[str], label_task: Optional[str] = None) -> None:
+    task = label_task or report.task
     counts: dict[str, int] = {c: 0 for c in folder_classes}
     for ex in report.examples:
         for lab in _labels_of(ex, task):

@@ -48,7 +48,7 @@ def loss_and_metrics(task: TaskType) -> tuple[Any, list[Any], str, str]:
     """(loss, metrics, monitor, mode) for a task."""
     if task == TaskType.regression:
         return "mse", ["mae"], "val_loss", "min"
-    if task == TaskType.multi_label:
+    if task.is_multi_label:
         return "binary_crossentropy", [keras.metrics.BinaryAccuracy(name="accuracy")], "val_loss", "min"
     return "sparse_categorical_crossentropy", ["accuracy"], "val_accuracy", "max"
 
@@ -80,7 +80,7 @@ class _Run:
         split_file = self.run_dir / "split.json"
         if resume and split_file.is_file():
             d = json.loads(split_file.read_text())
-            mk = lambda rows: [Example(a, b) for a, b in rows]  # noqa: E731
+            mk = lambda rows: [Example(*r) for r in rows]  # noqa: E731
             self.splits = Splits(mk(d["train"]), mk(d["val"]), mk(d["test"]), d["seed"])
         else:
             self.splits = split_examples(self.report.examples, p.task.type, p.data.val_fraction,
@@ -89,14 +89,20 @@ class _Run:
         self.classes = self.report.classes if p.task.type != TaskType.regression else []
         self.encoder = LabelEncoder(p.task.type, self.classes)
 
-    def image_ds(self, examples: list[Example], shuffle: bool, with_labels: bool = True) -> Any:
+    def input_ds(self, examples: list[Example], shuffle: bool, with_labels: bool = True) -> Any:
+        """Images or texts, batched, in ``examples`` order unless shuffled."""
         p = self.project
+        if p.task.type.is_text:
+            from .text_model import text_dataset
+
+            return text_dataset(examples, self.encoder, p.train.batch_size, shuffle=shuffle, seed=p.train.seed,
+                                with_labels=with_labels)
         return image_dataset(examples, self.encoder, self.asm.backbone.size, p.train.batch_size, shuffle=shuffle,
                              seed=p.train.seed, cache=p.data.cache, cache_dir=self.run_dir / "cache",
                              with_labels=with_labels)
 
     def class_weight(self) -> Optional[dict[int, float]]:
-        if self.project.train.class_weights != "auto" or self.project.task.type != TaskType.image_classification:
+        if self.project.train.class_weights != "auto" or not self.project.task.type.is_single_label:
             return None
         return {self.encoder.index[c]: w for c, w in self.report.class_weights.items() if c in self.encoder.index}
 
@@ -110,7 +116,7 @@ class _Run:
                  "pooling": self.project.head.pooling, "options": self.project.backbone.options}
         key = embcache.cache_key(examples, ident)
         n_batches = math.ceil(len(examples) / self.project.train.batch_size)
-        ds = self.image_ds(examples, shuffle=False, with_labels=False)
+        ds = self.input_ds(examples, shuffle=False, with_labels=False)
         mode = self.project.data.cache
         arr, hit = embcache.get_or_compute(
             key, mode, store_dir("cache", "embeddings") if mode == "disk" else Path("."),
@@ -143,8 +149,8 @@ class _Run:
             val_ds = tf.data.Dataset.from_tensor_slices((xva, self.encoder.encode_all(val_ex))).batch(
                 p.train.batch_size) if val_ex else None
         else:
-            train_ds = self.augmented(self.image_ds(train_ex, shuffle=True), phase)
-            val_ds = self.image_ds(val_ex, shuffle=False) if val_ex else None
+            train_ds = self.augmented(self.input_ds(train_ex, shuffle=True), phase)
+            val_ds = self.input_ds(val_ex, shuffle=False) if val_ex else None
         steps = phase.steps_per_epoch or math.ceil(len(train_ex) / p.train.batch_size)
         if phase.steps_per_epoch:
             train_ds = train_ds.repeat()
@@ -233,7 +239,12 @@ class _Run:
         self.log.emit(RUN_START, run_dir=str(self.run_dir), project=p.name, backbone=p.backbone.name,
                       phases=[ph.name for ph in p.train.phases], resume=resume)
         self.prepare_data(resume)
-        self.asm: Assembled = build_model(p, len(self.classes))
+        if p.task.type.is_text:
+            from .text_model import build_text_model
+
+            self.asm: Assembled = build_text_model(p, len(self.classes))
+        else:
+            self.asm = build_model(p, len(self.classes))
         start_phase, start_epoch, restore = 0, 0, False
         state = ckpt.read_state(self.ck_dir) if resume else None
         if state:
@@ -269,8 +280,9 @@ class _Run:
         from .export import export_run
         from .rundir import write_metrics, write_model_card
 
-        ev = evaluate_examples(self.asm.model, self.splits.val, self.encoder, self.asm.backbone.size,
-                               self.project.train.batch_size) if self.splits.val else {}
+        ev = evaluate_examples(self.asm.model, self.splits.val, self.encoder,
+                               self.input_ds(self.splits.val, shuffle=False, with_labels=False)) \
+            if self.splits.val else {}
         (self.run_dir / "evaluation.json").write_text(__import__("json").dumps(ev, indent=1, default=float))
         export_info = export_run(self) if self.project.export.formats else None
         metrics = write_metrics(self, ev, export_info)

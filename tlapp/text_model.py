@@ -1,0 +1,86 @@
+"""Text model assembly: raw strings -> tokenizer/packer -> transformer -> masked
+pooling -> head. The tokenizer lives inside the model, so the exported
+SavedModel takes raw strings (the keras-hub issue #784 trap: exporting only the
+backbone leaves every deployment to re-implement tokenisation).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from .assemble import Assembled, build_head
+from .config import Project
+from .data import LabelEncoder
+from .scan import Example
+from .tfenv import quiet_import
+from .text_backbones import TextBackbone, build_text_backbone
+
+tf, keras = quiet_import()
+
+
+@keras.saving.register_keras_serializable(package="tlapp")
+class MaskedPool(keras.layers.Layer):
+    """Mean / max over real tokens (padding masked out), or the [CLS] vector."""
+
+    def __init__(self, mode: str = "avg", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mode = mode
+
+    def call(self, sequence, padding_mask):
+        if self.mode == "cls":
+            return sequence[:, 0, :]
+        m = keras.ops.expand_dims(keras.ops.cast(padding_mask, sequence.dtype), -1)
+        if self.mode == "max":
+            return keras.ops.max(sequence + (1.0 - m) * -1e9, axis=1)
+        return keras.ops.sum(sequence * m, axis=1) / keras.ops.maximum(keras.ops.sum(m, axis=1), 1e-9)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "mode": self.mode}
+
+
+def build_text_model(project: Project, n_classes: int, built: Optional[TextBackbone] = None) -> Assembled:
+    """``model``: strings -> probabilities (tokenizer inside). ``token_model``: the same layers from token
+    ids, saved as ``model.keras`` beside the tokenizer preset (a functional model that tokenises cannot be
+    reloaded from ``.keras``: keras-hub sets the vocabulary after the graph is rebuilt)."""
+    built = built or build_text_backbone(project.backbone)
+    probe = built.preprocessor(tf.constant(["probe"]))
+    tok_in = {k: keras.Input(shape=(built.size,), dtype=v.dtype.name, name=k) for k, v in probe.items()}
+    out = built.model(tok_in, training=False)
+    seq = out["sequence_output"] if isinstance(out, dict) else out
+    pooled = MaskedPool(project.head.pooling, name="pool")(seq, tok_in["padding_mask"])
+    encoder = keras.Model(tok_in, pooled, name="encoder")
+    text = keras.Input(shape=(), dtype="string", name="text")
+    features = keras.Model(text, encoder(built.preprocessor(text)), name="features")
+    head = build_head(project, int(pooled.shape[-1]), n_classes)
+    model = keras.Model(text, head(features(text)), name=f"tlapp_{built.entry.name}")
+    asm = Assembled(model, features, head, built, int(pooled.shape[-1]))  # type: ignore[arg-type]
+    asm.token_model = keras.Model(tok_in, head(encoder(tok_in)), name="token_model")  # type: ignore[attr-defined]
+    return asm
+
+
+def text_dataset(examples: list[Example], encoder: LabelEncoder, batch_size: int, shuffle: bool = False,
+                 seed: int = 0, with_labels: bool = True) -> Any:
+    texts = tf.constant([e.text or "" for e in examples], dtype=tf.string)
+    ds = tf.data.Dataset.from_tensor_slices(texts)
+    if with_labels:
+        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(encoder.encode_all(examples))))
+    ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(min(len(examples), 8192), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def write_text_saved_model(model: Any, folder: Any, key: str) -> None:
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def serve(text):
+        return {key: model(text, training=False)}
+
+    archive.add_endpoint("serving_default", serve, input_signature=[tf.TensorSpec((None,), tf.string, name="text")])
+    archive.write_out(str(folder), verbose=False)
+
+
+def sample_texts(examples: list[Example], n: int) -> np.ndarray:
+    return np.array([e.text or "" for e in examples[:n]], dtype=object)
