@@ -51,9 +51,18 @@ class ThumbGrid(QListWidget):
         self.setMovement(QListWidget.Movement.Static)
         self.setSpacing(4)
 
+    def set_texts(self, items: list[str]) -> None:
+        """Text examples: one row each, no thumbnails."""
+        self.clear()
+        self.setViewMode(QListWidget.ViewMode.ListMode)
+        self.setWordWrap(True)
+        for caption in items:
+            self.addItem(QListWidgetItem(caption))
+
     def set_items(self, items: list[tuple[str, str]]) -> None:
         """items: (path, caption)."""
         self.clear()
+        self.setViewMode(QListWidget.ViewMode.IconMode)
         for path, caption in items:
             it = QListWidgetItem(QIcon(thumbnail(path, self.size)), caption)
             it.setToolTip(path)

@@ -219,3 +219,32 @@ def test_event_loop_stays_responsive_during_real_training(window, qtbot, tmp_pat
     with capsys.disabled():
         print(f"\n[responsiveness] {len(gaps)} probes, max gap {worst:.0f} ms (timer 20 ms)")
     assert worst < 100
+
+
+def test_text_wizard_steps(window, qtbot, tmp_path):
+    from test_text import write_sms_csv
+
+    csv = write_sms_csv(tmp_path / "sms.csv")
+    dp = window.pages[0]
+    dp.kind.setCurrentText("Text")
+    scan_data(qtbot, window, csv)
+    assert window.state.project.task.type.value == "text_classification"
+    assert dp.samples.rowCount() == 48 and dp.samples.isVisible() and not dp.thumbs.isVisible()
+    assert "suggested sequence length" in dp.lengths.plotItem.titleLabel.text
+    assert window.next(), window.problem.text()
+    bp = window.pages[1]
+    names = {bp.proxy.index(r, 0).data() for r in range(bp.proxy.rowCount())}
+    assert "minilm_l6" in names and "mobilenet_v2" not in names
+    assert bp.size_label.text() == "Sequence length"
+    bp.select("tiny_bert")
+    bp.size.setValue(16)
+    bp.weights.setCurrentText("none")
+    assert window.next(), window.problem.text()
+    assert window.state.project.backbone.sequence_length == 16
+    qtbot.waitUntil(lambda: bool(window.pages[2].table), timeout=30000)
+    blocks = {r.block for r in window.pages[2].table}
+    assert {"transformer_layer_0", "transformer_layer_1"} <= blocks
+    assert window.next(), window.problem.text()
+    assert window.pages[3].task.currentText() == "Single-label classification"
+    assert window.next(), window.problem.text()
+    assert window.state.project.task.type.value == "text_classification"

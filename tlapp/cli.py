@@ -34,13 +34,19 @@ def init(project: Path = typer.Argument(..., help="Project file to write (YAML).
          image_size: Optional[int] = typer.Option(None, "--image-size"),
          task: str = typer.Option("image_classification", "--task",
                                   help="image_classification | multi_label | regression | text_classification | text_multi_label"),
-         force: bool = typer.Option(False, "--force", help="Overwrite an existing project file.")) -> None:
+         force: bool = typer.Option(False, "--force", help="Overwrite an existing project file."),
+         text_column: Optional[str] = typer.Option(None, "--text-column", help="Text tasks: CSV text column."),
+         label_column: Optional[str] = typer.Option(None, "--label-column", help="Text tasks: CSV label column.")
+         ) -> None:
     """Write a valid project file with good defaults."""
     from .catalog import check_size, get_entry
     from .config import project_from_dict, save_project
 
     if project.exists() and not force:
         raise TlappError(f"{project}: already exists (use --force to overwrite)")
+    task = task.replace("-", "_")
+    if task.startswith("text_"):
+        return _init_text(project, data, backbone, task, text_column, label_column)
     check_size(get_entry(backbone), image_size)
     if data.startswith("tfds:"):
         d = {"source": "tfds", "tfds_name": data[5:]}
@@ -50,10 +56,38 @@ def init(project: Path = typer.Argument(..., help="Project file to write (YAML).
             raise TlappError(f"--data {data}: path does not exist")
         rel = Path(__import__("os").path.relpath(p.resolve(), project.resolve().parent))
         d = {"source": "folder" if p.is_dir() else "csv", "path": str(rel)}
-    proj = project_from_dict({"name": project.stem, "task": {"type": task.replace("-", "_")}, "data": d,
+    proj = project_from_dict({"name": project.stem, "task": {"type": task}, "data": d,
                               "backbone": {"name": backbone, "image_size": image_size}}, "init")
     save_project(proj, project)
     out.print(f"wrote {project}  (next: tlapp scan {data}  then  tlapp train {project})")
+
+
+def _init_text(project: Path, data: str, backbone: str, task: str, text_col: Optional[str],
+               label_col: Optional[str]) -> None:
+    """Text projects: MiniLM by default; the sequence length comes from a scan of the data."""
+    import os
+
+    from .config import project_from_dict, save_project
+    from .textdata import scan_text
+
+    name = "minilm_l6" if backbone == "efficientnet_lite0" else backbone
+    p = Path(data).expanduser()
+    report = scan_text(p, task, text_col, label_col)
+    report.require_usable()
+    seq = min(report.lengths.get("suggested_sequence_length", 128), 256)
+    rel = os.path.relpath(p.resolve(), project.resolve().parent)
+    proj = project_from_dict({
+        "name": project.stem, "task": {"type": task},
+        "data": {"source": "folder" if p.is_dir() else "csv", "path": rel, "text_column": text_col,
+                 "label_column": label_col},
+        "backbone": {"name": name, "weights": "pretrained", "sequence_length": seq},
+        "train": {"batch_size": 32, "phases": [
+            {"name": "head", "epochs": 10, "learning_rate": 2e-3},
+            {"name": "finetune", "epochs": 1, "learning_rate": 3e-5, "freeze": {"mode": "top_blocks", "blocks": 2}}]},
+    }, "init")
+    save_project(proj, project)
+    out.print(f"wrote {project}: {len(report.examples)} texts, {len(report.classes)} classes, sequence length {seq} "
+              f"(p95 {report.lengths.get('p95_words', 0):.0f} words)", highlight=False)
 
 
 @app.command()
@@ -75,10 +109,12 @@ def render_config(project: Path, set_: List[str] = typer.Option([], "--set", hel
 @app.command("scan")
 def scan_cmd(data: Path, as_json: bool = typer.Option(False, "--json"),
              task: str = typer.Option("image_classification", "--task")) -> None:
-    """Decode every file and report counts, imbalance and unusable files."""
+    """Decode every file (or read every text row) and report counts, imbalance and unusable entries."""
     from .scan import scan
+    from .textdata import scan_text
 
-    report = scan(data, task.replace("-", "_"))
+    task = task.replace("-", "_")
+    report = scan_text(data, task) if task.startswith("text_") else scan(data, task)
     if as_json:
         _dump(report.as_dict())
     else:
@@ -104,6 +140,11 @@ def _print_scan(report) -> None:
         out.print(f"[yellow]warning:[/yellow] {w}")
     for c in report.empty_classes:
         out.print(f"[red]empty class[/red] {c}: no usable images (refused for training)")
+    if report.lengths:
+        L = report.lengths
+        out.print(f"text length (words): mean {L['mean_words']:.1f}, median {L['p50_words']:.0f}, p95 "
+                  f"{L['p95_words']:.0f}, max {L['max_words']}; suggested sequence length "
+                  f"{L['suggested_sequence_length']}", highlight=False)
 
 
 @app.command()
@@ -122,10 +163,10 @@ def backbones(as_json: bool = typer.Option(False, "--json"),
         _dump(rows)
         return
     t = Table(title="Backbones")
-    for col in ("name", "family", "source", "size", "scaling", "params (M)", "licence", "offline"):
+    for col in ("name", "kind", "family", "source", "size", "scaling", "params (M)", "licence", "offline"):
         t.add_column(col, no_wrap=True)
     for d in rows:
-        t.add_row(d["name"], d["family"], d["source"], str(d["default_size"]), d["preprocessing"],
+        t.add_row(d["name"], d["modality"], d["family"], d["source"], str(d["default_size"]), d["preprocessing"],
                   f"{d['params_m']:.1f}", d["licence"], "✓" if d["offline"] else "✗")
     out.print(t)
 

@@ -111,19 +111,36 @@ def train(project: Path, out_dir: Optional[Path] = typer.Option(None, "--out", h
 
 
 @app.command()
-def predict(model: Path, inputs: List[str] = typer.Argument(..., help="Image files or folders."),
-            as_json: bool = typer.Option(False, "--json", help="One JSON object per input.")) -> None:
+def predict(model: Path, inputs: List[str] = typer.Argument(None, help="Image files/folders, or texts."),
+            as_json: bool = typer.Option(False, "--json", help="One JSON object per input."),
+            file: Optional[Path] = typer.Option(None, "--file", help="Text models: one text per line.")) -> None:
     """Predict with an exported model (or a run directory)."""
+    from .errors import DataError
     from .predict import Predictor, expand_inputs
 
     pred = Predictor.load(model)
-    for r in pred.predict_files(expand_inputs(inputs)):
+    if pred.is_text:
+        texts = list(inputs or [])
+        if file is not None:
+            if not file.is_file():
+                raise DataError(f"--file {file}: no such file")
+            from .textdata import decode_bytes
+
+            texts += [l for l in decode_bytes(file.read_bytes(), None, str(file))[0].splitlines() if l.strip()]
+        if not texts:
+            raise DataError("give texts as arguments or --file FILE")
+        results = pred.predict_texts(texts)
+    else:
+        if not inputs:
+            raise DataError("give image files or folders to predict")
+        results = pred.predict_files(expand_inputs(inputs))
+    for r in results:
         if as_json:
             sys.stdout.write(json.dumps(r) + "\n")
         elif "error" in r:
             out.print(f"{r['path']}: error: {r['error']}", highlight=False)
         elif "label" in r:
-            out.print(f"{r['path']}: {r['label']} ({r['score']:.3f})", highlight=False)
+            out.print(f"{r.get('path') or r['text'][:60]!s}: {r['label']} ({r['score']:.3f})", highlight=False)
         else:
             out.print(f"{r['path']}: {r.get('labels', r.get('value'))}", highlight=False)
 
@@ -138,7 +155,7 @@ def evaluate(run_dir: Path, data: Optional[Path] = typer.Option(None, "--data", 
     if as_json:
         _dump(rep)
         return
-    out.print(f"accuracy: {rep['accuracy']:.4f} on {rep['n']} images", highlight=False)
+    out.print(f"accuracy: {rep['accuracy']:.4f} on {rep['n']} examples", highlight=False)
     for c, m in rep.get("per_class", {}).items():
         out.print(f"  {c}: precision {m['precision']:.3f} recall {m['recall']:.3f} f1 {m['f1']:.3f} "
                   f"(n={m['support']})", highlight=False)

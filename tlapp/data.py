@@ -47,7 +47,11 @@ def split_examples(examples: list[Example], task: TaskType, val: float, test: fl
     rng = random.Random(seed)
     out = Splits([], [], [], seed)
     for key in sorted(groups):
-        items = groups[key]
+        # Identical texts form one unit, so a duplicate never lands in both train and val.
+        units: dict[str, list[Example]] = defaultdict(list)
+        for ex in groups[key]:
+            units[ex.text if ex.text is not None else ex.path].append(ex)
+        items = list(units.values())
         rng.shuffle(items)
         if max_per_class:
             items = items[:max_per_class]
@@ -58,12 +62,23 @@ def split_examples(examples: list[Example], task: TaskType, val: float, test: fl
             n_val = max(1, n_val)
         if n_val + n_test >= n:
             n_val, n_test = min(n_val, n - 1), 0
-        out.test += items[:n_test]
-        out.val += items[n_test:n_test + n_val]
-        out.train += items[n_test + n_val:]
+        flat = lambda us: [e for u in us for e in u]  # noqa: E731
+        out.test += flat(items[:n_test])
+        out.val += flat(items[n_test:n_test + n_val])
+        out.train += flat(items[n_test + n_val:])
     if not out.train:
         raise DataError("the training split is empty; add data or lower val_fraction/test_fraction")
     return out
+
+
+def cross_split_duplicates(splits: Splits) -> int:
+    """Texts that occur in more than one split (only possible when a text carries different labels)."""
+    seen: dict[str, set[str]] = defaultdict(set)
+    for name in ("train", "val", "test"):
+        for e in getattr(splits, name):
+            if e.text is not None:
+                seen[e.text].add(name)
+    return sum(1 for s in seen.values() if len(s) > 1)
 
 
 class LabelEncoder:

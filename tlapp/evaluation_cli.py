@@ -27,6 +27,8 @@ def evaluate_run(run_dir: Path, data: Optional[Path] = None) -> dict[str, Any]:
     from .predict import Predictor
 
     pred = Predictor.load(run_dir)
+    if pred.meta["task"] == "text_classification":
+        return _evaluate_text(pred, Path(run_dir), data)
     if pred.meta["task"] != "image_classification":
         raise DataError(f"{run_dir}: `tlapp evaluate` supports single-label classification; task is {pred.meta['task']}")
     rows = _examples(Path(run_dir), data, pred.meta["task"])
@@ -65,3 +67,23 @@ def reexport(run_dir: Path, formats: list[str], out_dir: Optional[Path] = None) 
     fmts = sorted(set(formats) | ({"keras"} if target == src else set()))
     return export_model(model, Path(target), size=meta["image_size"], task=meta["task"], classes=meta["classes"],
                         formats=fmts, backbone=meta["backbone"], samples=samples)
+
+
+def _evaluate_text(pred: Any, run_dir: Path, data: Optional[Path]) -> dict[str, Any]:
+    from .evaluate import classification_report
+
+    if data is None:
+        rows = [(r[2], r[1]) for r in json.loads((run_dir / "split.json").read_text())["val"]]
+    else:
+        from .textdata import scan_text
+
+        rows = [(e.text, e.label) for e in scan_text(data, "text_classification").examples]
+    classes = pred.meta["classes"]
+    unknown = sorted({lab for _, lab in rows if lab not in classes})
+    if unknown:
+        raise DataError(f"{data}: labels not known to the model: {', '.join(unknown)} (model classes: {classes})")
+    res = pred.predict_texts([t for t, _ in rows])
+    rep = classification_report(np.array([classes.index(l) for _, l in rows]),
+                                np.array([classes.index(r["label"]) for r in res]), classes)
+    rep["n"] = len(rows)
+    return rep

@@ -18,6 +18,9 @@ from .config import FreezePlan
 from .errors import ConfigError
 
 STEM, TOP = "stem", "top"
+# Text backbones' own pooler is never on the path: tlapp pools the sequence output itself, so
+# training it would only waste optimizer state (and Keras warns about missing gradients).
+UNUSED_LAYERS = ("pooled_dense", "pooler_dense")
 
 
 @dataclass
@@ -109,7 +112,8 @@ def apply_plan(backbone: Any, entry: BackboneEntry, plan: FreezePlan) -> list[La
     mask = plan_mask(layer_table(backbone, entry), plan)
     backbone.trainable = any(mask)
     for layer, on in zip(layers, mask):
-        layer.trainable = bool(on) and (plan.train_batchnorm or not _is_bn(layer))
+        unused = layer.name in UNUSED_LAYERS
+        layer.trainable = bool(on) and not unused and (plan.train_batchnorm or not _is_bn(layer))
     return layer_table(backbone, entry)
 
 

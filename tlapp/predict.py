@@ -39,8 +39,27 @@ class Predictor:
         tf, _ = quiet_import()
         d = find_export(Path(path))
         meta = json.loads((d / "meta.json").read_text())
+        if meta.get("input") == "text":
+            import tensorflow_text  # noqa: F401  registers the tokenizer ops
         sm = tf.saved_model.load(str(d / "saved_model"))
         return cls(d, meta, sm.signatures["serving_default"])
+
+    @property
+    def is_text(self) -> bool:
+        return self.meta.get("input") == "text"
+
+    def predict_texts(self, texts: list[str], batch: int = 64) -> list[dict[str, Any]]:
+        from .tfenv import quiet_import
+
+        tf, _ = quiet_import()
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(texts), batch):
+            chunk = texts[start:start + batch]
+            scores = self.fn(text=tf.constant(chunk))[self.meta["output_key"]].numpy()
+            out += [{**self.describe("", s), "text": t} for t, s in zip(chunk, scores)]
+        for r in out:
+            r.pop("path", None)
+        return out
 
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:
         from .tfenv import quiet_import

@@ -63,7 +63,9 @@ def read_table(path: Path, text_col: Optional[str], label_col: Optional[str], en
     raw = path.read_bytes()
     text, used = decode_bytes(raw, encoding, str(path))
     delim = _delimiter(path, text[:4096])
-    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delim))
+    # TSV files (SMS Spam Collection style) use no quoting: a leading '"' is part of the text.
+    quoting = csv.QUOTE_NONE if delim == "\t" else csv.QUOTE_MINIMAL
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delim, quoting=quoting))
     report = ScanReport(str(path), "text", task)
     if not rows:
         raise DataError(f"{path}: no rows")
@@ -143,5 +145,5 @@ def scan_text(source: Path, task: str, text_col: Optional[str] = None, label_col
         seen[e.text or ""] = seen.get(e.text or "", 0) + 1
     dups = sum(n - 1 for n in seen.values() if n > 1)
     if dups:
-        report.warnings.append(f"{dups} duplicate text(s) in the data; they are kept together in one split")
+        report.warnings.append(f"{dups} duplicate text(s) in the data; copies are kept together in one split")
     return report

@@ -86,6 +86,12 @@ class _Run:
             self.splits = split_examples(self.report.examples, p.task.type, p.data.val_fraction,
                                          p.data.test_fraction, p.data.seed, p.data.max_per_class)
             split_file.write_text(json.dumps(self.splits.as_dict(), indent=1))
+        from .data import cross_split_duplicates
+
+        dup = cross_split_duplicates(self.splits)
+        if dup:
+            self.log.emit(WARNING, message=f"{dup} text(s) appear in more than one split with different labels; "
+                                           "validation accuracy is slightly optimistic for them")
         self.classes = self.report.classes if p.task.type != TaskType.regression else []
         self.encoder = LabelEncoder(p.task.type, self.classes)
 

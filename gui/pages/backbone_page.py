@@ -55,7 +55,8 @@ class BackbonePage(WizardPage):
         imp = QPushButton("Import weights…")
         imp.clicked.connect(self.import_weights)
         form = QFormLayout()
-        form.addRow("Input size", self.size)
+        self.size_label = QLabel("Input size")
+        form.addRow(self.size_label, self.size)
         form.addRow("Weights", self.weights)
         form.addRow("Width (alpha)", self.alpha)
         row = QHBoxLayout()
@@ -72,7 +73,8 @@ class BackbonePage(WizardPage):
         from tlapp.weights import offline_status
 
         self.model.setRowCount(0)
-        for e in all_entries(include_test=True):
+        self.modality = "text" if self.state.project.task.type.is_text else "image"
+        for e in all_entries(include_test=True, modality=self.modality):
             cells = [e.name, e.family, f"{e.params_m:.1f}", str(e.default_size), e.preprocessing,
                      "✓" if offline_status(e.name) else "✗", e.licence]
             items = [QStandardItem(c) for c in cells]
@@ -105,8 +107,12 @@ class BackbonePage(WizardPage):
 
     def refresh(self) -> None:
         b = self.state.project.backbone
+        want = "text" if self.state.project.task.type.is_text else "image"
+        if want != getattr(self, "modality", None):
+            self.fill()
+        self.size_label.setText("Sequence length" if want == "text" else "Input size")
         self.select(b.name)
-        self.size.setValue(b.image_size or get_entry(b.name).default_size)
+        self.size.setValue((b.sequence_length if want == "text" else b.image_size) or get_entry(b.name).default_size)
         self.weights.setCurrentText(b.weights)
         self.alpha.setCurrentText(str(b.options.get("alpha", "(default)")))
 
@@ -117,7 +123,9 @@ class BackbonePage(WizardPage):
             opts["alpha"] = float(self.alpha.currentText())
         else:
             opts.pop("alpha", None)
-        self.state.update("backbone", name=name, image_size=self.size.value(),
+        size = {"sequence_length": self.size.value()} if get_entry(name).modality == "text" \
+            else {"image_size": self.size.value()}
+        self.state.update("backbone", name=name, **size,
                           weights=self.weights.currentText().strip() or "imagenet", options=opts)
 
     def validate(self) -> Optional[str]:
@@ -129,6 +137,10 @@ class BackbonePage(WizardPage):
             return "Choose a backbone."
         try:
             e = get_entry(name)
+            if e.modality == "text":
+                if e.max_sequence_length and self.size.value() > e.max_sequence_length:
+                    return f"Sequence length {self.size.value()} exceeds {name}'s maximum {e.max_sequence_length}"
+                return None
             check_size(e, self.size.value())
             if self.alpha.isEnabled() and self.alpha.currentText() != "(default)":
                 check_options(e, {"alpha": float(self.alpha.currentText())})

@@ -24,8 +24,14 @@ class DataPage(WizardPage):
     def __init__(self, state) -> None:
         super().__init__(state)
         self.worker: Optional[FunctionWorker] = None
+        self.kind = QComboBox()
+        self.kind.addItems(["Images", "Text"])
+        self.kind.setToolTip("What the examples are: image files, or texts (CSV/TSV rows or .txt files)")
         self.source = QComboBox()
         self.source.addItems(["folder", "csv", "tfds"])
+        self.text_col, self.label_col = QLineEdit(), QLineEdit()
+        self.text_col.setPlaceholderText("text column (default: text)")
+        self.label_col.setPlaceholderText("label column (default: label)")
         self.path = QLineEdit()
         self.path.setPlaceholderText("Folder with one sub-folder per class, or a CSV of path,label")
         browse = QPushButton("Browse…")
@@ -33,6 +39,7 @@ class DataPage(WizardPage):
         self.scan_btn = QPushButton("Scan")
         self.scan_btn.clicked.connect(self.start_scan)
         row = QHBoxLayout()
+        row.addWidget(self.kind)
         row.addWidget(self.source)
         row.addWidget(self.path, 1)
         row.addWidget(browse)
@@ -53,6 +60,16 @@ class DataPage(WizardPage):
             h.addWidget(text)
             split.addRow(label, h)
         split.addRow("Split seed", self.seed)
+        cols = QHBoxLayout()
+        cols.addWidget(self.text_col)
+        cols.addWidget(self.label_col)
+        split.addRow("Text columns", cols)
+        self.lengths = BarChart()
+        self.samples = QTableWidget(0, 2)
+        self.samples.setHorizontalHeaderLabels(["Label", "Text (sample rows)"])
+        self.samples.horizontalHeader().setStretchLastSection(True)
+        self.samples.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.kind.currentTextChanged.connect(self._kind_changed)
         self.chart = BarChart()
         self.thumbs = ThumbGrid(64)
         self.bad = QTableWidget(0, 2)
@@ -63,6 +80,8 @@ class DataPage(WizardPage):
         top = QSplitter(Qt.Orientation.Horizontal)
         top.addWidget(self.chart)
         top.addWidget(self.thumbs)
+        top.addWidget(self.lengths)
+        top.addWidget(self.samples)
         views.addWidget(top)
         views.addWidget(self.bad)
         lay = QVBoxLayout(self)
@@ -81,12 +100,27 @@ class DataPage(WizardPage):
         s.setRange(lo, hi)
         return s
 
+    def is_text(self) -> bool:
+        return self.kind.currentText() == "Text"
+
+    def _kind_changed(self) -> None:
+        text = self.is_text()
+        for w in (self.lengths, self.samples, self.text_col, self.label_col):
+            w.setVisible(text)
+        self.thumbs.setVisible(not text)
+        self.path.setPlaceholderText("CSV/TSV with text and label columns, or a folder of .txt files per class"
+                                     if text else "Folder with one sub-folder per class, or a CSV of path,label")
+
     def _split_labels(self) -> None:
         self.val_label.setText(f"{self.val.value()}%")
         self.test_label.setText(f"{self.test.value()}%")
 
     def refresh(self) -> None:
         d = self.state.project.data
+        self.kind.setCurrentText("Text" if self.state.project.task.type.is_text else "Images")
+        self._kind_changed()
+        self.text_col.setText(d.text_column or "")
+        self.label_col.setText(d.label_column or "")
         self.source.setCurrentText(d.source)
         self.path.setText(d.tfds_name if d.source == "tfds" else (d.path or ""))
         self.val.setValue(round(d.val_fraction * 100))
@@ -101,7 +135,15 @@ class DataPage(WizardPage):
         values = {"source": src, "val_fraction": self.val.value() / 100, "test_fraction": self.test.value() / 100,
                   "seed": self.seed.value()}
         values.update({"tfds_name": text, "path": None} if src == "tfds" else {"path": text or ".", "tfds_name": None})
-        self.state.update("data", **values)
+        values.update(text_column=self.text_col.text().strip() or None, label_column=self.label_col.text().strip() or None)
+        d = self.state.project.model_dump(mode="json")
+        d["data"].update(values)
+        was_text = self.state.project.task.type.is_text
+        if self.is_text() != was_text:
+            d["task"]["type"] = "text_classification" if self.is_text() else "image_classification"
+            d["backbone"] = {"name": "minilm_l6", "weights": "pretrained"} if self.is_text() else {}
+            self.state.scan_report = None
+        self.state.set_dict(d)
 
     def browse(self) -> None:
         if self.source.currentText() == "csv":
@@ -126,6 +168,12 @@ class DataPage(WizardPage):
         project, pfile = self.state.project, self.state.path
 
         def run(progress=None):
+            if project.task.type.is_text:
+                from tlapp.textdata import scan_text
+
+                d = project.data
+                return scan_text(resolve_source(project, pfile), project.task.type.value, d.text_column,
+                                 d.label_column, d.encoding)
             return scan(resolve_source(project, pfile), project.task.type.value, progress=progress)
 
         self.worker = FunctionWorker(run, with_progress=True)
@@ -163,6 +211,9 @@ class DataPage(WizardPage):
         lines += [f"<span style='color:#c00'>✗ class '{c}' has no usable images</span>" for c in report.empty_classes]
         self.summary.setText("<br>".join(lines))
         self.chart.set_counts(report.counts)
+        if report.lengths:
+            self.show_text(report)
+            return
         rng = random.Random(0)
         by_class: dict[str, list[str]] = {}
         for ex in report.examples:
@@ -173,6 +224,26 @@ class DataPage(WizardPage):
         self.thumbs.set_items(sample)
         self.bad.setRowCount(0)
         for b in report.bad + report.ignored:
+            r = self.bad.rowCount()
+            self.bad.insertRow(r)
+            self.bad.setItem(r, 0, QTableWidgetItem(b.path))
+            self.bad.setItem(r, 1, QTableWidgetItem(b.reason))
+
+    def show_text(self, report) -> None:
+        L = report.lengths
+        h = L["histogram"]
+        mids = [f"{(a + b) / 2:.0f}" for a, b in zip(h["edges"][:-1], h["edges"][1:])]
+        self.lengths.set_counts(dict(zip(mids, h["counts"])))
+        self.lengths.setTitle(f"Words per text (p95 {L['p95_words']:.0f}; suggested sequence length "
+                              f"{L['suggested_sequence_length']})")
+        rng = random.Random(0)
+        rows = rng.sample(report.examples, min(60, len(report.examples)))
+        self.samples.setRowCount(len(rows))
+        for r, ex in enumerate(rows):
+            self.samples.setItem(r, 0, QTableWidgetItem(str(ex.label)))
+            self.samples.setItem(r, 1, QTableWidgetItem((ex.text or "").replace("\n", " ")[:300]))
+        self.bad.setRowCount(0)
+        for b in report.bad:
             r = self.bad.rowCount()
             self.bad.insertRow(r)
             self.bad.setItem(r, 0, QTableWidgetItem(b.path))

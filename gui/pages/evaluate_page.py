@@ -92,13 +92,17 @@ class EvaluatePage(WizardPage):
         classes = self.evaluation.get("classes", [])
         if row < 0:
             chosen = [p for p in preds if p["true"] != p["pred"]]
-            self.cell_label.setText(f"Misclassified validation images: {len(chosen)} "
+            self.cell_label.setText(f"Misclassified validation examples: {len(chosen)} "
                                     "(click a confusion-matrix cell to see those images)")
         else:
             t, pr = classes[row], classes[col]
             chosen = [p for p in preds if p["true"] == t and p["pred"] == pr]
-            self.cell_label.setText(f"True '{t}', predicted '{pr}': {len(chosen)} image(s)")
-        self.images.set_items([(p["path"], f"{p['true']}→{p['pred']} {p.get('score', 0):.2f}") for p in chosen[:200]])
+            self.cell_label.setText(f"True '{t}', predicted '{pr}': {len(chosen)} example(s)")
+        if chosen and "text" in chosen[0]:
+            self.images.set_texts([f"[{p['true']}→{p['pred']} {p.get('score', 0):.2f}] {p['text']}" for p in chosen[:200]])
+        else:
+            self.images.set_items([(p["path"], f"{p['true']}→{p['pred']} {p.get('score', 0):.2f}")
+                                   for p in chosen[:200]])
 
     def validate(self) -> Optional[str]:
         return None if self.evaluation else "No evaluation yet: finish a training run first."

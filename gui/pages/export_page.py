@@ -59,6 +59,9 @@ class ExportPage(WizardPage):
         self.drop = DropLabel(self.try_file)
         choose = QPushButton("Choose image…")
         choose.clicked.connect(self._choose)
+        self.text_in = QLineEdit()
+        self.text_in.setPlaceholderText("Type a text and press Enter to classify it")
+        self.text_in.returnPressed.connect(lambda: self.try_text(self.text_in.text()))
         self.answer = QLabel()
         self.answer.setWordWrap(True)
         self.answer.setObjectName("tryAnswer")
@@ -76,6 +79,8 @@ class ExportPage(WizardPage):
         tr = QHBoxLayout()
         tr.addWidget(self.drop)
         col = QVBoxLayout()
+        self.choose = choose
+        col.addWidget(self.text_in)
         col.addWidget(choose)
         col.addWidget(self.answer, 1)
         tr.addLayout(col, 1)
@@ -85,6 +90,10 @@ class ExportPage(WizardPage):
         return Path(self.dest.text()) if self.dest.text().strip() else Path(self.state.run_dir or ".") / "export"
 
     def refresh(self) -> None:
+        text = self.state.project.task.type.is_text
+        self.text_in.setVisible(text)
+        self.drop.setVisible(not text)
+        self.choose.setVisible(not text)
         fmts = self.state.project.export.formats
         for f, cb in self.formats.items():
             cb.setChecked(f in fmts)
@@ -142,6 +151,24 @@ class ExportPage(WizardPage):
             if self.predictor is None or self.predictor.export_dir != Path(run) / "export":
                 self.predictor = Predictor.load(run)
             return self.predictor.predict_files([path])[0]
+
+        self.worker = FunctionWorker(predict)
+        self.worker.done.connect(self._answer)
+        self.worker.failed.connect(lambda m, d: show_error(self, m, d))
+        self.answer.setText("Predicting…")
+        self.worker.start()
+
+    def try_text(self, text: str) -> None:
+        from tlapp.predict import Predictor
+
+        if self.state.run_dir is None or not text.strip():
+            return
+        run = self.state.run_dir
+
+        def predict():
+            if self.predictor is None or self.predictor.export_dir != Path(run) / "export":
+                self.predictor = Predictor.load(run)
+            return self.predictor.predict_texts([text])[0]
 
         self.worker = FunctionWorker(predict)
         self.worker.done.connect(self._answer)

@@ -7,8 +7,9 @@ from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QL
 
 from .base import WizardPage
 
-TASKS = {"Single-label classification": "image_classification", "Multi-label classification": "multi_label",
-         "Regression": "regression"}
+IMAGE_TASKS = {"Single-label classification": "image_classification", "Multi-label classification": "multi_label",
+               "Regression": "regression"}
+TEXT_TASKS = {"Single-label classification": "text_classification", "Multi-label classification": "text_multi_label"}
 
 
 class HeadPage(WizardPage):
@@ -17,7 +18,7 @@ class HeadPage(WizardPage):
     def __init__(self, state) -> None:
         super().__init__(state)
         self.task = QComboBox()
-        self.task.addItems(list(TASKS))
+        self.task.addItems(list(IMAGE_TASKS))
         self.pooling = QComboBox()
         self.pooling.addItems(["avg", "max"])
         self.dropout = QDoubleSpinBox()
@@ -41,7 +42,15 @@ class HeadPage(WizardPage):
 
     def refresh(self) -> None:
         p = self.state.project
-        self.task.setCurrentText(next(k for k, v in TASKS.items() if v == p.task.type.value))
+        tasks = TEXT_TASKS if p.task.type.is_text else IMAGE_TASKS
+        self.tasks = tasks
+        self.task.blockSignals(True)
+        self.task.clear()
+        self.task.addItems(list(tasks))
+        self.task.setCurrentText(next(k for k, v in tasks.items() if v == p.task.type.value))
+        self.task.blockSignals(False)
+        self.pooling.clear()
+        self.pooling.addItems(["avg", "max", "cls"] if p.task.type.is_text else ["avg", "max"])
         self.pooling.setCurrentText(p.head.pooling)
         self.dropout.setValue(p.head.dropout)
         self.hidden.setText(", ".join(str(h) for h in p.head.hidden))
@@ -49,8 +58,8 @@ class HeadPage(WizardPage):
         rep = self.state.scan_report
         if rep is not None:
             self.classes.addItems([f"{c}  ({n})" for c, n in rep.counts.items()])
-            act = {"image_classification": "softmax", "multi_label": "sigmoid", "regression": "linear"}
-            self.note.setText(f"Output: {len(rep.classes)} units, {act[p.task.type.value]}.")
+            act = "linear" if p.task.type.value == "regression" else "sigmoid" if p.task.type.is_multi_label else "softmax"
+            self.note.setText(f"Output: {len(rep.classes)} units, {act}.")
 
     def _hidden(self) -> list[int]:
         text = self.hidden.text().replace(";", ",")
@@ -58,7 +67,7 @@ class HeadPage(WizardPage):
 
     def commit(self) -> None:
         d = self.state.project.model_dump(mode="json")
-        d["task"]["type"] = TASKS[self.task.currentText()]
+        d["task"]["type"] = getattr(self, "tasks", IMAGE_TASKS)[self.task.currentText()]
         d["head"].update(pooling=self.pooling.currentText(), dropout=self.dropout.value(), hidden=self._hidden())
         self.state.set_dict(d)
 

@@ -22,10 +22,16 @@ from .base import WizardPage
 
 def _structure(name: str, size: int, options: dict) -> Any:
     from tlapp.backbones import build_backbone
+    from tlapp.catalog import get_entry
     from tlapp.config import Backbone
     from tlapp.freeze import layer_table
 
-    built = build_backbone(Backbone(name=name, weights="none", image_size=size, options=options))
+    if get_entry(name).modality == "text":
+        from tlapp.text_backbones import build_text_backbone
+
+        built = build_text_backbone(Backbone(name=name, weights="none", sequence_length=size, options=options))
+    else:
+        built = build_backbone(Backbone(name=name, weights="none", image_size=size, options=options))
     return layer_table(built.model, built.entry)
 
 
@@ -90,7 +96,8 @@ class LayersPage(WizardPage):
         p = self.state.project
         self.plan = p.train.phases[-1].freeze
         self.keep_bn.setChecked(not self.plan.train_batchnorm)
-        key = (p.backbone.name, p.backbone.image_size, tuple(sorted(p.backbone.options.items())))
+        key = (p.backbone.name, p.backbone.image_size or p.backbone.sequence_length,
+               tuple(sorted(p.backbone.options.items())))
         if key != self.key:
             self.key = key
             self.load_structure()
@@ -103,7 +110,8 @@ class LayersPage(WizardPage):
         b = self.state.project.backbone
         self.status.setText(f"Building {b.name} to read its layers…")
         self.tree.clear()
-        self.worker = FunctionWorker(_structure, b.name, b.image_size or get_entry(b.name).default_size, b.options)
+        self.worker = FunctionWorker(_structure, b.name, (b.sequence_length if get_entry(b.name).modality == "text"
+                                                          else b.image_size) or get_entry(b.name).default_size, b.options)
         self.worker.done.connect(self._loaded)
         self.worker.failed.connect(lambda m, d: (self.status.setText(m), show_error(self, m, d)))
         self.worker.start()
