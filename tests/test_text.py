@@ -187,3 +187,10 @@ def test_minilm_sms_spam(tmp_path, capsys):
         print(f"\n[sms-spam] MiniLM-L6 val accuracy {acc:.4f} on {result.metrics['n_val']} texts "
               f"in {time.time() - t0:.0f}s")
     assert acc >= 0.95 and result.export["verified"]
+
+
+def test_tfds_text_offline_fails_cleanly(tmp_path):
+    from tlapp.data import materialize_tfds_text
+
+    with pytest.raises(DataError, match="TFDS dataset 'imdb_reviews' could not be loaded"):
+        materialize_tfds_text("imdb_reviews", str(tmp_path / "tfds"), tmp_path / "out")

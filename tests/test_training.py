@@ -187,3 +187,33 @@ def test_saved_model_bytes_signature_in_plain_tensorflow(trained_run, color_data
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-500:]
     assert proc.stdout.strip().endswith("(2, 3) 2.0")
+
+
+def test_discriminative_lr_scales_updates_per_block():
+    """Lower blocks move less: the same gradient, half the step one block further down."""
+    from tlapp.config import Phase
+    from tlapp.optim import block_multipliers, make_optimizer
+    from tlapp.tfenv import quiet_import
+
+    _, keras = quiet_import()
+    lower, upper = keras.Variable(np.zeros(3), name="lower"), keras.Variable(np.zeros(3), name="upper")
+    mult = block_multipliers({"block1": [lower], "block2": [upper]}, ["stem", "block1", "block2", "top"], 0.5)
+    assert mult == {lower.path: 0.5, upper.path: 1.0}
+    opt = make_optimizer(Phase(optimizer="sgd", learning_rate=0.1), 10, mult)
+    opt.apply([np.ones(3), np.ones(3)], [lower, upper])
+    assert np.allclose(upper.numpy(), -0.1) and np.allclose(lower.numpy(), -0.05)
+
+
+def test_mixed_precision_on_cpu_warns_and_uses_float32(color_data, tmp_path):
+    from tlapp.training import train
+    from tlapp.tfenv import quiet_import
+
+    _, keras = quiet_import()
+    d = tiny_project_dict(color_data)
+    d["train"]["mixed_precision"] = True
+    d["train"]["phases"] = [{"name": "head", "epochs": 1}]
+    d["export"] = {"formats": []}
+    events = []
+    train(project_from_dict(d), tmp_path / "run", events.append)
+    assert any(e.type == "warning" and "mixed precision needs a GPU" in e.data["message"] for e in events)
+    assert keras.mixed_precision.global_policy().name == "float32"

@@ -172,10 +172,44 @@ def materialize_tfds(name: str, data_dir: Optional[str], out_root: Path) -> Path
     return target
 
 
+def materialize_tfds_text(name: str, data_dir: Optional[str], out_root: Path) -> Path:
+    """Write a TFDS text-classification dataset (e.g. imdb_reviews) as a text,label CSV, once."""
+    import csv
+
+    target = out_root / f"{name.replace('/', '_').replace(':', '_')}.csv"
+    if target.is_file():
+        return target
+    from .tfenv import quiet_import
+
+    quiet_import()
+    try:
+        import tensorflow_datasets as tfds
+
+        ds, info = tfds.load(name, split="train", as_supervised=True, with_info=True, data_dir=data_dir)
+    except Exception as e:
+        raise DataError(
+            f"TFDS dataset {name!r} could not be loaded from data_dir={data_dir or '~/tensorflow_datasets'} "
+            f"and could not be downloaded ({type(e).__name__}: {str(e).splitlines()[0][:160]})"
+        ) from None
+    names = info.features["label"].names
+    out_root.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for text, lab in tfds.as_numpy(ds):
+            w.writerow([text.decode("utf-8", errors="replace"), names[int(lab)]])
+    tmp.replace(target)
+    return target
+
+
 def resolve_source(project: Project, project_file: Optional[Path]) -> Path:
     from .config import resolve_data_path
     from .paths import store_dir
 
+    if project.data.source == "tfds" and project.task.type.is_text:
+        return materialize_tfds_text(project.data.tfds_name or "", project.data.tfds_data_dir,
+                                     store_dir("datasets", "tfds"))
     if project.data.source == "tfds":
         return materialize_tfds(project.data.tfds_name or "", project.data.tfds_data_dir, store_dir("datasets", "tfds"))
     path = resolve_data_path(project, project_file)

@@ -8,9 +8,25 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 _done = False
+
+
+@contextmanager
+def _muted_stderr() -> Iterator[None]:
+    """Point fd 2 at /dev/null (C++ logging bypasses Python's sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def quiet_import() -> tuple[Any, Any]:
@@ -20,13 +36,10 @@ def quiet_import() -> tuple[Any, Any]:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         os.environ.setdefault("KERAS_BACKEND", "tensorflow")
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-        sys.stderr.flush()
-        saved = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 2)
-            import tensorflow as tf  # noqa: F401
+        with _muted_stderr():
+            import tensorflow as tf
             import keras  # noqa: F401
+
             try:
                 import absl.logging
 
@@ -34,10 +47,6 @@ def quiet_import() -> tuple[Any, Any]:
             except ImportError:
                 pass
             tf.get_logger().setLevel("ERROR")
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            os.close(devnull)
         _done = True
     import keras
     import tensorflow as tf
@@ -47,14 +56,6 @@ def quiet_import() -> tuple[Any, Any]:
 
 def quiet_keras_hub() -> Any:
     quiet_import()
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
+    with _muted_stderr():
         import keras_hub
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
     return keras_hub

@@ -242,6 +242,7 @@ class _Run:
     def run(self, resume: bool) -> RunResult:
         p = self.project
         keras.utils.set_random_seed(p.train.seed)
+        self.set_precision()
         self.log.emit(RUN_START, run_dir=str(self.run_dir), project=p.name, backbone=p.backbone.name,
                       phases=[ph.name for ph in p.train.phases], resume=resume)
         self.prepare_data(resume)
@@ -266,6 +267,14 @@ class _Run:
             self.run_phase(i, phase, start_epoch if i == start_phase else 0, restore and i == start_phase)
         self.keep_best()
         return self.finish()
+
+    def set_precision(self) -> None:
+        """mixed_float16 only where it pays (a GPU); the head's output layer stays float32."""
+        want = self.project.train.mixed_precision
+        if want and not tf.config.list_physical_devices("GPU"):
+            self.log.emit(WARNING, message="mixed precision needs a GPU; training in float32 on the CPU")
+            want = False
+        keras.mixed_precision.set_global_policy("mixed_float16" if want else "float32")
 
     def keep_best(self) -> None:
         if not self.project.train.keep_best or not self.best or not self.history:

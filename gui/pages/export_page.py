@@ -139,42 +139,33 @@ class ExportPage(WizardPage):
             self.try_file(path)
 
     def try_file(self, path: str) -> None:
-        from tlapp.predict import Predictor
-
         if self.state.run_dir is None:
             show_error(self, "Train and export a model first.")
             return
         self.drop.setPixmap(thumbnail(path, 200))
-        run = self.state.run_dir
+        self._predict(lambda p: p.predict_files([path])[0])
 
-        def predict():
-            if self.predictor is None or self.predictor.export_dir != Path(run) / "export":
+    def _predict(self, fn) -> None:
+        """Run ``fn(predictor)`` off the GUI thread with the run's exported SavedModel."""
+        from tlapp.predict import Predictor
+
+        run = Path(self.state.run_dir)
+
+        def work():
+            if self.predictor is None or self.predictor.export_dir != run / "export":
                 self.predictor = Predictor.load(run)
-            return self.predictor.predict_files([path])[0]
+            return fn(self.predictor)
 
-        self.worker = FunctionWorker(predict)
+        self.worker = FunctionWorker(work)
         self.worker.done.connect(self._answer)
         self.worker.failed.connect(lambda m, d: show_error(self, m, d))
         self.answer.setText("Predicting…")
         self.worker.start()
 
     def try_text(self, text: str) -> None:
-        from tlapp.predict import Predictor
-
         if self.state.run_dir is None or not text.strip():
             return
-        run = self.state.run_dir
-
-        def predict():
-            if self.predictor is None or self.predictor.export_dir != Path(run) / "export":
-                self.predictor = Predictor.load(run)
-            return self.predictor.predict_texts([text])[0]
-
-        self.worker = FunctionWorker(predict)
-        self.worker.done.connect(self._answer)
-        self.worker.failed.connect(lambda m, d: show_error(self, m, d))
-        self.answer.setText("Predicting…")
-        self.worker.start()
+        self._predict(lambda p: p.predict_texts([text])[0])
 
     def _answer(self, r: dict) -> None:
         if "error" in r:
