@@ -194,3 +194,19 @@ def test_tfds_text_offline_fails_cleanly(tmp_path):
 
     with pytest.raises(DataError, match="TFDS dataset 'imdb_reviews' could not be loaded"):
         materialize_tfds_text("imdb_reviews", str(tmp_path / "tfds"), tmp_path / "out")
+
+
+def test_trimmed_text_embeddings_equal_full_padding():
+    from tlapp.scan import Example
+    from tlapp.text_model import build_text_model, text_embeddings
+
+    p = project_from_dict({"task": {"type": "text_classification"}, "data": {"path": "x"},
+                           "backbone": {"name": "tiny_bert", "weights": "none", "sequence_length": 48}})
+    asm = build_text_model(p, 2)
+    texts = [SPAM[0], HAM[1] + " " + HAM[2] + " " + HAM[3], "ok", "free " * 30]
+    ex = [Example(f"t#{i}", "ham", text=t) for i, t in enumerate(texts)]
+    fast = text_embeddings(asm, ex, batch_size=2)
+    import tensorflow as tf
+
+    full = asm.features.predict_on_batch(tf.constant(texts))
+    assert np.abs(fast - full).max() < 1e-4

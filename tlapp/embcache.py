@@ -25,6 +25,9 @@ _MEMORY: dict[str, np.ndarray] = {}
 def cache_key(examples: list[Example], backbone_id: dict[str, Any]) -> str:
     h = hashlib.sha256(json.dumps(backbone_id, sort_keys=True, default=str).encode())
     for e in examples:
+        if e.text is not None:
+            h.update(f"{e.text}|{e.label}\n".encode())
+            continue
         try:
             st = os.stat(e.path)
             h.update(f"{e.path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
