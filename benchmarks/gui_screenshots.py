@@ -41,10 +41,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "tlapp-screens")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "sign_language_digits" / "Dataset")
+    ap.add_argument("--text", action="store_true", help="Walk the text workflow on the SMS Spam Collection.")
     args = ap.parse_args()
     xvfb = ensure_display()
     try:
-        run(args.out, args.data)
+        if args.text:
+            run_text(args.out, ROOT.parent / "shared" / "data" / "smsspamcollection" / "SMSSpamCollection")
+        else:
+            run(args.out, args.data)
     finally:
         if xvfb:
             xvfb.terminate()
@@ -122,6 +126,70 @@ def run(out: Path, data: Path) -> None:
     wait(lambda: "score" in ex.answer.text() or "Cannot" in ex.answer.text())
     shot("7-export")
     print("run dir:", win.state.run_dir, "| accuracy:", ev.evaluation.get("accuracy"))
+    win.close()
+
+
+def run_text(out: Path, data: Path) -> None:
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from gui.main_window import MainWindow
+    from tlapp.config import project_from_dict, save_project
+
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp())
+    pfile = work / "sms.yaml"
+    save_project(project_from_dict({
+        "name": "sms", "task": {"type": "text_classification"},
+        "data": {"path": str(data), "max_per_class": 150, "val_fraction": 0.25},
+        "backbone": {"name": "minilm_l6", "weights": "pretrained", "sequence_length": 64},
+        "train": {"batch_size": 32, "phases": [{"name": "head", "epochs": 10, "learning_rate": 0.003}]}}), pfile)
+    app = QApplication.instance() or QApplication([])
+    app.setStyle("Fusion")
+    win = MainWindow(settings=QSettings(str(work / "s.ini"), QSettings.Format.IniFormat))
+    win.resize(1280, 860)
+    win.show()
+
+    def wait(cond, timeout=900):
+        t0 = time.time()
+        while not cond():
+            app.processEvents()
+            time.sleep(0.02)
+            if time.time() - t0 > timeout:
+                raise TimeoutError("step did not finish")
+        for _ in range(20):
+            app.processEvents()
+            time.sleep(0.01)
+
+    def shot(name: str) -> None:
+        wait(lambda: True)
+        pix = win.screen().grabWindow(win.winId()) if os.environ.get("DISPLAY") else win.grab()
+        pix.save(str(out / f"{name}.png"))
+        print("saved", out / f"{name}.png")
+
+    win.open(pfile)
+    win.pages[0].start_scan()
+    wait(lambda: win.state.scan_report is not None and not win.pages[0].worker.isRunning())
+    shot("text-1-data")
+    assert win.next(), win.problem.text()
+    shot("text-2-backbone")
+    assert win.next(), win.problem.text()
+    wait(lambda: bool(win.pages[2].table))
+    shot("text-3-layers")
+    assert win.next() and win.next(), win.problem.text()
+    tp = win.pages[4]
+    tp.start()
+    wait(lambda: tp.status_text != "running", timeout=1800)
+    shot("text-5-training-done")
+    assert win.next(), win.problem.text()
+    shot("text-6-evaluate")
+    assert win.next(), win.problem.text()
+    ex = win.pages[6]
+    ex.text_in.setText("URGENT! You have won a 1 week FREE membership in our prize draw. Text WIN to 80086")
+    ex.try_text(ex.text_in.text())
+    wait(lambda: "score" in ex.answer.text() or "Cannot" in ex.answer.text())
+    shot("text-7-export")
+    print("run dir:", win.state.run_dir)
     win.close()
 
 

@@ -77,7 +77,7 @@ class DataPage(WizardPage):
         self.bad.horizontalHeader().setStretchLastSection(True)
         self.bad.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         views = QSplitter(Qt.Orientation.Vertical)
-        top = QSplitter(Qt.Orientation.Horizontal)
+        top = self.top = QSplitter(Qt.Orientation.Horizontal)
         top.addWidget(self.chart)
         top.addWidget(self.thumbs)
         top.addWidget(self.lengths)
@@ -108,6 +108,7 @@ class DataPage(WizardPage):
         for w in (self.lengths, self.samples, self.text_col, self.label_col):
             w.setVisible(text)
         self.thumbs.setVisible(not text)
+        self.top.setSizes([300, 0, 300, 500] if text else [500, 500, 0, 0])
         self.path.setPlaceholderText("CSV/TSV with text and label columns, or a folder of .txt files per class"
                                      if text else "Folder with one sub-folder per class, or a CSV of path,label")
 
@@ -132,6 +133,10 @@ class DataPage(WizardPage):
 
     def commit(self) -> None:
         src, text = self.source.currentText(), self.path.text().strip()
+        if src != "tfds" and text:
+            # A file is a table (CSV/TSV), a folder is a folder: no way to get this wrong.
+            src = "csv" if Path(text).expanduser().is_file() else "folder"
+            self.source.setCurrentText(src)
         values = {"source": src, "val_fraction": self.val.value() / 100, "test_fraction": self.test.value() / 100,
                   "seed": self.seed.value()}
         values.update({"tfds_name": text, "path": None} if src == "tfds" else {"path": text or ".", "tfds_name": None})
@@ -204,7 +209,8 @@ class DataPage(WizardPage):
         self.show_report(report)
 
     def show_report(self, report) -> None:
-        lines = [f"<b>{len(report.examples)}</b> usable images in <b>{len(report.classes)}</b> classes; "
+        unit = "texts" if report.kind == "text" else "images"
+        lines = [f"<b>{len(report.examples)}</b> usable {unit} in <b>{len(report.classes)}</b> classes; "
                  f"{len(report.bad)} unusable (skipped), {len(report.ignored)} ignored; "
                  f"imbalance {report.imbalance}."]
         lines += [f"<span style='color:#c80'>⚠ {w}</span>" for w in report.warnings]

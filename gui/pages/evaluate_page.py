@@ -28,7 +28,7 @@ class EvaluatePage(WizardPage):
         self.per_class = QTableWidget(0, 4)
         self.per_class.setHorizontalHeaderLabels(["Precision", "Recall", "F1", "Support"])
         self.per_class.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.cell_label = QLabel("Misclassified validation images (click a confusion-matrix cell to filter):")
+        self.cell_label = QLabel("Misclassified validation examples (click a confusion-matrix cell to filter):")
         self.images = ThumbGrid(72)
         top = QSplitter(Qt.Orientation.Horizontal)
         for title, w in (("Confusion matrix (rows: true, columns: predicted)", self.matrix),
@@ -54,7 +54,7 @@ class EvaluatePage(WizardPage):
         fin = metrics.get("final", {})
         best = metrics.get("best", {})
         parts = [f"<b>Validation accuracy {self.evaluation.get('accuracy', float('nan')):.4f}</b> on "
-                 f"{metrics.get('n_val')} images" if "accuracy" in self.evaluation else "Regression / multi-label run",
+                 f"{metrics.get('n_val')} validation examples" if "accuracy" in self.evaluation else "Regression / multi-label run",
                  f"final val_loss {fin.get('val_loss', float('nan')):.4f}"]
         if best.get("restored"):
             parts.append(f"best weights from phase '{best['phase_name']}' epoch {best['epoch']} were kept")
@@ -93,7 +93,7 @@ class EvaluatePage(WizardPage):
         if row < 0:
             chosen = [p for p in preds if p["true"] != p["pred"]]
             self.cell_label.setText(f"Misclassified validation examples: {len(chosen)} "
-                                    "(click a confusion-matrix cell to see those images)")
+                                    "(click a confusion-matrix cell to see those examples)")
         else:
             t, pr = classes[row], classes[col]
             chosen = [p for p in preds if p["true"] == t and p["pred"] == pr]
