@@ -87,7 +87,8 @@ class BarChart(pg.PlotWidget):
             return
         self.addItem(pg.BarGraphItem(x=list(range(len(names))), height=list(counts.values()), width=0.7,
                                      brush=pg.mkBrush(70, 130, 200)))
-        self.getAxis("bottom").setTicks([list(enumerate(names))])
+        step = max(1, len(names) // 8)  # at most ~8 labels, so they never overlap
+        self.getAxis("bottom").setTicks([[(i, n) for i, n in enumerate(names) if i % step == 0]])
 
 
 def open_folder(path: Path) -> None:

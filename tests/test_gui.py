@@ -230,7 +230,7 @@ def test_text_wizard_steps(window, qtbot, tmp_path):
     scan_data(qtbot, window, csv)
     assert window.state.project.task.type.value == "text_classification"
     assert dp.samples.rowCount() == 48 and dp.samples.isVisible() and not dp.thumbs.isVisible()
-    assert "suggested sequence length" in dp.lengths.plotItem.titleLabel.text
+    assert "tokens" in dp.lengths.plotItem.titleLabel.text
     assert window.next(), window.problem.text()
     bp = window.pages[1]
     names = {bp.proxy.index(r, 0).data() for r in range(bp.proxy.rowCount())}

@@ -240,8 +240,7 @@ class DataPage(WizardPage):
         h = L["histogram"]
         mids = [f"{(a + b) / 2:.0f}" for a, b in zip(h["edges"][:-1], h["edges"][1:])]
         self.lengths.set_counts(dict(zip(mids, h["counts"])))
-        self.lengths.setTitle(f"Words per text (p95 {L['p95_words']:.0f}; suggested sequence length "
-                              f"{L['suggested_sequence_length']})")
+        self.lengths.setTitle(f"Words/text: p95 {L['p95_words']:.0f} → {L['suggested_sequence_length']} tokens")
         rng = random.Random(0)
         rows = rng.sample(report.examples, min(60, len(report.examples)))
         self.samples.setRowCount(len(rows))
