@@ -42,11 +42,11 @@ class _Renderer:
             self.task = self.progress.add_task(f"epoch {d['epoch']}/{d['epochs']}", total=None, info="")
         elif t == "batch_end" and self.task is not None:
             m = d.get("metrics", {})
-            info = " ".join(f"{k} {v:.4f}" for k, v in m.items()) + f"  {d.get('images_per_s', 0):.0f} img/s"
+            info = " ".join(f"{k} {v:.4f}" for k, v in m.items()) + f"  {d.get('images_per_s', 0):.0f} ex/s"
             self.progress.update(self.task, completed=d["batch"], total=d["steps"], info=info)
         elif t == "epoch_end":
             m = " ".join(f"{k} {v:.4f}" for k, v in d["metrics"].items())
-            err.print(f"  epoch {d['epoch']}/{d['epochs']}: {m}  ({d['images_per_s']:.0f} img/s, {d['seconds']:.1f}s)",
+            err.print(f"  epoch {d['epoch']}/{d['epochs']}: {m}  ({d['images_per_s']:.0f} examples/s, {d['seconds']:.1f}s)",
                       highlight=False)
         elif t == "embeddings":
             err.print(f"  embeddings for {d['n']} images ({'from cache' if d['cached'] else 'computed'})")
@@ -55,7 +55,7 @@ class _Renderer:
         elif t == "verify":
             err.print(f"export check (fresh process): {d['summary']}", highlight=False)
         elif t == "scan":
-            err.print(f"data: {d['n_good']} images in {len(d['counts'])} classes, {len(d['bad'])} unusable skipped",
+            err.print(f"data: {d['n_good']} examples in {len(d['counts'])} classes, {len(d['bad'])} unusable skipped",
                       highlight=False)
             for b in d["bad"][:20]:
                 err.print(f"  skipped {b['path']}: {b['reason']}", highlight=False)

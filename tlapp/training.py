@@ -118,19 +118,20 @@ class _Run:
         from .paths import store_dir
 
         b = self.asm.backbone
-        ident = {"backbone": b.entry.name, "weights": b.weights_source, "size": b.size, "task": self.project.task.type.value,
-                 "pooling": self.project.head.pooling, "options": self.project.backbone.options}
+        ident = {"backbone": b.entry.name, "weights": b.weights_source, "size": b.size,
+                 "task": self.project.task.type.value, "pooling": self.project.head.pooling,
+                 "options": self.project.backbone.options}
         key = embcache.cache_key(examples, ident)
-        n_batches = math.ceil(len(examples) / self.project.train.batch_size)
-        ds = self.input_ds(examples, shuffle=False, with_labels=False)
+        bs = self.project.train.batch_size
         mode = self.project.data.cache
         if self.project.task.type.is_text:
             from .text_model import text_embeddings
 
-            compute = lambda: text_embeddings(self.asm, examples, self.project.train.batch_size,  # noqa: E731
-                                              self.should_stop)
+            compute = lambda: text_embeddings(self.asm, examples, bs, self.should_stop)  # noqa: E731
         else:
-            compute = lambda: embcache.compute(self.asm.features, ds, n_batches,  # noqa: E731
+            # One pass: caching the decoded images would only cost memory.
+            ds = image_dataset(examples, self.encoder, self.asm.backbone.size, bs, cache="none", with_labels=False)
+            compute = lambda: embcache.compute(self.asm.features, ds, math.ceil(len(examples) / bs),  # noqa: E731
                                                should_stop=self.should_stop)
         arr, hit = embcache.get_or_compute(
             key, mode, store_dir("cache", "embeddings") if mode == "disk" else Path("."), compute)
