@@ -181,6 +181,12 @@ def test_real_cancel_mid_epoch_keeps_checkpoint_and_resumes(window, qtbot, tmp_p
     assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "cancelled"
     assert json.loads((tmp_path / "run" / "checkpoints" / "last" / "state.json").read_text())["epoch_done"] == 1
     assert tp.resume_btn.isEnabled()
+    seen.clear()
+    tp.resume_btn.click()
+    tp.trainer.event.connect(seen.append)
+    qtbot.waitUntil(lambda: tp.status_text != "running", timeout=180000)
+    assert tp.status_text == "completed"
+    assert [e["data"]["epoch"] for e in seen if e["type"] == "epoch_start"][0] == 2
 
 
 @pytest.mark.parametrize("window", [TrainingProcess], indirect=True)

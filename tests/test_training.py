@@ -217,3 +217,31 @@ def test_mixed_precision_on_cpu_warns_and_uses_float32(color_data, tmp_path):
     train(project_from_dict(d), tmp_path / "run", events.append)
     assert any(e.type == "warning" and "mixed precision needs a GPU" in e.data["message"] for e in events)
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_cli_ctrl_c_exits_130_with_resume_command(color_data, tmp_path):
+    import os
+    import signal
+    import time
+
+    import yaml
+
+    d = tiny_project_dict(color_data)
+    d["train"]["phases"] = [{"name": "ft", "epochs": 3, "freeze": {"mode": "none"}, "steps_per_epoch": 300}]
+    d["export"] = {"formats": []}
+    pf = tmp_path / "p.yaml"
+    pf.write_text(yaml.safe_dump(d))
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "tlapp", "train", str(pf), "--out", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        ev = run / "events.jsonl"
+        if ev.is_file() and '"epoch_end"' in ev.read_text():
+            break
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-800:]
+    assert f"--resume {run}" in err.replace("\n", " ")
+    assert json.loads((run / "status.json").read_text())["status"] == "cancelled"

@@ -46,14 +46,22 @@ def preprocessing_layers(mode: str) -> list[Any]:
 
 
 def _hub_converter(built: BuiltBackbone) -> list[Any]:
+    """The preset's own ImageConverter (its scaling/normalisation). Guessing a scaling would be the
+    silent deployment bug this project exists to prevent, so a missing converter is an error."""
+    from .errors import WeightsError
+    from .paths import tlapp_home
     from .tfenv import quiet_keras_hub
 
     kh = quiet_keras_hub()
+    local = tlapp_home() / "presets" / built.entry.name
+    source = str(local) if (local / "image_converter.json").is_file() else built.entry.builder
     try:
-        conv = kh.layers.ImageConverter.from_preset(built.entry.builder, image_size=(built.size, built.size))
-    except Exception:
-        return [keras.layers.Rescaling(1.0 / 255.0, name="scale_01")]
-    return [conv]
+        return [kh.layers.ImageConverter.from_preset(source, image_size=(built.size, built.size))]
+    except Exception as e:
+        raise WeightsError(
+            f"cannot load the image preprocessing (ImageConverter) of keras-hub preset {source!r} "
+            f"({type(e).__name__}); offline, import the whole preset folder with "
+            f"`tlapp weights import FOLDER --name {built.entry.name}`") from None
 
 
 @dataclass
