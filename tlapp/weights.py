@@ -58,32 +58,31 @@ def _check_hdf5(path: Path) -> None:
 
 
 def _import_preset_folder(path: Path, name: Optional[str]) -> Imported:
+    """Text folders and keras-hub presets are kept whole (tokenizer, image converter and all);
+    Hugging Face / timm image folders are converted once into a keras-hub preset."""
     from .fsutil import atomic_dir
     from .tfenv import quiet_keras_hub
 
-    if (path / "vocab.txt").is_file() or (path / "tokenizer.json").is_file():
-        # A text model folder (HF BERT...): keep it whole; keras-hub reads tokenizer and weights from it.
-        kh = quiet_keras_hub()
-        try:
-            kh.models.Backbone.from_preset(str(path), load_weights=False)
-        except Exception as e:
-            raise WeightsError(f"{path}: keras-hub cannot read this folder: {str(e).splitlines()[0][:200]}") from None
-        dest = tlapp_home() / "presets" / (name or path.name)
-        with atomic_dir(dest) as tmp:
-            shutil.copytree(path, tmp, dirs_exist_ok=True)
-        return Imported("text model folder", str(dest))
     kh = quiet_keras_hub()
+    dest = tlapp_home() / "presets" / (name or path.name)
+    keep_whole = (path / "vocab.txt").is_file() or (path / "tokenizer.json").is_file() or \
+        (path / "metadata.json").is_file()
     try:
-        backbone = kh.models.Backbone.from_preset(str(path))
+        backbone = kh.models.Backbone.from_preset(str(path), load_weights=not keep_whole)
     except Exception as e:
         raise WeightsError(f"{path}: keras-hub could not load this folder: {str(e).splitlines()[0][:200]}") from None
-    dest = tlapp_home() / "presets" / (name or path.name)
     with atomic_dir(dest) as tmp:
-        backbone.save_to_preset(str(tmp))
-        for extra in ("vocab.txt", "tokenizer.json"):
-            if (path / extra).is_file():
-                shutil.copy2(path / extra, tmp / extra)
-    return Imported("keras-hub preset", str(dest))
+        if keep_whole:
+            shutil.copytree(path, tmp, dirs_exist_ok=True)
+        else:
+            backbone.save_to_preset(str(tmp))
+            try:  # timm folders carry their normalisation (mean/std) in pretrained_cfg
+                kh.layers.ImageConverter.from_preset(str(path)).save_to_preset(str(tmp))
+            except Exception:
+                pass  # no converter: tlapp refuses to guess the scaling when the preset is used
+    kind = "text model folder" if (path / "vocab.txt").is_file() or (path / "tokenizer.json").is_file() \
+        else "keras-hub preset"
+    return Imported(kind, str(dest))
 
 
 def _import_torch(path: Path, arch: Optional[str], name: Optional[str]) -> Imported:
