@@ -54,143 +54,126 @@ def main() -> None:
             xvfb.terminate()
 
 
-def run(out: Path, data: Path) -> None:
-    from PySide6.QtCore import QSettings
-    from PySide6.QtWidgets import QApplication
+class Walker:
+    """A real window on the virtual screen, with helpers to wait and to take screenshots."""
 
-    from gui.main_window import MainWindow
-    from tlapp.config import project_from_dict, save_project
+    def __init__(self, out: Path) -> None:
+        from PySide6.QtCore import QSettings
+        from PySide6.QtWidgets import QApplication
 
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp())
-    pfile = work / "signs.yaml"
-    save_project(project_from_dict({
-        "name": "signs", "data": {"path": str(data), "max_per_class": 20, "val_fraction": 0.25},
-        "backbone": {"name": "efficientnet_lite0", "image_size": 96},
-        "train": {"batch_size": 32, "phases": [
-            {"name": "head", "epochs": 12, "learning_rate": 0.003},
-            {"name": "finetune", "epochs": 2, "learning_rate": 0.0001, "schedule": "cosine",
-             "freeze": {"mode": "top_blocks", "blocks": 2}}]}}), pfile)
-    app = QApplication.instance() or QApplication([])
-    app.setStyle("Fusion")
-    win = MainWindow(settings=QSettings(str(work / "s.ini"), QSettings.Format.IniFormat))
-    win.resize(1280, 860)
-    win.show()
+        from gui.main_window import MainWindow
 
-    def wait(cond, timeout=600):
+        out.mkdir(parents=True, exist_ok=True)
+        self.out, self.work = out, Path(tempfile.mkdtemp())
+        self.app = QApplication.instance() or QApplication([])
+        self.app.setStyle("Fusion")
+        self.win = MainWindow(settings=QSettings(str(self.work / "s.ini"), QSettings.Format.IniFormat))
+        self.win.resize(1280, 860)
+        self.win.show()
+
+    def open(self, project: dict) -> None:
+        from tlapp.config import project_from_dict, save_project
+
+        pfile = self.work / "project.yaml"
+        save_project(project_from_dict(project), pfile)
+        self.win.open(pfile)
+
+    def wait(self, cond, timeout: float = 900) -> None:
         t0 = time.time()
         while not cond():
-            app.processEvents()
+            self.app.processEvents()
             time.sleep(0.02)
             if time.time() - t0 > timeout:
                 raise TimeoutError("step did not finish")
         for _ in range(20):
-            app.processEvents()
+            self.app.processEvents()
             time.sleep(0.01)
 
-    def shot(name: str) -> None:
-        wait(lambda: True)
+    def shot(self, name: str) -> None:
+        self.wait(lambda: True)
+        win = self.win
         pix = win.screen().grabWindow(win.winId()) if os.environ.get("DISPLAY") else win.grab()
-        pix.save(str(out / f"{name}.png"))
-        print("saved", out / f"{name}.png")
+        pix.save(str(self.out / f"{name}.png"))
+        print("saved", self.out / f"{name}.png")
 
-    win.open(pfile)
-    win.pages[0].start_scan()
-    wait(lambda: win.state.scan_report is not None and not win.pages[0].worker.isRunning())
-    shot("1-data")
-    assert win.next(), win.problem.text()
-    shot("2-backbone")
-    assert win.next(), win.problem.text()
-    wait(lambda: bool(win.pages[2].table))
-    tree = win.pages[2].tree
+    def next(self) -> None:
+        assert self.win.next(), self.win.problem.text()
+
+    def scan(self) -> None:
+        self.win.pages[0].start_scan()
+        self.wait(lambda: self.win.state.scan_report is not None and not self.win.pages[0].worker.isRunning())
+
+    def train(self, live_shot: str = "") -> None:
+        tp = self.win.pages[4]
+        tp.start()
+        if live_shot:
+            self.wait(lambda: tp.charts.updates > 12)
+            self.shot(live_shot)
+        self.wait(lambda: tp.status_text != "running", timeout=1800)
+
+
+def run(out: Path, data: Path) -> None:
+    w = Walker(out)
+    w.open({"name": "signs", "data": {"path": str(data), "max_per_class": 20, "val_fraction": 0.25},
+            "backbone": {"name": "efficientnet_lite0", "image_size": 96},
+            "train": {"batch_size": 32, "phases": [
+                {"name": "head", "epochs": 12, "learning_rate": 0.003},
+                {"name": "finetune", "epochs": 2, "learning_rate": 0.0001, "schedule": "cosine",
+                 "freeze": {"mode": "top_blocks", "blocks": 2}}]}})
+    w.scan()
+    w.shot("1-data")
+    w.next()
+    w.shot("2-backbone")
+    w.next()
+    w.wait(lambda: bool(w.win.pages[2].table))
+    tree = w.win.pages[2].tree
     for i in range(tree.topLevelItemCount()):
         item = tree.topLevelItem(i)
         item.setExpanded(item.text(0) in ("block7", "top"))
-    shot("3-layers")
-    assert win.next(), win.problem.text()
-    shot("4-head")
-    assert win.next(), win.problem.text()
-    tp = win.pages[4]
-    tp.start()
-    wait(lambda: tp.charts.updates > 12, timeout=900)
-    shot("5-training-live")
-    wait(lambda: tp.status_text != "running", timeout=1800)
-    shot("5-training-done")
-    assert win.next(), win.problem.text()
-    ev = win.pages[5]
-    shot("6-evaluate")
-    assert win.next(), win.problem.text()
-    ex = win.pages[6]
-    sample = sorted((data / "3").iterdir())[-1]
-    ex.try_file(str(sample))
-    wait(lambda: "score" in ex.answer.text() or "Cannot" in ex.answer.text())
-    shot("7-export")
-    print("run dir:", win.state.run_dir, "| accuracy:", ev.evaluation.get("accuracy"))
-    win.close()
+    w.shot("3-layers")
+    w.next()
+    w.shot("4-head")
+    w.next()
+    w.train(live_shot="5-training-live")
+    w.shot("5-training-done")
+    w.next()
+    w.shot("6-evaluate")
+    w.next()
+    ex = w.win.pages[6]
+    ex.try_file(str(sorted((data / "3").iterdir())[-1]))
+    w.wait(lambda: "score" in ex.answer.text() or "Cannot" in ex.answer.text())
+    w.shot("7-export")
+    print("run dir:", w.win.state.run_dir, "| accuracy:", w.win.pages[5].evaluation.get("accuracy"))
+    w.win.close()
 
 
 def run_text(out: Path, data: Path) -> None:
-    from PySide6.QtCore import QSettings
-    from PySide6.QtWidgets import QApplication
-
-    from gui.main_window import MainWindow
-    from tlapp.config import project_from_dict, save_project
-
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp())
-    pfile = work / "sms.yaml"
-    save_project(project_from_dict({
-        "name": "sms", "task": {"type": "text_classification"},
-        "data": {"path": str(data), "max_per_class": 150, "val_fraction": 0.25},
-        "backbone": {"name": "minilm_l6", "weights": "pretrained", "sequence_length": 64},
-        "train": {"batch_size": 32, "phases": [{"name": "head", "epochs": 10, "learning_rate": 0.003}]}}), pfile)
-    app = QApplication.instance() or QApplication([])
-    app.setStyle("Fusion")
-    win = MainWindow(settings=QSettings(str(work / "s.ini"), QSettings.Format.IniFormat))
-    win.resize(1280, 860)
-    win.show()
-
-    def wait(cond, timeout=900):
-        t0 = time.time()
-        while not cond():
-            app.processEvents()
-            time.sleep(0.02)
-            if time.time() - t0 > timeout:
-                raise TimeoutError("step did not finish")
-        for _ in range(20):
-            app.processEvents()
-            time.sleep(0.01)
-
-    def shot(name: str) -> None:
-        wait(lambda: True)
-        pix = win.screen().grabWindow(win.winId()) if os.environ.get("DISPLAY") else win.grab()
-        pix.save(str(out / f"{name}.png"))
-        print("saved", out / f"{name}.png")
-
-    win.open(pfile)
-    win.pages[0].start_scan()
-    wait(lambda: win.state.scan_report is not None and not win.pages[0].worker.isRunning())
-    shot("text-1-data")
-    assert win.next(), win.problem.text()
-    shot("text-2-backbone")
-    assert win.next(), win.problem.text()
-    wait(lambda: bool(win.pages[2].table))
-    shot("text-3-layers")
-    assert win.next() and win.next(), win.problem.text()
-    tp = win.pages[4]
-    tp.start()
-    wait(lambda: tp.status_text != "running", timeout=1800)
-    shot("text-5-training-done")
-    assert win.next(), win.problem.text()
-    shot("text-6-evaluate")
-    assert win.next(), win.problem.text()
-    ex = win.pages[6]
+    w = Walker(out)
+    w.open({"name": "sms", "task": {"type": "text_classification"},
+            "data": {"path": str(data), "max_per_class": 150, "val_fraction": 0.25},
+            "backbone": {"name": "minilm_l6", "weights": "pretrained", "sequence_length": 64},
+            "train": {"batch_size": 32, "phases": [{"name": "head", "epochs": 10, "learning_rate": 0.003}]}})
+    w.scan()
+    w.shot("text-1-data")
+    w.next()
+    w.shot("text-2-backbone")
+    w.next()
+    w.wait(lambda: bool(w.win.pages[2].table))
+    w.shot("text-3-layers")
+    w.next()
+    w.next()
+    w.train()
+    w.shot("text-5-training-done")
+    w.next()
+    w.shot("text-6-evaluate")
+    w.next()
+    ex = w.win.pages[6]
     ex.text_in.setText("URGENT! You have won a 1 week FREE membership in our prize draw. Text WIN to 80086")
     ex.try_text(ex.text_in.text())
-    wait(lambda: "score" in ex.answer.text() or "Cannot" in ex.answer.text())
-    shot("text-7-export")
-    print("run dir:", win.state.run_dir)
-    win.close()
+    w.wait(lambda: "score" in ex.answer.text() or "Cannot" in ex.answer.text())
+    w.shot("text-7-export")
+    print("run dir:", w.win.state.run_dir)
+    w.win.close()
 
 
 if __name__ == "__main__":

@@ -144,11 +144,8 @@ def image_dataset(examples: list[Example], encoder: LabelEncoder, size: int, bat
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def materialize_tfds(name: str, data_dir: Optional[str], out_root: Path) -> Path:
-    """Write a TFDS image-classification dataset as a folder per class, once."""
-    target = out_root / name.replace("/", "_").replace(":", "_")
-    if (target / ".complete").is_file():
-        return target
+def _tfds_load(name: str, data_dir: Optional[str]) -> tuple[Any, Any, Any]:
+    """(tfds module, train split as (x, label) pairs, info); offline, one clear line."""
     from .tfenv import quiet_import
 
     quiet_import()
@@ -161,6 +158,15 @@ def materialize_tfds(name: str, data_dir: Optional[str], out_root: Path) -> Path
             f"TFDS dataset {name!r} could not be loaded from data_dir={data_dir or '~/tensorflow_datasets'} "
             f"and could not be downloaded ({type(e).__name__}: {str(e).splitlines()[0][:160]})"
         ) from None
+    return tfds, ds, info
+
+
+def materialize_tfds(name: str, data_dir: Optional[str], out_root: Path) -> Path:
+    """Write a TFDS image-classification dataset as a folder per class, once."""
+    target = out_root / name.replace("/", "_").replace(":", "_")
+    if (target / ".complete").is_file():
+        return target
+    tfds, ds, info = _tfds_load(name, data_dir)
     names = info.features["label"].names
     from PIL import Image
 
@@ -179,18 +185,7 @@ def materialize_tfds_text(name: str, data_dir: Optional[str], out_root: Path) ->
     target = out_root / f"{name.replace('/', '_').replace(':', '_')}.csv"
     if target.is_file():
         return target
-    from .tfenv import quiet_import
-
-    quiet_import()
-    try:
-        import tensorflow_datasets as tfds
-
-        ds, info = tfds.load(name, split="train", as_supervised=True, with_info=True, data_dir=data_dir)
-    except Exception as e:
-        raise DataError(
-            f"TFDS dataset {name!r} could not be loaded from data_dir={data_dir or '~/tensorflow_datasets'} "
-            f"and could not be downloaded ({type(e).__name__}: {str(e).splitlines()[0][:160]})"
-        ) from None
+    tfds, ds, info = _tfds_load(name, data_dir)
     names = info.features["label"].names
     out_root.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
