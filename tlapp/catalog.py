@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from .errors import BackboneError
 
@@ -242,5 +242,3 @@ def block_of(pattern: str, layer_name: str) -> Optional[str]:
         return None
     return next((g for g in m.groups() if g), m.group(0))
 
-
-BuilderFn = Callable[..., Any]

@@ -202,5 +202,3 @@ def gui(project: Optional[Path] = typer.Argument(None)) -> None:
     # The core never imports Qt: hand the process over to the GUI package.
     os.execv(sys.executable, [sys.executable, "-m", "gui.app", *([str(project)] if project else [])])
 
-
-_ = (Cancelled, TlappError)

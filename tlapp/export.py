@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from .training import _Run
 
 tf, keras = quiet_import()
-TOLERANCE = 1e-4
 
 
 def output_key(task: str) -> str:

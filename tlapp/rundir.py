@@ -84,7 +84,6 @@ def _table(rows: list[list[Any]], head: list[str]) -> str:
 
 
 def write_model_card(run: "_Run", metrics: dict[str, Any], export: Optional[dict[str, Any]]) -> None:
-    from .fsutil import file_sha256  # noqa: F401
     from .freeze import block_summary, layer_table
 
     p, b = run.project, run.asm.backbone

@@ -80,7 +80,6 @@ def read_table(path: Path, text_col: Optional[str], label_col: Optional[str], en
     else:
         start = 1
     ti, li = cols
-    reader_line = 1 + start
     for i, row in enumerate(rows[start:], start=1 + start):
         where = f"{path}:row {i}"
         if not row or all(not c.strip() for c in row):
@@ -98,7 +97,6 @@ def read_table(path: Path, text_col: Optional[str], label_col: Optional[str], en
             txt = txt[:MAX_TEXT_CHARS]
         label = sorted({t.strip() for t in lab.split(";") if t.strip()}) if task == "text_multi_label" else lab
         report.examples.append(Example(f"{path}#{i}", label, text=txt))
-    del reader_line
     if used == "latin-1":
         report.warnings.append(f"{path}: not valid UTF-8; decoded as latin-1")
     return report

@@ -20,7 +20,7 @@ from . import checkpoint as ckpt
 from .assemble import Assembled, build_model
 from .config import Phase, Project, TaskType, load_project
 from .data import LabelEncoder, Splits, image_dataset, scan_project, split_examples
-from .errors import Cancelled, TlappError, TrainingError
+from .errors import Cancelled, TlappError
 from .events import PHASE_END, PHASE_START, RUN_END, RUN_START, SCAN, WARNING, EventLog, EventSink
 from .freeze import apply_plan, block_order, block_summary, param_counts
 from .rundir import absolute_data_path, write_resolved_config, write_status
