@@ -98,6 +98,42 @@ def text_dataset(examples: list[Example], encoder: LabelEncoder, batch_size: int
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def token_batches(asm: Assembled, examples: list[Example], encoder: LabelEncoder, batch_size: int,
+                  shuffle: bool = False, seed: int = 0) -> Any:
+    """Batches of (token dict, target) for training ``asm.token_model`` on a trainable encoder.
+
+    Each epoch, examples are shuffled, grouped in pools of 50 batches, sorted by length inside a pool,
+    batched, and the batches shuffled again; every batch is then cut to its longest real sequence.
+    Same model, same loss (padding is masked), a fraction of the work for short texts."""
+    pre = asm.backbone.preprocessor
+    texts = np.array([e.text or "" for e in examples], dtype=object)
+    lengths = np.array([len(t) for t in texts])
+    targets = encoder.encode_all(examples)
+    rng = np.random.default_rng(seed)
+
+    def batches():
+        idx = rng.permutation(len(texts)) if shuffle else np.argsort(lengths, kind="stable")
+        pool = batch_size * 50
+        chunks = []
+        for start in range(0, len(idx), pool):
+            part = idx[start:start + pool]
+            part = part[np.argsort(lengths[part], kind="stable")]
+            chunks += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
+        order = rng.permutation(len(chunks)) if shuffle else range(len(chunks))
+        for c in order:
+            yield texts[chunks[c]].astype(str), targets[chunks[c]]
+
+    spec = (tf.TensorSpec((None,), tf.string), tf.TensorSpec((None,) + targets.shape[1:], tf.as_dtype(targets.dtype)))
+    ds = tf.data.Dataset.from_generator(batches, output_signature=spec)
+
+    def tokenize(t, y):
+        tokens = pre(t)
+        n = tf.reduce_max(tf.reduce_sum(tf.cast(tokens["padding_mask"], tf.int32), axis=1))
+        return {k: v[:, :n] for k, v in tokens.items()}, y
+
+    return ds.map(tokenize, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
 def write_text_saved_model(model: Any, folder: Any, key: str) -> None:
     archive = keras.export.ExportArchive()
     archive.track(model)

@@ -162,6 +162,13 @@ class _Run:
             train_ds = train_ds.batch(p.train.batch_size)
             val_ds = tf.data.Dataset.from_tensor_slices((xva, self.encoder.encode_all(val_ex))).batch(
                 p.train.batch_size) if val_ex else None
+        elif p.task.type.is_text:
+            from .text_model import token_batches
+
+            target = asm.token_model  # type: ignore[attr-defined]  # same layers, fed length-trimmed tokens
+            bs, seed = p.train.batch_size, p.train.seed
+            train_ds = token_batches(asm, train_ex, self.encoder, bs, shuffle=True, seed=seed)
+            val_ds = token_batches(asm, val_ex, self.encoder, bs) if val_ex else None
         else:
             train_ds = self.augmented(self.input_ds(train_ex, shuffle=True), phase)
             val_ds = self.input_ds(val_ex, shuffle=False) if val_ex else None
