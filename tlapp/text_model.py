@@ -124,7 +124,11 @@ def token_batches(asm: Assembled, examples: list[Example], encoder: LabelEncoder
             yield texts[chunks[c]].astype(str), targets[chunks[c]]
 
     spec = (tf.TensorSpec((None,), tf.string), tf.TensorSpec((None,) + targets.shape[1:], tf.as_dtype(targets.dtype)))
-    ds = tf.data.Dataset.from_generator(batches, output_signature=spec)
+    # Pools are whole multiples of batch_size, so there are exactly ceil(n / batch_size) batches;
+    # saying so lets Keras validate without "ran out of data" warnings.
+    n_batches = -(-len(texts) // batch_size)
+    ds = tf.data.Dataset.from_generator(batches, output_signature=spec).apply(
+        tf.data.experimental.assert_cardinality(n_batches))
 
     def tokenize(t, y):
         tokens = pre(t)

@@ -173,8 +173,7 @@ class _Run:
             train_ds = self.augmented(self.input_ds(train_ex, shuffle=True), phase)
             val_ds = self.input_ds(val_ex, shuffle=False) if val_ex else None
         steps = phase.steps_per_epoch or math.ceil(len(train_ex) / p.train.batch_size)
-        if phase.steps_per_epoch:
-            train_ds = train_ds.repeat()
+        train_ds = train_ds.repeat()  # exactly `steps` batches per epoch, whatever the source's cardinality
         loss, metrics, _, _ = loss_and_metrics(p.task.type)
         opt = self.optimizer(phase, steps, table, cached)
         target.compile(optimizer=opt, loss=loss, metrics=metrics)  # recompile after changing trainable
