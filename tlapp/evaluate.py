@@ -8,17 +8,12 @@ from typing import Any
 import numpy as np
 
 from .config import TaskType
-from .data import LabelEncoder, image_dataset
+from .data import LabelEncoder
 from .scan import Example
 
 
 def predict_dataset(model: Any, inputs_ds: Any) -> np.ndarray:
     return np.concatenate([np.asarray(model.predict_on_batch(x)) for x in inputs_ds], axis=0)
-
-
-def image_inputs(examples: list[Example], size: int, batch_size: int) -> Any:
-    enc = LabelEncoder(TaskType.image_classification, [])
-    return image_dataset(examples, enc, size, batch_size, with_labels=False, cache="none")
 
 
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict[str, Any]:

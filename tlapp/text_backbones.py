@@ -8,7 +8,6 @@ installed with ``pip install --no-deps`` (README, .ci/run).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -114,7 +113,3 @@ def build_text_backbone(cfg: BackboneCfg) -> TextBackbone:
         mod, fn = entry.builder.split(":")
         model, pre, src = getattr(importlib.import_module(mod), fn)(seq_len, mode, opts)
     return TextBackbone(model, pre, entry, seq_len, src)
-
-
-def hf_config(path: Path) -> dict:
-    return json.loads((path / "config.json").read_text())
