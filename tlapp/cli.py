@@ -6,6 +6,7 @@ Exit codes: 0 ok, 2 bad input/config (one line on stderr), 130 interrupted.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -54,7 +55,7 @@ def init(project: Path = typer.Argument(..., help="Project file to write (YAML).
         p = Path(data).expanduser()
         if not p.exists():
             raise TlappError(f"--data {data}: path does not exist")
-        rel = Path(__import__("os").path.relpath(p.resolve(), project.resolve().parent))
+        rel = Path(os.path.relpath(p.resolve(), project.resolve().parent))
         d = {"source": "folder" if p.is_dir() else "csv", "path": str(rel)}
     proj = project_from_dict({"name": project.stem, "task": {"type": task}, "data": d,
                               "backbone": {"name": backbone, "image_size": image_size}}, "init")
@@ -65,8 +66,6 @@ def init(project: Path = typer.Argument(..., help="Project file to write (YAML).
 def _init_text(project: Path, data: str, backbone: str, task: str, text_col: Optional[str],
                label_col: Optional[str]) -> None:
     """Text projects: MiniLM by default; the sequence length comes from a scan of the data."""
-    import os
-
     from .config import project_from_dict, save_project
     from .textdata import scan_text
 

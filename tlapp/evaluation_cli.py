@@ -22,6 +22,12 @@ def _examples(run_dir: Path, data: Optional[Path], task: str) -> list[tuple[str,
     return [(e.path, e.label) for e in rep.examples]
 
 
+def _check_known(rows: list[tuple[Any, Any]], classes: list[str], data: Optional[Path]) -> None:
+    unknown = sorted({lab for _, lab in rows if lab not in classes})
+    if unknown:
+        raise DataError(f"{data}: labels not known to the model: {', '.join(unknown)} (model classes: {classes})")
+
+
 def evaluate_run(run_dir: Path, data: Optional[Path] = None) -> dict[str, Any]:
     from .evaluate import classification_report
     from .predict import Predictor
@@ -33,9 +39,7 @@ def evaluate_run(run_dir: Path, data: Optional[Path] = None) -> dict[str, Any]:
         raise DataError(f"{run_dir}: `tlapp evaluate` supports single-label classification; task is {pred.meta['task']}")
     rows = _examples(Path(run_dir), data, pred.meta["task"])
     classes = pred.meta["classes"]
-    unknown = sorted({lab for _, lab in rows if lab not in classes})
-    if unknown:
-        raise DataError(f"{data}: labels not known to the model: {', '.join(unknown)} (model classes: {classes})")
+    _check_known(rows, classes, data)
     results = pred.predict_files([p for p, _ in rows])
     ok = [(r, lab) for r, (_, lab) in zip(results, rows) if "error" not in r]
     y_true = np.array([classes.index(lab) for _, lab in ok])
@@ -79,9 +83,7 @@ def _evaluate_text(pred: Any, run_dir: Path, data: Optional[Path]) -> dict[str, 
 
         rows = [(e.text, e.label) for e in scan_text(data, "text_classification").examples]
     classes = pred.meta["classes"]
-    unknown = sorted({lab for _, lab in rows if lab not in classes})
-    if unknown:
-        raise DataError(f"{data}: labels not known to the model: {', '.join(unknown)} (model classes: {classes})")
+    _check_known(rows, classes, data)
     res = pred.predict_texts([t for t, _ in rows])
     rep = classification_report(np.array([classes.index(l) for _, l in rows]),
                                 np.array([classes.index(r["label"]) for r in res]), classes)

@@ -1,6 +1,7 @@
 """The run directory's small files: resolved config, status, metrics, model card."""
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from importlib import metadata
@@ -87,7 +88,7 @@ def write_model_card(run: "_Run", metrics: dict[str, Any], export: Optional[dict
     from .freeze import block_summary, layer_table
 
     p, b = run.project, run.asm.backbone
-    data_hash = __import__("hashlib").sha256("\n".join(sorted(e.path for e in run.report.examples)).encode()).hexdigest()[:16]
+    data_hash = hashlib.sha256("\n".join(sorted(e.path for e in run.report.examples)).encode()).hexdigest()[:16]
     ev = metrics.get("evaluation", {})
     parts = [
         f"# Model card: {p.name}", "",

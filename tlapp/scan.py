@@ -95,7 +95,7 @@ def _list_folder(root: Path, report: ScanReport) -> tuple[list[Example], list[st
                     items.append(Example(str(Path(dirpath) / fn), d.name))
             dirnames[:] = sorted(dirnames)
     for f in sorted(p for p in root.iterdir() if p.is_file()):
-        report.ignored.append(BadFile(str(f), "file outside class folders" if not _debris((f.name,)) else _debris((f.name,))))
+        report.ignored.append(BadFile(str(f), _debris((f.name,)) or "file outside class folders"))
     return items, classes
 
 

@@ -8,6 +8,7 @@ then a fine-tune of the top blocks at a lower LR with BatchNorm kept frozen.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -67,8 +68,6 @@ class _Run:
 
     # ---- data -------------------------------------------------------------
     def prepare_data(self, resume: bool) -> None:
-        import json
-
         p = self.project
         self.report: ScanReport = scan_project(p, self.project_file)
         self.log.emit(SCAN, source=self.report.source, counts=self.report.counts, n_good=len(self.report.examples),
@@ -312,7 +311,7 @@ class _Run:
         ev = evaluate_examples(self.asm.model, self.splits.val, self.encoder,
                                self.input_ds(self.splits.val, shuffle=False, with_labels=False)) \
             if self.splits.val else {}
-        (self.run_dir / "evaluation.json").write_text(__import__("json").dumps(ev, indent=1, default=float))
+        (self.run_dir / "evaluation.json").write_text(json.dumps(ev, indent=1, default=float))
         export_info = export_run(self) if self.project.export.formats else None
         metrics = write_metrics(self, ev, export_info)
         write_model_card(self, metrics, export_info)

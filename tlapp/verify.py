@@ -66,7 +66,6 @@ def _text(tf, keras, d: Path, meta: dict, data) -> int:
         import tlapp.text_model  # noqa: F401  custom pooling layer
         from tlapp.tfenv import quiet_keras_hub
 
-        quiet_keras_hub()
         kh = quiet_keras_hub()
         m = keras.saving.load_model(d / "model.keras", compile=False)
         pre = kh.models.TextClassifierPreprocessor.from_preset(str(d / "preprocessor"))

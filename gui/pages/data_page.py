@@ -228,12 +228,7 @@ class DataPage(WizardPage):
         for c, paths in sorted(by_class.items()):
             sample += [(p, c) for p in rng.sample(paths, min(4, len(paths)))]
         self.thumbs.set_items(sample)
-        self.bad.setRowCount(0)
-        for b in report.bad + report.ignored:
-            r = self.bad.rowCount()
-            self.bad.insertRow(r)
-            self.bad.setItem(r, 0, QTableWidgetItem(b.path))
-            self.bad.setItem(r, 1, QTableWidgetItem(b.reason))
+        self._fill_bad(report.bad + report.ignored)
 
     def show_text(self, report) -> None:
         L = report.lengths
@@ -247,10 +242,11 @@ class DataPage(WizardPage):
         for r, ex in enumerate(rows):
             self.samples.setItem(r, 0, QTableWidgetItem(str(ex.label)))
             self.samples.setItem(r, 1, QTableWidgetItem((ex.text or "").replace("\n", " ")[:300]))
-        self.bad.setRowCount(0)
-        for b in report.bad:
-            r = self.bad.rowCount()
-            self.bad.insertRow(r)
+        self._fill_bad(report.bad)
+
+    def _fill_bad(self, rows: list) -> None:
+        self.bad.setRowCount(len(rows))
+        for r, b in enumerate(rows):
             self.bad.setItem(r, 0, QTableWidgetItem(b.path))
             self.bad.setItem(r, 1, QTableWidgetItem(b.reason))
 
