@@ -24,7 +24,7 @@ def dataset(tmp: Path) -> Path:
     shared = ROOT.parent / "shared" / "data" / "sign_language_digits" / "Dataset"
     if shared.is_dir():
         return shared
-    from tlapp.demo import write_digits
+    from tlapp.data.demo import write_digits
 
     return write_digits(tmp / "digits")
 
@@ -37,13 +37,15 @@ def main() -> None:
     ap.add_argument("--backbone", default="efficientnet_lite0")
     args = ap.parse_args()
 
-    from tlapp.assemble import build_model
+    from tlapp.model.image_model import build_model
     from tlapp.config import project_from_dict
-    from tlapp.data import LabelEncoder, image_dataset, split_examples
-    from tlapp.freeze import apply_plan
-    from tlapp.scan import scan
-    from tlapp.tfenv import quiet_import
-    from tlapp.training import train
+    from tlapp.data.labels import LabelEncoder
+    from tlapp.data.pipelines import image_dataset
+    from tlapp.data.split import split_examples
+    from tlapp.backbones.freeze import apply_plan
+    from tlapp.data.scan_images import scan
+    from tlapp.base.tfenv import quiet_import
+    from tlapp.training.run import train
 
     tf, keras = quiet_import()
     tmp = Path(tempfile.mkdtemp())
@@ -62,7 +64,7 @@ def main() -> None:
         return [b - a for a, b in zip(starts, ends)], ips
 
     # tlapp, frozen phase with the embedding cache (includes the one forward pass).
-    from tlapp import embcache
+    from tlapp.training import embcache
 
     embcache.clear_memory()
     (t_cache,), _ = phase_seconds([{"name": "head", "epochs": args.epochs, "learning_rate": 1e-3}])

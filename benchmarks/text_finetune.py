@@ -18,10 +18,12 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> None:
     from tlapp.config import FreezePlan, project_from_dict
-    from tlapp.data import LabelEncoder, split_examples
-    from tlapp.freeze import apply_plan
-    from tlapp.text_model import build_text_model, text_dataset, token_batches
-    from tlapp.textdata import scan_text
+    from tlapp.data.labels import LabelEncoder
+    from tlapp.data.split import split_examples
+    from tlapp.backbones.freeze import apply_plan
+    from tlapp.model.text_model import build_text_model, token_batches
+    from tlapp.data.pipelines import text_dataset
+    from tlapp.data.scan_text import scan_text
 
     data = ROOT.parent / "shared" / "data" / "smsspamcollection" / "SMSSpamCollection"
     rep = scan_text(data, "text_classification")

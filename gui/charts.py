@@ -7,6 +7,8 @@ from typing import Any
 import pyqtgraph as pg
 from PySide6.QtWidgets import QHBoxLayout, QWidget
 
+from tlapp.events import BATCH_END, EPOCH_END, PHASE_START
+
 _COLORS = {"train": (60, 120, 220), "val": (230, 120, 40), "batch": (150, 150, 150)}
 
 
@@ -86,11 +88,11 @@ class TrainingCharts(QWidget):
 
     def on_event(self, ev: dict[str, Any]) -> None:
         t, d = ev["type"], ev.get("data", {})
-        if t == "phase_start":
+        if t == PHASE_START:
             self.offset = float(len(self.loss.ex)) if self.loss.ex else self.offset
             for p in (self.loss, self.metric):
                 p.mark_phase(self.offset + d.get("start_epoch", 0), d.get("name", ""))
-        elif t == "batch_end":
+        elif t == BATCH_END:
             x = self.offset + d["epoch"] - 1 + d["batch"] / max(d["steps"], 1)
             m = d.get("metrics", {})
             if "loss" in m:
@@ -98,7 +100,7 @@ class TrainingCharts(QWidget):
             if self.metric.key in m:
                 self.metric.add_batch(x, m[self.metric.key])
             self.updates += 1
-        elif t == "epoch_end":
+        elif t == EPOCH_END:
             x = self.offset + d["epoch"]
             self.loss.add_epoch(x, d["metrics"])
             self.metric.add_epoch(x, d["metrics"])

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from PySide6.QtCore import QObject, Signal
 
-from tlapp.config import Project, load_project, project_from_dict, project_to_yaml, save_project
+from tlapp.config import Project, load_project, project_from_dict, save_project
 
 
 def default_project() -> Project:
@@ -54,18 +54,7 @@ class ProjectState(QObject):
         self.changed.emit()
         return target
 
-    def data_path(self) -> Optional[Path]:
-        if not self.project.data.path:
-            return None
-        p = Path(self.project.data.path).expanduser()
-        if not p.is_absolute() and self.path is not None:
-            p = (self.path.parent / p).resolve()
-        return p
-
     def cli_command(self) -> str:
         """The exact ``tlapp train`` line for the current (saved) project."""
         name = str(self.path) if self.path else "project.yaml"
         return f"tlapp train {shlex.quote(name)}"
-
-    def yaml(self) -> str:
-        return project_to_yaml(self.project)

@@ -10,7 +10,7 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QMessageBox, QWidget
 
-from tlapp.errors import TlappError
+from tlapp.base.errors import TlappError
 
 
 def show_error(parent: Optional[QWidget], message: str, details: str = "") -> None:
@@ -27,7 +27,7 @@ def error_text(exc: BaseException) -> str:
 
 
 def thumbnail(path: str, size: int = 72) -> QPixmap:
-    from tlapp.imageio import ImageProblem, load_rgb
+    from tlapp.data.imageio import ImageProblem, load_rgb
 
     try:
         arr = load_rgb(path, None)

@@ -17,6 +17,12 @@ from typing import Any, Callable, Optional
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal
 
+from tlapp.base.errors import Cancelled
+from tlapp.config import Project
+from tlapp.events import CRASH, RUN_END
+
+_EXIT = "_exit"  # the child's last message on the queue (not a training event)
+
 
 class FunctionWorker(QThread):
     done = Signal(object)
@@ -46,9 +52,7 @@ class FunctionWorker(QThread):
 
 def _child(project_json: str, run_dir: str, q: Any, stop: Any, resume: bool) -> None:
     """Entry point of the training process."""
-    from tlapp.config import Project
-    from tlapp.errors import Cancelled
-    from tlapp.training import train
+    from tlapp.training.run import train  # TensorFlow loads in the child only
 
     try:
         project = None if resume else Project.model_validate_json(project_json)
@@ -56,10 +60,10 @@ def _child(project_json: str, run_dir: str, q: Any, stop: Any, resume: bool) -> 
     except Cancelled:
         pass  # the run_end event already says "cancelled"
     except Exception as e:
-        q.put({"type": "crash", "data": {"message": str(e).splitlines()[0] if str(e) else repr(e),
+        q.put({"type": CRASH, "data": {"message": str(e).splitlines()[0] if str(e) else repr(e),
                                           "details": traceback.format_exc()}})
     finally:
-        q.put({"type": "_exit", "data": {}})
+        q.put({"type": _EXIT, "data": {}})
 
 
 class TrainingProcess(QObject):
@@ -110,12 +114,12 @@ class TrainingProcess(QObject):
                 ev = self._q.get_nowait()
             except (queue.Empty, OSError, ValueError):
                 break
-            if ev["type"] == "_exit":
+            if ev["type"] == _EXIT:
                 self._finish()
                 return
-            if ev["type"] == "run_end":
+            if ev["type"] == RUN_END:
                 self._status = ev["data"].get("status", "failed")
-            if ev["type"] == "crash":
+            if ev["type"] == CRASH:
                 self._status = "failed"
             self.event.emit(ev)
         if self._proc is not None and not self._proc.is_alive() and self._q.empty():

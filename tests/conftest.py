@@ -110,7 +110,7 @@ def tiny_project_dict(data: Path, **train) -> dict:
 def trained_run(color_data: Path, tmp_path_factory: pytest.TempPathFactory):
     """One two-phase tiny run shared by the training/export/predict tests."""
     from tlapp.config import project_from_dict
-    from tlapp.training import train
+    from tlapp.training.run import train
 
     events = []
     run_dir = tmp_path_factory.mktemp("run") / "run"

@@ -27,7 +27,8 @@ class FakeTrainer(QObject):
         self.run_dir = Path(run_dir)
         self.event.emit({"type": "run_start", "data": {}})
         self.event.emit({"type": "phase_start", "data": {"index": 0, "name": "head", "epochs": 3,
-                                                         "trainable_params": 10, "start_epoch": 0}})
+                                                         "trainable_params": 10, "non_trainable_params": 100,
+                                                         "learning_rate": 1e-3, "start_epoch": 0}})
         self.timer.start()
 
     def _tick(self) -> None:

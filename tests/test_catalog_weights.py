@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from conftest import shared
-from tlapp.catalog import all_entries, check_options, get_entry, weights_file
-from tlapp.errors import BackboneError, WeightsError
+from tlapp.backbones.catalog import all_entries, check_options, get_entry, weights_file
+from tlapp.base.errors import BackboneError, WeightsError
 from test_config import run_cli
 
 
@@ -48,14 +48,14 @@ def test_backbones_cli_json(capsys):
 
 
 def test_help_does_not_import_tensorflow():
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "from tlapp.cli import main; main(['--help'])"],
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "from tlapp.cli.main import main; main(['--help'])"],
                           capture_output=True, text=True)
     assert proc.returncode == 0 and "Usage" in proc.stdout
     assert not re.search(r"\|\s+tensorflow$", proc.stderr, re.M)
 
 
 def test_restricted_unpickler_refuses_code(tmp_path):
-    from tlapp.torchfile import load_state_dict
+    from tlapp.backbones.torchfile import load_state_dict
 
     class Evil:
         def __reduce__(self):
@@ -70,8 +70,8 @@ def test_restricted_unpickler_refuses_code(tmp_path):
 
 
 def test_lite0_pth_read_without_torch():
-    from tlapp import effnet_lite
-    from tlapp.torchfile import load_state_dict
+    from tlapp.backbones import effnet_lite
+    from tlapp.backbones.torchfile import load_state_dict
 
     pth = effnet_lite.package_pth()
     if pth is None:
@@ -83,7 +83,7 @@ def test_lite0_pth_read_without_torch():
 
 
 def test_offline_missing_weights_one_line():
-    from tlapp.backbones import build_backbone
+    from tlapp.backbones.image import build_backbone
     from tlapp.config import Backbone
 
     with pytest.raises(WeightsError) as e:
@@ -94,7 +94,7 @@ def test_offline_missing_weights_one_line():
 
 
 def test_import_rejects_bad_files(tmp_path):
-    from tlapp.weights import import_weights
+    from tlapp.backbones.weights import import_weights
 
     junk = tmp_path / "random.h5"
     junk.write_bytes(b"not hdf5")
@@ -109,9 +109,9 @@ def test_import_rejects_bad_files(tmp_path):
 
 def test_shared_imagenet_weights_import_and_load(capsys):
     """Real weights: import the shared Keras cache files, then load via weights: imagenet."""
-    from tlapp.backbones import build_backbone
+    from tlapp.backbones.image import build_backbone
     from tlapp.config import Backbone
-    from tlapp.weights import available
+    from tlapp.backbones.weights import available
 
     for name in ("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_128_no_top.h5", "mobilenet_2_5_224_tf_no_top.h5"):
         code, _, err = run_cli(["weights", "import", str(shared("weights", name))], capsys)

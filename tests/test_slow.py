@@ -12,7 +12,7 @@ from tlapp.config import project_from_dict
 @pytest.mark.slow
 def test_mobilenet_v2_035_sign_language_digits(tmp_path, capsys):
     from test_config import run_cli
-    from tlapp.training import train
+    from tlapp.training.run import train
 
     data = shared("data", "sign_language_digits", "Dataset")
     w = shared("weights", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_128_no_top.h5")

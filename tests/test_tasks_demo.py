@@ -10,7 +10,7 @@ from test_config import run_cli
 
 
 def test_multi_label_and_regression_train_and_export(color_data, tmp_path):
-    from tlapp.training import train
+    from tlapp.training.run import train
 
     files = sorted(color_data.rglob("*.png"))
     ml = tmp_path / "ml.csv"
@@ -38,9 +38,9 @@ def test_multi_label_and_regression_train_and_export(color_data, tmp_path):
 
 def test_timm_folder_import_through_keras_hub(tmp_path):
     """A timm/HF-style folder (config.json + model.safetensors) becomes a local preset."""
-    from tlapp import effnet_lite
-    from tlapp.torchfile import load_state_dict
-    from tlapp.weights import available, import_weights
+    from tlapp.backbones import effnet_lite
+    from tlapp.backbones.torchfile import load_state_dict
+    from tlapp.backbones.weights import available, import_weights
 
     pth = effnet_lite.package_pth()
     if pth is None:
@@ -48,7 +48,7 @@ def test_timm_folder_import_through_keras_hub(tmp_path):
     effnet_lite.write_timm_folder(load_state_dict(pth), tmp_path / "timm_lite0")
     res = import_weights(tmp_path / "timm_lite0", name="my_lite0")
     assert res.kind == "keras-hub preset" and "my_lite0" in available()["presets"]
-    from tlapp.backbones import build_backbone
+    from tlapp.backbones.image import build_backbone
     from tlapp.config import Backbone
 
     b = build_backbone(Backbone(name="efficientnet_lite0", weights=res.destination, image_size=64))
@@ -69,10 +69,10 @@ def test_demo_quick(tmp_path, capsys):
 def test_keras_hub_image_backbone_offline_from_imported_folder(tmp_path):
     """A keras-hub catalog entry works offline once its folder is imported under the entry's name,
     with the preset's own preprocessing (never a guessed scaling)."""
-    from tlapp import effnet_lite
-    from tlapp.assemble import build_model
-    from tlapp.torchfile import load_state_dict
-    from tlapp.weights import import_weights, offline_status
+    from tlapp.backbones import effnet_lite
+    from tlapp.model.image_model import build_model
+    from tlapp.backbones.torchfile import load_state_dict
+    from tlapp.backbones.weights import import_weights, offline_status
 
     pth = effnet_lite.package_pth()
     if pth is None:

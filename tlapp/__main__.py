@@ -1,4 +1,4 @@
 """``python -m tlapp`` = the ``tlapp`` command."""
-from tlapp.cli import main
+from tlapp.cli.main import main
 
 main()

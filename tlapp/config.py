@@ -14,9 +14,11 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
+from tlapp.base.errors import ConfigError
 
 SCHEMA_VERSION = 1
+DEFAULT_IMAGE_BACKBONE = "efficientnet_lite0"
+DEFAULT_TEXT_BACKBONE = "minilm_l6"
 
 
 class _Strict(BaseModel):
@@ -110,7 +112,7 @@ class FreezePlan(_Strict):
 
 
 class Backbone(_Strict):
-    name: str = "efficientnet_lite0"
+    name: str = DEFAULT_IMAGE_BACKBONE
     weights: str = Field("imagenet", description="'imagenet', 'none', or a path to a weights file/folder.")
     image_size: Optional[int] = Field(None, ge=16, le=1024, description="Square input size; default per backbone.")
     sequence_length: Optional[int] = Field(None, ge=8, le=4096, description="Text: tokens per example (padded/truncated).")
@@ -186,7 +188,8 @@ class Train(_Strict):
     class_weights: Literal["auto", "none"] = "auto"
     mixed_precision: bool = False
     seed: int = 1234
-    device: Literal["auto", "cpu", "gpu"] = "auto"
+    device: str = Field("auto", pattern=r"^(auto|cpu|gpu(:\d+)?)$",
+                        description="auto (GPU when there is one), cpu, gpu or gpu:N.")
     keep_best: bool = True
 
     @field_validator("phases")
@@ -214,6 +217,13 @@ class Project(_Strict):
     head: Head = Field(default_factory=Head)
     train: Train = Field(default_factory=Train)
     export: Export = Field(default_factory=Export)
+
+    @model_validator(mode="after")
+    def _pooling_fits_task(self) -> "Project":
+        if self.head.pooling == "cls" and not self.task.type.is_text:
+            raise ValueError(f"head.pooling 'cls' is for text tasks (a [CLS] token); task is {self.task.type.value!r}: "
+                             "use 'avg' or 'max'")
+        return self
 
     @field_validator("schema_version")
     @classmethod
@@ -266,7 +276,7 @@ def project_to_yaml(project: Project, exclude_defaults: bool = False) -> str:
 
 def save_project(project: Project, path: str | Path) -> None:
     """Write atomically, so a crash never leaves a half-written project."""
-    from .fsutil import atomic_write_text
+    from tlapp.base.fsutil import atomic_write_text
 
     atomic_write_text(Path(path), project_to_yaml(project))
 

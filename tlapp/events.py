@@ -1,7 +1,10 @@
 """Training events: small, frozen, JSON-serialisable.
 
 They are the only thing that crosses from the training loop to a UI (rich
-progress bars in the CLI, charts in the GUI, ``events.jsonl`` on disk).
+progress bars in the CLI, charts in the GUI, ``events.jsonl`` on disk). Every
+emitter and consumer uses the type constants below, and :func:`describe` is
+the one place an event becomes a human line (the CLI and the GUI log both
+print it), so a new event needs one edit to show everywhere.
 """
 from __future__ import annotations
 
@@ -12,6 +15,24 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 EventSink = Callable[["Event"], None]
+
+# Event types, in the order a run emits them.
+RUN_START = "run_start"
+SCAN = "scan"
+RESUME = "resume"
+RECIPE_DECISION = "recipe_decision"
+PHASE_START = "phase_start"
+EMBEDDINGS = "embeddings"
+EPOCH_START = "epoch_start"
+BATCH_END = "batch_end"
+EPOCH_END = "epoch_end"
+PHASE_END = "phase_end"
+WARNING = "warning"
+EXPORT = "export"
+VERIFY = "verify"
+RUN_END = "run_end"
+# Sent by a process that hosts ``train`` (the GUI's child) when it dies outside ``train``.
+CRASH = "crash"
 
 
 @dataclass(frozen=True)
@@ -25,16 +46,6 @@ class Event:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), default=float)
-
-    @staticmethod
-    def from_dict(d: dict[str, Any]) -> "Event":
-        return Event(d["type"], d.get("time", 0.0), d.get("data", {}))
-
-
-# Event types, in the order a run emits them.
-RUN_START, SCAN, PHASE_START, EPOCH_START, BATCH_END, EPOCH_END, PHASE_END = (
-    "run_start", "scan", "phase_start", "epoch_start", "batch_end", "epoch_end", "phase_end")
-WARNING, LOG, EXPORT, VERIFY, RUN_END = "warning", "log", "export", "verify", "run_end"
 
 
 class EventLog:
@@ -69,5 +80,47 @@ class EventLog:
             self._fh = None
 
 
-def read_events(path: Path) -> list[Event]:
-    return [Event.from_dict(json.loads(line)) for line in Path(path).read_text().splitlines() if line.strip()]
+def _metrics(m: dict[str, float]) -> str:
+    return "  ".join(f"{k} {v:.4f}" for k, v in m.items())
+
+
+def _phase_start(d: dict[str, Any]) -> str:
+    cache = " (embedding cache)" if d.get("embedding_cache") else ""
+    return (f"phase {d['index'] + 1} {d['name']!r}: {d['epochs']} epoch(s), lr {d['learning_rate']:g}, "
+            f"{d['trainable_params']:,} trainable / {d['non_trainable_params']:,} frozen params{cache}")
+
+
+def _scan(d: dict[str, Any]) -> str:
+    lines = [f"data: {d['n_good']} examples in {len(d['counts'])} classes, {len(d['bad'])} unusable skipped"]
+    lines += [f"  skipped {b['path']}: {b['reason']}" for b in d["bad"][:20]]
+    return "\n".join(lines)
+
+
+def _run_end(d: dict[str, Any]) -> str:
+    return f"run {d.get('status')}: {d.get('message', '')}".rstrip(": ")
+
+
+_LINES: dict[str, Callable[[dict[str, Any]], str]] = {
+    SCAN: _scan,
+    RESUME: lambda d: f"resuming at phase {d['phase'] + 1}, epoch {d['epoch']}",
+    RECIPE_DECISION: lambda d: f"recipe: {d['summary']}",
+    PHASE_START: _phase_start,
+    EMBEDDINGS: lambda d: f"  embeddings for {d['n']} examples ({'from cache' if d['cached'] else 'computed'})",
+    EPOCH_END: lambda d: (f"  epoch {d['epoch']}/{d['epochs']}: {_metrics(d['metrics'])}  "
+                          f"({d['images_per_s']:.0f} examples/s, {d['seconds']:.1f}s)"),
+    WARNING: lambda d: f"warning: {d['message']}",
+    VERIFY: lambda d: f"export check (fresh process): {d['summary']}",
+    RUN_END: _run_end,
+    CRASH: lambda d: f"error: {d.get('message')}",
+}
+
+
+def describe(type_: str, data: dict[str, Any]) -> Optional[str]:
+    """The human line for an event, or None for events that only drive progress bars and charts.
+
+    Example::
+
+        describe("warning", {"message": "classes are imbalanced"})  # 'warning: classes are imbalanced'
+    """
+    fn = _LINES.get(type_)
+    return fn(data) if fn else None

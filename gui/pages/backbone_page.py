@@ -8,7 +8,10 @@ from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
                                QPushButton, QSpinBox, QTableView, QVBoxLayout)
 
-from tlapp.catalog import all_entries, get_entry
+from tlapp.backbones.catalog import all_entries, check_backbone, get_entry
+from tlapp.backbones.weights import import_weights, offline_status
+from tlapp.base.errors import TlappError
+from tlapp.config import Backbone
 
 from ..widgets import show_error
 from ..workers import FunctionWorker
@@ -70,8 +73,6 @@ class BackbonePage(WizardPage):
         self.fill()
 
     def fill(self) -> None:
-        from tlapp.weights import offline_status
-
         self.model.setRowCount(0)
         self.modality = "text" if self.state.project.task.type.is_text else "image"
         for e in all_entries(include_test=True, modality=self.modality):
@@ -116,8 +117,8 @@ class BackbonePage(WizardPage):
         self.weights.setCurrentText(b.weights)
         self.alpha.setCurrentText(str(b.options.get("alpha", "(default)")))
 
-    def commit(self) -> None:
-        name = self.selected_name() or self.state.project.backbone.name
+    def _config(self, name: str) -> Backbone:
+        """The backbone section this step's controls describe."""
         opts = dict(self.state.project.backbone.options) if name == self.state.project.backbone.name else {}
         if self.alpha.isEnabled() and self.alpha.currentText() != "(default)":
             opts["alpha"] = float(self.alpha.currentText())
@@ -125,32 +126,23 @@ class BackbonePage(WizardPage):
             opts.pop("alpha", None)
         size = {"sequence_length": self.size.value()} if get_entry(name).modality == "text" \
             else {"image_size": self.size.value()}
-        self.state.update("backbone", name=name, **size,
-                          weights=self.weights.currentText().strip() or "imagenet", options=opts)
+        return Backbone(name=name, weights=self.weights.currentText().strip() or "imagenet", options=opts, **size)
+
+    def commit(self) -> None:
+        cfg = self._config(self.selected_name() or self.state.project.backbone.name)
+        self.state.update("backbone", **cfg.model_dump(mode="json"))
 
     def validate(self) -> Optional[str]:
-        from tlapp.catalog import check_options, check_size
-        from tlapp.errors import TlappError
-
         name = self.selected_name()
         if not name:
             return "Choose a backbone."
         try:
-            e = get_entry(name)
-            if e.modality == "text":
-                if e.max_sequence_length and self.size.value() > e.max_sequence_length:
-                    return f"Sequence length {self.size.value()} exceeds {name}'s maximum {e.max_sequence_length}"
-                return None
-            check_size(e, self.size.value())
-            if self.alpha.isEnabled() and self.alpha.currentText() != "(default)":
-                check_options(e, {"alpha": float(self.alpha.currentText())})
-        except TlappError as err:
-            return str(err)
+            check_backbone(self._config(name))
+        except (TlappError, ValueError) as err:
+            return str(err).splitlines()[0]
         return None
 
     def import_weights(self) -> None:
-        from tlapp.weights import import_weights
-
         path, _ = QFileDialog.getOpenFileName(self, "Import weights", "",
                                               "Weights (*.h5 *.keras *.pth *.bin *.pt);;All files (*)")
         if not path:

@@ -11,7 +11,10 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QPushButton, QSlider, QSpinBox, QSplitter, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
 
-from tlapp.errors import DataError
+from tlapp.base.errors import DataError
+from tlapp.config import DEFAULT_TEXT_BACKBONE
+from tlapp.data.sources import scan_project_data
+from tlapp.data.starter import source_kind
 
 from ..workers import FunctionWorker
 from ..widgets import BarChart, ThumbGrid, show_error
@@ -135,7 +138,10 @@ class DataPage(WizardPage):
         src, text = self.source.currentText(), self.path.text().strip()
         if src != "tfds" and text:
             # A file is a table (CSV/TSV), a folder is a folder: no way to get this wrong.
-            src = "csv" if Path(text).expanduser().is_file() else "folder"
+            where = Path(text).expanduser()
+            if not where.is_absolute() and self.state.path is not None:
+                where = self.state.path.parent / where  # paths in a project file are relative to it
+            src = source_kind(where)
             self.source.setCurrentText(src)
         values = {"source": src, "val_fraction": self.val.value() / 100, "test_fraction": self.test.value() / 100,
                   "seed": self.seed.value()}
@@ -146,7 +152,7 @@ class DataPage(WizardPage):
         was_text = self.state.project.task.type.is_text
         if self.is_text() != was_text:
             d["task"]["type"] = "text_classification" if self.is_text() else "image_classification"
-            d["backbone"] = {"name": "minilm_l6", "weights": "pretrained"} if self.is_text() else {}
+            d["backbone"] = {"name": DEFAULT_TEXT_BACKBONE, "weights": "pretrained"} if self.is_text() else {}
             self.state.scan_report = None
         self.state.set_dict(d)
 
@@ -160,9 +166,6 @@ class DataPage(WizardPage):
             self.start_scan()
 
     def start_scan(self) -> None:
-        from tlapp.data import resolve_source
-        from tlapp.scan import scan
-
         try:
             self.commit()
         except Exception as e:
@@ -172,16 +175,7 @@ class DataPage(WizardPage):
             return
         project, pfile = self.state.project, self.state.path
 
-        def run(progress=None):
-            if project.task.type.is_text:
-                from tlapp.textdata import scan_text
-
-                d = project.data
-                return scan_text(resolve_source(project, pfile), project.task.type.value, d.text_column,
-                                 d.label_column, d.encoding)
-            return scan(resolve_source(project, pfile), project.task.type.value, progress=progress)
-
-        self.worker = FunctionWorker(run, with_progress=True)
+        self.worker = FunctionWorker(scan_project_data, project, pfile, with_progress=True)
         self.worker.progress.connect(self._progress)
         self.worker.done.connect(self._scanned)
         self.worker.failed.connect(self._failed)

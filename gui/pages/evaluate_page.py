@@ -2,13 +2,13 @@
 those images), per-class precision/recall/F1, misclassified examples."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any, Optional
 
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 from PySide6.QtCore import Qt
+
+from tlapp.rundir import RunDir
 
 from ..widgets import ThumbGrid
 from .base import WizardPage
@@ -46,11 +46,11 @@ class EvaluatePage(WizardPage):
         lay.addWidget(self.images, 1)
 
     def refresh(self) -> None:
-        run = self.state.run_dir
-        if run is None or not (Path(run) / "evaluation.json").is_file():
+        if self.state.run_dir is None or not RunDir(self.state.run_dir).is_finished():
             return
-        self.evaluation = json.loads((Path(run) / "evaluation.json").read_text())
-        metrics = json.loads((Path(run) / "metrics.json").read_text())
+        rd = RunDir(self.state.run_dir)
+        self.evaluation = rd.read_json(rd.evaluation, {})
+        metrics = rd.read_json(rd.metrics, {})
         fin = metrics.get("final", {})
         best = metrics.get("best", {})
         parts = [f"<b>Validation accuracy {self.evaluation.get('accuracy', float('nan')):.4f}</b> on "

@@ -9,6 +9,9 @@ from typing import Optional
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout)
 
+from tlapp.deploy.predict import Predictor, find_export
+from tlapp.rundir import RunDir
+
 from ..widgets import open_folder, show_error, thumbnail
 from ..workers import FunctionWorker
 from .base import WizardPage
@@ -87,7 +90,7 @@ class ExportPage(WizardPage):
         lay.addLayout(tr, 1)
 
     def export_dir(self) -> Path:
-        return Path(self.dest.text()) if self.dest.text().strip() else Path(self.state.run_dir or ".") / "export"
+        return Path(self.dest.text()) if self.dest.text().strip() else RunDir(self.state.run_dir or ".").export
 
     def refresh(self) -> None:
         text = self.state.project.task.type.is_text
@@ -100,10 +103,10 @@ class ExportPage(WizardPage):
         self.show_parity()
 
     def show_parity(self) -> None:
-        run = self.state.run_dir
-        if run is None or not (Path(run) / "metrics.json").is_file():
+        if self.state.run_dir is None or not RunDir(self.state.run_dir).is_finished():
             return
-        exp = json.loads((Path(run) / "metrics.json").read_text()).get("export") or {}
+        rd = RunDir(self.state.run_dir)
+        exp = rd.read_json(rd.metrics, {}).get("export") or {}
         v = exp.get("verify") or {}
         rows = "".join(f"<li>{r['artifact']}: max |diff| {r['max_abs_diff']:.1e}, argmax "
                        f"{'same' if r['argmax_match'] else 'DIFFERENT'}</li>" for r in v.get("results", []))
@@ -118,7 +121,7 @@ class ExportPage(WizardPage):
         return None if any(cb.isChecked() for cb in self.formats.values()) else "Choose at least one export format."
 
     def reexport(self) -> None:
-        from tlapp.evaluation_cli import reexport
+        from tlapp.deploy.finished_run import reexport  # loads TensorFlow: only when asked
 
         if self.state.run_dir is None:
             show_error(self, "Train a model first.")
@@ -147,12 +150,10 @@ class ExportPage(WizardPage):
 
     def _predict(self, fn) -> None:
         """Run ``fn(predictor)`` off the GUI thread with the run's exported SavedModel."""
-        from tlapp.predict import Predictor
-
         run = Path(self.state.run_dir)
 
         def work():
-            if self.predictor is None or self.predictor.export_dir != run / "export":
+            if self.predictor is None or self.predictor.export_dir != find_export(run):
                 self.predictor = Predictor.load(run)
             return fn(self.predictor)
 

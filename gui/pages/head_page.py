@@ -5,6 +5,8 @@ from typing import Optional
 
 from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QLineEdit, QListWidget, QVBoxLayout
 
+from tlapp.model.tasks import output_spec
+
 from .base import WizardPage
 
 IMAGE_TASKS = {"Single-label classification": "image_classification", "Multi-label classification": "multi_label",
@@ -58,8 +60,8 @@ class HeadPage(WizardPage):
         rep = self.state.scan_report
         if rep is not None:
             self.classes.addItems([f"{c}  ({n})" for c, n in rep.counts.items()])
-            act = "linear" if p.task.type.value == "regression" else "sigmoid" if p.task.type.is_multi_label else "softmax"
-            self.note.setText(f"Output: {len(rep.classes)} units, {act}.")
+            units, act = output_spec(p.task.type, len(rep.classes))
+            self.note.setText(f"Output: {units} unit(s), {act}.")
 
     def _hidden(self) -> list[int]:
         text = self.hidden.text().replace(";", ",")

@@ -13,25 +13,18 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSlider,
                                QTreeWidget, QTreeWidgetItem, QVBoxLayout)
 
-from tlapp.config import FreezePlan
+from tlapp.backbones.build import build_any_backbone
+from tlapp.backbones.freeze import LayerInfo, effective_mask, layer_table, middle_blocks
+from tlapp.config import Backbone, FreezePlan
 
 from ..widgets import show_error
 from ..workers import FunctionWorker
 from .base import WizardPage
 
 
-def _structure(name: str, size: int, options: dict) -> Any:
-    from tlapp.backbones import build_backbone
-    from tlapp.catalog import get_entry
-    from tlapp.config import Backbone
-    from tlapp.freeze import layer_table
-
-    if get_entry(name).modality == "text":
-        from tlapp.text_backbones import build_text_backbone
-
-        built = build_text_backbone(Backbone(name=name, weights="none", sequence_length=size, options=options))
-    else:
-        built = build_backbone(Backbone(name=name, weights="none", image_size=size, options=options))
+def _structure(cfg: Backbone) -> list[LayerInfo]:
+    """The backbone's layer table (built without weights: the structure is all this step needs)."""
+    built = build_any_backbone(cfg.model_copy(update={"weights": "none"}))
     return layer_table(built.model, built.entry)
 
 
@@ -96,7 +89,7 @@ class LayersPage(WizardPage):
         p = self.state.project
         self.plan = p.train.phases[-1].freeze
         self.keep_bn.setChecked(not self.plan.train_batchnorm)
-        key = (p.backbone.name, p.backbone.image_size or p.backbone.sequence_length,
+        key = (p.backbone.name, p.backbone.image_size, p.backbone.sequence_length,
                tuple(sorted(p.backbone.options.items())))
         if key != self.key:
             self.key = key
@@ -105,22 +98,17 @@ class LayersPage(WizardPage):
             self.render()
 
     def load_structure(self) -> None:
-        from tlapp.catalog import get_entry
-
         b = self.state.project.backbone
         self.status.setText(f"Building {b.name} to read its layers…")
         self.tree.clear()
-        self.worker = FunctionWorker(_structure, b.name, (b.sequence_length if get_entry(b.name).modality == "text"
-                                                          else b.image_size) or get_entry(b.name).default_size, b.options)
+        self.worker = FunctionWorker(_structure, b)
         self.worker.done.connect(self._loaded)
         self.worker.failed.connect(lambda m, d: (self.status.setText(m), show_error(self, m, d)))
         self.worker.start()
 
     def _loaded(self, table: list[Any]) -> None:
-        from tlapp.freeze import STEM, TOP, block_order
-
         self.table = table
-        middle = [b for b in block_order(table) if b not in (STEM, TOP)]
+        middle = middle_blocks(table)
         self.blocks.blockSignals(True)
         self.blocks.setRange(0, len(middle))
         self.blocks.setValue(self.plan.blocks or 0)
@@ -130,10 +118,7 @@ class LayersPage(WizardPage):
         self.render()
 
     def mask(self) -> list[bool]:
-        from tlapp.freeze import plan_mask
-
-        m = plan_mask(self.table, self.plan)
-        return [on and (self.plan.train_batchnorm or not r.batchnorm) for on, r in zip(m, self.table)]
+        return effective_mask(self.table, self.plan)
 
     def render(self) -> None:
         if not self.table:

@@ -2,7 +2,6 @@
 charts, counters and a log. Training runs in a child process (see workers)."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -10,6 +9,12 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton,
                                QSpinBox, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 from PySide6.QtCore import Qt
+
+from tlapp.config import EarlyStopping, Phase
+from tlapp.events import BATCH_END, CRASH, EPOCH_END, PHASE_START, RUN_END, describe
+from tlapp.model.tasks import metric_name
+from tlapp.rundir import RunDir, absolute_data_path
+from tlapp.training.devices import devices
 
 from ..charts import TrainingCharts
 from ..widgets import show_error
@@ -20,8 +25,6 @@ PHASE_COLUMNS = ["Name", "Epochs", "LR", "Schedule", "Optimizer", "Freeze", "Pat
 
 
 def _device_text() -> str:
-    from tlapp.doctor import devices
-
     d = devices()
     return f"GPU — {', '.join(d['gpus'])}" if d["device"] == "GPU" else f"CPU — {d['why_not_gpu']}"
 
@@ -98,8 +101,8 @@ class TrainingPage(WizardPage):
         self.phases.setRowCount(0)
         for ph in p.train.phases:
             self._append_row(ph.model_dump(mode="json"))
-        metric = "mae" if p.task.type.value == "regression" else "accuracy"
-        self.charts.set_metric(metric, metric.upper() if metric == "mae" else "Accuracy")
+        metric = metric_name(p.task.type)
+        self.charts.set_metric(metric, metric.upper() if metric == "mae" else metric.capitalize())
 
     def _append_row(self, ph: dict) -> None:
         r = self.phases.rowCount()
@@ -128,8 +131,6 @@ class TrainingPage(WizardPage):
         self.phases.setCellWidget(r, 7, flip)
 
     def add_phase(self) -> None:
-        from tlapp.config import Phase
-
         self.commit()
         d = self.state.project.model_dump(mode="json")
         d["train"]["phases"].append(Phase(name=f"phase{len(d['train']['phases']) + 1}", learning_rate=1e-5,
@@ -158,7 +159,7 @@ class TrainingPage(WizardPage):
             ph["schedule"] = self.phases.cellWidget(r, 3).currentText()
             ph["optimizer"] = self.phases.cellWidget(r, 4).currentText()
             pat = self.phases.item(r, 6).text().strip() if self.phases.item(r, 6) else ""
-            ph["early_stopping"] = {"metric": "val_loss", "patience": int(pat), "mode": "auto"} if pat else None
+            ph["early_stopping"] = EarlyStopping(patience=int(pat)).model_dump(mode="json") if pat else None
             ph["augment"]["flip"] = self.phases.cellWidget(r, 7).isChecked()
         d["train"]["batch_size"] = self.batch.value()
         d["train"]["mixed_precision"] = self.mixed.isChecked()
@@ -179,18 +180,17 @@ class TrainingPage(WizardPage):
             return str(e)
         if self.status_text == "running":
             return "Training is running; wait for it or cancel."
-        if self.state.run_dir is None or not (self.state.run_dir / "metrics.json").is_file():
+        if self.state.run_dir is None or not RunDir(self.state.run_dir).is_finished():
             return "Train the model first (press Start)."
         return None
 
     # ---- running -----------------------------------------------------------
     def new_run_dir(self) -> Path:
-        base = self.state.path.parent if self.state.path else Path.home() / "tlapp-runs"
-        return base / "runs" / f"{self.state.project.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        """Runs live beside the project file (``runs/``), or under ~/tlapp-runs for an unsaved project."""
+        parent = self.state.path.parent / "runs" if self.state.path else Path.home() / "tlapp-runs" / "runs"
+        return RunDir.new(self.state.project.name, parent).root
 
     def start(self, resume: bool = False) -> None:
-        from tlapp.rundir import absolute_data_path
-
         if self.is_running():
             return
         try:
@@ -223,35 +223,26 @@ class TrainingPage(WizardPage):
         running = self.status_text == "running"
         self.start_btn.setEnabled(not running)
         self.cancel_btn.setEnabled(running)
-        has_ckpt = self.state.run_dir is not None and (self.state.run_dir / "checkpoints" / "last").is_dir()
+        has_ckpt = self.state.run_dir is not None and RunDir(self.state.run_dir).has_checkpoint()
         self.resume_btn.setEnabled(not running and self.status_text in ("cancelled", "failed") and has_ckpt)
 
     def on_event(self, ev: dict) -> None:
         self.charts.on_event(ev)
         t, d = ev["type"], ev.get("data", {})
-        if t == "phase_start":
+        if t == PHASE_START:
             self.phase_info = f"phase {d['index'] + 1} '{d['name']}'"
-            self.log.appendPlainText(f"{self.phase_info}: {d['trainable_params']:,} trainable params"
-                                     + (" (embedding cache)" if d.get("embedding_cache") else ""))
-        elif t == "batch_end":
+        elif t == BATCH_END:
             self.counters.setText(f"{getattr(self, 'phase_info', '')} · epoch {d['epoch']} · batch {d['batch']}/"
-                                  f"{d['steps']} · {d['images_per_s']:.0f} img/s")
-        elif t == "epoch_end":
-            m = "  ".join(f"{k} {v:.4f}" for k, v in d["metrics"].items())
+                                  f"{d['steps']} · {d['images_per_s']:.0f} examples/s")
+        elif t == EPOCH_END:
             self.counters.setText(f"{getattr(self, 'phase_info', '')} · epoch {d['epoch']}/{d['epochs']} · "
-                                  f"{d['images_per_s']:.0f} img/s · ETA {d['eta_s']:.0f}s")
-            self.log.appendPlainText(f"epoch {d['epoch']}/{d['epochs']}: {m}")
-        elif t in ("warning", "crash"):
-            self.log.appendPlainText(f"WARNING: {d.get('message')}" if t == "warning" else f"ERROR: {d.get('message')}")
-        elif t == "scan":
-            self.log.appendPlainText(f"data: {d['n_good']} images, {len(d['bad'])} unusable skipped")
-        elif t == "verify":
-            self.log.appendPlainText(f"export check: {d['summary']}")
-        elif t == "run_end":
-            self.log.appendPlainText(f"run {d.get('status')}: {d.get('message', '')}".rstrip(": "))
-            if ev.get("data", {}).get("status") == "failed" and d.get("message"):
-                show_error(self, f"Training failed: {d['message']}")
-        if t == "crash":
+                                  f"{d['images_per_s']:.0f} examples/s · ETA {d['eta_s']:.0f}s")
+        line = describe(t, d)
+        if line is not None:
+            self.log.appendPlainText(line)
+        if t == RUN_END and d.get("status") == "failed" and d.get("message"):
+            show_error(self, f"Training failed: {d['message']}")
+        if t == CRASH:
             show_error(self, f"Training failed: {d.get('message')}", d.get("details", ""))
 
     def on_finished(self, status: str) -> None:

@@ -1,0 +1,145 @@
+"""Layer tables and freeze plans.
+
+The transfer-learning rules live here, once: layers are grouped into the
+architecture's natural blocks, a plan decides which layers train, and
+BatchNormalization layers stay frozen (inference mode) unless the plan opts
+in. Keras BN running statistics drift during ``fit`` even when the backbone is
+called with ``training=False`` on this backend; ``trainable=False`` stops it.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from tlapp.backbones.catalog import BackboneEntry, block_of
+from tlapp.config import FreezePlan
+from tlapp.base.errors import ConfigError
+
+STEM, TOP = "stem", "top"
+# Text backbones' own pooler is never on the path: tlapp pools the sequence output itself, so
+# training it would only waste optimizer state (and Keras warns about missing gradients).
+UNUSED_LAYERS = ("pooled_dense", "pooler_dense")
+
+
+@dataclass
+class LayerInfo:
+    index: int
+    name: str
+    type: str
+    block: str
+    params: int
+    trainable: bool
+    batchnorm: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _is_bn(layer: Any) -> bool:
+    return "BatchNormalization" in type(layer).__name__
+
+
+def backbone_layers(backbone: Any) -> list[Any]:
+    return [l for l in backbone.layers if type(l).__name__ != "InputLayer"]
+
+
+def assign_blocks(names: list[str], pattern: str) -> list[str]:
+    """Block name per layer: matched blocks, 'stem' before the first, 'top' after the last."""
+    raw = [block_of(pattern, n) for n in names]
+    matched = [i for i, b in enumerate(raw) if b]
+    if not matched:
+        return [STEM] * len(names)
+    first, last = matched[0], matched[-1]
+    out, current = [], STEM
+    for i, b in enumerate(raw):
+        if b:
+            current = b
+        out.append(STEM if i < first else TOP if i > last else current)
+    return out
+
+
+def layer_table(backbone: Any, entry: BackboneEntry) -> list[LayerInfo]:
+    layers = backbone_layers(backbone)
+    blocks = assign_blocks([l.name for l in layers], entry.block_pattern)
+    return [
+        LayerInfo(i, l.name, type(l).__name__, b, int(sum(math.prod(w.shape) for w in l.weights)),
+                  bool(l.trainable), _is_bn(l))
+        for i, (l, b) in enumerate(zip(layers, blocks))
+    ]
+
+
+def block_order(table: list[LayerInfo]) -> list[str]:
+    seen: list[str] = []
+    for row in table:
+        if row.block not in seen:
+            seen.append(row.block)
+    return seen
+
+
+def plan_mask(table: list[LayerInfo], plan: FreezePlan) -> list[bool]:
+    """Which layers the plan makes trainable (before the BatchNorm rule)."""
+    n = len(table)
+    if plan.mode == "all":
+        return [False] * n
+    if plan.mode == "none":
+        return [True] * n
+    if plan.mode == "top_blocks":
+        middle = middle_blocks(table)
+        k = plan.blocks or 0
+        chosen = set(middle[len(middle) - k:]) if k else set()
+        if k > len(middle):
+            chosen.add(STEM)
+        if k:
+            chosen.add(TOP)
+        return [r.block in chosen for r in table]
+    if plan.mode == "up_to":
+        idx = next((r.index for r in table if r.name == plan.layer), None)
+        if idx is None:
+            raise ConfigError(f"freeze.layer: no layer named {plan.layer!r} in this backbone (see `tlapp layers`)")
+        return [r.index > idx for r in table]
+    if plan.mode == "fraction":
+        k = math.ceil((plan.fraction or 0.0) * n)
+        return [r.index >= n - k for r in table]
+    regs = [re.compile(p) for p in plan.patterns]
+    return [any(rx.search(r.name) for rx in regs) for r in table]
+
+
+def middle_blocks(table: list[LayerInfo]) -> list[str]:
+    """The architecture's own blocks, without the stem and the top."""
+    return [b for b in block_order(table) if b not in (STEM, TOP)]
+
+
+def effective_mask(table: list[LayerInfo], plan: FreezePlan) -> list[bool]:
+    """Which layers really train under ``plan``: its mask, minus BatchNorm (unless opted in) and unused layers.
+
+    The one rule both :func:`apply_plan` and the GUI's live counts use.
+    """
+    return [bool(on) and r.name not in UNUSED_LAYERS and (plan.train_batchnorm or not r.batchnorm)
+            for on, r in zip(plan_mask(table, plan), table)]
+
+
+def apply_plan(backbone: Any, entry: BackboneEntry, plan: FreezePlan) -> list[LayerInfo]:
+    """Set ``trainable`` on every backbone layer; returns the updated table."""
+    table = layer_table(backbone, entry)
+    backbone.trainable = any(plan_mask(table, plan))
+    for layer, on in zip(backbone_layers(backbone), effective_mask(table, plan)):
+        layer.trainable = on
+    return layer_table(backbone, entry)
+
+
+def param_counts(model: Any) -> tuple[int, int]:
+    """(trainable, non-trainable) parameter counts."""
+    tr = int(sum(math.prod(w.shape) for w in model.trainable_weights))
+    non = int(sum(math.prod(w.shape) for w in model.non_trainable_weights))
+    return tr, non
+
+
+def block_summary(table: list[LayerInfo]) -> list[dict[str, Any]]:
+    out = []
+    for b in block_order(table):
+        rows = [r for r in table if r.block == b]
+        out.append({"block": b, "layers": len(rows), "params": sum(r.params for r in rows),
+                    "trainable_params": sum(r.params for r in rows if r.trainable)})
+    return out

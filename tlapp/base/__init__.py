@@ -1,0 +1,1 @@
+"""Base helpers every layer may use: typed errors, atomic writes, paths, quiet TensorFlow import."""

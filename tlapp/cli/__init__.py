@@ -1,0 +1,1 @@
+"""The ``tlapp`` command line (entry point: :func:`tlapp.cli.main.main`)."""

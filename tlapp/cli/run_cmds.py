@@ -1,0 +1,145 @@
+"""CLI commands that train or use models: train, predict, evaluate, export, demo, gui."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from tlapp.base.errors import Cancelled, DataError, TlappError
+from tlapp.cli.app import app, dump, err, out
+from tlapp.cli.render import ProgressRenderer
+from tlapp.config import Project, apply_overrides, load_project
+from tlapp.data.demo import demo_project
+from tlapp.data.scan_text import decode_bytes
+from tlapp.deploy.predict import Predictor, expand_inputs
+from tlapp.rundir import RunDir
+
+
+def run_training(project: Optional[Project], run_dir: Path, project_file: Optional[Path],
+                 resume: bool = False) -> Any:
+    """Train with a progress display; Ctrl-C asks the run to stop after the current batch (exit 130)."""
+    from tlapp.training.run import train  # loads TensorFlow
+
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *a: stop.set())
+    try:
+        with ProgressRenderer(err) as r:
+            return train(project, run_dir, r, stop.is_set, project_file=project_file, resume=resume)
+    except Cancelled:
+        err.print(f"interrupted: checkpoint kept. Resume with:\n  tlapp train {project_file or run_dir / 'config.yaml'} "
+                  f"--resume {run_dir}", highlight=False)
+        raise
+
+
+def _summary(result: Any) -> None:
+    m = result.metrics
+    fin = m.get("final", {})
+    acc = fin.get("val_accuracy_exported", fin.get("val_accuracy"))
+    out.print(f"run: {result.run_dir}", highlight=False)
+    if acc is not None:
+        out.print(f"validation accuracy: {acc:.4f} ({m.get('n_val')} images)")
+    if result.export:
+        out.print(f"export: {result.export['dir']}  verified: {result.export.get('verified')}", highlight=False)
+
+
+@app.command()
+def train(project: Path, out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory."),
+          set_: List[str] = typer.Option([], "--set", help="dotted.key=value override (repeatable)"),
+          resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run directory.")) -> None:
+    """Train, evaluate, export and verify a project."""
+    if resume:
+        result = run_training(None, resume, project, resume=True)
+    else:
+        proj = apply_overrides(load_project(project), set_)
+        result = run_training(proj, out_dir or RunDir.new(proj.name).root, project)
+    _summary(result)
+
+
+@app.command()
+def predict(model: Path, inputs: List[str] = typer.Argument(None, help="Image files/folders, or texts."),
+            as_json: bool = typer.Option(False, "--json", help="One JSON object per input."),
+            file: Optional[Path] = typer.Option(None, "--file", help="Text models: one text per line.")) -> None:
+    """Predict with an exported model (or a run directory)."""
+    pred = Predictor.load(model)
+    if pred.is_text:
+        texts = list(inputs or [])
+        if file is not None:
+            if not file.is_file():
+                raise DataError(f"--file {file}: no such file")
+            texts += [l for l in decode_bytes(file.read_bytes(), None, str(file))[0].splitlines() if l.strip()]
+        if not texts:
+            raise DataError("give texts as arguments or --file FILE")
+        results = pred.predict_texts(texts)
+    else:
+        if not inputs:
+            raise DataError("give image files or folders to predict")
+        results = pred.predict_files(expand_inputs(inputs))
+    for r in results:
+        if as_json:
+            sys.stdout.write(json.dumps(r) + "\n")
+        elif "error" in r:
+            out.print(f"{r['path']}: error: {r['error']}", highlight=False)
+        elif "label" in r:
+            out.print(f"{r.get('path') or r['text'][:60]!s}: {r['label']} ({r['score']:.3f})", highlight=False)
+        else:
+            out.print(f"{r['path']}: {r.get('labels', r.get('value'))}", highlight=False)
+
+
+@app.command()
+def evaluate(run_dir: Path, data: Optional[Path] = typer.Option(None, "--data", help="Other labelled data."),
+             as_json: bool = typer.Option(False, "--json")) -> None:
+    """Evaluate the exported model on the run's validation split or other data."""
+    from tlapp.deploy.finished_run import evaluate_run  # loads TensorFlow
+
+    rep = evaluate_run(run_dir, data)
+    if as_json:
+        dump(rep)
+        return
+    out.print(f"accuracy: {rep['accuracy']:.4f} on {rep['n']} examples", highlight=False)
+    for c, m in rep.get("per_class", {}).items():
+        out.print(f"  {c}: precision {m['precision']:.3f} recall {m['recall']:.3f} f1 {m['f1']:.3f} "
+                  f"(n={m['support']})", highlight=False)
+
+
+@app.command("export")
+def export_cmd(run_dir: Path, format_: List[str] = typer.Option(["savedmodel"], "--format",
+                                                                help="savedmodel | keras | h5 (repeatable)"),
+               out_dir: Optional[Path] = typer.Option(None, "--out")) -> None:
+    """Re-export a finished run's model in other formats (verified in a fresh process)."""
+    from tlapp.deploy.finished_run import reexport  # loads TensorFlow
+
+    info = reexport(run_dir, format_, out_dir)
+    out.print(f"exported {info['formats']} to {info['dir']}; check: {info.get('verify', {}).get('summary')}",
+              highlight=False)
+    for k, v in info["errors"].items():
+        err.print(f"[yellow]warning:[/yellow] {k}: {v}", highlight=False)
+
+
+@app.command()
+def demo(out_dir: Path = typer.Option(Path("demo-run"), "--out", help="Run directory."),
+         quick: bool = typer.Option(False, "--quick", help="Smaller/faster (for smoke tests).")) -> None:
+    """Train EfficientNet-Lite0 on bundled handwritten digits, offline, export and verify."""
+    t0 = time.time()
+    project, pfile = demo_project(out_dir, quick)
+    result = run_training(project, out_dir / "run", pfile)
+    _summary(result)
+    out.print(f"project file: {pfile}\ntry: tlapp predict {out_dir / 'run'} {out_dir / 'data' / '3'}\n"
+              f"demo finished in {time.time() - t0:.0f}s", highlight=False)
+
+
+@app.command()
+def gui(project: Optional[Path] = typer.Argument(None)) -> None:
+    """Open the desktop wizard (same as `tlapp-gui`)."""
+    if importlib.util.find_spec("gui") is None or importlib.util.find_spec("PySide6") is None:
+        raise TlappError("the GUI is not installed (pip install tlapp with PySide6-Essentials)")
+    # The core never imports Qt: hand the process over to the GUI package.
+    os.execv(sys.executable, [sys.executable, "-m", "gui.app", *([str(project)] if project else [])])
+

@@ -1,0 +1,1 @@
+"""Data intake: sources (folder, CSV, TFDS), scans, the split, labels and tf.data pipelines."""

@@ -1,0 +1,40 @@
+"""A new project for a dataset, with the defaults that fit its task — the one
+rule behind ``tlapp init`` and the wizard's "new project".
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+from tlapp.config import DEFAULT_IMAGE_BACKBONE, DEFAULT_TEXT_BACKBONE, Project, TaskType, project_from_dict
+from tlapp.data.examples import ScanReport
+
+MAX_DEFAULT_SEQUENCE = 256  # longer default sequences cost more than they add for classification
+
+
+def source_kind(path: Path) -> str:
+    """'folder' for a directory of class folders, 'csv' for a file."""
+    return "folder" if Path(path).is_dir() else "csv"
+
+
+def data_section(data: str, project_file: Path, **extra: Any) -> dict[str, Any]:
+    """The ``data`` section for a path (stored relative to the project file) or ``tfds:NAME``."""
+    if data.startswith("tfds:"):
+        return {"source": "tfds", "tfds_name": data[5:], **extra}
+    p = Path(data).expanduser().resolve()
+    rel = os.path.relpath(p, Path(project_file).resolve().parent)
+    return {"source": source_kind(p), "path": rel, **extra}
+
+
+def starter_project(name: str, task: TaskType, data: dict[str, Any], report: Optional[ScanReport] = None,
+                    backbone: Optional[str] = None, image_size: Optional[int] = None) -> Project:
+    """A valid project: the task's default backbone, and for text a sequence length from the scan."""
+    if task.is_text:
+        seq = None
+        if report is not None and report.lengths:
+            seq = min(report.lengths.get("suggested_sequence_length", 128), MAX_DEFAULT_SEQUENCE)
+        bb = {"name": backbone or DEFAULT_TEXT_BACKBONE, "weights": "pretrained", "sequence_length": seq}
+    else:
+        bb = {"name": backbone or DEFAULT_IMAGE_BACKBONE, "image_size": image_size}
+    return project_from_dict({"name": name, "task": {"type": task.value}, "data": data, "backbone": bb}, "init")

@@ -1,0 +1,188 @@
+"""Export: SavedModel (raw-pixel and encoded-bytes signatures), ``.keras``,
+optional legacy ``.h5``, ``labels.txt`` and ``meta.json`` — written into a temp
+folder and swapped into ``export/``, then reloaded in a fresh process and
+checked against the in-app model.
+"""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from tlapp.base.errors import ExportError
+from tlapp.base.fsutil import atomic_dir
+from tlapp.base.tfenv import quiet_import
+
+tf, keras = quiet_import()
+
+
+def output_key(task: str) -> str:
+    return "values" if task == "regression" else "probabilities"
+
+
+def write_saved_model(model: Any, folder: Path, size: int, key: str) -> None:
+    """Signatures: ``serving_default`` (float32 pixels), ``serving_uint8``, ``serving_bytes`` (JPEG/PNG/...)."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def pixels(image):
+        return {key: model(image, training=False)}
+
+    def pixels_u8(image):
+        return {key: model(tf.cast(image, tf.float32), training=False)}
+
+    def encoded(image_bytes):
+        def one(b):
+            img = tf.io.decode_image(b, channels=3, expand_animations=False)
+            img = tf.image.resize(tf.cast(img, tf.float32), (size, size))
+            return img
+        imgs = tf.map_fn(one, image_bytes, fn_output_signature=tf.TensorSpec((size, size, 3), tf.float32))
+        return {key: model(imgs, training=False)}
+
+    archive.add_endpoint("serving_default", pixels, input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32, name="image")])
+    archive.add_endpoint("serving_uint8", pixels_u8, input_signature=[tf.TensorSpec((None, None, None, 3), tf.uint8, name="image")])
+    archive.add_endpoint("serving_bytes", encoded, input_signature=[tf.TensorSpec((None,), tf.string, name="image_bytes")])
+    archive.write_out(str(folder), verbose=False)
+
+
+def write_text_saved_model(model: Any, folder: Any, key: str) -> None:
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def serve(text):
+        return {key: model(text, training=False)}
+
+    archive.add_endpoint("serving_default", serve, input_signature=[tf.TensorSpec((None,), tf.string, name="text")])
+    archive.write_out(str(folder), verbose=False)
+
+
+def _png_bytes(arr: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(arr.astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@dataclass
+class ExportParts:
+    """What an export needs, as plain data: the trainer and ``tlapp export RUN`` both build one.
+
+    ``model`` takes raw inputs (pixels or strings). Text exports also carry
+    ``token_model`` (saved as ``model.keras``), the keras-hub ``preprocessor``
+    and the backbone's config (keras-hub's preset loader needs it to pick the
+    preprocessor class; the weights already live in ``model.keras``).
+    """
+
+    model: Any
+    task: str
+    classes: list[str]
+    size: int  # image size, or sequence length for text
+    backbone: str
+    token_model: Any = None
+    preprocessor: Any = None
+    backbone_config: Optional[dict[str, Any]] = None
+
+    @property
+    def is_text(self) -> bool:
+        return self.task.startswith("text_")
+
+
+def backbone_config(backbone: Any) -> dict[str, Any]:
+    """A keras-hub backbone's config without compile/build state (see :class:`ExportParts`)."""
+    def strip(d: Any) -> None:
+        if isinstance(d, dict):
+            for k in ("compile_config", "build_config"):
+                d.pop(k, None)
+            for v in d.values():
+                strip(v)
+
+    cfg = keras.saving.serialize_keras_object(backbone)
+    strip(cfg)
+    return cfg
+
+
+def _meta(parts: ExportParts) -> dict[str, Any]:
+    meta = {"input": "text" if parts.is_text else "image", "task": parts.task, "classes": parts.classes,
+            "backbone": parts.backbone, "output_key": output_key(parts.task)}
+    if parts.is_text:
+        meta.update(sequence_length=parts.size, signatures={"serving_default": "text string [N] (raw, untokenised)"})
+    else:
+        meta.update(image_size=parts.size, signatures={"serving_default": "image float32 [N,H,W,3] 0-255",
+                                                       "serving_uint8": "image uint8 [N,H,W,3]",
+                                                       "serving_bytes": "image_bytes string [N]"})
+    return meta
+
+
+def _write_formats(parts: ExportParts, tmp: Path, formats: list[str]) -> dict[str, str]:
+    """Write each requested format into ``tmp``; returns {format: error} for formats that cannot hold the model."""
+    key, errors = output_key(parts.task), {}
+    if "savedmodel" in formats and parts.is_text:
+        write_text_saved_model(parts.model, tmp / "saved_model", key)
+    elif "savedmodel" in formats:
+        write_saved_model(parts.model, tmp / "saved_model", parts.size, key)
+    if "keras" in formats and parts.is_text:
+        # Token-id model + tokenizer preset: see tlapp.model.text_model.build_text_model.
+        parts.token_model.save(tmp / "model.keras")
+        parts.preprocessor.save_to_preset(str(tmp / "preprocessor"))
+        (tmp / "preprocessor" / "config.json").write_text(json.dumps(parts.backbone_config, indent=2))
+    elif "keras" in formats:
+        parts.model.save(tmp / "model.keras")
+    if "h5" in formats:
+        try:
+            parts.model.save(tmp / "model.h5")
+        except Exception as e:  # the legacy format cannot hold every layer type
+            errors["h5"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    return errors
+
+
+def _write_samples(parts: ExportParts, samples: np.ndarray, path: Path) -> None:
+    """The parity inputs and what the in-app model answered for them."""
+    if parts.is_text:
+        expected = np.asarray(parts.model.predict_on_batch(tf.constant(list(samples), dtype=tf.string)))
+        np.savez(path, texts=np.array(list(samples), dtype=object), expected=expected)
+    else:
+        expected = np.asarray(parts.model.predict_on_batch(samples.astype(np.float32)))
+        np.savez(path, images=samples.astype(np.uint8), expected=expected,
+                 png=np.array([_png_bytes(s) for s in samples], dtype=object))
+
+
+def export_model(parts: ExportParts, out_dir: Path, formats: list[str], samples: Optional[np.ndarray] = None,
+                 verify: bool = True) -> dict[str, Any]:
+    """Write all requested formats to ``out_dir`` atomically; verify in a fresh process.
+
+    Example::
+
+        info = export_model(parts, Path("runs/a/export"), ["savedmodel", "keras"], samples)
+        info["verify"]["summary"]   # 'passed: 4 artifact/signature(s) on 8 inputs, ...'
+    """
+    for m in (parts.model, parts.token_model):
+        if m is not None:
+            m.compile(loss="mse")  # drop the training optimizer (it may be a non-serialisable subclass)
+    with atomic_dir(out_dir) as tmp:
+        (tmp / "labels.txt").write_text("".join(f"{c}\n" for c in parts.classes))
+        errors = _write_formats(parts, tmp, formats)
+        if samples is not None and len(samples):
+            _write_samples(parts, samples, tmp / "parity_samples.npz")
+        (tmp / "meta.json").write_text(json.dumps(_meta(parts), indent=2))
+    info: dict[str, Any] = {"dir": str(out_dir), "formats": formats, "errors": errors, "verified": None}
+    if verify and samples is not None and len(samples):
+        info["verify"] = verify_in_fresh_process(out_dir)
+        info["verified"] = info["verify"]["ok"]
+    return info
+
+
+def verify_in_fresh_process(export_dir: Path, timeout: float = 600) -> dict[str, Any]:
+    """Reload every artifact in a new Python process and compare with the saved expectations."""
+    cmd = [sys.executable, "-m", "tlapp.deploy.verify", str(export_dir)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise ExportError(f"{export_dir}: parity check process failed: {(proc.stderr or proc.stdout)[-400:]}")
+    return json.loads(lines[-1])

@@ -1,0 +1,87 @@
+"""Fresh-process parity check: ``python -m tlapp.deploy.verify EXPORT_DIR``.
+
+Loads each exported artifact the way a deployment would (SavedModel with
+plain TensorFlow; ``.keras`` with Keras) and compares its outputs on the saved
+samples with what the in-app model produced: same argmax and max abs diff
+<= 1e-4. Prints one JSON line.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+TOLERANCE = 1e-4
+
+
+def _compare(name: str, got: np.ndarray, expected: np.ndarray) -> dict:
+    diff = float(np.max(np.abs(got - expected))) if got.size else 0.0
+    same = bool((got.argmax(-1) == expected.argmax(-1)).all()) if got.shape[-1] > 1 else True
+    return {"artifact": name, "max_abs_diff": diff, "argmax_match": same, "ok": same and diff <= TOLERANCE}
+
+
+def main(export_dir: str) -> int:
+    from tlapp.base.tfenv import quiet_import
+
+    tf, keras = quiet_import()
+    d = Path(export_dir)
+    meta = json.loads((d / "meta.json").read_text())
+    data = np.load(d / "parity_samples.npz", allow_pickle=True)
+    if meta.get("input") == "text":
+        return _text(tf, keras, d, meta, data)
+    images, expected, pngs = data["images"], data["expected"], list(data["png"])
+    key = meta["output_key"]
+    results = []
+    if (d / "saved_model").is_dir():
+        sm = tf.saved_model.load(str(d / "saved_model"))
+        got = sm.signatures["serving_default"](image=tf.constant(images.astype(np.float32)))[key].numpy()
+        results.append(_compare("saved_model:serving_default", got, expected))
+        got = sm.signatures["serving_uint8"](image=tf.constant(images))[key].numpy()
+        results.append(_compare("saved_model:serving_uint8", got, expected))
+        got = sm.signatures["serving_bytes"](image_bytes=tf.constant(pngs))[key].numpy()
+        results.append(_compare("saved_model:serving_bytes", got, expected))
+    if (d / "model.keras").is_file():
+        import tlapp.model.image_model  # noqa: F401  registers tlapp's custom layers
+        from tlapp.base.tfenv import quiet_keras_hub
+
+        quiet_keras_hub()
+        m = keras.saving.load_model(d / "model.keras", compile=False)
+        results.append(_compare("model.keras", np.asarray(m.predict_on_batch(images.astype(np.float32))), expected))
+    return _report(results, len(images))
+
+
+def _text(tf, keras, d: Path, meta: dict, data) -> int:
+    """Text exports: the SavedModel must run with only tensorflow + tensorflow_text imported."""
+    import tensorflow_text  # noqa: F401  registers the tokenizer ops the SavedModel uses
+
+    texts, expected, key = [str(t) for t in data["texts"]], data["expected"], meta["output_key"]
+    results = []
+    if (d / "saved_model").is_dir():
+        sm = tf.saved_model.load(str(d / "saved_model"))
+        got = sm.signatures["serving_default"](text=tf.constant(texts))[key].numpy()
+        results.append(_compare("saved_model:serving_default", got, expected))
+    if (d / "model.keras").is_file():
+        import tlapp.model.text_model  # noqa: F401  custom pooling layer
+        from tlapp.base.tfenv import quiet_keras_hub
+
+        kh = quiet_keras_hub()
+        m = keras.saving.load_model(d / "model.keras", compile=False)
+        pre = kh.models.TextClassifierPreprocessor.from_preset(str(d / "preprocessor"))
+        got = np.asarray(m.predict_on_batch(pre(tf.constant(texts))))
+        results.append(_compare("model.keras + preprocessor/", got, expected))
+    return _report(results, len(texts))
+
+
+def _report(results: list, n: int) -> int:
+    ok = all(r["ok"] for r in results) and bool(results)
+    worst = max((r["max_abs_diff"] for r in results), default=0.0)
+    summary = (f"{'passed' if ok else 'FAILED'}: {len(results)} artifact/signature(s) on {n} inputs, "
+               f"max abs diff {worst:.2e}, argmax {'identical' if all(r['argmax_match'] for r in results) else 'DIFFERS'}")
+    print(json.dumps({"ok": ok, "summary": summary, "results": results, "n": int(n)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

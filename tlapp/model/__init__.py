@@ -1,0 +1,1 @@
+"""Model assembly: preprocessing inside the model, backbone, pooling, task head; optimizers."""

@@ -1,0 +1,84 @@
+"""Model assembly: raw pixels -> resize -> the backbone's own scaling -> backbone -> pool -> head.
+
+Preprocessing lives inside the model, so an exported model takes raw 0-255
+pixels and no deployment can feed it the wrong scaling. The model is built
+as ``features`` (image -> pooled vector) and ``head`` (vector -> outputs)
+sub-models joined into one, so a head trained on cached embeddings is the
+very same layer objects the full model uses.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from tlapp.backbones.image import BuiltBackbone, build_backbone
+from tlapp.config import Project
+from tlapp.model.head import Assembled, build_head
+from tlapp.base.tfenv import quiet_import
+
+tf, keras = quiet_import()
+
+IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="tlapp")
+class CaffePreprocess(keras.layers.Layer):
+    """RGB -> BGR and ImageNet mean subtraction (ResNet v1 / VGG weights)."""
+
+    def call(self, x):
+        x = tf.reverse(x, axis=[-1])
+        return x - tf.constant(CAFFE_MEAN_BGR, dtype=x.dtype)
+
+
+def preprocessing_layers(mode: str) -> list[Any]:
+    if mode == "tf":
+        return [keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale_tf")]
+    if mode == "torch":
+        return [
+            keras.layers.Rescaling(1.0 / 255.0, name="scale_01"),
+            keras.layers.Normalization(mean=list(IMAGENET_MEAN_RGB), variance=[s * s for s in IMAGENET_STD_RGB],
+                                       name="normalize_imagenet"),
+        ]
+    if mode == "caffe":
+        return [CaffePreprocess(name="caffe_bgr_mean")]
+    return []
+
+
+def _hub_converter(built: BuiltBackbone) -> list[Any]:
+    """The preset's own ImageConverter (its scaling/normalisation). Guessing a scaling would be the
+    silent deployment bug this project exists to prevent, so a missing converter is an error."""
+    from tlapp.base.errors import WeightsError
+    from tlapp.base.paths import tlapp_home
+    from tlapp.base.tfenv import quiet_keras_hub
+
+    kh = quiet_keras_hub()
+    local = tlapp_home() / "presets" / built.entry.name
+    source = str(local) if (local / "image_converter.json").is_file() else built.entry.builder
+    try:
+        return [kh.layers.ImageConverter.from_preset(source, image_size=(built.size, built.size))]
+    except Exception as e:
+        raise WeightsError(
+            f"cannot load the image preprocessing (ImageConverter) of keras-hub preset {source!r} "
+            f"({type(e).__name__}); offline, import the whole preset folder with "
+            f"`tlapp weights import FOLDER --name {built.entry.name}`") from None
+
+
+def build_model(project: Project, n_classes: int, built: BuiltBackbone | None = None) -> Assembled:
+    """Assemble the full model; pass ``built`` to reuse an already loaded backbone."""
+    built = built or build_backbone(project.backbone)
+    size = built.size
+    image = keras.Input((None, None, 3), name="image")
+    x = keras.layers.Resizing(size, size, name="resize")(image)
+    pre = _hub_converter(built) if built.entry.source == "hub" and project.backbone.weights == "imagenet" \
+        else preprocessing_layers(built.entry.preprocessing)
+    for layer in pre:
+        x = layer(x)
+    x = built.model(x, training=False)
+    pool = keras.layers.GlobalAveragePooling2D if project.head.pooling == "avg" else keras.layers.GlobalMaxPooling2D
+    x = pool(name="pool")(x)
+    features = keras.Model(image, x, name="features")
+    dim = int(x.shape[-1])
+    head = build_head(project, dim, n_classes)
+    model = keras.Model(image, head(features(image)), name=f"tlapp_{built.entry.name}")
+    return Assembled(model, features, head, built, dim)

@@ -1,0 +1,77 @@
+"""Embedding cache for frozen phases.
+
+When the whole backbone is frozen and nothing augments the images, every
+epoch would push the same pixels through the same network. We run the
+feature extractor once, keep the pooled vectors (in memory for this process,
+or on disk keyed by data + backbone + weights), and train only the head on
+them. The physical limit of a frozen phase is one forward pass; this gets
+close to it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from tlapp.data.examples import Example
+
+_MEMORY: dict[str, np.ndarray] = {}
+
+
+def cache_key(examples: list[Example], backbone_id: dict[str, Any]) -> str:
+    h = hashlib.sha256(json.dumps(backbone_id, sort_keys=True, default=str).encode())
+    for e in examples:
+        if e.text is not None:
+            h.update(f"{e.text}|{e.label}\n".encode())
+            continue
+        try:
+            st = os.stat(e.path)
+            h.update(f"{e.path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{e.path}|missing\n".encode())
+    return h.hexdigest()[:32]
+
+
+def compute(features_model: Any, dataset: Any, n_batches: int, on_batch: Optional[Callable[[int, int], None]] = None,
+            should_stop: Optional[Callable[[], bool]] = None) -> np.ndarray:
+    """One forward pass of the feature extractor over ``dataset`` (images only)."""
+    from tlapp.base.errors import Cancelled
+
+    out = []
+    for i, batch in enumerate(dataset):
+        x = batch[0] if isinstance(batch, tuple) else batch
+        out.append(np.asarray(features_model.predict_on_batch(x)))
+        if on_batch:
+            on_batch(i + 1, n_batches)
+        if should_stop and should_stop():
+            raise Cancelled("cancelled while computing embeddings")
+    return np.concatenate(out, axis=0) if out else np.zeros((0, 0), np.float32)
+
+
+def get_or_compute(key: str, mode: str, cache_dir: Path, compute_fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, bool]:
+    """Return (features, was_cached)."""
+    if mode != "none" and key in _MEMORY:
+        return _MEMORY[key], True
+    path = cache_dir / f"{key}.npy"
+    if mode == "disk" and path.is_file():
+        arr = np.load(path)
+        _MEMORY[key] = arr
+        return arr, True
+    arr = compute_fn().astype(np.float32)
+    if mode != "none":
+        _MEMORY[key] = arr
+    if mode == "disk":
+        from tlapp.base.fsutil import atomic_path
+
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path, suffix=".npy") as tmp:
+            np.save(tmp, arr)
+    return arr, False
+
+
+def clear_memory() -> None:
+    _MEMORY.clear()

@@ -1,0 +1,404 @@
+"""Training as a plain function: ``train(project, run_dir, on_event, should_stop)``.
+
+Knows nothing about Qt or terminals: progress leaves as events, cancellation
+arrives through ``should_stop()`` (checked every batch). A run is phases: a
+frozen phase trains the head on cached embeddings (one forward pass), a
+fine-tune phase trains the top blocks at a lower LR with BatchNorm kept
+frozen; the best epoch's weights are kept, evaluated, exported and verified.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from tlapp.backbones.freeze import apply_plan, block_order, block_summary, layer_table, param_counts
+from tlapp.base.errors import Cancelled, ExportError, TlappError
+from tlapp.base.fsutil import atomic_path
+from tlapp.base.paths import store_dir
+from tlapp.base.tfenv import quiet_import
+from tlapp.config import Phase, Project, TaskType, load_project
+from tlapp.data.examples import Example, ScanReport
+from tlapp.data.labels import LabelEncoder
+from tlapp.data.pipelines import image_dataset, text_dataset
+from tlapp.data.sources import scan_project
+from tlapp.data.split import Splits, cross_split_duplicates, split_examples
+from tlapp.deploy.evaluate import evaluate_examples
+from tlapp.deploy.export import ExportParts, backbone_config, export_model
+from tlapp.events import (EMBEDDINGS, EXPORT, PHASE_END, PHASE_START, RESUME, RUN_END, RUN_START, SCAN, VERIFY,
+                          WARNING, EventLog, EventSink)
+from tlapp.model.head import Assembled, loss_and_metrics
+from tlapp.model.image_model import build_model
+from tlapp.model.optim import block_multipliers, make_optimizer
+from tlapp.model.tasks import monitor
+from tlapp.model.text_model import build_text_model, text_embeddings, token_batches
+from tlapp.rundir import RunDir, absolute_data_path
+from tlapp.training import checkpoint as ckpt
+from tlapp.training import embcache
+from tlapp.training.augment import augmented
+from tlapp.training.callbacks import EventCallback
+from tlapp.training.devices import device_scope
+from tlapp.training.reports import RunRecord, write_metrics, write_model_card
+
+tf, keras = quiet_import()
+# fit() warns that shuffle=True is ignored for tf.data input; our datasets shuffle themselves.
+warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed.*")
+
+
+@dataclass
+class RunResult:
+    run_dir: str
+    status: str
+    classes: list[str]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    export: Optional[dict[str, Any]] = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Run:
+    """One training run: data, model, phases, best-weights bookkeeping, reports.
+
+    Built and driven by :func:`train`; public so that tools can drive a run step
+    by step (``prepare_data``, ``build``, ``run_phase``, ``finish``).
+    """
+
+    def __init__(self, project: Project, run_dir: RunDir, log: EventLog,
+                 should_stop: Optional[Callable[[], bool]] = None, project_file: Optional[Path] = None) -> None:
+        self.project, self.run_dir, self.log = project, run_dir, log
+        self.should_stop, self.project_file = should_stop, project_file
+        self.best: dict[str, Any] = {}
+        self.best_weights: Optional[list[np.ndarray]] = None
+        self.history: list[dict[str, Any]] = []
+        self.report: ScanReport = ScanReport("", "", project.task.type.value)
+        self.splits: Splits = Splits([], [], [], project.data.seed)
+        self.classes: list[str] = []
+        self.encoder: LabelEncoder = LabelEncoder(project.task.type, [])
+        self.asm: Optional[Assembled] = None
+        self.recipe: dict[str, Any] = {}
+        self._cached_phase: Optional[int] = None
+        self._base_saved = False
+
+    @property
+    def model(self) -> Assembled:
+        if self.asm is None:
+            raise TlappError("the model is not built yet (call build() first)")
+        return self.asm
+
+    # ---- data and model ---------------------------------------------------
+    def prepare_data(self, resume: bool) -> None:
+        p = self.project
+        self.report = scan_project(p, self.project_file)
+        self.log.emit(SCAN, source=self.report.source, counts=self.report.counts, n_good=len(self.report.examples),
+                      bad=[asdict(b) for b in self.report.bad], ignored=len(self.report.ignored),
+                      warnings=self.report.warnings, class_weights=self.report.class_weights)
+        for w in self.report.warnings:
+            self.log.emit(WARNING, message=w)
+        self.run_dir.scan.write_text(json.dumps(self.report.as_dict(), indent=2))
+        saved = self.run_dir.read_json(self.run_dir.split) if resume else None
+        if saved:
+            mk = lambda rows: [Example(*r) for r in rows]  # noqa: E731
+            self.splits = Splits(mk(saved["train"]), mk(saved["val"]), mk(saved["test"]), saved["seed"])
+        else:
+            self.splits = split_examples(self.report.examples, p.task.type, p.data.val_fraction,
+                                         p.data.test_fraction, p.data.seed, p.data.max_per_class)
+            self.run_dir.split.write_text(json.dumps(self.splits.as_dict(), indent=1))
+        dup = cross_split_duplicates(self.splits)
+        if dup:
+            self.log.emit(WARNING, message=f"{dup} text(s) appear in more than one split with different labels; "
+                                           "validation accuracy is slightly optimistic for them")
+        self.classes = self.report.classes if p.task.type != TaskType.regression else []
+        self.encoder = LabelEncoder(p.task.type, self.classes)
+
+    def build(self) -> Assembled:
+        p = self.project
+        builder = build_text_model if p.task.type.is_text else build_model
+        self.asm = builder(p, len(self.classes))
+        return self.asm
+
+    def input_ds(self, examples: list[Example], shuffle: bool, split: str, with_labels: bool = True) -> Any:
+        """Images or texts, batched, in ``examples`` order unless shuffled."""
+        p = self.project
+        if p.task.type.is_text:
+            return text_dataset(examples, self.encoder, p.train.batch_size, shuffle=shuffle, seed=p.train.seed,
+                                with_labels=with_labels)
+        return image_dataset(examples, self.encoder, self.model.backbone.size, p.train.batch_size, shuffle=shuffle,
+                             seed=p.train.seed, cache=p.data.cache, cache_file=self.run_dir.cache / split,
+                             with_labels=with_labels)
+
+    def class_weight(self) -> Optional[dict[int, float]]:
+        if self.project.train.class_weights != "auto" or not self.project.task.type.is_single_label:
+            return None
+        return {self.encoder.index[c]: w for c, w in self.report.class_weights.items() if c in self.encoder.index}
+
+    def embeddings(self, examples: list[Example]) -> np.ndarray:
+        """Pooled backbone vectors, computed once per data + backbone (memory or disk cache)."""
+        asm, p = self.model, self.project
+        b = asm.backbone
+        ident = {"backbone": b.entry.name, "weights": b.weights_source, "size": b.size, "task": p.task.type.value,
+                 "pooling": p.head.pooling, "options": p.backbone.options}
+        key = embcache.cache_key(examples, ident)
+        bs, mode = p.train.batch_size, p.data.cache
+        if p.task.type.is_text:
+            compute = lambda: text_embeddings(asm, examples, bs, self.should_stop)  # noqa: E731
+        else:
+            # One pass: caching the decoded images would only cost memory.
+            ds = image_dataset(examples, self.encoder, b.size, bs, cache="none", with_labels=False)
+            compute = lambda: embcache.compute(asm.features, ds, math.ceil(len(examples) / bs),  # noqa: E731
+                                               should_stop=self.should_stop)
+        arr, hit = embcache.get_or_compute(
+            key, mode, store_dir("cache", "embeddings") if mode == "disk" else Path("."), compute)
+        self.log.emit(EMBEDDINGS, n=len(examples), dim=int(arr.shape[-1]) if arr.size else 0, cached=hit)
+        return arr
+
+    # ---- phases ------------------------------------------------------------
+    def _phase_data(self, phase: Phase, cached: bool) -> tuple[Any, Any, Any]:
+        """(model to fit, train batches, validation batches) for a phase."""
+        p, asm = self.project, self.model
+        train_ex, val_ex, bs = self.splits.train, self.splits.val, p.train.batch_size
+        if cached:
+            both = self.embeddings(train_ex + val_ex)  # one pass: one trace, full batches
+            xtr, xva = both[:len(train_ex)], both[len(train_ex):]
+            train_ds = tf.data.Dataset.from_tensor_slices((xtr, self.encoder.encode_all(train_ex)))
+            train_ds = train_ds.shuffle(len(xtr), seed=p.train.seed).batch(bs)
+            val_ds = tf.data.Dataset.from_tensor_slices((xva, self.encoder.encode_all(val_ex))).batch(bs) \
+                if val_ex else None
+            return asm.head, train_ds, val_ds
+        if p.task.type.is_text:  # same layers, fed length-trimmed token batches
+            train_ds = token_batches(asm, train_ex, self.encoder, bs, shuffle=True, seed=p.train.seed)
+            return asm.token_model, train_ds, token_batches(asm, val_ex, self.encoder, bs) if val_ex else None
+        train_ds = augmented(self.input_ds(train_ex, shuffle=True, split="train"), phase.augment)
+        return asm.model, train_ds, self.input_ds(val_ex, shuffle=False, split="val") if val_ex else None
+
+    def run_phase(self, i: int, phase: Phase, start_epoch: int, restore: bool) -> None:
+        p, asm = self.project, self.model
+        table = apply_plan(asm.backbone.model, asm.backbone.entry, phase.freeze)
+        trainable_backbone = any(r.trainable for r in table)
+        cached = phase.use_embedding_cache and not trainable_backbone and not phase.augment.enabled
+        self._cached_phase, self._base_saved = (i if cached else None), False
+        tr, non = param_counts(asm.model)
+        self.log.emit(PHASE_START, index=i, name=phase.name, epochs=phase.epochs, start_epoch=start_epoch,
+                      trainable_params=tr, non_trainable_params=non, embedding_cache=cached,
+                      blocks=block_summary(table), learning_rate=phase.learning_rate)
+        if phase.epochs <= start_epoch:
+            self.log.emit(PHASE_END, index=i, name=phase.name, skipped=True)
+            return
+        target, train_ds, val_ds = self._phase_data(phase, cached)
+        steps = phase.steps_per_epoch or math.ceil(len(self.splits.train) / p.train.batch_size)
+        train_ds = train_ds.repeat()  # exactly `steps` batches per epoch, whatever the source's cardinality
+        loss, metrics = loss_and_metrics(p.task.type)
+        opt = self.optimizer(phase, steps, table, cached)
+        target.compile(optimizer=opt, loss=loss, metrics=metrics)  # recompile after changing trainable
+        if restore:
+            ckpt.restore_optimizer(self.run_dir.last_checkpoint, opt, target.trainable_variables)
+        cbs: list[Any] = [EventCallback(self.log, i, phase.name, phase.epochs, steps, p.train.batch_size,
+                                        self.should_stop, lambda e, logs: self.epoch_done(i, phase, e, logs, opt))]
+        if phase.early_stopping and (val_ds is not None or not phase.early_stopping.metric.startswith("val_")):
+            es = phase.early_stopping
+            cbs.append(keras.callbacks.EarlyStopping(monitor=es.metric, patience=es.patience, mode=es.mode))
+        cbs.append(keras.callbacks.TensorBoard(log_dir=str(self.run_dir.logs / f"phase{i}_{phase.name}"),
+                                               write_graph=False, profile_batch=0))
+        target.fit(train_ds, validation_data=val_ds, epochs=phase.epochs, initial_epoch=start_epoch,
+                   steps_per_epoch=steps, class_weight=self.class_weight(), verbose=0, callbacks=cbs)
+        self.log.emit(PHASE_END, index=i, name=phase.name)
+
+    def optimizer(self, phase: Phase, steps: int, table: list[Any], cached: bool) -> Any:
+        mult = None
+        if phase.discriminative_lr and not cached:
+            by_block: dict[str, list[Any]] = {}
+            layers = {l.name: l for l in self.model.backbone.model.layers}
+            for r in table:
+                if r.trainable:
+                    by_block.setdefault(r.block, []).extend(layers[r.name].trainable_weights)
+            mult = block_multipliers(by_block, block_order(table), phase.discriminative_lr)
+        return make_optimizer(phase, steps, mult)
+
+    def epoch_done(self, i: int, phase: Phase, epoch: int, logs: dict[str, float], opt: Any) -> None:
+        self.history.append({"phase": i, "phase_name": phase.name, "epoch": epoch + 1, **logs})
+        self.write_history()
+        metric, mode = monitor(self.project.task.type)
+        if metric not in logs:
+            metric, mode = "loss", "min"
+        value = logs.get(metric)
+        # Ties on accuracy are broken by the loss, so a plateau does not pin the first epoch.
+        key = (value if mode == "max" else -value, -logs.get("val_loss", logs.get("loss", 0.0))) \
+            if value is not None else None
+        if key is not None and (not self.best or key > tuple(self.best["key"])):
+            self.best = {"value": value, "metric": metric, "phase": i, "phase_name": phase.name, "epoch": epoch + 1,
+                         "key": list(key)}
+            self.best_weights = self.model.model.get_weights()
+            self.save_best_weights()
+        cached = self._cached_phase == i
+        ckpt.save_checkpoint(self.run_dir.last_checkpoint, self.model.model, opt, {
+            "phase": i, "epoch_done": epoch + 1, "phase_epochs": phase.epochs, "best": self.best,
+            "history": self.history}, head=self.model.head if cached else None,
+            reuse_base=cached and self._base_saved)
+        self._base_saved = cached
+
+    def save_best_weights(self) -> None:
+        """The best epoch's weights on disk (atomically), so a resumed run can still restore them."""
+        with atomic_path(self.run_dir.best_weights, suffix=".weights.h5") as tmp:
+            self.model.model.save_weights(tmp)
+
+    def write_history(self) -> None:
+        keys: list[str] = []
+        for r in self.history:
+            keys += [k for k in r if k not in keys]
+        with open(self.run_dir.history, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(self.history)
+
+    # ---- whole run ---------------------------------------------------------
+    def run(self, resume: bool) -> RunResult:
+        p = self.project
+        keras.utils.set_random_seed(p.train.seed)
+        self.set_precision()
+        self.log.emit(RUN_START, run_dir=str(self.run_dir.root), project=p.name, backbone=p.backbone.name,
+                      phases=[ph.name for ph in p.train.phases], resume=resume, device=p.train.device)
+        with device_scope(p.train.device):
+            self.prepare_data(resume)
+            self.build()
+            start_phase, start_epoch, restore = self.restore_checkpoint() if resume else (0, 0, False)
+            for i, phase in enumerate(p.train.phases):
+                if i >= start_phase:
+                    self.run_phase(i, phase, start_epoch if i == start_phase else 0, restore and i == start_phase)
+            self.keep_best()
+            return self.finish()
+
+    def restore_checkpoint(self) -> tuple[int, int, bool]:
+        """(phase, epoch, restore optimizer) to continue from the last checkpoint."""
+        state = ckpt.read_state(self.run_dir.last_checkpoint)
+        if not state:
+            return 0, 0, False
+        ckpt.restore_weights(self.run_dir.last_checkpoint, self.model.model, self.model.head)
+        self.best, self.history = state.get("best", {}), state.get("history", [])
+        phase, epoch, restore = state["phase"], state["epoch_done"], True
+        if epoch >= state["phase_epochs"]:
+            phase, epoch, restore = phase + 1, 0, False
+        self.log.emit(RESUME, phase=phase, epoch=epoch + 1)
+        return phase, epoch, restore
+
+    def set_precision(self) -> None:
+        """mixed_float16 only where it pays (a GPU); the head's output layer stays float32."""
+        want = self.project.train.mixed_precision
+        if want and not tf.config.list_physical_devices("GPU"):
+            self.log.emit(WARNING, message="mixed precision needs a GPU; training in float32 on the CPU")
+            want = False
+        keras.mixed_precision.set_global_policy("mixed_float16" if want else "float32")
+
+    def keep_best(self) -> None:
+        """Roll back to the best epoch when later epochs were worse (from memory, or from disk after a resume)."""
+        if not self.project.train.keep_best or not self.best or not self.history:
+            return
+        last = self.history[-1]
+        if (last["phase"], last["epoch"]) == (self.best["phase"], self.best["epoch"]):
+            return
+        if self.best_weights is not None:
+            self.model.model.set_weights(self.best_weights)
+        elif self.run_dir.best_weights.is_file():
+            self.model.model.load_weights(self.run_dir.best_weights)
+        else:
+            self.log.emit(WARNING, message="the best epoch's weights were not found; the last weights are exported")
+            return
+        self.best["restored"] = True
+        self.log.emit(WARNING, message=(
+            f"{self.best['metric']} was best at phase {self.best['phase_name']!r} epoch {self.best['epoch']} "
+            f"({self.best['value']:.4f}); later epochs were worse, so those best weights are kept and exported"))
+
+    def parity_samples(self) -> Optional[np.ndarray]:
+        """A few validation inputs (raw pixels or strings) for the fresh-process export check."""
+        pool = self.splits.val or self.splits.train
+        n = min(self.project.export.verify_samples, len(pool))
+        if not n:
+            return None
+        if self.project.task.type.is_text:
+            return np.array([e.text or "" for e in pool[:n]], dtype=object)
+        ds = image_dataset(pool[:n], self.encoder, self.model.backbone.size, n, with_labels=False, cache="none")
+        return next(iter(ds)).numpy()
+
+    def export(self) -> Optional[dict[str, Any]]:
+        p, asm = self.project, self.model
+        if not p.export.formats:
+            return None
+        text = p.task.type.is_text
+        parts = ExportParts(asm.model, p.task.type.value, self.classes, asm.backbone.size, p.backbone.name,
+                            token_model=asm.token_model, preprocessor=asm.backbone.preprocessor if text else None,
+                            backbone_config=backbone_config(asm.backbone.model) if text else None)
+        info = export_model(parts, self.run_dir.export, list(p.export.formats), self.parity_samples(),
+                            verify=p.export.verify)
+        self.log.emit(EXPORT, **{k: v for k, v in info.items() if k != "verify"})
+        if info.get("verify"):
+            self.log.emit(VERIFY, **info["verify"])
+            if not info["verify"]["ok"]:
+                raise ExportError(f"export parity check failed: {info['verify']['summary']}")
+        return info
+
+    def record(self) -> RunRecord:
+        b = self.model.backbone
+        return RunRecord(self.project, self.run_dir, self.report, self.splits, self.classes, self.history,
+                         self.best, b.entry, b.weights_source, b.size, block_summary(layer_table(b.model, b.entry)),
+                         self.recipe)
+
+    def finish(self) -> RunResult:
+        val = self.splits.val
+        ev = evaluate_examples(self.model.model, val, self.encoder,
+                               self.input_ds(val, shuffle=False, split="val", with_labels=False)) if val else {}
+        self.run_dir.evaluation.write_text(json.dumps(ev, indent=1, default=float))
+        export_info = self.export()
+        rec = self.record()
+        metrics = write_metrics(rec, ev, export_info)
+        write_model_card(rec, metrics, export_info)
+        self.run_dir.write_status("completed")
+        self.log.emit(RUN_END, status="completed", metrics=metrics.get("final", {}),
+                      export=(export_info or {}).get("dir"), verified=(export_info or {}).get("verified"))
+        return RunResult(str(self.run_dir.root), "completed", self.classes, metrics, export_info)
+
+
+def train(project: Optional[Project], run_dir: str | Path, on_event: Optional[EventSink] = None,
+          should_stop: Optional[Callable[[], bool]] = None, *, project_file: Optional[Path] = None,
+          resume: bool = False) -> RunResult:
+    """Train, evaluate and export one project into ``run_dir``.
+
+    Example::
+
+        result = train(load_project("p.yaml"), "runs/a", on_event=print)
+
+    With ``resume=True`` the project is read from the run's own ``config.yaml``
+    (pass ``None``). Raises :class:`Cancelled` (checkpoint kept) when
+    ``should_stop()`` turns true.
+    """
+    rd = RunDir(Path(run_dir).resolve())
+    rd.root.mkdir(parents=True, exist_ok=True)
+    if resume:
+        if not rd.has_checkpoint():
+            raise TlappError(f"{rd.root}: no checkpoint to resume from")
+        project = load_project(rd.config)
+    elif project is None:
+        raise TlappError("train: a project is needed unless resume=True")
+    else:
+        project = absolute_data_path(project, project_file)
+        rd.write_resolved_config(project)
+    log = EventLog(rd.events, on_event)
+    run = Run(project, rd, log, should_stop, project_file)
+    rd.write_status("running")
+    try:
+        return run.run(resume)
+    except Cancelled as e:
+        rd.write_status("cancelled", str(e))
+        log.emit(RUN_END, status="cancelled", message=str(e), resume=f"tlapp train {rd.config} --resume {rd.root}")
+        raise
+    except Exception as e:
+        message = str(e) if isinstance(e, TlappError) else repr(e)
+        rd.write_status("failed", message)
+        log.emit(RUN_END, status="failed", message=message)
+        raise
+    finally:
+        log.close()
