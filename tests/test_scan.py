@@ -98,3 +98,12 @@ def test_tfds_offline_fails_cleanly(tmp_path):
 
     with pytest.raises(DataError, match="TFDS dataset 'tf_flowers' could not be loaded"):
         materialize_tfds("tf_flowers", str(tmp_path / "tfds"), tmp_path / "out")
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    from tlapp.data.imageio import load_rgb
+
+    Image.fromarray(np.full((4, 4), 100 * 257, np.uint16)).save(tmp_path / "g16.png")
+    assert set(np.unique(load_rgb(tmp_path / "g16.png"))) == {100}  # clipping would give 255

@@ -210,3 +210,14 @@ def test_trimmed_text_embeddings_equal_full_padding():
 
     full = asm.features.predict_on_batch(tf.constant(texts))
     assert np.abs(fast - full).max() < 1e-4
+
+
+def test_reexport_text_run(text_run, tmp_path, capsys):
+    """`tlapp export RUN` on a text run goes through the same export code, and answers the same."""
+    code, out, err = run_cli(["export", str(text_run[2]), "--format", "savedmodel", "--format", "keras",
+                              "--out", str(tmp_path / "again")], capsys)
+    assert code == 0, err
+    assert "passed" in out
+    first = np.load(text_run[2] / "export" / "parity_samples.npz", allow_pickle=True)["expected"]
+    again = np.load(tmp_path / "again" / "parity_samples.npz", allow_pickle=True)["expected"]
+    np.testing.assert_allclose(again, first, atol=1e-5)

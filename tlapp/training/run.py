@@ -124,7 +124,11 @@ class Run:
         return self.asm
 
     def input_ds(self, examples: list[Example], shuffle: bool, split: str, with_labels: bool = True) -> Any:
-        """Images or texts, batched, in ``examples`` order unless shuffled."""
+        """Images or texts, batched, in ``examples`` order unless shuffled.
+
+        ``split`` names the disk cache: each pipeline needs its own (train, val, and the
+        label-less evaluation pass over val), or one would read the other's elements.
+        """
         p = self.project
         if p.task.type.is_text:
             return text_dataset(examples, self.encoder, p.train.batch_size, shuffle=shuffle, seed=p.train.seed,
@@ -350,7 +354,7 @@ class Run:
     def finish(self) -> RunResult:
         val = self.splits.val
         ev = evaluate_examples(self.model.model, val, self.encoder,
-                               self.input_ds(val, shuffle=False, split="val", with_labels=False)) if val else {}
+                               self.input_ds(val, shuffle=False, split="eval", with_labels=False)) if val else {}
         self.run_dir.evaluation.write_text(json.dumps(ev, indent=1, default=float))
         export_info = self.export()
         rec = self.record()
