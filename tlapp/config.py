@@ -182,15 +182,41 @@ def _default_phases() -> list[Phase]:
     ]
 
 
+PRESETS = ("fast", "balanced", "best", "custom")
+
+
 class Train(_Strict):
+    """How to train. ``preset`` picks a recipe that sets itself from the data (cross-validation);
+    ``custom`` runs ``phases`` exactly as written. A file that lists ``phases`` without a
+    ``preset`` is ``custom``, so projects written before presets existed train as before.
+    """
+
+    preset: Literal["fast", "balanced", "best", "custom"] = Field(
+        "balanced", description="fast: converged head only; balanced: + fine-tune when it pays within the "
+                                "time budget; best: more augmentation and fine-tuning; custom: run `phases`.")
+    finetune: Literal["auto", "always", "never"] = Field(
+        "auto", description="Presets: fine-tune the top blocks when it pays (auto), always, or never.")
+    refit: Literal["auto", "always", "never"] = Field(
+        "auto", description="Presets: refit the head on train+validation for the final model (auto: when "
+                            "there is no fine-tune; the honest estimate is then the cross-validation one).")
+    time_budget_s: Optional[float] = Field(
+        None, gt=0, description="Presets: the most seconds a fine-tune may take (default: from the preset "
+                                "and the measured speed of this machine).")
     batch_size: int = Field(32, ge=1)
-    phases: list[Phase] = Field(default_factory=_default_phases)
+    phases: list[Phase] = Field(default_factory=_default_phases, description="Used when preset is 'custom'.")
     class_weights: Literal["auto", "none"] = "auto"
     mixed_precision: bool = False
     seed: int = 1234
     device: str = Field("auto", pattern=r"^(auto|cpu|gpu(:\d+)?)$",
                         description="auto (GPU when there is one), cpu, gpu or gpu:N.")
     keep_best: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _phases_mean_custom(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "phases" in data and "preset" not in data:
+            return {**data, "preset": "custom"}
+        return data
 
     @field_validator("phases")
     @classmethod

@@ -41,11 +41,16 @@ def run_training(project: Optional[Project], run_dir: Path, project_file: Option
 
 def _summary(result: Any) -> None:
     m = result.metrics
-    fin = m.get("final", {})
-    acc = fin.get("val_accuracy_exported", fin.get("val_accuracy"))
     out.print(f"run: {result.run_dir}", highlight=False)
-    if acc is not None:
-        out.print(f"validation accuracy: {acc:.4f} ({m.get('n_val')} images)")
+    ev, fin = m.get("evaluation", {}), m.get("final", {})
+    acc = ev.get("accuracy", fin.get("val_accuracy"))
+    if acc is not None and ev.get("method") == "cross-validation":
+        out.print(f"accuracy {acc:.4f}, estimated by {m['recipe']['cv']['folds']}-fold cross-validation on "
+                  f"{m['n_train'] + m['n_val']} examples (the final model was refit on all of them)", highlight=False)
+    elif acc is not None:
+        out.print(f"validation accuracy: {acc:.4f} ({m.get('n_val')} examples)", highlight=False)
+    if m.get("recipe", {}).get("summary"):
+        out.print(f"recipe: {m['recipe']['summary']}", highlight=False)
     if result.export:
         out.print(f"export: {result.export['dir']}  verified: {result.export.get('verified')}", highlight=False)
 

@@ -33,7 +33,11 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, classes: list[
 
 def evaluate_examples(model: Any, examples: list[Example], encoder: LabelEncoder, inputs_ds: Any) -> dict[str, Any]:
     """Metrics and per-example predictions; ``inputs_ds`` yields the model inputs in ``examples`` order."""
-    probs = predict_dataset(model, inputs_ds)
+    return report_from_outputs(predict_dataset(model, inputs_ds), examples, encoder)
+
+
+def report_from_outputs(probs: np.ndarray, examples: list[Example], encoder: LabelEncoder) -> dict[str, Any]:
+    """Metrics and per-example predictions from model outputs already computed (e.g. out-of-fold)."""
     task = encoder.task
     if task == TaskType.regression:
         y = np.array([float(e.label) for e in examples])

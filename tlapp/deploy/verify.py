@@ -1,4 +1,5 @@
-"""Fresh-process parity check: ``python -m tlapp.deploy.verify EXPORT_DIR``.
+"""Fresh-process parity check: ``python -m tlapp.deploy.verify EXPORT_DIR``
+(or ``--wait``: import everything first, then read the folder from stdin).
 
 Loads each exported artifact the way a deployment would (SavedModel with
 plain TensorFlow; ``.keras`` with Keras) and compares its outputs on the saved
@@ -83,5 +84,20 @@ def _report(results: list, n: int) -> int:
     return 0
 
 
+def _preload() -> None:
+    """Everything a check may need, imported before the export exists (the import is the slow part)."""
+    from tlapp.base.tfenv import quiet_import, quiet_keras_hub
+
+    quiet_import()
+    quiet_keras_hub()
+    import tensorflow_text  # noqa: F401
+
+    import tlapp.model.image_model  # noqa: F401
+    import tlapp.model.text_model  # noqa: F401
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--wait":
+        _preload()
+        sys.exit(main(sys.stdin.readline().strip()))
     sys.exit(main(sys.argv[1]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from tlapp.data.pipelines import image_dataset, text_dataset
 from tlapp.data.sources import scan_project
 from tlapp.data.split import Splits, cross_split_duplicates, split_examples
 from tlapp.deploy.evaluate import evaluate_examples
-from tlapp.deploy.export import ExportParts, backbone_config, export_model
+from tlapp.deploy.export import ExportParts, FreshVerifier, backbone_config, export_model
 from tlapp.events import (EMBEDDINGS, EXPORT, PHASE_END, PHASE_START, RESUME, RUN_END, RUN_START, SCAN, VERIFY,
                           WARNING, EventLog, EventSink)
 from tlapp.model.head import Assembled, loss_and_metrics
@@ -44,6 +45,7 @@ from tlapp.training import embcache
 from tlapp.training.augment import augmented
 from tlapp.training.callbacks import EventCallback
 from tlapp.training.devices import device_scope
+from tlapp.training.recipe import run_recipe
 from tlapp.training.reports import RunRecord, write_metrics, write_model_card
 
 tf, keras = quiet_import()
@@ -83,6 +85,9 @@ class Run:
         self.encoder: LabelEncoder = LabelEncoder(project.task.type, [])
         self.asm: Optional[Assembled] = None
         self.recipe: dict[str, Any] = {}
+        self.use_class_weights = True  # a recipe turns them off when cross-validation says they hurt
+        self.embed_rate: Optional[float] = None  # examples/s of the last computed embedding pass
+        self.evaluation: Optional[dict[str, Any]] = None  # set by a recipe that evaluated without a val pass
         self._cached_phase: Optional[int] = None
         self._base_saved = False
 
@@ -138,16 +143,21 @@ class Run:
                              with_labels=with_labels)
 
     def class_weight(self) -> Optional[dict[int, float]]:
-        if self.project.train.class_weights != "auto" or not self.project.task.type.is_single_label:
+        if self.project.train.class_weights != "auto" or not self.project.task.type.is_single_label \
+                or not self.use_class_weights:
             return None
         return {self.encoder.index[c]: w for c, w in self.report.class_weights.items() if c in self.encoder.index}
 
-    def embeddings(self, examples: list[Example]) -> np.ndarray:
-        """Pooled backbone vectors, computed once per data + backbone (memory or disk cache)."""
+    def embeddings(self, examples: list[Example], flip: bool = False) -> np.ndarray:
+        """Pooled backbone vectors, computed once per data + backbone (memory or disk cache).
+
+        ``flip=True``: of the horizontally mirrored images (an augmentation the head can learn
+        from without another pass per epoch). The pass's speed is kept in ``embed_rate``.
+        """
         asm, p = self.model, self.project
         b = asm.backbone
         ident = {"backbone": b.entry.name, "weights": b.weights_source, "size": b.size, "task": p.task.type.value,
-                 "pooling": p.head.pooling, "options": p.backbone.options}
+                 "pooling": p.head.pooling, "options": p.backbone.options, "flip": flip}
         key = embcache.cache_key(examples, ident)
         bs, mode = p.train.batch_size, p.data.cache
         if p.task.type.is_text:
@@ -155,11 +165,17 @@ class Run:
         else:
             # One pass: caching the decoded images would only cost memory.
             ds = image_dataset(examples, self.encoder, b.size, bs, cache="none", with_labels=False)
+            if flip:
+                ds = ds.map(lambda x: tf.reverse(x, axis=[2]))
             compute = lambda: embcache.compute(asm.features, ds, math.ceil(len(examples) / bs),  # noqa: E731
                                                should_stop=self.should_stop)
+        t0 = time.time()
         arr, hit = embcache.get_or_compute(
             key, mode, store_dir("cache", "embeddings") if mode == "disk" else Path("."), compute)
-        self.log.emit(EMBEDDINGS, n=len(examples), dim=int(arr.shape[-1]) if arr.size else 0, cached=hit)
+        if not hit:
+            self.embed_rate = len(examples) / max(time.time() - t0, 1e-6)
+        self.log.emit(EMBEDDINGS, n=len(examples), dim=int(arr.shape[-1]) if arr.size else 0, cached=hit,
+                      flip=flip, seconds=round(time.time() - t0, 2))
         return arr
 
     # ---- phases ------------------------------------------------------------
@@ -270,6 +286,11 @@ class Run:
         with device_scope(p.train.device):
             self.prepare_data(resume)
             self.build()
+            if p.train.preset != "custom":
+                if resume:  # a recipe re-decides from the data; its embeddings come back from the cache
+                    self.log.emit(RESUME, phase=0, epoch=1, restart=True)
+                run_recipe(self)
+                return self.finish()
             start_phase, start_epoch, restore = self.restore_checkpoint() if resume else (0, 0, False)
             for i, phase in enumerate(p.train.phases):
                 if i >= start_phase:
@@ -328,7 +349,7 @@ class Run:
         ds = image_dataset(pool[:n], self.encoder, self.model.backbone.size, n, with_labels=False, cache="none")
         return next(iter(ds)).numpy()
 
-    def export(self) -> Optional[dict[str, Any]]:
+    def export(self, verifier: Optional[FreshVerifier] = None) -> Optional[dict[str, Any]]:
         p, asm = self.project, self.model
         if not p.export.formats:
             return None
@@ -337,7 +358,7 @@ class Run:
                             token_model=asm.token_model, preprocessor=asm.backbone.preprocessor if text else None,
                             backbone_config=backbone_config(asm.backbone.model) if text else None)
         info = export_model(parts, self.run_dir.export, list(p.export.formats), self.parity_samples(),
-                            verify=p.export.verify)
+                            verify=p.export.verify, verifier=verifier)
         self.log.emit(EXPORT, **{k: v for k, v in info.items() if k != "verify"})
         if info.get("verify"):
             self.log.emit(VERIFY, **info["verify"])
@@ -352,11 +373,24 @@ class Run:
                          self.recipe)
 
     def finish(self) -> RunResult:
-        val = self.splits.val
-        ev = evaluate_examples(self.model.model, val, self.encoder,
-                               self.input_ds(val, shuffle=False, split="eval", with_labels=False)) if val else {}
-        self.run_dir.evaluation.write_text(json.dumps(ev, indent=1, default=float))
-        export_info = self.export()
+        p = self.project
+        # The parity checker's process imports TensorFlow while this one evaluates and writes the export.
+        verifier = FreshVerifier.start() if p.export.formats and p.export.verify else None
+        try:
+            t0 = time.time()
+            val, ev = self.splits.val, self.evaluation
+            if ev is None:
+                ev = evaluate_examples(self.model.model, val, self.encoder,
+                                       self.input_ds(val, shuffle=False, split="eval", with_labels=False)) \
+                    if val else {}
+            self.run_dir.evaluation.write_text(json.dumps(ev, indent=1, default=float))
+            evaluate_s = time.time() - t0
+            export_info = self.export(verifier)
+        finally:
+            if verifier is not None:
+                verifier.cancel()
+        if export_info:
+            export_info["seconds"]["evaluate"] = round(evaluate_s, 2)
         rec = self.record()
         metrics = write_metrics(rec, ev, export_info)
         write_model_card(rec, metrics, export_info)

@@ -1,0 +1,141 @@
+"""The default recipe: presets in the schema, the fine-tune decision, CV selection and refit, the event."""
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from conftest import tiny_project_dict
+
+from tlapp.base.errors import ConfigError
+from tlapp.config import TaskType, project_from_dict
+from tlapp.training import linear_head as lh
+from tlapp.training.recipe import PRESETS, decide_finetune
+
+
+def _preset_project(data, **train) -> dict:
+    d = tiny_project_dict(data)
+    d["train"] = {"batch_size": 8, **train}  # no phases: a preset
+    return d
+
+
+def test_preset_schema(tmp_path):
+    assert project_from_dict({"data": {"path": "x"}}).train.preset == "balanced"
+    written = project_from_dict({"data": {"path": "x"}, "train": {"phases": [{"name": "a"}]}})
+    assert written.train.preset == "custom"  # files from before presets keep their phases
+    with pytest.raises(ConfigError, match="train.preset"):
+        project_from_dict({"data": {"path": "x"}, "train": {"preset": "fastest"}})
+    with pytest.raises(ConfigError, match="train.time_budget_s"):
+        project_from_dict({"data": {"path": "x"}, "train": {"time_budget_s": 0}})
+
+
+def _fake_run(n_train: int, n_val: int, rate: float, **train) -> SimpleNamespace:
+    project = project_from_dict({"data": {"path": "x"}, "train": train})
+    return SimpleNamespace(project=project, embed_rate=rate,
+                           splits=SimpleNamespace(train=[0] * n_train, val=[0] * n_val))
+
+
+def test_auto_decision_both_branches():
+    big_fast = _fake_run(800, 200, rate=1000.0)
+    yes = decide_finetune(big_fast, 0.80, PRESETS["balanced"])
+    assert yes.finetune and "fits" in yes.reason
+    assert not decide_finetune(big_fast, 0.995, PRESETS["balanced"]).finetune  # nothing left to find
+    slow = decide_finetune(_fake_run(800, 200, rate=5.0), 0.80, PRESETS["balanced"])
+    assert not slow.finetune and "budget" in slow.reason and slow.estimate_s > slow.budget_s
+    small_val = decide_finetune(_fake_run(40, 10, rate=1000.0), 0.90, PRESETS["balanced"])
+    assert not small_val.finetune and "noise" in small_val.reason
+    assert not decide_finetune(big_fast, 0.8, PRESETS["fast"]).finetune
+    assert decide_finetune(_fake_run(40, 10, 5.0, finetune="always"), 0.9, PRESETS["balanced"]).finetune
+    assert not decide_finetune(_fake_run(800, 200, 1000.0, finetune="never"), 0.5, PRESETS["best"]).finetune
+    budget = decide_finetune(_fake_run(800, 200, 1000.0, time_budget_s=0.5), 0.8, PRESETS["balanced"])
+    assert budget.budget_s == 0.5 and not budget.finetune
+
+
+def test_cv_picks_regularisation_and_folded_head_matches():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 30)
+    x = rng.normal(0, 1, (90, 20)) + np.eye(3, 20)[y] * 3 + 50  # offset: standardisation must be folded in
+    cv = lh.cross_validate(x, y, TaskType.image_classification, 3, folds=5)
+    assert cv.l2 in lh.L2_GRID and cv.score > 0.9 and cv.oof.shape == (90, 3)
+    assert len(cv.grid) == len(lh.L2_GRID)
+    head = lh.fit_linear_head(x, y, TaskType.image_classification, 3, cv.l2)
+    p = lh.predict(head, x, TaskType.image_classification)
+    assert np.allclose(p.sum(1), 1) and (p.argmax(1) == y).mean() > 0.95
+    # Augmented rows only ever train: with copies of fold-mates' rows the score cannot leak.
+    aug = lh.cross_validate(x, y, TaskType.image_classification, 3, extra_x=x + 0.01, extra_of=np.arange(90))
+    assert aug.oof.shape == (90, 3)
+
+
+def test_regression_and_multilabel_heads():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(60, 5))
+    y = x @ np.array([1.0, -2.0, 0.5, 0.0, 3.0]) + 4.0
+    head = lh.fit_linear_head(x, y, TaskType.regression, 1, 1e-4)
+    assert lh.score(lh.predict(head, x, TaskType.regression), y, TaskType.regression) > 0.99
+    ym = (x[:, :2] > 0).astype(np.float32)
+    cv = lh.cross_validate(x, ym, TaskType.multi_label, 2, folds=3)
+    assert cv.score > 0.85
+
+
+@pytest.fixture(scope="module")
+def refit_run(color_data, tmp_path_factory):
+    from tlapp.training.run import train
+
+    calls = []
+    real = lh.fit_linear_head
+
+    def spy(x, *a, **k):
+        calls.append(len(x))
+        return real(x, *a, **k)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr("tlapp.training.recipe.fit_linear_head", spy)
+    events = []
+    try:
+        run_dir = tmp_path_factory.mktemp("recipe") / "run"
+        result = train(project_from_dict(_preset_project(color_data, finetune="never")), run_dir, events.append)
+    finally:
+        mp.undo()
+    return result, events, run_dir, calls
+
+
+def test_refit_sees_train_and_validation(refit_run):
+    result, events, run_dir, calls = refit_run
+    m = result.metrics
+    n_all = m["n_train"] + m["n_val"]
+    mirrored = m["recipe"]["mirror_augmentation"]
+    assert calls[-1] == n_all * (2 if mirrored else 1)  # the final head saw every example
+    assert m["recipe"]["refit"] is True and m["recipe"]["cv"]["n"] == n_all
+    ev = json.loads((run_dir / "evaluation.json").read_text())
+    assert ev["method"] == "cross-validation" and len(ev["predictions"]) == n_all
+    assert ev["accuracy"] == pytest.approx(m["recipe"]["cv"]["score"])
+    card = (run_dir / "model_card.md").read_text()
+    assert "Recipe: head: L2" in card and "cross_validation" in card
+
+
+def test_recipe_decision_event(refit_run):
+    _, events, _, _ = refit_run
+    decisions = [e for e in events if e.type == "recipe_decision"]
+    assert len(decisions) == 1
+    d = decisions[0].data
+    assert d["finetune"]["finetune"] is False and "train.finetune: never" in d["finetune"]["reason"]
+    assert d["summary"].startswith("head: L2")
+    from tlapp.events import describe
+
+    assert describe("recipe_decision", d).startswith("recipe: head: L2")
+
+
+def test_forced_finetune_keeps_only_what_validation_supports(color_data, tmp_path):
+    from tlapp.training.run import train
+
+    events = []
+    result = train(project_from_dict(_preset_project(color_data, finetune="always", preset="fast")),
+                   tmp_path / "run", events.append)
+    phases = [e.data["name"] for e in events if e.type == "phase_start"]
+    assert phases == ["head", "finetune"]
+    recipe = result.metrics["recipe"]
+    assert recipe["finetune"]["finetune"] is True and isinstance(recipe["finetune_kept"], bool)
+    best = result.metrics["best"]
+    assert best["phase_name"] == ("finetune" if recipe["finetune_kept"] else "head")
+    assert result.export["verified"] is True
