@@ -107,7 +107,8 @@ class Walker:
         tp = self.win.pages[4]
         tp.start()
         if live_shot:
-            self.wait(lambda: tp.charts.updates > 12)
+            self.wait(lambda: "embedding" in tp.counters.text() or tp.charts.updates > 12
+                      or tp.status_text != "running")
             self.shot(live_shot)
         self.wait(lambda: tp.status_text != "running", timeout=1800)
 
@@ -115,11 +116,7 @@ class Walker:
 def run(out: Path, data: Path) -> None:
     w = Walker(out)
     w.open({"name": "signs", "data": {"path": str(data), "max_per_class": 20, "val_fraction": 0.25},
-            "backbone": {"name": "efficientnet_lite0", "image_size": 96},
-            "train": {"batch_size": 32, "phases": [
-                {"name": "head", "epochs": 12, "learning_rate": 0.003},
-                {"name": "finetune", "epochs": 2, "learning_rate": 0.0001, "schedule": "cosine",
-                 "freeze": {"mode": "top_blocks", "blocks": 2}}]}})
+            "backbone": {"name": "efficientnet_lite0", "image_size": 96}})  # the default recipe
     w.scan()
     w.shot("1-data")
     w.next()
@@ -151,8 +148,7 @@ def run_text(out: Path, data: Path) -> None:
     w = Walker(out)
     w.open({"name": "sms", "task": {"type": "text_classification"},
             "data": {"path": str(data), "max_per_class": 150, "val_fraction": 0.25},
-            "backbone": {"name": "minilm_l6", "weights": "pretrained", "sequence_length": 64},
-            "train": {"batch_size": 32, "phases": [{"name": "head", "epochs": 10, "learning_rate": 0.003}]}})
+            "backbone": {"name": "minilm_l6", "weights": "pretrained", "sequence_length": 64}})
     w.scan()
     w.shot("text-1-data")
     w.next()

@@ -22,14 +22,11 @@ def test_mobilenet_v2_035_sign_language_digits(tmp_path, capsys):
         "name": "sign-digits",
         "data": {"path": str(data), "val_fraction": 0.2, "seed": 3, "max_per_class": 80},
         "backbone": {"name": "mobilenet_v2", "image_size": 128, "options": {"alpha": 0.35}},
-        "train": {"batch_size": 32, "phases": [
-            {"name": "head", "epochs": 30, "learning_rate": 3e-3},
-            {"name": "finetune", "epochs": 2, "learning_rate": 1e-4, "freeze": {"mode": "top_blocks", "blocks": 3}},
-        ]},
-    })
+    })  # the default recipe
     result = train(p, tmp_path / "run")
-    acc = result.metrics["final"]["val_accuracy_exported"]
-    print(f"\nsign-language digits, MobileNetV2-0.35@128: val accuracy {acc:.4f} on {result.metrics['n_val']} images")
+    acc = result.metrics["evaluation"]["accuracy"]
+    print(f"\nsign-language digits, MobileNetV2-0.35@128: accuracy {acc:.4f} "
+          f"({result.metrics['evaluation'].get('method', 'validation')}); {result.metrics['recipe']['summary']}")
     (tmp_path.parent / "slow_result.json").write_text(json.dumps({"val_accuracy": acc}))
     assert acc > 0.85
     assert result.export["verified"] is True
@@ -41,5 +38,5 @@ def test_demo_end_to_end(tmp_path, capsys):
 
     code, out, err = run_cli(["demo", "--out", str(tmp_path / "demo")], capsys)
     assert code == 0, err
-    acc = float(out.split("validation accuracy: ")[1].split()[0])
-    assert acc > 0.8  # ten classes: chance is 0.1
+    acc = json.loads((tmp_path / "demo" / "run" / "metrics.json").read_text())["evaluation"]["accuracy"]
+    assert acc > 0.9  # ten classes: chance is 0.1

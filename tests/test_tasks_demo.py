@@ -58,12 +58,12 @@ def test_timm_folder_import_through_keras_hub(tmp_path):
 def test_demo_quick(tmp_path, capsys):
     code, out, err = run_cli(["demo", "--quick", "--out", str(tmp_path / "demo")], capsys)
     assert code == 0, err
-    assert "validation accuracy:" in out and "verified: True" in out
+    assert "accuracy" in out and "cross-validation" in out and "verified: True" in out
     run = tmp_path / "demo" / "run"
     for f in ("config.yaml", "events.jsonl", "metrics.json", "model_card.md", "export/saved_model"):
         assert (run / f).exists(), f
-    acc = json.loads((run / "metrics.json").read_text())["final"]["val_accuracy_exported"]
-    assert acc > 0.3  # ten classes, 30 per class, 3 quick epochs: well above chance (0.1)
+    acc = json.loads((run / "metrics.json").read_text())["evaluation"]["accuracy"]
+    assert acc > 0.5  # ten classes, 30 per class, the fast preset's converged head: far above chance (0.1)
 
 
 def test_keras_hub_image_backbone_offline_from_imported_folder(tmp_path):

@@ -23,6 +23,7 @@ RESUME = "resume"
 RECIPE_DECISION = "recipe_decision"
 PHASE_START = "phase_start"
 EMBEDDINGS = "embeddings"
+PROGRESS = "progress"  # a long step that is not an epoch (the embedding pass): stage, done, total
 EPOCH_START = "epoch_start"
 BATCH_END = "batch_end"
 EPOCH_END = "epoch_end"
@@ -63,7 +64,7 @@ class EventLog:
 
     def emit(self, type_: str, **data: Any) -> None:
         now = time.time()
-        if type_ == BATCH_END:
+        if type_ in (BATCH_END, PROGRESS):
             if now - self._last_batch < self._min_gap and not data.get("last"):
                 return
             self._last_batch = now

@@ -53,9 +53,17 @@ class EvaluatePage(WizardPage):
         metrics = rd.read_json(rd.metrics, {})
         fin = metrics.get("final", {})
         best = metrics.get("best", {})
-        parts = [f"<b>Validation accuracy {self.evaluation.get('accuracy', float('nan')):.4f}</b> on "
-                 f"{metrics.get('n_val')} validation examples" if "accuracy" in self.evaluation else "Regression / multi-label run",
-                 f"final val_loss {fin.get('val_loss', float('nan')):.4f}"]
+        acc = self.evaluation.get("accuracy", float("nan"))
+        if self.evaluation.get("method") == "cross-validation":
+            head = (f"<b>Accuracy {acc:.4f}</b>, cross-validated on {len(self.evaluation.get('predictions', []))} "
+                    "examples (each scored by a head that never saw it; the final model was refit on all of them)")
+        elif "accuracy" in self.evaluation:
+            head = f"<b>Validation accuracy {acc:.4f}</b> on {metrics.get('n_val')} validation examples"
+        else:
+            head = "Regression / multi-label run"
+        parts = [head, f"final val_loss {fin.get('val_loss', float('nan')):.4f}"]
+        if metrics.get("recipe", {}).get("summary"):
+            self.summary.setToolTip(f"Recipe: {metrics['recipe']['summary']}")
         if best.get("restored"):
             parts.append(f"best weights from phase '{best['phase_name']}' epoch {best['epoch']} were kept")
         self.summary.setText(" · ".join(parts))

@@ -6,15 +6,18 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton,
-                               QSpinBox, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                               QPlainTextEdit, QPushButton, QRadioButton, QSpinBox, QSplitter, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout, QWidget)
 from PySide6.QtCore import Qt
 
+from tlapp.backbones.catalog import get_entry
 from tlapp.config import EarlyStopping, Phase
-from tlapp.events import BATCH_END, CRASH, EPOCH_END, PHASE_START, RUN_END, describe
+from tlapp.events import BATCH_END, CRASH, EPOCH_END, PHASE_START, PROGRESS, RUN_END, describe
 from tlapp.model.tasks import metric_name
 from tlapp.rundir import RunDir, absolute_data_path
 from tlapp.training.devices import devices
+from tlapp.training.estimate import describe_seconds, estimate
 
 from ..charts import TrainingCharts
 from ..widgets import show_error
@@ -22,6 +25,16 @@ from ..workers import FunctionWorker, TrainingProcess
 from .base import WizardPage
 
 PHASE_COLUMNS = ["Name", "Epochs", "LR", "Schedule", "Optimizer", "Freeze", "Patience", "Flip aug."]
+PRESET_LABELS = {"fast": "Fast — the head only, fitted to convergence",
+                 "balanced": "Balanced — also fine-tunes when it pays (recommended)",
+                 "best": "Best — more augmentation and a longer fine-tune"}
+PRESET_HELP = {
+    "fast": "One pass of the backbone over your data, then a linear head solved exactly, its strength chosen "
+            "by cross-validation and refit on all your data. Usually within a point of Balanced.",
+    "balanced": "Fast, plus mirrored copies when cross-validation says they help, and a short fine-tune of the "
+                "top blocks when your data can show its gain and it fits the time budget. The default.",
+    "best": "Balanced with a longer fine-tune and a larger time budget (train.time_budget_s).",
+}
 
 
 def _device_text() -> str:
@@ -38,11 +51,29 @@ class TrainingPage(WizardPage):
         self.trainer_factory = trainer_factory
         self.trainer: Optional[Any] = None
         self.status_text = "idle"
+        self.presets = {name: QRadioButton(label) for name, label in PRESET_LABELS.items()}
+        self.preset_group = QButtonGroup(self)
+        preset_box = QGroupBox("Recipe")
+        pl = QVBoxLayout(preset_box)
+        for name, rb in self.presets.items():
+            self.preset_group.addButton(rb)
+            rb.setToolTip(PRESET_HELP[name])
+            rb.toggled.connect(self._preset_changed)
+            pl.addWidget(rb)
+        self.preset_note = QLabel()
+        self.preset_note.setWordWrap(True)
+        pl.addWidget(self.preset_note)
+        self.advanced = QCheckBox("Advanced: write the phases myself")
+        self.advanced.setToolTip("Run exactly the phases in the table (preset 'custom'): epochs, learning rates, "
+                                 "freeze plans. Off: the recipe chooses them from your data.")
+        self.advanced.toggled.connect(self._advanced_changed)
+        pl.addWidget(self.advanced)
         self.phases = QTableWidget(0, len(PHASE_COLUMNS))
         self.phases.setHorizontalHeaderLabels(PHASE_COLUMNS)
         self.phases.horizontalHeader().setStretchLastSection(True)
         self.phases.setMaximumHeight(120)
         add, remove = QPushButton("Add phase"), QPushButton("Remove phase")
+        self.phase_buttons = (add, remove)
         add.clicked.connect(self.add_phase)
         remove.clicked.connect(self.remove_phase)
         self.batch = QSpinBox()
@@ -77,6 +108,7 @@ class TrainingPage(WizardPage):
         top = QWidget()
         tl = QVBoxLayout(top)
         tl.setContentsMargins(0, 0, 0, 0)
+        tl.addWidget(preset_box)
         tl.addWidget(self.phases)
         tl.addLayout(buttons)
         tl.addLayout(form)
@@ -96,6 +128,17 @@ class TrainingPage(WizardPage):
     # ---- phases table ------------------------------------------------------
     def refresh(self) -> None:
         p = self.state.project
+        custom = p.train.preset == "custom"
+        self.advanced.blockSignals(True)
+        self.advanced.setChecked(custom)
+        self.advanced.blockSignals(False)
+        for name, rb in self.presets.items():
+            rb.blockSignals(True)
+            rb.setChecked(name == p.train.preset)
+            rb.setEnabled(not custom)
+            rb.blockSignals(False)
+        self._show_phases(custom)
+        self._estimates()
         self.batch.setValue(p.train.batch_size)
         self.mixed.setChecked(p.train.mixed_precision)
         self.phases.setRowCount(0)
@@ -103,6 +146,47 @@ class TrainingPage(WizardPage):
             self._append_row(ph.model_dump(mode="json"))
         metric = metric_name(p.task.type)
         self.charts.set_metric(metric, metric.upper() if metric == "mae" else metric.capitalize())
+
+    def _show_phases(self, on: bool) -> None:
+        self.phases.setVisible(on)
+        for b in self.phase_buttons:
+            b.setVisible(on)
+
+    def _preset_changed(self) -> None:
+        name = next((n for n, rb in self.presets.items() if rb.isChecked()), "balanced")
+        if not self.advanced.isChecked() and name != self.state.project.train.preset:
+            self.state.update("train", preset=name)
+
+    def _advanced_changed(self, on: bool) -> None:
+        self.commit()
+        if on:
+            self.state.update("train", preset="custom")
+        else:
+            name = next((n for n, rb in self.presets.items() if rb.isChecked()), "balanced")
+            self.state.update("train", preset=name if name != "custom" else "balanced")
+        self.refresh()
+
+    def _estimates(self) -> None:
+        """Each preset's label with its expected time here (needs the scan's example count)."""
+        rep, p = self.state.scan_report, self.state.project
+        if rep is None:
+            self.preset_note.setText("Scan the data (step 1) to see how long each recipe takes on this machine.")
+            for name, rb in self.presets.items():
+                rb.setText(PRESET_LABELS[name])
+            return
+        entry = get_entry(p.backbone.name)
+        size = (p.backbone.sequence_length if p.task.type.is_text else p.backbone.image_size) or entry.default_size
+        est = estimate(p, len(rep.examples), entry.params_m, size)
+        for name, rb in self.presets.items():
+            e = est[name]
+            span = describe_seconds(e.low_s) if e.high_s - e.low_s < 5 else \
+                f"{describe_seconds(e.low_s)}–{describe_seconds(e.high_s)}"
+            rb.setText(f"{PRESET_LABELS[name]}  (≈ {span})")
+        first = next(iter(est.values()))
+        self.preset_note.setText(
+            f"Times for {len(rep.examples):,} examples with {p.backbone.name}: "
+            + ("measured on this machine." if first.measured else
+               "a rough guess until the first run measures this machine's speed."))
 
     def _append_row(self, ph: dict) -> None:
         r = self.phases.rowCount()
@@ -231,6 +315,9 @@ class TrainingPage(WizardPage):
         t, d = ev["type"], ev.get("data", {})
         if t == PHASE_START:
             self.phase_info = f"phase {d['index'] + 1} '{d['name']}'"
+        elif t == PROGRESS:
+            self.counters.setText(f"{d['stage']}: {d['done']:,} of {d['total']:,} — the backbone's one pass over "
+                                  "your data; the head then trains in seconds")
         elif t == BATCH_END:
             self.counters.setText(f"{getattr(self, 'phase_info', '')} · epoch {d['epoch']} · batch {d['batch']}/"
                                   f"{d['steps']} · {d['images_per_s']:.0f} examples/s")

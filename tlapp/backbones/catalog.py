@@ -242,13 +242,18 @@ def check_sequence_length(entry: BackboneEntry, length: Optional[int]) -> int:
     return length
 
 
-def check_backbone(cfg: BackboneCfg) -> tuple[BackboneEntry, int, dict[str, Any]]:
+def check_backbone(cfg: BackboneCfg, modality: Optional[str] = None) -> tuple[BackboneEntry, int, dict[str, Any]]:
     """Validate a backbone section without building anything: (entry, input size or sequence length, options).
 
     The builders and the GUI's Backbone step both call this, so they accept and
-    refuse exactly the same settings.
+    refuse exactly the same settings. ``modality`` ("image"/"text") refuses the other kind.
     """
     entry = get_entry(cfg.name)
+    if modality and entry.modality != modality:
+        examples = "minilm_l6, bert_tiny" if modality == "text" else "efficientnet_lite0, mobilenet_v2"
+        raise BackboneError(f"backbone.name: {cfg.name!r} is {'an' if entry.modality == 'image' else 'a'} "
+                            f"{entry.modality} backbone; {modality} tasks need {'an' if modality == 'image' else 'a'} "
+                            f"{modality} backbone (e.g. {examples}; see `tlapp backbones`)")
     opts = check_options(entry, cfg.options)
     if entry.modality == "text":
         return entry, check_sequence_length(entry, cfg.sequence_length), opts

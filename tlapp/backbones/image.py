@@ -15,7 +15,7 @@ from typing import Any
 
 from tlapp.backbones.catalog import BackboneEntry, check_backbone, weights_file
 from tlapp.config import Backbone as BackboneCfg
-from tlapp.base.errors import BackboneError, WeightsError
+from tlapp.base.errors import WeightsError
 from tlapp.base.paths import keras_models_dir, tlapp_home
 
 
@@ -92,10 +92,7 @@ def _load_path(model: Any, path: Path) -> None:
 
 def build_backbone(cfg: BackboneCfg) -> BuiltBackbone:
     """Build the configured backbone (no top), validating size and options."""
-    entry, size, opts = check_backbone(cfg)
-    if entry.modality != "image":
-        raise BackboneError(f"backbone.name: {cfg.name!r} is a text backbone; image tasks need an image backbone "
-                            "(see `tlapp backbones`)")
+    entry, size, opts = check_backbone(cfg, "image")
     weights = cfg.weights.strip()
     path = None if weights.lower() in ("imagenet", "none") else Path(weights).expanduser()
     if path is not None and not path.exists():

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from tlapp.backbones.catalog import BackboneEntry, check_backbone
 from tlapp.config import Backbone as BackboneCfg
-from tlapp.base.errors import BackboneError, WeightsError
+from tlapp.base.errors import WeightsError
 from tlapp.base.paths import tlapp_home
 from tlapp.base.tfenv import quiet_keras_hub
 
@@ -88,10 +88,7 @@ def _hub(entry: BackboneEntry, seq_len: int, weights: str, preset: str) -> tuple
 
 
 def build_text_backbone(cfg: BackboneCfg) -> TextBackbone:
-    entry, seq_len, opts = check_backbone(cfg)
-    if entry.modality != "text":
-        raise BackboneError(f"backbone.name: {cfg.name!r} is an image backbone; text tasks need a text backbone "
-                            "(e.g. minilm_l6, bert_tiny)")
+    entry, seq_len, opts = check_backbone(cfg, "text")
     w = cfg.weights.strip()
     if w.lower() not in PRETRAINED + ("none",):
         path = Path(w).expanduser()

@@ -47,6 +47,7 @@ def quiet_import() -> tuple[Any, Any]:
             except ImportError:
                 pass
             tf.get_logger().setLevel("ERROR")
+            tf.config.list_physical_devices("GPU")  # probes CUDA once, here, where its chatter is muted
         _done = True
     import keras
     import tensorflow as tf
@@ -59,3 +60,10 @@ def quiet_keras_hub() -> Any:
     with _muted_stderr():
         import keras_hub
     return keras_hub
+
+
+def visible_gpus() -> list[Any]:
+    """TensorFlow's GPUs; the first call probes CUDA, whose failure chatter on GPU-less machines goes to fd 2."""
+    tf, _ = quiet_import()
+    with _muted_stderr():
+        return tf.config.list_physical_devices("GPU")

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from tlapp.events import BATCH_END, EPOCH_START, WARNING, Event, describe
+from tlapp.events import BATCH_END, EPOCH_START, PROGRESS, WARNING, Event, describe
 
 
 class ProgressRenderer:
@@ -21,6 +21,7 @@ class ProgressRenderer:
                                  TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console,
                                  transient=True)
         self.task: Any = None
+        self.stage = ""
 
     def __enter__(self) -> "ProgressRenderer":
         self.progress.start()
@@ -35,6 +36,12 @@ class ProgressRenderer:
             if self.task is not None:
                 self.progress.remove_task(self.task)
             self.task = self.progress.add_task(f"epoch {d['epoch']}/{d['epochs']}", total=None, info="")
+        elif t == PROGRESS:
+            if self.task is None or self.stage != d["stage"]:
+                if self.task is not None:
+                    self.progress.remove_task(self.task)
+                self.task, self.stage = self.progress.add_task(d["stage"], total=d["total"], info=""), d["stage"]
+            self.progress.update(self.task, completed=d["done"])
         elif t == BATCH_END and self.task is not None:
             info = " ".join(f"{k} {v:.4f}" for k, v in d.get("metrics", {}).items())
             self.progress.update(self.task, completed=d["batch"], total=d["steps"],

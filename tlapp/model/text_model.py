@@ -5,7 +5,7 @@ backbone leaves every deployment to re-implement tokenisation).
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -60,7 +60,8 @@ def build_text_model(project: Project, n_classes: int, built: Optional[TextBackb
     return Assembled(model, features, head, built, int(pooled.shape[-1]), token_model, encoder)
 
 
-def text_embeddings(asm: Assembled, examples: list[Example], batch_size: int, should_stop: Any = None) -> np.ndarray:
+def text_embeddings(asm: Assembled, examples: list[Example], batch_size: int, should_stop: Any = None,
+                    on_batch: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
     """Pooled vectors for a frozen encoder, one pass, shortest texts batched together.
 
     Padding is at the end and masked out of attention and pooling, so cutting each
@@ -78,6 +79,8 @@ def text_embeddings(asm: Assembled, examples: list[Example], batch_size: int, sh
         n = int(tf.reduce_max(tf.reduce_sum(tf.cast(tokens["padding_mask"], tf.int32), axis=1)))
         n = min(int(tokens["padding_mask"].shape[1]), max(8, -(-n // 8) * 8))  # multiples of 8: few traces
         out[idx] = call({k: v[:, :n] for k, v in tokens.items()}).numpy()
+        if on_batch:
+            on_batch(start // batch_size + 1, -(-len(order) // batch_size))
         if should_stop and should_stop():
             raise Cancelled("cancelled while computing embeddings")
     return out

@@ -10,13 +10,13 @@ import contextlib
 from typing import Any, ContextManager
 
 from tlapp.base.errors import TrainingError
-from tlapp.base.tfenv import quiet_import
+from tlapp.base.tfenv import quiet_import, visible_gpus
 
 
 def devices() -> dict[str, Any]:
     """What TensorFlow sees: the GPUs by name, or why there is none."""
     tf, _ = quiet_import()
-    gpus = tf.config.list_physical_devices("GPU")
+    gpus = visible_gpus()
     if gpus:
         names = []
         for g in gpus:
@@ -37,7 +37,7 @@ def device_scope(device: str) -> ContextManager[Any]:
     if device == "cpu":
         return tf.device("/CPU:0")
     index = int(device.split(":")[1]) if ":" in device else 0
-    gpus = tf.config.list_physical_devices("GPU")
+    gpus = visible_gpus()
     if index >= len(gpus):
         raise TrainingError(f"train.device: {device!r} requested but TensorFlow sees {len(gpus)} GPU(s) "
                             f"({devices().get('why_not_gpu', '')}); use 'auto' or 'cpu'")

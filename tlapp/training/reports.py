@@ -60,7 +60,8 @@ def _phase_summary(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def write_metrics(rec: RunRecord, evaluation: dict[str, Any], export: Optional[dict[str, Any]]) -> dict[str, Any]:
     final = {k: v for k, v in (rec.history[-1] if rec.history else {}).items() if k not in _NOT_METRICS}
     if evaluation.get("accuracy") is not None:
-        final["val_accuracy_exported"] = evaluation["accuracy"]
+        cv = evaluation.get("method") == "cross-validation"
+        final["cv_accuracy" if cv else "val_accuracy_exported"] = evaluation["accuracy"]
     metrics = {"final": final, "best": rec.best, "phases": _phase_summary(rec.history), "recipe": rec.recipe,
                "evaluation": {k: v for k, v in evaluation.items() if k != "predictions"},
                "export": export, "classes": rec.classes, "n_train": len(rec.splits.train),

@@ -13,26 +13,24 @@ import json
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 
-from tlapp.backbones.freeze import apply_plan, block_order, block_summary, layer_table, param_counts
-from tlapp.base.errors import Cancelled, ExportError, TlappError
+from tlapp.backbones.freeze import apply_plan, block_order, block_summary, param_counts
+from tlapp.base.errors import Cancelled, TlappError
 from tlapp.base.fsutil import atomic_path
 from tlapp.base.paths import store_dir
-from tlapp.base.tfenv import quiet_import
+from tlapp.base.tfenv import quiet_import, visible_gpus
 from tlapp.config import Phase, Project, TaskType, load_project
 from tlapp.data.examples import Example, ScanReport
 from tlapp.data.labels import LabelEncoder
 from tlapp.data.pipelines import image_dataset, text_dataset
 from tlapp.data.sources import scan_project
 from tlapp.data.split import Splits, cross_split_duplicates, split_examples
-from tlapp.deploy.evaluate import evaluate_examples
-from tlapp.deploy.export import ExportParts, FreshVerifier, backbone_config, export_model
-from tlapp.events import (EMBEDDINGS, EXPORT, PHASE_END, PHASE_START, RESUME, RUN_END, RUN_START, SCAN, VERIFY,
+from tlapp.events import (EMBEDDINGS, PHASE_END, PHASE_START, PROGRESS, RESUME, RUN_END, RUN_START, SCAN,
                           WARNING, EventLog, EventSink)
 from tlapp.model.head import Assembled, loss_and_metrics
 from tlapp.model.image_model import build_model
@@ -45,24 +43,13 @@ from tlapp.training import embcache
 from tlapp.training.augment import augmented
 from tlapp.training.callbacks import EventCallback
 from tlapp.training.devices import device_scope
+from tlapp.training.estimate import record_speed
 from tlapp.training.recipe import run_recipe
-from tlapp.training.reports import RunRecord, write_metrics, write_model_card
+from tlapp.training.finish import RunResult, finish_run
 
 tf, keras = quiet_import()
 # fit() warns that shuffle=True is ignored for tf.data input; our datasets shuffle themselves.
 warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed.*")
-
-
-@dataclass
-class RunResult:
-    run_dir: str
-    status: str
-    classes: list[str]
-    metrics: dict[str, Any] = field(default_factory=dict)
-    export: Optional[dict[str, Any]] = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Run:
@@ -160,20 +147,27 @@ class Run:
                  "pooling": p.head.pooling, "options": p.backbone.options, "flip": flip}
         key = embcache.cache_key(examples, ident)
         bs, mode = p.train.batch_size, p.data.cache
+        stage = f"embedding {len(examples)} {'texts' if p.task.type.is_text else 'images'}" + \
+            (" (mirrored)" if flip else "")
+        nb = math.ceil(len(examples) / bs)
+
+        def progress(i: int, _n: int) -> None:
+            self.log.emit(PROGRESS, stage=stage, done=min(i * bs, len(examples)), total=len(examples), last=i == nb)
+
         if p.task.type.is_text:
-            compute = lambda: text_embeddings(asm, examples, bs, self.should_stop)  # noqa: E731
+            compute = lambda: text_embeddings(asm, examples, bs, self.should_stop, progress)  # noqa: E731
         else:
             # One pass: caching the decoded images would only cost memory.
             ds = image_dataset(examples, self.encoder, b.size, bs, cache="none", with_labels=False)
             if flip:
                 ds = ds.map(lambda x: tf.reverse(x, axis=[2]))
-            compute = lambda: embcache.compute(asm.features, ds, math.ceil(len(examples) / bs),  # noqa: E731
-                                               should_stop=self.should_stop)
+            compute = lambda: embcache.compute(asm.features, ds, nb, progress, self.should_stop)  # noqa: E731
         t0 = time.time()
         arr, hit = embcache.get_or_compute(
             key, mode, store_dir("cache", "embeddings") if mode == "disk" else Path("."), compute)
         if not hit:
             self.embed_rate = len(examples) / max(time.time() - t0, 1e-6)
+            record_speed(p, self.embed_rate)
         self.log.emit(EMBEDDINGS, n=len(examples), dim=int(arr.shape[-1]) if arr.size else 0, cached=hit,
                       flip=flip, seconds=round(time.time() - t0, 2))
         return arr
@@ -314,7 +308,7 @@ class Run:
     def set_precision(self) -> None:
         """mixed_float16 only where it pays (a GPU); the head's output layer stays float32."""
         want = self.project.train.mixed_precision
-        if want and not tf.config.list_physical_devices("GPU"):
+        if want and not visible_gpus():
             self.log.emit(WARNING, message="mixed precision needs a GPU; training in float32 on the CPU")
             want = False
         keras.mixed_precision.set_global_policy("mixed_float16" if want else "float32")
@@ -338,66 +332,8 @@ class Run:
             f"{self.best['metric']} was best at phase {self.best['phase_name']!r} epoch {self.best['epoch']} "
             f"({self.best['value']:.4f}); later epochs were worse, so those best weights are kept and exported"))
 
-    def parity_samples(self) -> Optional[np.ndarray]:
-        """A few validation inputs (raw pixels or strings) for the fresh-process export check."""
-        pool = self.splits.val or self.splits.train
-        n = min(self.project.export.verify_samples, len(pool))
-        if not n:
-            return None
-        if self.project.task.type.is_text:
-            return np.array([e.text or "" for e in pool[:n]], dtype=object)
-        ds = image_dataset(pool[:n], self.encoder, self.model.backbone.size, n, with_labels=False, cache="none")
-        return next(iter(ds)).numpy()
-
-    def export(self, verifier: Optional[FreshVerifier] = None) -> Optional[dict[str, Any]]:
-        p, asm = self.project, self.model
-        if not p.export.formats:
-            return None
-        text = p.task.type.is_text
-        parts = ExportParts(asm.model, p.task.type.value, self.classes, asm.backbone.size, p.backbone.name,
-                            token_model=asm.token_model, preprocessor=asm.backbone.preprocessor if text else None,
-                            backbone_config=backbone_config(asm.backbone.model) if text else None)
-        info = export_model(parts, self.run_dir.export, list(p.export.formats), self.parity_samples(),
-                            verify=p.export.verify, verifier=verifier)
-        self.log.emit(EXPORT, **{k: v for k, v in info.items() if k != "verify"})
-        if info.get("verify"):
-            self.log.emit(VERIFY, **info["verify"])
-            if not info["verify"]["ok"]:
-                raise ExportError(f"export parity check failed: {info['verify']['summary']}")
-        return info
-
-    def record(self) -> RunRecord:
-        b = self.model.backbone
-        return RunRecord(self.project, self.run_dir, self.report, self.splits, self.classes, self.history,
-                         self.best, b.entry, b.weights_source, b.size, block_summary(layer_table(b.model, b.entry)),
-                         self.recipe)
-
     def finish(self) -> RunResult:
-        p = self.project
-        # The parity checker's process imports TensorFlow while this one evaluates and writes the export.
-        verifier = FreshVerifier.start() if p.export.formats and p.export.verify else None
-        try:
-            t0 = time.time()
-            val, ev = self.splits.val, self.evaluation
-            if ev is None:
-                ev = evaluate_examples(self.model.model, val, self.encoder,
-                                       self.input_ds(val, shuffle=False, split="eval", with_labels=False)) \
-                    if val else {}
-            self.run_dir.evaluation.write_text(json.dumps(ev, indent=1, default=float))
-            evaluate_s = time.time() - t0
-            export_info = self.export(verifier)
-        finally:
-            if verifier is not None:
-                verifier.cancel()
-        if export_info:
-            export_info["seconds"]["evaluate"] = round(evaluate_s, 2)
-        rec = self.record()
-        metrics = write_metrics(rec, ev, export_info)
-        write_model_card(rec, metrics, export_info)
-        self.run_dir.write_status("completed")
-        self.log.emit(RUN_END, status="completed", metrics=metrics.get("final", {}),
-                      export=(export_info or {}).get("dir"), verified=(export_info or {}).get("verified"))
-        return RunResult(str(self.run_dir.root), "completed", self.classes, metrics, export_info)
+        return finish_run(self)
 
 
 def train(project: Optional[Project], run_dir: str | Path, on_event: Optional[EventSink] = None,

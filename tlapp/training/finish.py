@@ -1,0 +1,99 @@
+"""The end of a run: evaluate, export (verified in a fresh process), write metrics and the model card.
+
+The fresh-process verifier starts first, so its TensorFlow import overlaps the
+evaluation and the export writing (the fixed cost of a small run).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Optional
+
+import numpy as np
+
+from tlapp.backbones.freeze import block_summary, layer_table
+from tlapp.base.errors import ExportError
+from tlapp.data.pipelines import image_dataset
+from tlapp.deploy.evaluate import evaluate_examples
+from tlapp.deploy.export import ExportParts, FreshVerifier, backbone_config, export_model
+from tlapp.events import EXPORT, RUN_END, VERIFY
+from tlapp.training.reports import RunRecord, write_metrics, write_model_card
+
+if TYPE_CHECKING:
+    from tlapp.training.run import Run
+
+
+@dataclass
+class RunResult:
+    run_dir: str
+    status: str
+    classes: list[str]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    export: Optional[dict[str, Any]] = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+
+def parity_samples(run: Run) -> Optional[np.ndarray]:
+    """A few validation inputs (raw pixels or strings) for the fresh-process export check."""
+    pool = run.splits.val or run.splits.train
+    n = min(run.project.export.verify_samples, len(pool))
+    if not n:
+        return None
+    if run.project.task.type.is_text:
+        return np.array([e.text or "" for e in pool[:n]], dtype=object)
+    ds = image_dataset(pool[:n], run.encoder, run.model.backbone.size, n, with_labels=False, cache="none")
+    return next(iter(ds)).numpy()
+
+def export_run(run: Run, verifier: Optional[FreshVerifier] = None) -> Optional[dict[str, Any]]:
+    p, asm = run.project, run.model
+    if not p.export.formats:
+        return None
+    text = p.task.type.is_text
+    parts = ExportParts(asm.model, p.task.type.value, run.classes, asm.backbone.size, p.backbone.name,
+                        token_model=asm.token_model, preprocessor=asm.backbone.preprocessor if text else None,
+                        backbone_config=backbone_config(asm.backbone.model) if text else None)
+    info = export_model(parts, run.run_dir.export, list(p.export.formats), parity_samples(run),
+                        verify=p.export.verify, verifier=verifier)
+    run.log.emit(EXPORT, **{k: v for k, v in info.items() if k != "verify"})
+    if info.get("verify"):
+        run.log.emit(VERIFY, **info["verify"])
+        if not info["verify"]["ok"]:
+            raise ExportError(f"export parity check failed: {info['verify']['summary']}")
+    return info
+
+def record(run: Run) -> RunRecord:
+    b = run.model.backbone
+    return RunRecord(run.project, run.run_dir, run.report, run.splits, run.classes, run.history,
+                     run.best, b.entry, b.weights_source, b.size, block_summary(layer_table(b.model, b.entry)),
+                     run.recipe)
+
+def finish_run(run: Run) -> RunResult:
+    p = run.project
+    # The parity checker's process imports TensorFlow while this one evaluates and writes the export.
+    verifier = FreshVerifier.start() if p.export.formats and p.export.verify else None
+    try:
+        t0 = time.time()
+        val, ev = run.splits.val, run.evaluation
+        if ev is None:
+            ev = evaluate_examples(run.model.model, val, run.encoder,
+                                   run.input_ds(val, shuffle=False, split="eval", with_labels=False)) \
+                if val else {}
+        run.run_dir.evaluation.write_text(json.dumps(ev, indent=1, default=float))
+        evaluate_s = time.time() - t0
+        export_info = export_run(run, verifier)
+    finally:
+        if verifier is not None:
+            verifier.cancel()
+    if export_info:
+        export_info["seconds"]["evaluate"] = round(evaluate_s, 2)
+    rec = record(run)
+    metrics = write_metrics(rec, ev, export_info)
+    write_model_card(rec, metrics, export_info)
+    run.run_dir.write_status("completed")
+    run.log.emit(RUN_END, status="completed", metrics=metrics.get("final", {}),
+                  export=(export_info or {}).get("dir"), verified=(export_info or {}).get("verified"))
+    return RunResult(str(run.run_dir.root), "completed", run.classes, metrics, export_info)
