@@ -17,8 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from tlapp.backbones.torchfile import load_state_dict
 from tlapp.base.errors import WeightsError
+from tlapp.base.fsutil import atomic_dir
 from tlapp.base.paths import tlapp_home
+from tlapp.base.tfenv import quiet_keras_hub
 
 PRESET_NAME = "efficientnet_lite0"
 _REPEATS = (1, 2, 2, 3, 3, 4, 1)
@@ -79,10 +82,6 @@ def write_timm_folder(sd: dict[str, np.ndarray], folder: Path) -> None:
 
 def convert(pth: Path, dest: Path) -> Path:
     """Convert a lite0 ``.pth`` into a keras-hub preset folder at ``dest``."""
-    from tlapp.base.fsutil import atomic_dir
-    from tlapp.base.tfenv import quiet_keras_hub
-    from tlapp.backbones.torchfile import load_state_dict
-
     sd = load_state_dict(pth)
     if not is_lite0_state_dict(sd):
         raise WeightsError(f"{pth}: not an EfficientNet-Lite0 state dict (no _conv_stem/_blocks.15/_fc tensors)")
@@ -121,8 +120,6 @@ def ensure_preset() -> Path:
 
 def build(size: int, weights: str, options: dict[str, Any]) -> Any:
     """Build the backbone; ``weights`` is 'imagenet' or 'none'."""
-    from tlapp.base.tfenv import quiet_keras_hub
-
     keras_hub = quiet_keras_hub()
     if weights == "imagenet":
         return keras_hub.models.Backbone.from_preset(str(ensure_preset()))

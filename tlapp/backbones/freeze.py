@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tlapp.backbones.catalog import BackboneEntry, block_of
-from tlapp.config import FreezePlan
 from tlapp.base.errors import ConfigError
+from tlapp.config import FreezePlan
 
 STEM, TOP = "stem", "top"
 # Text backbones' own pooler is never on the path: tlapp pools the sequence output itself, so

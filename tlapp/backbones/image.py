@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from tlapp.backbones.catalog import BackboneEntry, check_backbone, weights_file
-from tlapp.config import Backbone as BackboneCfg
 from tlapp.base.errors import WeightsError
 from tlapp.base.paths import keras_models_dir, tlapp_home
+from tlapp.base.tfenv import quiet_import, quiet_keras_hub
+from tlapp.config import Backbone as BackboneCfg
 
 
 @dataclass
@@ -36,7 +37,6 @@ def _missing(entry: BackboneEntry, fname: str, err: Exception) -> WeightsError:
 
 
 def _build_keras(entry: BackboneEntry, size: int, weights: str, opts: dict[str, Any]) -> tuple[Any, str]:
-    from tlapp.base.tfenv import quiet_import
 
     _, keras = quiet_import()
     cls = getattr(keras.applications, entry.builder)
@@ -59,7 +59,6 @@ def _build_keras(entry: BackboneEntry, size: int, weights: str, opts: dict[str, 
 
 
 def _build_hub(entry: BackboneEntry, weights: str) -> tuple[Any, str]:
-    from tlapp.base.tfenv import quiet_keras_hub
 
     keras_hub = quiet_keras_hub()
     local = tlapp_home() / "presets" / entry.name
@@ -77,7 +76,6 @@ def _build_hub(entry: BackboneEntry, weights: str) -> tuple[Any, str]:
 
 
 def _load_path(model: Any, path: Path) -> None:
-    from tlapp.base.tfenv import quiet_import
 
     _, keras = quiet_import()
     try:
@@ -98,7 +96,6 @@ def build_backbone(cfg: BackboneCfg) -> BuiltBackbone:
     if path is not None and not path.exists():
         raise WeightsError(f"backbone.weights: {path} does not exist")
     if path is not None and path.is_dir():
-        from tlapp.base.tfenv import quiet_keras_hub
 
         if not (path / "config.json").is_file():
             raise WeightsError(f"backbone.weights: {path} has no config.json (not a preset folder)")

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from tlapp.backbones.catalog import BackboneEntry, check_backbone
-from tlapp.config import Backbone as BackboneCfg
 from tlapp.base.errors import WeightsError
 from tlapp.base.paths import tlapp_home
 from tlapp.base.tfenv import quiet_keras_hub
+from tlapp.config import Backbone as BackboneCfg
 
 PRETRAINED = ("imagenet", "pretrained")
 _TINY_WORDS = ("the a an and or not no yes is are was be to of in on for with you your i me my we it this that "

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from tlapp.base.tfenv import quiet_import
+
 
 def build(size: int, weights: str, options: dict[str, Any]) -> Any:
-    from tlapp.base.tfenv import quiet_import
 
     _, keras = quiet_import()
     width = int(options.get("width", 8))

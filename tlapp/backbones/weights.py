@@ -19,9 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from tlapp.backbones.catalog import all_entries, weights_file
+from tlapp.backbones import effnet_lite
+from tlapp.backbones.catalog import all_entries, get_entry, weights_file
+from tlapp.backbones.text import minilm_path
+from tlapp.backbones.torchfile import load_state_dict
 from tlapp.base.errors import WeightsError
+from tlapp.base.fsutil import atomic_dir
 from tlapp.base.paths import keras_models_dir, store_dir, tlapp_home
+from tlapp.base.tfenv import quiet_keras_hub
 
 
 @dataclass
@@ -60,8 +65,6 @@ def _check_hdf5(path: Path) -> None:
 def _import_preset_folder(path: Path, name: Optional[str]) -> Imported:
     """Text folders and keras-hub presets are kept whole (tokenizer, image converter and all);
     Hugging Face / timm image folders are converted once into a keras-hub preset."""
-    from tlapp.base.fsutil import atomic_dir
-    from tlapp.base.tfenv import quiet_keras_hub
 
     kh = quiet_keras_hub()
     dest = tlapp_home() / "presets" / (name or path.name)
@@ -86,8 +89,6 @@ def _import_preset_folder(path: Path, name: Optional[str]) -> Imported:
 
 
 def _import_torch(path: Path, arch: Optional[str], name: Optional[str]) -> Imported:
-    from tlapp.backbones import effnet_lite
-    from tlapp.backbones.torchfile import load_state_dict
 
     sd = load_state_dict(path)
     if effnet_lite.is_lite0_state_dict(sd):
@@ -140,8 +141,6 @@ def import_weights(path: str | Path, arch: Optional[str] = None, name: Optional[
 
 def available() -> dict[str, list[str]]:
     """What can be used offline right now."""
-    from tlapp.backbones import effnet_lite
-
     kdir = keras_models_dir()
     presets = tlapp_home() / "presets"
     wdir = tlapp_home() / "weights"
@@ -158,16 +157,12 @@ def available() -> dict[str, list[str]]:
 
 def offline_status(entry_name: str, size: Optional[int] = None, options: Optional[dict] = None) -> bool:
     """Whether ``weights: imagenet`` for this backbone works without network."""
-    from tlapp.backbones import effnet_lite
-    from tlapp.backbones.catalog import get_entry
-
     e = get_entry(entry_name)
     if e.weights is None:
         return e.test_only
     if e.name == "efficientnet_lite0":
         return effnet_lite.is_ready() or effnet_lite.package_pth() is not None
     if e.name == "minilm_l6":
-        from tlapp.backbones.text import minilm_path
 
         return minilm_path() is not None or (tlapp_home() / "presets" / "minilm_l6" / "config.json").is_file()
     if e.source == "hub":
@@ -177,6 +172,5 @@ def offline_status(entry_name: str, size: Optional[int] = None, options: Optiona
 
 
 def _minilm() -> bool:
-    from tlapp.backbones.text import minilm_path
 
     return minilm_path() is not None

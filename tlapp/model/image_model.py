@@ -11,9 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from tlapp.backbones.image import BuiltBackbone, build_backbone
+from tlapp.base.errors import WeightsError
+from tlapp.base.paths import tlapp_home
+from tlapp.base.tfenv import quiet_import, quiet_keras_hub
 from tlapp.config import Project
 from tlapp.model.head import Assembled, build_head
-from tlapp.base.tfenv import quiet_import
 
 tf, keras = quiet_import()
 
@@ -25,7 +27,6 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 @keras.saving.register_keras_serializable(package="tlapp")
 class CaffePreprocess(keras.layers.Layer):
     """RGB -> BGR and ImageNet mean subtraction (ResNet v1 / VGG weights)."""
-
     def call(self, x):
         x = tf.reverse(x, axis=[-1])
         return x - tf.constant(CAFFE_MEAN_BGR, dtype=x.dtype)
@@ -48,9 +49,6 @@ def preprocessing_layers(mode: str) -> list[Any]:
 def _hub_converter(built: BuiltBackbone) -> list[Any]:
     """The preset's own ImageConverter (its scaling/normalisation). Guessing a scaling would be the
     silent deployment bug this project exists to prevent, so a missing converter is an error."""
-    from tlapp.base.errors import WeightsError
-    from tlapp.base.paths import tlapp_home
-    from tlapp.base.tfenv import quiet_keras_hub
 
     kh = quiet_keras_hub()
     local = tlapp_home() / "presets" / built.entry.name

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
-from tlapp.config import Phase
 from tlapp.base.tfenv import quiet_import
+from tlapp.config import Phase
 
 tf, keras = quiet_import()
 

@@ -26,7 +26,8 @@ def devices() -> dict[str, Any]:
                 names.append(g.name)
         return {"device": "GPU", "gpus": names}
     why = "TensorFlow was built without CUDA" if not tf.test.is_built_with_cuda() else "no CUDA GPU visible"
-    return {"device": "CPU", "why_not_gpu": f"{why} (install with `pip install tlapp[gpu]` on a machine with an NVIDIA GPU)"}
+    return {"device": "CPU",
+            "why_not_gpu": f"{why} (install with `pip install tlapp[gpu]` on a machine with an NVIDIA GPU)"}
 
 
 def device_scope(device: str) -> ContextManager[Any]:

@@ -17,6 +17,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from tlapp.base.errors import Cancelled
+from tlapp.base.fsutil import atomic_path
 from tlapp.data.examples import Example
 
 _MEMORY: dict[str, np.ndarray] = {}
@@ -39,8 +41,6 @@ def cache_key(examples: list[Example], backbone_id: dict[str, Any]) -> str:
 def compute(features_model: Any, dataset: Any, n_batches: int, on_batch: Optional[Callable[[int, int], None]] = None,
             should_stop: Optional[Callable[[], bool]] = None) -> np.ndarray:
     """One forward pass of the feature extractor over ``dataset`` (images only)."""
-    from tlapp.base.errors import Cancelled
-
     out = []
     for i, batch in enumerate(dataset):
         x = batch[0] if isinstance(batch, tuple) else batch
@@ -65,7 +65,6 @@ def get_or_compute(key: str, mode: str, cache_dir: Path, compute_fn: Callable[[]
     if mode != "none":
         _MEMORY[key] = arr
     if mode == "disk":
-        from tlapp.base.fsutil import atomic_path
 
         cache_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(path, suffix=".npy") as tmp:

@@ -191,15 +191,18 @@ def run_recipe(run: Run) -> None:
     cv, use_flip, w = choice.cv, choice.mirror, choice.weights
     run.use_class_weights = w is not None
     xf = xf if use_flip else None
-    decision = decide_finetune(run, cv.score, preset)
+    decision = decide_finetune(run, cv.score, preset) if not p.head.hidden else Decision(
+        False, "a head with hidden layers trains by Adam on the cached embeddings, stopped on validation loss "
+               "(the exact solver needs a linear head)", 0.0, 0.0)
     run.recipe = {"preset": p.train.preset, "cv": {"score": cv.score, "loss": cv.loss, "folds": cv.folds,
                                                    "l2": cv.l2, "grid": cv.grid, "n": len(examples)},
-                  "mirror_augmentation": use_flip, "class_weights": w is not None, "finetune": asdict(decision)}
-    run.recipe["summary"] = (f"head: L2 {cv.l2:g} by {cv.folds}-fold CV (score {cv.score:.3f}"
-                             f"{', mirrored copies helped' if use_flip else ''}{', class weights helped' if w is not None else ''}); "
+                  "mirror_augmentation": use_flip, "class_weights": w is not None,
+                  "finetune": asdict(decision)}
+    helped = (", mirrored copies helped" if use_flip else "") + (", class weights helped" if w is not None else "")
+    run.recipe["summary"] = (f"head: L2 {cv.l2:g} by {cv.folds}-fold CV (score {cv.score:.3f}{helped}); "
                              f"{'fine-tune' if decision.finetune else 'no fine-tune'}: {decision.reason}")
     run.log.emit(RECIPE_DECISION, **run.recipe)
-    if p.head.hidden:  # not a convex problem any more: gradient descent, stopped on validation loss
+    if p.head.hidden:  # not a convex problem any more
         run.run_phase(0, HIDDEN_HEAD, 0, False)
         run.keep_best()
     elif decision.finetune:
