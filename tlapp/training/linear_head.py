@@ -2,8 +2,12 @@
 
 On frozen features the head is a convex problem: full-batch L-BFGS reaches the
 optimum in well under a second, where epochs of Adam stop wherever the epoch
-count says. Features are standardised inside the fit and the scaling is folded
-back into the Dense kernel, so the exported model is unchanged in shape.
+count says. Features are centred and divided by one global scale inside the fit
+(so one L2 grid fits every backbone), and that is folded back into the Dense
+kernel, so the exported model is unchanged in shape. One scale, not one per
+dimension: per-dimension standardisation amplifies near-silent dimensions, and
+on sign-language digits (Lite0 embeddings, held-out images) it scored 0.758 /
+0.838 / 0.888 at 10 / 30 / 50 images per class against 0.808 / 0.872 / 0.898.
 
 Cross-validation never trains on the fold it scores; augmented embeddings (a
 flipped copy of an image) join only the training folds of their own example,
@@ -24,7 +28,7 @@ from threadpoolctl import threadpool_limits
 
 from tlapp.config import TaskType
 
-L2_GRID = (1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1)  # per-example penalty on standardised features
+L2_GRID = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)  # per-example penalty on scaled features
 MAX_ITER = 500
 
 
@@ -34,7 +38,7 @@ class LinearHead:
 
     kernel: np.ndarray
     bias: np.ndarray
-    theta: Optional[np.ndarray] = None  # the solver's solution (standardised space), to warm-start a neighbour
+    theta: Optional[np.ndarray] = None  # the solver's solution (scaled space), to warm-start a neighbour
 
 
 @dataclass
@@ -80,7 +84,7 @@ def _loss(p: np.ndarray, t: np.ndarray, kind: str, w: np.ndarray) -> float:
     return float((per * w).sum() / w.sum())
 
 
-def _fit_standardised(xs: np.ndarray, t: np.ndarray, kind: str, l2: float, w: np.ndarray,
+def _fit_scaled(xs: np.ndarray, t: np.ndarray, kind: str, l2: float, w: np.ndarray,
                       start: Optional[np.ndarray]) -> np.ndarray:
     """Minimise weighted mean loss + l2/2 |W|^2 by L-BFGS; returns the flat [W; b] vector."""
     n, d = xs.shape
@@ -106,11 +110,11 @@ def _fit_standardised(xs: np.ndarray, t: np.ndarray, kind: str, l2: float, w: np
 
 def fit_linear_head(x: np.ndarray, y: np.ndarray, task: TaskType, units: int, l2: float,
                     sample_weight: Optional[np.ndarray] = None, start: Optional[np.ndarray] = None) -> LinearHead:
-    """Fit on ``x`` (n, d) and fold the standardisation into the returned Dense weights."""
+    """Fit on ``x`` (n, d) and fold the centring and scaling into the returned Dense weights."""
     kind = _kind(task)
-    mu, sd = x.mean(0), x.std(0) + 1e-6
+    mu, sd = x.mean(0), np.full(x.shape[1], x.std() + 1e-6)
     w = np.ones(len(x)) if sample_weight is None else sample_weight
-    theta = _fit_standardised((x - mu) / sd, _targets(y, kind, units), kind, l2, w, start)
+    theta = _fit_scaled((x - mu) / sd, _targets(y, kind, units), kind, l2, w, start)
     d = x.shape[1]
     wmat, b = theta[:d * units].reshape(d, units), theta[d * units:]
     kernel = wmat / sd[:, None]
