@@ -254,3 +254,19 @@ def test_text_wizard_steps(window, qtbot, tmp_path):
     assert window.pages[3].task.currentText() == "Single-label classification"
     assert window.next(), window.problem.text()
     assert window.state.project.task.type.value == "text_classification"
+
+
+def test_training_step_offers_presets_with_times(window, qtbot, color_data):
+    """Three presets with expected times once the data is scanned; Advanced reveals the phase table."""
+    scan_data(qtbot, window, color_data)
+    tp = window.pages[4]
+    window.go(4)
+    assert window.state.project.train.preset == "balanced" and tp.presets["balanced"].isChecked()
+    assert "≈" in tp.presets["fast"].text() and "machine" in tp.preset_note.text()
+    assert not tp.phases.isVisibleTo(tp)  # recipe: no phase table to puzzle over
+    tp.presets["fast"].setChecked(True)
+    assert window.state.project.train.preset == "fast"
+    tp.advanced.setChecked(True)
+    assert window.state.project.train.preset == "custom" and tp.phases.isVisibleTo(tp)
+    tp.advanced.setChecked(False)
+    assert window.state.project.train.preset == "fast" and not tp.phases.isVisibleTo(tp)

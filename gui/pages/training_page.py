@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QFormLayout, 
                                QTableWidgetItem, QVBoxLayout, QWidget)
 from PySide6.QtCore import Qt
 
-from tlapp.backbones.catalog import get_entry
+from tlapp.backbones.catalog import check_backbone
 from tlapp.config import EarlyStopping, Phase
 from tlapp.events import BATCH_END, CRASH, EPOCH_END, PHASE_START, PROGRESS, RUN_END, describe
 from tlapp.model.tasks import metric_name
@@ -174,8 +174,7 @@ class TrainingPage(WizardPage):
             for name, rb in self.presets.items():
                 rb.setText(PRESET_LABELS[name])
             return
-        entry = get_entry(p.backbone.name)
-        size = (p.backbone.sequence_length if p.task.type.is_text else p.backbone.image_size) or entry.default_size
+        entry, size, _ = check_backbone(p.backbone)
         est = estimate(p, len(rep.examples), entry.params_m, size)
         for name, rb in self.presets.items():
             e = est[name]
