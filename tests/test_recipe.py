@@ -139,3 +139,14 @@ def test_forced_finetune_keeps_only_what_validation_supports(color_data, tmp_pat
     best = result.metrics["best"]
     assert best["phase_name"] == ("finetune" if recipe["finetune_kept"] else "head")
     assert result.export["verified"] is True
+
+
+def test_mirror_never_skips_the_mirrored_pass(color_data, tmp_path):
+    from tlapp.training.run import train
+
+    events = []
+    d = _preset_project(color_data, finetune="never", mirror="never")
+    d["export"] = {"formats": []}
+    result = train(project_from_dict(d), tmp_path / "run", events.append)
+    assert [e.data["flip"] for e in events if e.type == "embeddings"] == [False]
+    assert result.metrics["recipe"]["mirror_augmentation"] is False

@@ -199,6 +199,10 @@ class Train(_Strict):
     refit: Literal["auto", "always", "never"] = Field(
         "auto", description="Presets: refit the head on train+validation for the final model (auto: when "
                             "there is no fine-tune; the honest estimate is then the cross-validation one).")
+    mirror: Literal["auto", "never"] = Field(
+        "auto", description="Presets, images: embed mirrored copies as extra training rows for the head; "
+                            "auto keeps them when cross-validation says they help (never: for data where "
+                            "left and right differ, e.g. text in images).")
     time_budget_s: Optional[float] = Field(
         None, gt=0, description="Presets: the most seconds a fine-tune may take (default: from the preset "
                                 "and the measured speed of this machine).")

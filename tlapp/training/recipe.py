@@ -184,7 +184,7 @@ def run_recipe(run: Run) -> None:
     examples = run.splits.train + run.splits.val
     units = int(run.model.head.output.shape[-1])
     x = run.embeddings(examples).astype(np.float64)
-    flip_ok = preset["flip"] and not task.is_text
+    flip_ok = preset["flip"] and not task.is_text and p.train.mirror == "auto"
     xf = run.embeddings(examples, flip=True).astype(np.float64) if flip_ok else None
     y = run.encoder.encode_all(examples)
     choice = _cv(run, x, y, xf, units)
