@@ -86,7 +86,8 @@ def summarise(report: ScanReport, folder_classes: list[str], label_task: Optiona
         report.class_weights = class_weights({c: n for c, n in report.counts.items() if n})
     if report.imbalance >= 1.5:
         report.warnings.append(
-            f"classes are imbalanced (largest/smallest = {report.imbalance}); class weights will be applied"
+            f"classes are imbalanced (largest/smallest = {report.imbalance}); class weights are used by custom "
+            "phases, and by the recipe when cross-validation says they help"
         )
     small = [c for c, n in report.counts.items() if 0 < n < 5]
     if small:
