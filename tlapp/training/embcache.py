@@ -40,9 +40,13 @@ def cache_key(examples: list[Example], backbone_id: dict[str, Any]) -> str:
 
 def compute(features_model: Any, dataset: Any, n_batches: int, on_batch: Optional[Callable[[int, int], None]] = None,
             should_stop: Optional[Callable[[], bool]] = None) -> np.ndarray:
-    """One forward pass of the feature extractor over ``dataset`` (images only)."""
+    """One forward pass of the feature extractor over ``dataset`` (images only).
+
+    Iterates exactly ``n_batches``: asking the parallel-decode pipeline for the end of its
+    data stalled 16-19 s after the last batch of 1,000 images (measured here; gone with ``take``).
+    """
     out = []
-    for i, batch in enumerate(dataset):
+    for i, batch in enumerate(dataset.take(n_batches) if hasattr(dataset, "take") else dataset):
         x = batch[0] if isinstance(batch, tuple) else batch
         out.append(np.asarray(features_model.predict_on_batch(x)))
         if on_batch:
