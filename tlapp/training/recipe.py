@@ -36,6 +36,7 @@ class Run(Protocol):
     project: Any
     splits: Any
     encoder: Any
+    report: Any
     log: Any
     best: dict[str, Any]
     best_weights: Optional[list[Any]]
@@ -67,6 +68,7 @@ FINETUNE = {"image": {"learning_rate": 1e-4, "freeze": FreezePlan(mode="top_bloc
 PRESETS = {"fast": {"flip": False, "epochs": 0, "budget_passes": 0.0, "budget_cap_s": 0.0},
            "balanced": {"flip": True, "epochs": 3, "budget_passes": 6.0, "budget_cap_s": 300.0},
            "best": {"flip": True, "epochs": 6, "budget_passes": 15.0, "budget_cap_s": 1800.0}}
+IMBALANCED = 1.5  # largest/smallest class ratio from which class weights are worth a CV candidate
 SATURATED = 0.99  # a CV score at or above this leaves nothing for a fine-tune to find
 # A head with hidden layers trains by Adam on the cached embeddings until validation loss stalls.
 HIDDEN_HEAD = Phase(name="head", epochs=200, learning_rate=1e-3, early_stopping=EarlyStopping(patience=10))
@@ -123,6 +125,9 @@ def decide_finetune(run: Run, cv_score: float, preset: dict[str, Any]) -> Decisi
 
 
 def _sample_weights(run: Run, y: np.ndarray) -> Optional[np.ndarray]:
+    """Balanced class weights per example, a CV candidate only where classes are imbalanced (>= 1.5x)."""
+    if run.report.imbalance < IMBALANCED:
+        return None
     cw = run.class_weight()
     return None if not cw else np.array([cw.get(int(c), 1.0) for c in y.astype(int).ravel()])
 
