@@ -17,7 +17,7 @@ from tlapp.events import BATCH_END, CRASH, EPOCH_END, PHASE_START, PROGRESS, RUN
 from tlapp.model.tasks import metric_name
 from tlapp.rundir import RunDir, absolute_data_path
 from tlapp.training.devices import devices
-from tlapp.training.estimate import describe_seconds, estimate
+from tlapp.training.estimate import describe_seconds, estimate, examples_used
 
 from ..charts import TrainingCharts
 from ..widgets import show_error
@@ -175,7 +175,8 @@ class TrainingPage(WizardPage):
                 rb.setText(PRESET_LABELS[name])
             return
         entry, size, _ = check_backbone(p.backbone)
-        est = estimate(p, len(rep.examples), entry.params_m, size)
+        n = examples_used(rep.counts, p.data.max_per_class) if p.task.type.is_single_label else len(rep.examples)
+        est = estimate(p, n, entry.params_m, size)
         for name, rb in self.presets.items():
             e = est[name]
             span = describe_seconds(e.low_s) if e.high_s - e.low_s < 5 else \
@@ -183,7 +184,7 @@ class TrainingPage(WizardPage):
             rb.setText(f"{PRESET_LABELS[name]}  (≈ {span})")
         first = next(iter(est.values()))
         self.preset_note.setText(
-            f"Times for {len(rep.examples):,} examples with {p.backbone.name}: "
+            f"Times for {n:,} examples with {p.backbone.name}: "
             + ("measured on this machine." if first.measured else
                "a rough guess until the first run measures this machine's speed."))
 

@@ -74,5 +74,10 @@ def estimate(project: Project, n_examples: int, params_m: float, size: int) -> d
     return out
 
 
+def examples_used(counts: dict[str, int], max_per_class: Optional[int]) -> int:
+    """How many examples a run will use (``data.max_per_class`` caps each class)."""
+    return sum(min(n, max_per_class) if max_per_class else n for n in counts.values())
+
+
 def describe_seconds(s: float) -> str:
     return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"
