@@ -65,14 +65,12 @@ def init(project: Path = typer.Argument(..., help="Project file to write (YAML).
 @app.command()
 def schema() -> None:
     """Print the project file's JSON schema."""
-
     dump(Project.model_json_schema())
 
 
 @app.command("render-config")
 def render_config(project: Path, set_: List[str] = typer.Option([], "--set", help="dotted.key=value")) -> None:
     """Print the project with every default filled in."""
-
     sys.stdout.write(project_to_yaml(apply_overrides(load_project(project), set_)))
 
 
@@ -80,7 +78,6 @@ def render_config(project: Path, set_: List[str] = typer.Option([], "--set", hel
 def scan_cmd(data: Path, as_json: bool = typer.Option(False, "--json"),
              task: str = typer.Option("image_classification", "--task")) -> None:
     """Decode every file (or read every text row) and report counts, imbalance and unusable entries."""
-
     report = scan_data(data, task.replace("-", "_"))
     if as_json:
         dump(report.as_dict())
@@ -118,7 +115,6 @@ def _print_scan(report: ScanReport) -> None:
 def backbones(as_json: bool = typer.Option(False, "--json"),
               all_: bool = typer.Option(False, "--all", help="Include test-only entries.")) -> None:
     """List the backbone catalog with offline weight availability."""
-
     rows = []
     for e in all_entries(include_test=all_):
         d = e.as_dict()
@@ -140,7 +136,6 @@ def backbones(as_json: bool = typer.Option(False, "--json"),
 def weights_import(path: Path, arch: Optional[str] = typer.Option(None, "--arch", help="timm architecture for a .pth"),
                    name: Optional[str] = typer.Option(None, "--name", help="Store name (e.g. a catalog name).")) -> None:
     """Import a weights file or folder for offline use."""
-
     res = import_weights(path, arch, name)
     out.print(f"imported {res.kind} -> {res.destination}", highlight=False)
 
@@ -161,7 +156,6 @@ def weights_install_text_default() -> None:
 @weights_app.command("list")
 def weights_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """Show what weights are available offline."""
-
     avail = available()
     if as_json:
         dump(avail)
@@ -176,7 +170,6 @@ def layers(backbone: str, as_json: bool = typer.Option(False, "--json"),
            weights: str = typer.Option("none", "--weights", help="'none' is enough to see the structure."),
            project: Optional[Path] = typer.Option(None, "--project", help="Show the plan of each phase of this project.")) -> None:
     """List the backbone's layers grouped by block, with parameter counts."""
-
     entry = get_entry(backbone)
     size_key = "sequence_length" if entry.modality == "text" else "image_size"
     built = build_any_backbone(Backbone(name=backbone, weights=weights, **{size_key: image_size}))
@@ -206,7 +199,6 @@ def layers(backbone: str, as_json: bool = typer.Option(False, "--json"),
 @app.command()
 def doctor(as_json: bool = typer.Option(False, "--json")) -> None:
     """Versions, devices, caches and whether the embedded default is ready."""
-
     info = collect()
     if as_json:
         dump(info)

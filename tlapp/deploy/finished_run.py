@@ -22,7 +22,8 @@ FORMATS = ("savedmodel", "keras", "h5")
 
 def _examples(run_dir: Path, data: Optional[Path], task: str) -> list[Example]:
     if data is None:
-        rows = RunDir(run_dir).read_json(RunDir(run_dir).split)
+        rd = RunDir(run_dir)
+        rows = rd.read_json(rd.split)
         if rows is None:
             raise DataError(f"{run_dir}: no split.json; pass --data")
         return [Example(*r) for r in rows["val"]]

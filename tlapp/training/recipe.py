@@ -80,6 +80,11 @@ GAIN_SHARE = 1 / 3
 PROOF_SE = 2.0  # "tell from noise": a gain of at least this many standard errors of the validation score
 
 
+def finetune_epochs(preset: dict[str, Any]) -> int:
+    """The preset's fine-tune epochs (a forced fine-tune under ``fast`` takes balanced's)."""
+    return preset["epochs"] or PRESETS["balanced"]["epochs"]
+
+
 def standard_error(score: float, n: int) -> float:
     """Standard error of an accuracy ``score`` measured on ``n`` examples."""
     return math.sqrt(max(score * (1 - score), 1e-6) / max(n, 1))
@@ -98,7 +103,7 @@ def decide_finetune(run: Run, cv_score: float, preset: dict[str, Any]) -> Decisi
     p, n_train, n_val = run.project, len(run.splits.train), len(run.splits.val)
     modality = "text" if p.task.type.is_text else "image"
     rate = run.embed_rate or 1.0
-    epochs = preset["epochs"] or PRESETS["balanced"]["epochs"]
+    epochs = finetune_epochs(preset)
     estimate = epochs * (n_train * STEP_COST[modality] + n_val) / rate
     budget = p.train.time_budget_s or min(preset["budget_passes"] * (n_train + n_val) / rate,
                                           preset["budget_cap_s"])
@@ -258,7 +263,7 @@ def _head_then_finetune(run: Run, x: np.ndarray, y: np.ndarray, xf: Optional[np.
     _record_head(run, logs, f"L-BFGS to convergence on {n_train} training examples")
     modality = "text" if task.is_text else "image"
     ft = FINETUNE[modality]
-    epochs = preset["epochs"] or PRESETS["balanced"]["epochs"]
+    epochs = finetune_epochs(preset)
     phase = Phase(name="finetune", epochs=epochs, learning_rate=ft["learning_rate"], schedule="cosine",
                   freeze=ft["freeze"],
                   augment=Augment(flip=xf is not None), use_embedding_cache=False,
