@@ -109,8 +109,8 @@ _LINES: dict[str, Callable[[dict[str, Any]], str]] = {
     RECIPE_DECISION: lambda d: f"recipe: {d['summary']}",
     PHASE_START: _phase_start,
     EMBEDDINGS: lambda d: f"  embeddings for {d['n']} examples ({'from cache' if d['cached'] else 'computed'})",
-    EPOCH_END: lambda d: (f"  epoch {d['epoch']}/{d['epochs']}: {_metrics(d['metrics'])}  "
-                          f"({d['images_per_s']:.0f} examples/s, {d['seconds']:.1f}s)"),
+    EPOCH_END: lambda d: f"  epoch {d['epoch']}/{d['epochs']}: {_metrics(d['metrics'])}" + (
+        f"  ({d['images_per_s']:.0f} examples/s, {d['seconds']:.1f}s)" if d.get("images_per_s") else ""),
     WARNING: lambda d: f"warning: {d['message']}",
     VERIFY: lambda d: f"export check (fresh process): {d['summary']}",
     RUN_END: _run_end,

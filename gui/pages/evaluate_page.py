@@ -100,7 +100,8 @@ class EvaluatePage(WizardPage):
         classes = self.evaluation.get("classes", [])
         if row < 0:
             chosen = [p for p in preds if p["true"] != p["pred"]]
-            self.cell_label.setText(f"Misclassified validation examples: {len(chosen)} "
+            which = "out-of-fold" if self.evaluation.get("method") == "cross-validation" else "validation"
+            self.cell_label.setText(f"Misclassified {which} examples: {len(chosen)} "
                                     "(click a confusion-matrix cell to see those examples)")
         else:
             t, pr = classes[row], classes[col]
