@@ -1,31 +1,46 @@
 """Live training charts (pyqtgraph): loss and metric per batch (smoothed) and
-per epoch for train and val, with phase boundaries marked."""
+per epoch for train and val, with phase boundaries marked.
+
+Colours follow the application palette (light or dark); the legend is a line
+of text above the plots, so it never covers data."""
 from __future__ import annotations
 
 from typing import Any
 
 import pyqtgraph as pg
-from PySide6.QtWidgets import QHBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from tlapp.events import BATCH_END, EPOCH_END, PHASE_START
 
-_COLORS = {"train": (60, 120, 220), "val": (230, 120, 40), "batch": (150, 150, 150)}
+from .theme import SERIES as _COLORS
+from .theme import muted_color, text_color
+
+
+def _hex(rgb: tuple[int, int, int]) -> str:
+    return "#%02x%02x%02x" % rgb
 
 
 class _Panel(pg.PlotWidget):
-    def __init__(self, title: str, key: str, legend_offset: tuple[int, int] = (-10, 10)) -> None:
-        super().__init__(title=title)
+    def __init__(self, title: str, key: str) -> None:
+        super().__init__()
         self.key = key
         self.setBackground(None)
         self.showGrid(x=True, y=True, alpha=0.25)
-        self.addLegend(offset=legend_offset, brush=pg.mkBrush(255, 255, 255, 170), labelTextColor=(60, 60, 60))
-        self.setLabel("bottom", "epoch")
-        self.batch = self.plot([], [], pen=pg.mkPen(_COLORS["batch"], width=1), name="train (batch, smoothed)")
-        self.train = self.plot([], [], pen=pg.mkPen(_COLORS["train"], width=2), symbol="o", symbolSize=5,
-                               symbolBrush=_COLORS["train"], name="train (epoch)")
-        self.val = self.plot([], [], pen=pg.mkPen(_COLORS["val"], width=2), symbol="o", symbolSize=5,
-                             symbolBrush=_COLORS["val"], name="val (epoch)")
+        self.fg = text_color().name()
+        for side in ("left", "bottom"):
+            self.getAxis(side).setPen(muted_color())
+            self.getAxis(side).setTextPen(self.fg)
+        self.set_title(title)
+        self.setLabel("bottom", "epoch", color=self.fg)
+        self.batch = self.plot([], [], pen=pg.mkPen(_COLORS["batch"], width=1))
+        self.train = self.plot([], [], pen=pg.mkPen(_COLORS["train"], width=2), symbol="o", symbolSize=6,
+                               symbolBrush=_COLORS["train"], symbolPen=None)
+        self.val = self.plot([], [], pen=pg.mkPen(_COLORS["val"], width=2), symbol="o", symbolSize=6,
+                             symbolBrush=_COLORS["val"], symbolPen=None)
         self.reset()
+
+    def set_title(self, title: str) -> None:
+        self.getPlotItem().setTitle(title, color=self.fg)
 
     def reset(self) -> None:
         self.bx: list[float] = []
@@ -58,8 +73,9 @@ class _Panel(pg.PlotWidget):
             self.val.setData(self.vx, self.vy)
 
     def mark_phase(self, x: float, name: str) -> None:
-        line = pg.InfiniteLine(pos=x, angle=90, pen=pg.mkPen((120, 120, 120), style=pg.QtCore.Qt.PenStyle.DashLine),
-                               label=name, labelOpts={"position": 0.9, "color": (120, 120, 120)})
+        grey = muted_color()
+        line = pg.InfiniteLine(pos=x, angle=90, pen=pg.mkPen(grey, style=pg.QtCore.Qt.PenStyle.DashLine),
+                               label=name, labelOpts={"position": 0.95, "color": grey})
         self.addItem(line)
 
 
@@ -69,12 +85,25 @@ class TrainingCharts(QWidget):
     def __init__(self) -> None:
         super().__init__()
         self.loss = _Panel("Loss", "loss")
-        self.metric = _Panel("Accuracy", "accuracy", legend_offset=(-10, -30))
-        lay = QHBoxLayout(self)
+        self.metric = _Panel("Accuracy", "accuracy")
+        self.legend = QLabel(
+            f"<span style='color:{_hex(_COLORS['train'])}'>●━ train (per epoch)</span> &nbsp; "
+            f"<span style='color:{_hex(_COLORS['val'])}'>●━ validation (per epoch)</span> &nbsp; "
+            f"<span style='color:{_hex(_COLORS['batch'])}'>━ train (per batch, smoothed)</span> &nbsp; "
+            "┆ phase start")
+        plots = QHBoxLayout()
+        plots.setContentsMargins(0, 0, 0, 0)
+        plots.addWidget(self.loss)
+        plots.addWidget(self.metric)
+        lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.loss)
-        lay.addWidget(self.metric)
+        lay.addWidget(self.legend)
+        lay.addLayout(plots, 1)
         self.reset()
+
+    def epoch_points(self) -> int:
+        """Epoch points drawn so far (a one-step head solve gives one: nothing worth a chart)."""
+        return len(self.loss.ex)
 
     def reset(self) -> None:
         self.offset = 0.0  # epochs completed in earlier phases
@@ -84,7 +113,7 @@ class TrainingCharts(QWidget):
 
     def set_metric(self, key: str, title: str) -> None:
         self.metric.key = key
-        self.metric.setTitle(title)
+        self.metric.set_title(title)
 
     def on_event(self, ev: dict[str, Any]) -> None:
         t, d = ev["type"], ev.get("data", {})

@@ -30,6 +30,13 @@ class ProjectState(QObject):
         self.dirty = False
         self.scan_report: Any = None
         self.run_dir: Optional[Path] = None
+        self.blank = True  # a new window's placeholder project: no data chosen yet
+
+    def reset(self, project: Project, path: Optional[Path] = None, run_dir: Optional[Path] = None) -> None:
+        """Start over with ``project`` (a new project from data, or a finished run's config)."""
+        self.project, self.path, self.run_dir = project, path, run_dir
+        self.scan_report, self.dirty, self.blank = None, path is None and run_dir is None, False
+        self.changed.emit()
 
     def update(self, section: str, **values: Any) -> None:
         """Replace fields of one section, validating through the schema."""
@@ -44,7 +51,7 @@ class ProjectState(QObject):
 
     def load(self, path: Path) -> None:
         self.project = load_project(path)
-        self.path, self.dirty, self.scan_report = Path(path), False, None
+        self.path, self.dirty, self.scan_report, self.run_dir, self.blank = Path(path), False, None, None, False
         self.changed.emit()
 
     def save(self, path: Optional[Path] = None) -> Path:

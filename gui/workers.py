@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import queue
+import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -28,10 +29,23 @@ class FunctionWorker(QThread):
     done = Signal(object)
     failed = Signal(str, str)  # one-line message, details
     progress = Signal(int, int)
+    live: set["FunctionWorker"] = set()  # running workers, so closing the window can wait for them
 
-    def __init__(self, fn: Callable[..., Any], *args: Any, with_progress: bool = False, **kwargs: Any) -> None:
+    @classmethod
+    def stop_all(cls, timeout_ms: int = 30000) -> None:
+        """Ask every running worker to stop and wait for it (a QThread destroyed while running aborts)."""
+        for w in list(cls.live):
+            w.stop()
+        for w in list(cls.live):
+            w.wait(timeout_ms)
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, with_progress: bool = False, with_stop: bool = False,
+                 **kwargs: Any) -> None:
+        """``with_progress``: pass ``progress=(done, total)`` callback; ``with_stop``: pass
+        ``should_stop`` (True after :meth:`stop`)."""
         super().__init__()
-        self.fn, self.args, self.kwargs, self.with_progress = fn, args, kwargs, with_progress
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+        self.with_progress, self.with_stop = with_progress, with_stop
         self._stop = False
 
     def stop(self) -> None:
@@ -40,11 +54,26 @@ class FunctionWorker(QThread):
     def should_stop(self) -> bool:
         return self._stop
 
+    def _throttled_progress(self, done: int, total: int) -> None:
+        """At most ~20 updates a second reach the GUI (a scan reports every file), and always the last."""
+        now = time.monotonic()
+        if done >= total or now - self._last_progress >= 0.05:
+            self._last_progress = now
+            self.progress.emit(done, total)
+
+    def start(self, *args: Any) -> None:
+        FunctionWorker.live.add(self)
+        self.finished.connect(lambda: FunctionWorker.live.discard(self))
+        super().start(*args)
+
     def run(self) -> None:
+        self._last_progress = 0.0
         try:
             kw = dict(self.kwargs)
             if self.with_progress:
-                kw["progress"] = lambda a, b: self.progress.emit(a, b)
+                kw["progress"] = self._throttled_progress
+            if self.with_stop:
+                kw["should_stop"] = self.should_stop
             self.done.emit(self.fn(*self.args, **kw))
         except Exception as e:  # reported to the user, never swallowed
             self.failed.emit(str(e).splitlines()[0] if str(e) else type(e).__name__, traceback.format_exc())

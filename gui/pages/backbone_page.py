@@ -1,14 +1,34 @@
-"""Step 2 — Backbone: a searchable catalog table, input size, weights import."""
+"""Step 2 — Backbone: a searchable catalog table with published ImageNet
+accuracy, size, CPU latency measured on this machine and a "recommended for
+your data" mark; input size, weights import."""
 from __future__ import annotations
 
 from typing import Optional
 
 from PySide6.QtCore import QSortFilterProxyModel, Qt
 from PySide6.QtGui import QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
-                               QPushButton, QSpinBox, QTableView, QVBoxLayout)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QTableView,
+    QVBoxLayout,
+)
 
-from tlapp.backbones.catalog import all_entries, check_backbone, get_entry
+from tlapp.backbones.catalog import (
+    all_entries,
+    check_backbone,
+    get_entry,
+    weights_origin,
+)
+from tlapp.backbones.speed import cached_latencies, measure_latency, recommend
 from tlapp.backbones.weights import import_weights, offline_status
 from tlapp.base.errors import TlappError
 from tlapp.config import Backbone
@@ -17,82 +37,164 @@ from ..widgets import show_error
 from ..workers import FunctionWorker
 from .base import WizardPage
 
-COLUMNS = ["Name", "Family", "Params (M)", "Input", "Scaling", "Offline", "Licence"]
+COLUMNS = ["", "Name", "Family", "ImageNet top-1", "Params (M)", "CPU ms/image (measured here)", "Input",
+           "Weights here", "Licence"]
+NAME = 1
+HEADER_TIPS = [
+    "★: recommended for your data (the smallest backbone within a point of the best published accuracy "
+    "that suits your number of examples and has weights here)",
+    "Backbone name, as written in the project file", "Architecture family",
+    "Published ImageNet-1k top-1 accuracy (%), single centre crop; hover a cell for the source. A higher figure "
+    "usually transfers better, but the gain shrinks on small data sets.",
+    "Parameters in millions, without the ImageNet classifier: memory and fine-tune time grow with it",
+    "Milliseconds per image of the forward pass on this computer's CPU, measured here (press Measure speed); "
+    "never copied from elsewhere",
+    "Default input size in pixels (text: tokens)",
+    "✓: pretrained weights are on this computer (works offline). ✗: downloaded on first use when online, "
+    "or import them with Import weights…",
+    "Licence of the weights"]
+
+
+class _Item(QStandardItem):
+    """A table cell that sorts by its number (``UserRole``), not its text."""
+
+    def __init__(self, text: str, key: object = None) -> None:
+        super().__init__(text)
+        self.setEditable(False)
+        self.setData(text.lower() if key is None else key, Qt.ItemDataRole.UserRole)
 
 
 class BackbonePage(WizardPage):
     title = "Backbone"
+    intro = ("The backbone is the pretrained network whose knowledge your model reuses. Larger ones score higher "
+             "on ImageNet but train and run slower; with a few hundred examples per class a small one is usually "
+             "within a point of a large one. ★ marks the one recommended for your data and ✓ the ones whose "
+             "weights are on this computer. Select a row, then press Next.")
 
     def __init__(self, state) -> None:
         super().__init__(state)
         self.worker: Optional[FunctionWorker] = None
         self.search = QLineEdit()
         self.search.setPlaceholderText("Search backbones (name or family)…")
+        self.search.setToolTip("Filter the table: any part of a name or family, e.g. 'mobile' or 'efficient'")
+        self.only_here = QCheckBox("Only backbones with weights here")
+        self.only_here.setToolTip("Hide backbones whose weights would have to be downloaded first")
+        self.only_here.toggled.connect(lambda: self.fill())
         self.model = QStandardItemModel(0, len(COLUMNS))
         self.model.setHorizontalHeaderLabels(COLUMNS)
+        for c, tip in enumerate(HEADER_TIPS):
+            self.model.horizontalHeaderItem(c).setToolTip(tip)
         self.proxy = QSortFilterProxyModel()
         self.proxy.setSourceModel(self.model)
+        self.proxy.setSortRole(Qt.ItemDataRole.UserRole)
         self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.proxy.setFilterKeyColumn(-1)
         self.search.textChanged.connect(self.proxy.setFilterFixedString)
         self.table = QTableView()
+        self.table.setObjectName("backboneTable")
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
-        self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QTableView.SelectionMode.SingleSelection)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setAlternatingRowColors(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)  # columns fill the width
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.ResizeToContents)
         self.table.verticalHeader().setVisible(False)
         self.table.selectionModel().selectionChanged.connect(self._selected)
         self.size = QSpinBox()
         self.size.setRange(16, 1024)
         self.size.setMaximumWidth(120)
         self.size.setSingleStep(16)
+        self.size.setToolTip("Images are resized to this many pixels square (text: tokens read per example). "
+                             "Default: the backbone's own size. Smaller is faster; detail-heavy images may need more.")
         self.weights = QComboBox()
         self.weights.setEditable(True)
         self.weights.addItems(["imagenet", "none"])
+        self.weights.setToolTip("imagenet: pretrained weights (the point of transfer learning). none: random "
+                                "start, only for experiments. A path: weights you imported.")
         self.alpha = QComboBox()
         self.alpha.addItems(["(default)", "0.25", "0.35", "0.5", "0.75", "1.0", "1.3", "1.4"])
-        self.info = QLabel()
+        self.alpha.setToolTip("MobileNet width multiplier: below 1 is thinner and faster, above 1 wider. "
+                              "Default 1.0. Pretrained weights exist only for some widths and sizes.")
+        self.info = QLabel("Select a backbone to see where its weights come from and its licence.")
         self.info.setWordWrap(True)
+        self.info.setObjectName("backboneInfo")
         imp = QPushButton("Import weights…")
+        imp.setToolTip("Use weights you have as a file or folder (.h5, .keras, .pth, a keras-hub / Hugging Face "
+                       "preset folder): checked, then stored in tlapp's model store for offline use")
         imp.clicked.connect(self.import_weights)
-        form = QFormLayout()
+        self.measure_btn = QPushButton("Measure speed")
+        self.measure_btn.setToolTip("Time the selected backbone's forward pass on this computer (a few seconds; "
+                                    "large backbones longer). The result is kept for this machine.")
+        self.measure_btn.clicked.connect(self.measure)
+        form = self.form = QFormLayout()
         self.size_label = QLabel("Input size")
         form.addRow(self.size_label, self.size)
         form.addRow("Weights", self.weights)
         form.addRow("Width (alpha)", self.alpha)
+        side = QVBoxLayout()
+        side.addWidget(self.measure_btn)
+        side.addWidget(imp)
+        side.addStretch(1)
         row = QHBoxLayout()
         row.addLayout(form, 1)
-        row.addWidget(imp, 0, Qt.AlignmentFlag.AlignTop)
+        row.addLayout(side)
+        top = QHBoxLayout()
+        top.addWidget(self.search, 1)
+        top.addWidget(self.only_here)
         lay = QVBoxLayout(self)
-        lay.addWidget(self.search)
+        lay.addLayout(top)
         lay.addWidget(self.table, 1)
         lay.addWidget(self.info)
         lay.addLayout(row)
+        self.recommended: Optional[str] = None
         self.fill()
 
     def fill(self) -> None:
+        keep = self.selected_name() if hasattr(self, "model") and self.model.rowCount() else None
         self.model.setRowCount(0)
         self.modality = "text" if self.state.project.task.type.is_text else "image"
-        for e in all_entries(include_test=True, modality=self.modality):
-            cells = [e.name, e.family, f"{e.params_m:.1f}", str(e.default_size), e.preprocessing,
-                     "✓" if offline_status(e.name) else "✗", e.licence]
-            items = [QStandardItem(c) for c in cells]
-            for it in items:
-                it.setEditable(False)
+        entries = all_entries(include_test=True, modality=self.modality)
+        rep = self.state.scan_report
+        n = len(rep.examples) if rep is not None else 1000
+        here = {e.name: offline_status(e.name) for e in entries}
+        self.recommended = recommend([e for e in entries if not e.test_only], n, here.__getitem__)
+        speeds = cached_latencies()
+        for e in entries:
+            if self.only_here.isChecked() and not here[e.name]:
+                continue
+            ms = speeds.get(f"{e.name}@{e.default_size}")
+            star = e.name == self.recommended
+            items = [_Item("★" if star else "", 0 if star else 1), _Item(e.name), _Item(e.family),
+                     _Item(f"{e.top1:.1f}%" if e.top1 else "—", e.top1 or -1.0), _Item(f"{e.params_m:.1f}", e.params_m),
+                     _Item(f"{ms:.1f}" if ms is not None else "—", ms if ms is not None else 1e9),
+                     _Item(str(e.default_size), e.default_size), _Item("✓" if here[e.name] else "✗", not here[e.name]),
+                     _Item(e.licence)]
+            items[3].setToolTip(f"Source: {e.top1_source}" if e.top1 else
+                                "No published ImageNet figure recorded for this backbone")
+            items[5].setToolTip("Measured on this computer" if ms is not None else
+                                "Not measured yet: select the row and press Measure speed")
+            if star:
+                items[0].setToolTip(f"Recommended for {n:,} examples" if rep is not None else
+                                    "Recommended (scan your data to tailor this to its size)")
+            for it in items[1:3]:
                 it.setToolTip(e.notes or e.name)
             self.model.appendRow(items)
+        self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+        if keep:
+            self.select(keep)
 
     def selected_name(self) -> Optional[str]:
         rows = self.table.selectionModel().selectedRows()
-        return self.proxy.index(rows[0].row(), 0).data() if rows else None
+        return self.proxy.index(rows[0].row(), NAME).data() if rows else None
 
     def select(self, name: str) -> None:
         for r in range(self.proxy.rowCount()):
-            if self.proxy.index(r, 0).data() == name:
+            if self.proxy.index(r, NAME).data() == name:
                 self.table.selectRow(r)
-                self.table.scrollTo(self.proxy.index(r, 0))
+                self.table.scrollTo(self.proxy.index(r, NAME))
                 return
 
     def _selected(self) -> None:
@@ -103,14 +205,18 @@ class BackbonePage(WizardPage):
         if self.size.value() == 0 or self.state.project.backbone.name != name:
             self.size.setValue(e.default_size)
         self.alpha.setEnabled("alpha" in e.options)
-        self.info.setText(f"<b>{e.name}</b> — {e.family}, {e.params_m:.1f} M parameters, expects "
-                          f"'{e.preprocessing}' scaling (built into the model). {e.notes}")
+        self.form.setRowVisible(self.alpha, "alpha" in e.options)
+        acc = f"ImageNet top-1 {e.top1:.1f}% ({e.top1_source}); " if e.top1 else ""
+        rec = " <b>★ Recommended for your data.</b>" if name == self.recommended else ""
+        self.info.setText(f"<b>{e.name}</b> — {e.family}, {acc}{e.params_m:.1f} M parameters; input scaling "
+                          f"'{e.preprocessing}' is built into the exported model.{rec}<br><b>Weights:</b> "
+                          f"{weights_origin(e)}. <b>Licence:</b> {e.licence}.")
 
     def refresh(self) -> None:
         b = self.state.project.backbone
         want = "text" if self.state.project.task.type.is_text else "image"
-        if want != getattr(self, "modality", None):
-            self.fill()
+        self.fill()  # the recommendation follows the data; the speeds may have been measured meanwhile
+        self.table.setColumnHidden(3, want == "text")
         self.size_label.setText("Sequence length" if want == "text" else "Input size")
         self.select(b.name)
         self.size.setValue((b.sequence_length if want == "text" else b.image_size) or get_entry(b.name).default_size)
@@ -141,6 +247,18 @@ class BackbonePage(WizardPage):
         except (TlappError, ValueError) as err:
             return str(err).splitlines()[0]
         return None
+
+    def measure(self) -> None:
+        name = self.selected_name()
+        if not name or (self.worker is not None and self.worker.isRunning()):
+            return
+        cfg = self._config(name).model_copy(update={"image_size": None, "sequence_length": None})  # the table's size
+        self.worker = FunctionWorker(measure_latency, cfg)
+        self.worker.done.connect(lambda ms: (self.fill(), self.info.setText(
+            f"<b>{name}</b>: {ms:.1f} ms per image on this computer's CPU (batch of 8, median of 3).")))
+        self.worker.failed.connect(lambda m, d: show_error(self, m, d))
+        self.info.setText(f"Measuring {name} on this computer… (building the network, then timing three batches)")
+        self.worker.start()
 
     def import_weights(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import weights", "",

@@ -10,6 +10,7 @@ from ..state import ProjectState
 
 class WizardPage(QWidget):
     title = "Step"
+    intro = ""  # one paragraph under the heading: what this step does and what to do here
 
     def __init__(self, state: ProjectState) -> None:
         super().__init__()

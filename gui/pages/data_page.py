@@ -1,5 +1,6 @@
-"""Step 1 — Data: choose a folder / CSV / TFDS name, scan in the background,
-see class counts, sample thumbnails, unusable files and the split."""
+"""Step 1 — Data: choose a folder / CSV / TFDS name (or drop it on the window),
+scan in the background with progress and Cancel, see class counts, sample
+thumbnails, unusable files and the split."""
 from __future__ import annotations
 
 import random
@@ -7,40 +8,76 @@ from pathlib import Path
 from typing import Optional
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
-                               QPushButton, QSlider, QSpinBox, QSplitter, QTableWidget, QTableWidgetItem,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from tlapp.base.errors import DataError
+from tlapp.base.progress import Rate
 from tlapp.config import DEFAULT_TEXT_BACKBONE
 from tlapp.data.sources import scan_project_data
-from tlapp.data.starter import source_kind
+from tlapp.data.starter import guess_task, source_kind
 
-from ..workers import FunctionWorker
+from ..empty import EmptyState
+from ..theme import BAD, WARN
 from ..widgets import BarChart, ThumbGrid, show_error
+from ..workers import FunctionWorker
 from .base import WizardPage
+
+IMAGE_HINT = "Folder with one sub-folder per class (e.g. photos/cats, photos/dogs), or a CSV of path,label"
+TEXT_HINT = "CSV/TSV with a text and a label column, or a folder with one sub-folder of .txt files per class"
 
 
 class DataPage(WizardPage):
     title = "Data"
+    intro = ("Point tlapp at your examples — type a path, press Browse…, or drop a folder or CSV on this window. "
+             "Scanning decodes every file once, so training never trips over a bad one; you then see how many "
+             "examples each class has, a sample of them, and anything skipped and why. Finally choose how many "
+             "examples to hold out for validation, then press Next.")
 
     def __init__(self, state) -> None:
         super().__init__(state)
         self.worker: Optional[FunctionWorker] = None
+        self.setAcceptDrops(True)
         self.kind = QComboBox()
         self.kind.addItems(["Images", "Text"])
-        self.kind.setToolTip("What the examples are: image files, or texts (CSV/TSV rows or .txt files)")
+        self.kind.setToolTip("What the examples are: image files, or texts (CSV/TSV rows or .txt files). "
+                             "Changing it picks the matching default backbone.")
         self.source = QComboBox()
         self.source.addItems(["folder", "csv", "tfds"])
+        self.source.setToolTip("Where the examples come from: a folder per class, a CSV/TSV table, or a "
+                               "TensorFlow Datasets name (downloaded when online). Set from the path you give.")
         self.text_col, self.label_col = QLineEdit(), QLineEdit()
         self.text_col.setPlaceholderText("text column (default: text)")
         self.label_col.setPlaceholderText("label column (default: label)")
+        self.text_col.setToolTip("The CSV column that holds the texts. Empty: a column named 'text', or the "
+                                 "longer field of a header-less file.")
+        self.label_col.setToolTip("The CSV column that holds the labels. Empty: a column named 'label'.")
         self.path = QLineEdit()
-        self.path.setPlaceholderText("Folder with one sub-folder per class, or a CSV of path,label")
+        self.path.setPlaceholderText(IMAGE_HINT)
+        self.path.setToolTip("Your data: a folder, a CSV/TSV file, or a TFDS name. Press Enter to scan.")
+        self.path.returnPressed.connect(self.start_scan)
         browse = QPushButton("Browse…")
+        browse.setToolTip("Pick a folder (images) or a table (text, or image CSV)")
         browse.clicked.connect(self.browse)
         self.scan_btn = QPushButton("Scan")
-        self.scan_btn.clicked.connect(self.start_scan)
+        self.scan_btn.setToolTip("Read every file once and report what is usable (runs in the background; "
+                                 "press again to cancel)")
+        self.scan_btn.clicked.connect(self._scan_clicked)
         row = QHBoxLayout()
         row.addWidget(self.kind)
         row.addWidget(self.source)
@@ -49,14 +86,23 @@ class DataPage(WizardPage):
         row.addWidget(self.scan_btn)
         self.progress = QProgressBar()
         self.progress.setVisible(False)
-        self.summary = QLabel("Pick your data to start.")
+        self.progress.setObjectName("scanProgress")
+        self.rate = Rate()
+        self.summary = QLabel("No data yet. Choose a folder or a table above (or drop one here), then press Scan.")
         self.summary.setWordWrap(True)
         self.val = self._slider(0, 50)
+        self.val.setToolTip("Share of each class held out to measure accuracy honestly (never trained on). "
+                            "Default 20%. With the Fast/Balanced recipes small data sets are cross-validated, "
+                            "so no example is wasted.")
         self.test = self._slider(0, 40)
+        self.test.setToolTip("Share held out for a final test, touched once at the end. Default 0%: most "
+                             "small projects are better served by validation alone.")
         self.val_label, self.test_label = QLabel(), QLabel()
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
-        split = QFormLayout()
+        self.seed.setToolTip("Seed of the random split. Keep it to compare runs on the same split; change it "
+                             "to check a result is not luck.")
+        split = self.split_form = QFormLayout()
         for label, slider, text in (("Validation", self.val, self.val_label), ("Test", self.test, self.test_label)):
             h = QHBoxLayout()
             h.addWidget(slider, 1)
@@ -67,6 +113,7 @@ class DataPage(WizardPage):
         cols.addWidget(self.text_col)
         cols.addWidget(self.label_col)
         split.addRow("Text columns", cols)
+        self.text_cols_row = split.rowCount() - 1
         self.lengths = BarChart()
         self.samples = QTableWidget(0, 2)
         self.samples.setHorizontalHeaderLabels(["Label", "Text (sample rows)"])
@@ -74,19 +121,34 @@ class DataPage(WizardPage):
         self.samples.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.kind.currentTextChanged.connect(self._kind_changed)
         self.chart = BarChart()
+        self.chart.setToolTip("Examples per class. Very uneven bars: tlapp weighs the classes so the small "
+                              "ones still count.")
         self.thumbs = ThumbGrid(64)
+        self.thumbs.setToolTip("Four random examples per class: check the labels look right")
         self.bad = QTableWidget(0, 2)
         self.bad.setHorizontalHeaderLabels(["Skipped file", "Reason"])
         self.bad.horizontalHeader().setStretchLastSection(True)
         self.bad.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.chart_box = EmptyState(self.chart, "Examples per class appear here after the scan.")
+        self.thumbs_box = EmptyState(self.thumbs, "A sample of your images, four per class, appears here after "
+                                                  "the scan.")
+        self.lengths_box = EmptyState(self.lengths, "Text lengths appear here after the scan; they set how many "
+                                                    "tokens the model reads.")
+        self.samples_box = EmptyState(self.samples, "Sample rows (label and text) appear here after the scan.")
+        self.bad_box = EmptyState(self.bad, "Files that cannot be used (unreadable, empty, unsupported) are "
+                                            "listed here with the reason, after the scan.")
         views = QSplitter(Qt.Orientation.Vertical)
+        views.setObjectName("dataViews")
         top = self.top = QSplitter(Qt.Orientation.Horizontal)
-        top.addWidget(self.chart)
-        top.addWidget(self.thumbs)
-        top.addWidget(self.lengths)
-        top.addWidget(self.samples)
+        top.setObjectName("dataTop")
+        top.addWidget(self.chart_box)
+        top.addWidget(self.thumbs_box)
+        top.addWidget(self.lengths_box)
+        top.addWidget(self.samples_box)
         views.addWidget(top)
-        views.addWidget(self.bad)
+        views.addWidget(self.bad_box)
+        views.setStretchFactor(0, 3)
+        views.setStretchFactor(1, 1)
         lay = QVBoxLayout(self)
         lay.addLayout(row)
         lay.addWidget(self.progress)
@@ -108,12 +170,12 @@ class DataPage(WizardPage):
 
     def _kind_changed(self) -> None:
         text = self.is_text()
-        for w in (self.lengths, self.samples, self.text_col, self.label_col):
+        for w in (self.lengths_box, self.samples_box):
             w.setVisible(text)
-        self.thumbs.setVisible(not text)
+        self.split_form.setRowVisible(self.text_cols_row, text)
+        self.thumbs_box.setVisible(not text)
         self.top.setSizes([300, 0, 300, 500] if text else [500, 500, 0, 0])
-        self.path.setPlaceholderText("CSV/TSV with text and label columns, or a folder of .txt files per class"
-                                     if text else "Folder with one sub-folder per class, or a CSV of path,label")
+        self.path.setPlaceholderText(TEXT_HINT if text else IMAGE_HINT)
 
     def _split_labels(self) -> None:
         self.val_label.setText(f"{self.val.value()}%")
@@ -126,16 +188,25 @@ class DataPage(WizardPage):
         self.text_col.setText(d.text_column or "")
         self.label_col.setText(d.label_column or "")
         self.source.setCurrentText(d.source)
-        self.path.setText(d.tfds_name if d.source == "tfds" else (d.path or ""))
+        self.path.setText("" if self.state.blank else d.tfds_name if d.source == "tfds" else (d.path or ""))
         self.val.setValue(round(d.val_fraction * 100))
         self.test.setValue(round(d.test_fraction * 100))
         self.seed.setValue(d.seed)
         self._split_labels()
         if self.state.scan_report is not None:
             self.show_report(self.state.scan_report)
+        elif not (self.worker is not None and self.worker.isRunning()):
+            self._show_empty()
+
+    def _show_empty(self) -> None:
+        self._show_empty_boxes(None)
+        self.summary.setText("No data yet. Choose a folder or a table above (or drop one here), then press Scan."
+                             if self.state.blank else "Press Scan to read your data.")
 
     def commit(self) -> None:
         src, text = self.source.currentText(), self.path.text().strip()
+        if self.state.blank and not text:
+            return  # nothing chosen yet: keep the placeholder project as it is
         if src != "tfds" and text:
             # A file is a table (CSV/TSV), a folder is a folder: no way to get this wrong.
             where = Path(text).expanduser()
@@ -155,6 +226,7 @@ class DataPage(WizardPage):
             d["backbone"] = {"name": DEFAULT_TEXT_BACKBONE, "weights": "pretrained"} if self.is_text() else {}
             self.state.scan_report = None
         self.state.set_dict(d)
+        self.state.blank = False
 
     def browse(self) -> None:
         if self.source.currentText() == "csv":
@@ -165,39 +237,90 @@ class DataPage(WizardPage):
             self.path.setText(path)
             self.start_scan()
 
+    def accept_path(self, path: Path, visible: bool) -> bool:
+        """A folder or file dropped on the window while this step shows: use it and scan."""
+        if not visible or path.suffix.lower() in (".yaml", ".yml"):
+            return False
+        try:
+            self.kind.setCurrentText("Text" if guess_task(path).is_text else "Images")
+        except DataError as e:
+            show_error(self, str(e))
+            return True
+        self.path.setText(str(path))
+        self.start_scan()
+        return True
+
+    def dragEnterEvent(self, e) -> None:  # noqa: N802 - Qt API
+        if e.mimeData().hasUrls():
+            e.acceptProposedAction()
+
+    def dropEvent(self, e) -> None:  # noqa: N802 - Qt API
+        urls = [u.toLocalFile() for u in e.mimeData().urls() if u.isLocalFile()]
+        if urls and self.accept_path(Path(urls[0]), True):
+            e.acceptProposedAction()
+
+    def scanning(self) -> bool:
+        return self.worker is not None and self.worker.isRunning()
+
+    def _scan_clicked(self) -> None:
+        if self.scanning():
+            self.worker.stop()
+            self.summary.setText("Cancelling the scan…")
+        else:
+            self.start_scan()
+
     def start_scan(self) -> None:
+        if self.state.blank and not self.path.text().strip():
+            self.summary.setText(f"<span style='color:{BAD}'>Choose your data first</span>: type a path, press "
+                                 "Browse…, or drop a folder or CSV on the window.")
+            return
         try:
             self.commit()
         except Exception as e:
             show_error(self, str(e))
             return
-        if self.worker is not None and self.worker.isRunning():
+        if self.scanning():
             return
         project, pfile = self.state.project, self.state.path
-
-        self.worker = FunctionWorker(scan_project_data, project, pfile, with_progress=True)
+        self.worker = FunctionWorker(scan_project_data, project, pfile, with_progress=True, with_stop=True)
         self.worker.progress.connect(self._progress)
         self.worker.done.connect(self._scanned)
         self.worker.failed.connect(self._failed)
+        self.rate = Rate()
         self.progress.setVisible(True)
-        self.progress.setValue(0)
-        self.scan_btn.setEnabled(False)
+        self.progress.setMaximum(0)  # busy until the file list is known
+        self.progress.setFormat("listing files…")
+        self.scan_btn.setText("Cancel scan")
+        self.state.scan_report = None
+        self._show_empty_boxes("Scanning… results appear here when every file has been read.")
         self.summary.setText("Scanning… every file is decoded once so training never trips over a bad one.")
         self.worker.start()
 
     def _progress(self, done: int, total: int) -> None:
         self.progress.setMaximum(max(total, 1))
         self.progress.setValue(done)
+        self.progress.setFormat(self.rate.text(done, total, "files"))
+
+    def _scan_ended(self) -> None:
+        self.progress.setVisible(False)
+        self.scan_btn.setText("Scan")
 
     def _failed(self, msg: str, details: str) -> None:
-        self.progress.setVisible(False)
-        self.scan_btn.setEnabled(True)
+        self._scan_ended()
+        if "scan cancelled" in msg:
+            self.summary.setText(f"Scan cancelled. {msg.split(': ', 1)[-1].capitalize()}. Press Scan to start again.")
+            self._show_empty_boxes("The scan was cancelled; press Scan to read your data.")
+            return
         self.summary.setText(f"<b>Scan failed:</b> {msg}")
+        self._show_empty_boxes("Nothing to show: the scan failed (see the message above).")
         show_error(self, msg, details)
 
+    def _show_empty_boxes(self, message: Optional[str]) -> None:
+        for box in (self.chart_box, self.thumbs_box, self.lengths_box, self.samples_box, self.bad_box):
+            box.show_empty(message)
+
     def _scanned(self, report) -> None:
-        self.progress.setVisible(False)
-        self.scan_btn.setEnabled(True)
+        self._scan_ended()
         self.state.scan_report = report
         self.state.scanned.emit(report)
         self.show_report(report)
@@ -207,10 +330,13 @@ class DataPage(WizardPage):
         lines = [f"<b>{len(report.examples)}</b> usable {unit} in <b>{len(report.classes)}</b> classes; "
                  f"{len(report.bad)} unusable (skipped), {len(report.ignored)} ignored; "
                  f"imbalance {report.imbalance}."]
-        lines += [f"<span style='color:#c80'>⚠ {w}</span>" for w in report.warnings]
-        lines += [f"<span style='color:#c00'>✗ class '{c}' has no usable images</span>" for c in report.empty_classes]
+        lines += [f"<span style='color:{WARN}'>⚠ {w}</span>" for w in report.warnings]
+        lines += [f"<span style='color:{BAD}'>✗ class '{c}' has no usable images</span>" for c in report.empty_classes]
+        if not report.empty_classes and len(report.classes) >= 2:
+            lines.append("Looks good: press <b>Next</b> to choose a backbone.")
         self.summary.setText("<br>".join(lines))
         self.chart.set_counts(report.counts)
+        self.chart_box.show_content()
         if report.lengths:
             self.show_text(report)
             return
@@ -222,6 +348,7 @@ class DataPage(WizardPage):
         for c, paths in sorted(by_class.items()):
             sample += [(p, c) for p in rng.sample(paths, min(4, len(paths)))]
         self.thumbs.set_items(sample)
+        (self.thumbs_box.show_content if sample else self.thumbs_box.show_empty)()
         self._fill_bad(report.bad + report.ignored)
 
     def show_text(self, report) -> None:
@@ -230,6 +357,8 @@ class DataPage(WizardPage):
         mids = [f"{(a + b) / 2:.0f}" for a, b in zip(h["edges"][:-1], h["edges"][1:])]
         self.lengths.set_counts(dict(zip(mids, h["counts"])))
         self.lengths.setTitle(f"Words/text: p95 {L['p95_words']:.0f} → {L['suggested_sequence_length']} tokens")
+        self.lengths_box.show_content()
+        self.samples_box.show_content()
         rng = random.Random(0)
         rows = rng.sample(report.examples, min(60, len(report.examples)))
         self.samples.setRowCount(len(rows))
@@ -239,6 +368,10 @@ class DataPage(WizardPage):
         self._fill_bad(report.bad)
 
     def _fill_bad(self, rows: list) -> None:
+        if not rows:
+            self.bad_box.show_empty("✓ Every file was usable: nothing skipped.")
+        else:
+            self.bad_box.show_content()
         self.bad.setRowCount(len(rows))
         for r, b in enumerate(rows):
             self.bad.setItem(r, 0, QTableWidgetItem(b.path))
@@ -247,7 +380,8 @@ class DataPage(WizardPage):
     def validate(self) -> Optional[str]:
         rep = self.state.scan_report
         if rep is None:
-            return "Scan the data first (press Scan)."
+            return "Scan the data first (press Scan)." if not self.state.blank else \
+                "Choose your data first: type a path, press Browse…, or drop a folder or CSV on the window."
         try:
             rep.require_usable()
         except DataError as e:

@@ -4,35 +4,58 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QLabel, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QLabel,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from tlapp.rundir import RunDir
 
+from ..empty import EmptyState
 from ..widgets import ThumbGrid
 from .base import WizardPage
 
 
 class EvaluatePage(WizardPage):
     title = "Evaluate"
+    intro = ("How well the trained model does on examples it never learned from: accuracy, which classes it "
+             "confuses (rows: the true class, columns: what the model said) and per-class scores. Click a cell "
+             "of the matrix to see those examples; then press Next to export and try the model.")
 
     def __init__(self, state) -> None:
         super().__init__(state)
         self.evaluation: dict[str, Any] = {}
-        self.summary = QLabel("Train a model to see its evaluation.")
+        self.summary = QLabel("No evaluation yet: train a model on the Training step (or open a finished run "
+                              "with File > Open run…).")
         self.summary.setWordWrap(True)
         self.matrix = QTableWidget()
         self.matrix.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.matrix.cellClicked.connect(self.show_cell)
+        self.matrix.setToolTip("Rows: true class; columns: predicted class. The diagonal is right; click any cell "
+                               "to see its examples below.")
         self.per_class = QTableWidget(0, 4)
         self.per_class.setHorizontalHeaderLabels(["Precision", "Recall", "F1", "Support"])
         self.per_class.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.cell_label = QLabel("Misclassified validation examples (click a confusion-matrix cell to filter):")
+        self.per_class.setToolTip("Precision: of the examples called this class, the share that were. Recall: of "
+                                  "this class's examples, the share found. F1: their balance. Support: examples.")
+        self.cell_label = QLabel("")
         self.images = ThumbGrid(72)
+        self.matrix_box = EmptyState(self.matrix, "The confusion matrix appears here after training: which "
+                                                  "classes the model mixes up.")
+        self.per_class_box = EmptyState(self.per_class, "Precision, recall and F1 for each class appear here "
+                                                        "after training.")
+        self.images_box = EmptyState(self.images, "Examples the model got wrong appear here, with what it said "
+                                                  "and how sure it was.")
         top = QSplitter(Qt.Orientation.Horizontal)
-        for title, w in (("Confusion matrix (rows: true, columns: predicted)", self.matrix),
-                         ("Per class", self.per_class)):
+        top.setObjectName("evaluateTop")
+        for title, w in (("Confusion matrix (rows: true, columns: predicted)", self.matrix_box),
+                         ("Per class", self.per_class_box)):
             box = QWidget()
             bl = QVBoxLayout(box)
             bl.setContentsMargins(0, 0, 0, 0)
@@ -43,10 +66,14 @@ class EvaluatePage(WizardPage):
         lay.addWidget(self.summary)
         lay.addWidget(top, 2)
         lay.addWidget(self.cell_label)
-        lay.addWidget(self.images, 1)
+        lay.addWidget(self.images_box, 1)
 
     def refresh(self) -> None:
         if self.state.run_dir is None or not RunDir(self.state.run_dir).is_finished():
+            self.evaluation = {}
+            for box in (self.matrix_box, self.per_class_box, self.images_box):
+                box.show_empty()
+            self.cell_label.setText("")
             return
         rd = RunDir(self.state.run_dir)
         self.evaluation = rd.read_json(rd.evaluation, {})
@@ -67,6 +94,12 @@ class EvaluatePage(WizardPage):
         if best.get("restored"):
             parts.append(f"best weights from phase '{best['phase_name']}' epoch {best['epoch']} were kept")
         self.summary.setText(" · ".join(parts))
+        has_matrix = bool(self.evaluation.get("confusion_matrix"))
+        for box in (self.matrix_box, self.per_class_box):
+            if has_matrix:
+                box.show_content()
+            else:
+                box.show_empty("This task has no confusion matrix; its metrics are in the line above.")
         self.fill_matrix()
         self.show_cell(-1, -1)
 
@@ -107,7 +140,12 @@ class EvaluatePage(WizardPage):
             t, pr = classes[row], classes[col]
             chosen = [p for p in preds if p["true"] == t and p["pred"] == pr]
             self.cell_label.setText(f"True '{t}', predicted '{pr}': {len(chosen)} example(s)")
-        if chosen and "text" in chosen[0]:
+        if not chosen:
+            self.images_box.show_empty("✓ No examples in this cell." if row >= 0 else
+                                       "✓ The model got every evaluated example right.")
+            return
+        self.images_box.show_content()
+        if "text" in chosen[0]:
             self.images.set_texts([f"[{p['true']}→{p['pred']} {p.get('score', 0):.2f}] {p['text']}" for p in chosen[:200]])
         else:
             self.images.set_items([(p["path"], f"{p['true']}→{p['pred']} {p.get('score', 0):.2f}")

@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Optional
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+)
 
 from tlapp.deploy.predict import Predictor, find_export
 from tlapp.rundir import RunDir
@@ -40,6 +48,9 @@ class DropLabel(QLabel):
 
 class ExportPage(WizardPage):
     title = "Export"
+    intro = ("Training already exported your model and checked it in a fresh process, as a deployment would load "
+             "it. Here you can add formats or export to another folder, open the folder, and try the exported "
+             "model on your own images or texts.")
 
     def __init__(self, state) -> None:
         super().__init__(state)
@@ -48,16 +59,26 @@ class ExportPage(WizardPage):
         self.formats = {f: QCheckBox(label) for f, label in
                         (("savedmodel", "SavedModel (TF Serving / TFLite converter)"), ("keras", ".keras"),
                          ("h5", "Legacy .h5"))}
+        for f, tip in (("savedmodel", "TensorFlow's deployment format: TF Serving, TFLite and TF.js converters. "
+                                      "Takes raw images (uint8 or float). Always recommended."),
+                       ("keras", "Keras 3 file: reload with keras.saving.load_model to keep training or inspect"),
+                       ("h5", "Legacy Keras 2 format, only for old tools that need it")):
+            self.formats[f].setToolTip(tip)
         self.dest = QLineEdit()
         self.dest.setPlaceholderText("Export folder (default: the run's export/)")
         browse = QPushButton("Browse…")
         browse.clicked.connect(lambda: self.dest.setText(QFileDialog.getExistingDirectory(self, "Export to") or
                                                          self.dest.text()))
+        self.dest.setToolTip("Where 'Export again' writes. Empty: the run's own export/ folder.")
         self.export_btn = QPushButton("Export again")
+        self.export_btn.setToolTip("Write the ticked formats again (to the folder at the left) and re-check them "
+                                   "in a fresh process")
         self.export_btn.clicked.connect(self.reexport)
         self.open_btn = QPushButton("Open folder")
+        self.open_btn.setToolTip("Show the exported model's folder in your file manager")
         self.open_btn.clicked.connect(lambda: open_folder(self.export_dir()))
-        self.parity = QLabel("No export yet.")
+        self.parity = QLabel("No export yet: train a model on the Training step (or open a finished run with "
+                             "File > Open run…); its export and the fresh-process check appear here.")
         self.parity.setWordWrap(True)
         self.drop = DropLabel(self.try_file)
         choose = QPushButton("Choose image…")
@@ -94,6 +115,11 @@ class ExportPage(WizardPage):
 
     def refresh(self) -> None:
         text = self.state.project.task.type.is_text
+        ready = self.state.run_dir is not None and RunDir(self.state.run_dir).is_finished()
+        for w in (self.drop, self.choose, self.text_in, self.export_btn, self.open_btn):
+            w.setEnabled(ready)
+        if not ready:
+            self.answer.setText("Once a model is trained, drop an image (or type a text) to see its answer here.")
         self.text_in.setVisible(text)
         self.drop.setVisible(not text)
         self.choose.setVisible(not text)
@@ -121,7 +147,9 @@ class ExportPage(WizardPage):
         return None if any(cb.isChecked() for cb in self.formats.values()) else "Choose at least one export format."
 
     def reexport(self) -> None:
-        from tlapp.deploy.finished_run import reexport  # loads TensorFlow: only when asked
+        from tlapp.deploy.finished_run import (
+            reexport,  # loads TensorFlow: only when asked
+        )
 
         if self.state.run_dir is None:
             show_error(self, "Train a model first.")

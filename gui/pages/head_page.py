@@ -3,10 +3,19 @@ from __future__ import annotations
 
 from typing import Optional
 
-from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QLineEdit, QListWidget, QVBoxLayout
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QVBoxLayout,
+)
 
 from tlapp.model.tasks import output_spec
 
+from ..empty import EmptyState
 from .base import WizardPage
 
 IMAGE_TASKS = {"Single-label classification": "image_classification", "Multi-label classification": "multi_label",
@@ -16,19 +25,32 @@ TEXT_TASKS = {"Single-label classification": "text_classification", "Multi-label
 
 class HeadPage(WizardPage):
     title = "Head & task"
+    intro = ("The head turns the backbone's features into your answer. Choose the task — one label per example, "
+             "several labels, or a number — and, if you like, dropout or hidden layers. The defaults suit most "
+             "data; press Next to train.")
 
     def __init__(self, state) -> None:
         super().__init__(state)
         self.task = QComboBox()
         self.task.addItems(list(IMAGE_TASKS))
+        self.task.setToolTip("Single-label: each example has exactly one class (the usual case). Multi-label: "
+                             "any number of labels (CSV with ';'-separated labels). Regression: a number per image.")
         self.pooling = QComboBox()
         self.pooling.addItems(["avg", "max"])
+        self.pooling.setToolTip("How the backbone's feature map becomes one vector. avg (default) suits most "
+                                "images; max can help when the object is small. Text: cls uses the first token.")
         self.dropout = QDoubleSpinBox()
         self.dropout.setRange(0, 0.9)
         self.dropout.setSingleStep(0.05)
+        self.dropout.setToolTip("Share of features randomly dropped while training the head: fights "
+                                "over-fitting on small data. Default 0.2.")
         self.hidden = QLineEdit()
         self.hidden.setPlaceholderText("e.g. 256, 128 (empty: a single output layer)")
+        self.hidden.setToolTip("Extra dense layers between the backbone and the output. Empty (default) is "
+                               "best for most data; hidden layers rarely help with few examples.")
         self.classes = QListWidget()
+        self.classes_box = EmptyState(self.classes, "The classes found by the scan appear here (scan your data "
+                                                    "on the Data step).")
         self.note = QLabel()
         self.note.setWordWrap(True)
         form = QFormLayout()
@@ -39,7 +61,7 @@ class HeadPage(WizardPage):
         lay = QVBoxLayout(self)
         lay.addLayout(form)
         lay.addWidget(QLabel("Classes (from the data scan):"))
-        lay.addWidget(self.classes, 1)
+        lay.addWidget(self.classes_box, 1)
         lay.addWidget(self.note)
 
     def refresh(self) -> None:
@@ -58,8 +80,9 @@ class HeadPage(WizardPage):
         self.hidden.setText(", ".join(str(h) for h in p.head.hidden))
         self.classes.clear()
         rep = self.state.scan_report
+        (self.classes_box.show_content if rep is not None and rep.counts else self.classes_box.show_empty)()
         if rep is not None:
-            self.classes.addItems([f"{c}  ({n})" for c, n in rep.counts.items()])
+            self.classes.addItems([f"{c}  ({n} examples)" for c, n in rep.counts.items()])
             units, act = output_spec(p.task.type, len(rep.classes))
             self.note.setText(f"Output: {units} unit(s), {act}.")
 

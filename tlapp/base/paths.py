@@ -43,3 +43,11 @@ def keras_home() -> Path:
 def keras_models_dir() -> Path:
     """Where ``keras.utils.get_file`` caches application weights."""
     return keras_home() / "models"
+
+
+def projects_dir() -> Path:
+    """Where the wizard puts projects it creates itself (the example, unsaved runs).
+
+    ``TLAPP_PROJECTS`` overrides ``~/tlapp-projects`` (tests point it at a temp dir).
+    """
+    return Path(os.environ.get("TLAPP_PROJECTS", Path.home() / "tlapp-projects")).expanduser()

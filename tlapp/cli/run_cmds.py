@@ -20,6 +20,7 @@ from tlapp.config import Project, apply_overrides, load_project
 from tlapp.data.demo import demo_project
 from tlapp.data.scan_text import decode_bytes
 from tlapp.deploy.predict import Predictor, expand_inputs
+from tlapp.deploy.summary import summarize_run
 from tlapp.rundir import RunDir
 
 
@@ -40,17 +41,11 @@ def run_training(project: Optional[Project], run_dir: Path, project_file: Option
 
 
 def _summary(result: Any) -> None:
-    m = result.metrics
+    s = summarize_run(result.run_dir)
     out.print(f"run: {result.run_dir}", highlight=False)
-    ev, fin = m.get("evaluation", {}), m.get("final", {})
-    acc = ev.get("accuracy", fin.get("val_accuracy"))
-    if acc is not None and ev.get("method") == "cross-validation":
-        out.print(f"accuracy {acc:.4f}, estimated by {m['recipe']['cv']['folds']}-fold cross-validation on "
-                  f"{m['n_train'] + m['n_val']} examples (the final model was refit on all of them)", highlight=False)
-    elif acc is not None:
-        out.print(f"validation accuracy: {acc:.4f} ({m.get('n_val')} examples)", highlight=False)
-    if m.get("recipe", {}).get("summary"):
-        out.print(f"recipe: {m['recipe']['summary']}", highlight=False)
+    out.print(s.headline, highlight=False)
+    if s.recipe:
+        out.print(f"recipe: {s.recipe}", highlight=False)
     if result.export:
         out.print(f"export: {result.export['dir']}  verified: {result.export.get('verified')}", highlight=False)
 

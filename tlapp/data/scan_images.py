@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from tlapp.base.errors import DataError
+from tlapp.base.errors import Cancelled, DataError
 from tlapp.data.examples import BadFile, Example, ScanReport, summarise
 from tlapp.data.imageio import ImageProblem, load_rgb
 
@@ -121,6 +121,8 @@ def scan(source: str | Path, task: str = "image_classification", workers: int = 
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(check, items))
+    if should_stop and should_stop():
+        raise Cancelled(f"{source}: scan cancelled after {done[0]:,} of {len(items):,} files")
     for ex, bad in zip(items, results):
         (report.bad.append(bad) if bad else report.examples.append(ex))
     summarise(report, folder_classes)

@@ -82,19 +82,24 @@ def resolve_source(project: Project, project_file: Optional[Path]) -> Path:
 
 
 def scan_data(source: Path, task: str, text_column: Optional[str] = None, label_column: Optional[str] = None,
-              encoding: Optional[str] = None, progress: Optional[Callable[[int, int], None]] = None) -> ScanReport:
-    """Scan images or texts, as the task says: the one dispatch the CLI, the GUI and training use."""
+              encoding: Optional[str] = None, progress: Optional[Callable[[int, int], None]] = None,
+              should_stop: Optional[Callable[[], bool]] = None) -> ScanReport:
+    """Scan images or texts, as the task says: the one dispatch the CLI, the GUI and training use.
+
+    ``should_stop`` (images) cancels the scan: it raises :class:`Cancelled` once the running decodes end.
+    """
     if task.startswith("text_"):
         return scan_text(source, task, text_column, label_column, encoding)
-    return scan(source, task, progress=progress)
+    return scan(source, task, progress=progress, should_stop=should_stop)
 
 
 def scan_project_data(project: Project, project_file: Optional[Path],
-                      progress: Optional[Callable[[int, int], None]] = None) -> ScanReport:
+                      progress: Optional[Callable[[int, int], None]] = None,
+                      should_stop: Optional[Callable[[], bool]] = None) -> ScanReport:
     """Scan a project's data and report, whether or not it can train (the wizard shows every problem)."""
     d = project.data
     return scan_data(resolve_source(project, project_file), project.task.type.value, d.text_column,
-                     d.label_column, d.encoding, progress)
+                     d.label_column, d.encoding, progress, should_stop)
 
 
 def scan_project(project: Project, project_file: Optional[Path],

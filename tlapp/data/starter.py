@@ -7,8 +7,10 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
+from tlapp.base.errors import DataError
 from tlapp.config import DEFAULT_IMAGE_BACKBONE, DEFAULT_TEXT_BACKBONE, Project, TaskType, project_from_dict
 from tlapp.data.examples import ScanReport
+from tlapp.data.imageio import IMAGE_EXTS
 
 MAX_DEFAULT_SEQUENCE = 256  # longer default sequences cost more than they add for classification
 
@@ -16,6 +18,35 @@ MAX_DEFAULT_SEQUENCE = 256  # longer default sequences cost more than they add f
 def source_kind(path: Path) -> str:
     """'folder' for a directory of class folders, 'csv' for a file."""
     return "folder" if Path(path).is_dir() else "csv"
+
+
+def guess_task(path: Path) -> TaskType:
+    """Images or texts, from a quick look (what a dropped folder or file most likely is).
+
+    A folder whose class folders hold more ``.txt`` files than images is text; a
+    table whose header names a path/file/image column, or whose first field is an
+    image file name, lists images; any other table is text.
+    """
+    path = Path(path)
+    if path.is_dir():
+        images = texts = 0
+        for i, f in enumerate(p for p in path.rglob("*") if p.is_file()):
+            ext = f.suffix.lower()
+            images += ext in IMAGE_EXTS
+            texts += ext == ".txt"
+            if i >= 400:
+                break
+        return TaskType.text_classification if texts > images else TaskType.image_classification
+    try:
+        head = path.read_bytes()[:4096].decode("utf-8", "replace")
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    first = head.splitlines()[0] if head else ""
+    fields = [f.strip().strip('"').lower() for f in first.replace("\t", ",").split(",")]
+    if set(fields) & {"path", "file", "filename", "image", "image_path"} or \
+            (fields and Path(fields[0]).suffix in IMAGE_EXTS):
+        return TaskType.image_classification
+    return TaskType.text_classification
 
 
 def data_section(data: str, project_file: Path, **extra: Any) -> dict[str, Any]:

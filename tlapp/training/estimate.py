@@ -79,5 +79,3 @@ def examples_used(counts: dict[str, int], max_per_class: Optional[int]) -> int:
     return sum(min(n, max_per_class) if max_per_class else n for n in counts.values())
 
 
-def describe_seconds(s: float) -> str:
-    return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"

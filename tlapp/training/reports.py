@@ -37,6 +37,7 @@ class RunRecord:
     input_size: int
     freeze_map: list[dict[str, Any]]  # tlapp.backbones.freeze.block_summary of the final model
     recipe: dict[str, Any] = field(default_factory=dict)  # what the recipe decided, and its CV estimate
+    seconds: float = 0.0  # wall time of the (last) training session, scan to export
 
 
 def metric_mode(key: str) -> str:
@@ -65,7 +66,8 @@ def write_metrics(rec: RunRecord, evaluation: dict[str, Any], export: Optional[d
     metrics = {"final": final, "best": rec.best, "phases": _phase_summary(rec.history), "recipe": rec.recipe,
                "evaluation": {k: v for k, v in evaluation.items() if k != "predictions"},
                "export": export, "classes": rec.classes, "n_train": len(rec.splits.train),
-               "n_val": len(rec.splits.val), "n_test": len(rec.splits.test)}
+               "n_val": len(rec.splits.val), "n_test": len(rec.splits.test),
+               "seconds": round(rec.seconds, 1), "finished": time.time()}
     atomic_write_text(rec.run_dir.metrics, json.dumps(metrics, indent=2, default=float))
     return metrics
 

@@ -23,6 +23,7 @@ from tlapp.backbones.freeze import apply_plan, block_order, block_summary, param
 from tlapp.base.errors import Cancelled, TlappError
 from tlapp.base.fsutil import atomic_path
 from tlapp.base.paths import store_dir
+from tlapp.base.progress import Rate
 from tlapp.base.tfenv import quiet_import, visible_gpus
 from tlapp.config import Phase, Project, TaskType, load_project
 from tlapp.data.examples import Example, ScanReport
@@ -30,8 +31,19 @@ from tlapp.data.labels import LabelEncoder
 from tlapp.data.pipelines import image_dataset, text_dataset
 from tlapp.data.sources import scan_project
 from tlapp.data.split import Splits, cross_split_duplicates, split_examples
-from tlapp.events import (EMBEDDINGS, PHASE_END, PHASE_START, PROGRESS, RESUME, RUN_END, RUN_START, SCAN,
-                          WARNING, EventLog, EventSink)
+from tlapp.events import (
+    EMBEDDINGS,
+    PHASE_END,
+    PHASE_START,
+    PROGRESS,
+    RESUME,
+    RUN_END,
+    RUN_START,
+    SCAN,
+    WARNING,
+    EventLog,
+    EventSink,
+)
 from tlapp.model.head import Assembled, loss_and_metrics
 from tlapp.model.image_model import build_model
 from tlapp.model.optim import block_multipliers, make_optimizer
@@ -44,8 +56,8 @@ from tlapp.training.augment import augmented
 from tlapp.training.callbacks import EventCallback
 from tlapp.training.devices import device_scope
 from tlapp.training.estimate import record_speed
-from tlapp.training.recipe import run_recipe
 from tlapp.training.finish import RunResult, finish_run
+from tlapp.training.recipe import run_recipe
 
 tf, keras = quiet_import()
 # fit() warns that shuffle=True is ignored for tf.data input; our datasets shuffle themselves.
@@ -63,6 +75,7 @@ class Run:
                  should_stop: Optional[Callable[[], bool]] = None, project_file: Optional[Path] = None) -> None:
         self.project, self.run_dir, self.log = project, run_dir, log
         self.should_stop, self.project_file = should_stop, project_file
+        self.started = time.time()  # this session's start: a resumed run counts its own time
         self.best: dict[str, Any] = {}
         self.best_weights: Optional[list[np.ndarray]] = None
         self.history: list[dict[str, Any]] = []
@@ -150,9 +163,13 @@ class Run:
         stage = f"embedding {len(examples)} {'texts' if p.task.type.is_text else 'images'}" + \
             (" (mirrored)" if flip else "")
         nb = math.ceil(len(examples) / bs)
+        rate = Rate()
 
         def progress(i: int, _n: int) -> None:
-            self.log.emit(PROGRESS, stage=stage, done=min(i * bs, len(examples)), total=len(examples), last=i == nb)
+            done = min(i * bs, len(examples))
+            eta = rate.eta_s(done, len(examples))
+            self.log.emit(PROGRESS, stage=stage, done=done, total=len(examples), per_s=round(rate.per_s(done), 1),
+                          eta_s=None if eta is None else round(eta, 1), last=i == nb)
 
         if p.task.type.is_text:
             compute = lambda: text_embeddings(asm, examples, bs, self.should_stop, progress)  # noqa: E731

@@ -1,0 +1,42 @@
+"""Rate and time left for a long step (scan, embedding pass): one rule for the
+CLI, the GUI and the training events, so every progress bar agrees."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+def describe_seconds(s: float) -> str:
+    """``"42 s"`` below 90 seconds, ``"3.5 min"`` above: what a person reads at a glance."""
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"
+
+
+@dataclass
+class Rate:
+    """Items per second since the step started, and the seconds it still needs.
+
+    The first item is often slow (file cache, graph tracing), so the ETA stays
+    unknown until a few percent or two seconds of work are done.
+    """
+
+    started: float = field(default_factory=time.monotonic)
+
+    def per_s(self, done: int) -> float:
+        return done / max(time.monotonic() - self.started, 1e-6)
+
+    def eta_s(self, done: int, total: int) -> Optional[float]:
+        elapsed = time.monotonic() - self.started
+        if done <= 0 or total <= 0 or (done < 0.03 * total and elapsed < 2.0):
+            return None
+        return max(total - done, 0) * elapsed / done
+
+    def text(self, done: int, total: int, unit: str = "files") -> str:
+        """``"1,200 of 5,000 files · 310 files/s · about 12 s left"``."""
+        parts = [f"{done:,} of {total:,} {unit}"]
+        if done:
+            parts.append(f"{self.per_s(done):,.0f} {unit}/s")
+        eta = self.eta_s(done, total)
+        if eta is not None and done < total:
+            parts.append(f"about {describe_seconds(eta)} left")
+        return " · ".join(parts)
