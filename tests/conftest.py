@@ -23,6 +23,7 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TFDS_DATA_DIR"] = str(_TMP / "tfds")
+os.environ["TLAPP_PROJECTS"] = str(_TMP / "projects")  # the wizard's example and unsaved runs
 
 
 def _block_network() -> None:
@@ -116,3 +117,29 @@ def trained_run(color_data: Path, tmp_path_factory: pytest.TempPathFactory):
     run_dir = tmp_path_factory.mktemp("run") / "run"
     result = train(project_from_dict(tiny_project_dict(color_data)), run_dir, events.append)
     return result, events, run_dir
+
+
+@pytest.fixture
+def start_window(qtbot, tmp_path, request):
+    """The main window as a user first sees it (the start page), with a fake trainer
+    (``indirect`` param: another factory) and settings in a temp file."""
+    from gui_fakes import FakeTrainer
+    from PySide6.QtCore import QSettings
+
+    from gui.main_window import MainWindow
+
+    factory = getattr(request, "param", FakeTrainer)
+    w = MainWindow(trainer_factory=factory, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    if w.training.is_running():
+        w.training.cancel()
+        w.training.trainer.wait(60)
+
+
+@pytest.fixture
+def window(start_window):
+    """The main window showing the wizard's first step (what "New project" gives)."""
+    start_window.show_wizard()
+    return start_window

@@ -9,28 +9,12 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("PySide6")
-from PySide6.QtCore import QSettings, QTimer  # noqa: E402
-from PySide6.QtWidgets import QMessageBox  # noqa: E402
-
 from conftest import tiny_project_dict  # noqa: E402
 from gui_fakes import FakeTrainer  # noqa: E402
+from PySide6.QtCore import QTimer  # noqa: E402
+from PySide6.QtWidgets import QMessageBox  # noqa: E402
+
 from gui.workers import TrainingProcess  # noqa: E402
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, request):
-    from gui.main_window import MainWindow
-
-    factory = getattr(request, "param", FakeTrainer)
-    w = MainWindow(trainer_factory=factory, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(w)
-    w.show()
-    if not getattr(request, "function", None) or "welcome" not in request.function.__name__:
-        w.show_wizard()  # most tests drive the steps; the welcome tests start where a user does
-    yield w
-    if w.training.is_running():
-        w.training.cancel()
-        w.training.trainer.wait(60)
 
 
 def scan_data(qtbot, w, path: Path) -> None:
@@ -114,6 +98,7 @@ def test_head_and_backbone_validation(window, qtbot, color_data):
 
 def test_save_load_round_trip_equals_cli_file(window, qtbot, tmp_path, color_data, capsys):
     from test_config import run_cli
+
     from tlapp.config import load_project, project_to_yaml
 
     cli_file = tmp_path / "cli.yaml"
@@ -169,7 +154,7 @@ def _start_real(window, qtbot, tmp_path, color_data):
     return tp
 
 
-@pytest.mark.parametrize("window", [TrainingProcess], indirect=True)
+@pytest.mark.parametrize("start_window", [TrainingProcess], indirect=True)
 def test_real_cancel_mid_epoch_keeps_checkpoint_and_resumes(window, qtbot, tmp_path, color_data):
     tp = _start_real(window, qtbot, tmp_path, color_data)
     seen = []
@@ -191,7 +176,7 @@ def test_real_cancel_mid_epoch_keeps_checkpoint_and_resumes(window, qtbot, tmp_p
     assert [e["data"]["epoch"] for e in seen if e["type"] == "epoch_start"][0] == 2
 
 
-@pytest.mark.parametrize("window", [TrainingProcess], indirect=True)
+@pytest.mark.parametrize("start_window", [TrainingProcess], indirect=True)
 def test_close_while_training_asks_and_stops_cleanly(window, qtbot, tmp_path, color_data, monkeypatch):
     tp = _start_real(window, qtbot, tmp_path, color_data)
     qtbot.waitUntil(lambda: tp.charts.updates > 0, timeout=120000)
@@ -204,7 +189,7 @@ def test_close_while_training_asks_and_stops_cleanly(window, qtbot, tmp_path, co
     assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "cancelled"
 
 
-@pytest.mark.parametrize("window", [TrainingProcess], indirect=True)
+@pytest.mark.parametrize("start_window", [TrainingProcess], indirect=True)
 def test_event_loop_stays_responsive_during_real_training(window, qtbot, tmp_path, color_data, capsys):
     """A 20 ms QTimer probe while a real (tiny) training runs in the child process."""
     tp = _start_real(window, qtbot, tmp_path, color_data)
