@@ -57,16 +57,20 @@ def main() -> None:
 class Walker:
     """A real window on the virtual screen, with helpers to wait and to take screenshots."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, work: Path | None = None, dark: bool = False) -> None:
         from PySide6.QtCore import QSettings
         from PySide6.QtWidgets import QApplication
 
         from gui.main_window import MainWindow
+        from gui.theme import dark_palette
 
         out.mkdir(parents=True, exist_ok=True)
-        self.out, self.work = out, Path(tempfile.mkdtemp())
+        self.out, self.work = out, work or Path(tempfile.mkdtemp())
+        os.environ.setdefault("TLAPP_PROJECTS", str(self.work / "projects"))
         self.app = QApplication.instance() or QApplication([])
         self.app.setStyle("Fusion")
+        if dark:
+            self.app.setPalette(dark_palette())
         self.win = MainWindow(settings=QSettings(str(self.work / "s.ini"), QSettings.Format.IniFormat))
         self.win.resize(1280, 860)
         self.win.show()
@@ -90,7 +94,9 @@ class Walker:
             time.sleep(0.01)
 
     def shot(self, name: str) -> None:
-        self.wait(lambda: True)
+        from gui.widgets import ThumbGrid
+
+        self.wait(lambda: not any(t.loading() for t in self.win.findChildren(ThumbGrid)))
         win = self.win
         pix = win.screen().grabWindow(win.winId()) if os.environ.get("DISPLAY") else win.grab()
         pix.save(str(self.out / f"{name}.png"))
@@ -107,19 +113,41 @@ class Walker:
         tp = self.win.pages[4]
         tp.start()
         if live_shot:
-            self.wait(lambda: "embedding" in tp.counters.text() or tp.charts.updates > 12
-                      or tp.status_text != "running")
+            self.wait(lambda: (tp.step_progress.isVisible() and tp.step_progress.value() > 0)
+                      or tp.charts.updates > 12 or tp.status_text != "running")
             self.shot(live_shot)
         self.wait(lambda: tp.status_text != "running", timeout=1800)
 
 
+def empty_states(w: Walker) -> None:
+    """What a new user sees before doing anything: the start page and each step's empty state."""
+    w.shot("0-welcome")
+    w.win.show_wizard()
+    for i, name in enumerate(("data", "backbone", "layers", "head", "training", "evaluate", "export")):
+        if name in ("backbone", "layers"):
+            continue  # the catalog is never empty; layers show once a backbone is built
+        w.win.go(i, check=False)
+        w.shot(f"e{i + 1}-{name}-empty")
+    w.win.go(0, check=False)
+
+
 def run(out: Path, data: Path) -> None:
     w = Walker(out)
+    empty_states(w)
     w.open({"name": "signs", "data": {"path": str(data), "max_per_class": 20, "val_fraction": 0.25},
             "backbone": {"name": "efficientnet_lite0", "image_size": 96}})  # the default recipe
-    w.scan()
+    page = w.win.pages[0]
+    page.start_scan()
+    w.wait(lambda: page.progress.value() > 100 or not page.scanning())
+    w.shot("1-data-scanning")
+    w.wait(lambda: w.win.state.scan_report is not None and not page.scanning())
     w.shot("1-data")
     w.next()
+    bp = w.win.pages[1]
+    for name in ("mobilenet_v2", "efficientnet_lite0"):  # "Measure speed" on two rows, as a user would
+        bp.select(name)
+        bp.measure()
+        w.wait(lambda: not bp.worker.isRunning())
     w.shot("2-backbone")
     w.next()
     w.wait(lambda: bool(w.win.pages[2].table))
@@ -140,8 +168,21 @@ def run(out: Path, data: Path) -> None:
     ex.try_file(str(sorted((data / "3").iterdir())[-1]))
     w.wait(lambda: "score" in ex.answer.text() or "Cannot" in ex.answer.text())
     w.shot("7-export")
-    print("run dir:", w.win.state.run_dir, "| accuracy:", w.win.pages[5].evaluation.get("accuracy"))
+    run_dir = w.win.state.run_dir
+    print("run dir:", run_dir, "| accuracy:", w.win.pages[5].evaluation.get("accuracy"))
+    w.win.show_welcome()
+    w.shot("0-welcome-recent")
     w.win.close()
+    # Dark mode: a fresh window under a dark palette opens the finished run.
+    d = Walker(out, work=w.work, dark=True)
+    d.shot("dark-0-welcome")
+    d.win.open_run(Path(run_dir))
+    d.shot("dark-6-evaluate")
+    d.win.go(4, check=False)
+    d.shot("dark-5-training")
+    d.win.go(0, check=False)
+    d.shot("dark-1-data")
+    d.win.close()
 
 
 def run_text(out: Path, data: Path) -> None:

@@ -83,13 +83,14 @@ class MainWindow(QMainWindow):
         self.problem = QLabel()
         self.problem.setStyleSheet("color: #d03030;")
         self.problem.setWordWrap(True)
-        self.back_btn, self.next_btn = QPushButton("← &Back"), QPushButton("&Next →")
+        self.back_btn, self.next_btn = QPushButton("← Back"), QPushButton("Next →")
         self.back_btn.setToolTip("Previous step (Alt+B or Alt+Left)")
         self.next_btn.setToolTip("Check this step and go to the next one (Alt+N or Alt+Right)")
         self.back_btn.clicked.connect(self.back)
         self.next_btn.clicked.connect(self.next)
-        for key, fn in (("Alt+Left", self.back), ("Alt+Right", self.next)):
-            QShortcut(QKeySequence(key), self, activated=fn)
+        for key, fn in (("Alt+B", self.back), ("Alt+Left", self.back), ("Alt+N", self.next),
+                        ("Alt+Right", self.next)):
+            QShortcut(QKeySequence(key), self, activated=lambda fn=fn: not self.on_welcome() and fn())
         nav = QHBoxLayout()
         nav.addWidget(self.problem, 1)
         nav.addWidget(self.back_btn)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtGui import QColor, QIcon, QPalette
+from PySide6.QtGui import QColor, QIcon, QPalette, QPixmap
 from PySide6.QtWidgets import QApplication
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -16,10 +16,26 @@ SERIES = {"train": (64, 132, 230), "val": (240, 140, 50), "batch": (150, 150, 15
 WARN, BAD, GOOD = "#d08000", "#d03030", "#2e8b57"
 
 
+ICON_STROKE = "#3b78c4"
+
+
 def icon(name: str) -> QIcon:
-    """``assets/icons/<name>.svg`` (``"app"``: the application icon); an empty icon if missing."""
+    """``assets/icons/<name>.svg`` (``"app"``: the application icon); an empty icon if missing.
+
+    Step icons get a white variant for the selected state, so they stay visible on the highlight.
+    """
     path = ASSETS / "tlapp.svg" if name == "app" else ASSETS / "icons" / f"{name}.svg"
-    return QIcon(str(path)) if path.is_file() else QIcon()
+    if not path.is_file():
+        return QIcon()
+    svg = path.read_text()
+    ico = QIcon()
+    # Rendered to pixmaps (not QIcon(path)): the SVG icon engine ignores a separate Selected pixmap.
+    for colour, mode in ((None, QIcon.Mode.Normal), ("#ffffff", QIcon.Mode.Selected)):
+        text = svg.replace(ICON_STROKE, colour) if colour else svg
+        pix = QPixmap()
+        pix.loadFromData(text.replace("<svg ", '<svg width="64" height="64" ', 1).encode(), "SVG")
+        ico.addPixmap(pix, mode)
+    return ico
 
 
 def palette() -> QPalette:

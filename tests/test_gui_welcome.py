@@ -101,6 +101,7 @@ def test_open_a_finished_run_goes_to_evaluate_without_training(start_window, qtb
     assert w.pages[6].drop.isEnabled() and "Fresh-process check" in w.pages[6].parity.text()
     w.go(4, check=False)
     assert w.training.card.isVisible() and "tlapp predict" in w.training.card.copy_command()
+    assert w.training.charts.epoch_points() == 3 and "epoch" in w.training.log.toPlainText()  # replayed
     # It is remembered, with its result, on the start page.
     w.show_welcome()
     entries = w.recent_entries()
@@ -177,7 +178,7 @@ def test_scan_keeps_the_event_loop_responsive(window, qtbot, tmp_path):
     window.pages[0].start_scan()
     wait_scan(qtbot, window)
     timer.stop()
-    print(f"[scan responsiveness] {len(gaps)} probes, max gap {max(gaps) * 1000:.0f} ms")
+    print(f"[scan responsiveness] {len(gaps)} probes, max gap {max(gaps) * 1000:.0f} ms", [round(g * 1000) for g in gaps])
     assert len(window.state.scan_report.examples) == 450
     assert max(gaps) < 0.1
 
@@ -211,7 +212,7 @@ def test_backbone_table_ranks_by_accuracy_and_measures_speed(window, qtbot, colo
     assert window.next(), window.problem.text()
     bp = window.pages[1]
     headers = [bp.model.headerData(c, Qt.Orientation.Horizontal) for c in range(bp.model.columnCount())]
-    assert "ImageNet top-1" in headers and any("measured here" in h for h in headers)
+    assert "ImageNet top-1" in headers and any("(here)" in h for h in headers)
     rows = {bp.proxy.index(r, 1).data(): r for r in range(bp.proxy.rowCount())}
     star = [n for n, r in rows.items() if bp.proxy.index(r, 0).data() == "★"]
     assert star == [bp.recommended] and bp.recommended is not None
@@ -227,3 +228,32 @@ def test_backbone_table_ranks_by_accuracy_and_measures_speed(window, qtbot, colo
     rows = {bp.proxy.index(r, 1).data(): r for r in range(bp.proxy.rowCount())}
     assert bp.proxy.index(rows["tiny_cnn"], 5).data() not in ("—", None)
     assert "ms per image" in bp.info.text()
+
+
+def test_layout_is_remembered_and_keys_walk_the_steps(qtbot, tmp_path, color_data):
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QSplitter
+
+    from gui.main_window import MainWindow
+    from test_gui import scan_data
+
+    ini = str(tmp_path / "s.ini")
+    w = MainWindow(trainer_factory=FakeTrainer, settings=QSettings(ini, QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    w.show()
+    w.show_wizard()
+    split = w.findChild(QSplitter, "trainingSplit")
+    split.setSizes([100, 500, 50])
+    sizes = split.sizes()
+    w.resize(1000, 700)
+    scan_data(qtbot, w, color_data)
+    w.activateWindow()
+    QTest.keyClick(w, Qt.Key.Key_N, Qt.KeyboardModifier.AltModifier)  # Alt+N: next step
+    assert w.current == 1, w.problem.text()
+    QTest.keyClick(w, Qt.Key.Key_B, Qt.KeyboardModifier.AltModifier)  # Alt+B: back
+    assert w.current == 0
+    w.close()
+    w2 = MainWindow(trainer_factory=FakeTrainer, settings=QSettings(ini, QSettings.Format.IniFormat))
+    qtbot.addWidget(w2)
+    assert w2.findChild(QSplitter, "trainingSplit").sizes() == sizes
+    assert QSettings(ini, QSettings.Format.IniFormat).value("geometry") is not None  # (offscreen clamps sizes)

@@ -94,7 +94,10 @@ def _phase_start(d: dict[str, Any]) -> str:
 
 
 def _scan(d: dict[str, Any]) -> str:
-    lines = [f"data: {d['n_good']} examples in {len(d['counts'])} classes, {len(d['bad'])} unusable skipped"]
+    cap = d.get("max_per_class")
+    using = f" (using {d['used']:,}: at most {cap} per class)" if cap and d.get("used", d["n_good"]) < d["n_good"] \
+        else ""
+    lines = [f"data: {d['n_good']:,} examples in {len(d['counts'])} classes{using}, {len(d['bad'])} unusable skipped"]
     lines += [f"  skipped {b['path']}: {b['reason']}" for b in d["bad"][:20]]
     return "\n".join(lines)
 

@@ -62,6 +62,18 @@ class RunDir:
     def read_json(self, path: Path, default: Any = None) -> Any:
         return json.loads(path.read_text()) if path.is_file() else default
 
+    def read_events(self) -> list[dict[str, Any]]:
+        """The run's events in order; a torn last line (a killed run) is skipped."""
+        if not self.events.is_file():
+            return []
+        out = []
+        for line in self.events.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
     def write_status(self, status: str, message: str = "") -> None:
         atomic_write_text(self.status_file, json.dumps({"status": status, "message": message, "time": time.time()}))
 

