@@ -61,7 +61,7 @@ def test_csv_sources_and_errors(tmp_path, color_data):
     reg.write_text("".join(f"{f},{i * 0.5}\n" for i, f in enumerate(files[:5])))
     assert [e.label for e in scan(reg, "regression").examples][:2] == [0.0, 0.5]
     reg.write_text(f"{files[0]},tall\n")
-    with pytest.raises(DataError, match=r"reg.csv:1: label 'tall' is not a number"):
+    with pytest.raises(DataError, match=r"reg.csv:row 1, label \(column 2\): label 'tall' is not a number"):
         scan(reg, "regression")
     with pytest.raises(DataError, match="does not exist"):
         scan(tmp_path / "nothing")

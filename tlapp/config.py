@@ -21,6 +21,9 @@ DEFAULT_IMAGE_BACKBONE = "efficientnet_lite0"
 DEFAULT_TEXT_BACKBONE = "minilm_l6"
 
 
+MAX_LEARNING_RATE = 10.0  # above this no optimizer learns; refuse it before any work
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -155,7 +158,9 @@ class Phase(_Strict):
     name: str = "phase"
     epochs: int = Field(1, ge=0)
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
-    learning_rate: float = Field(1e-3, gt=0.0)
+    learning_rate: float = Field(1e-3, gt=0.0, le=MAX_LEARNING_RATE,
+                                 description=f"Peak learning rate; at most {MAX_LEARNING_RATE:g} (useful values: "
+                                 "1e-5 to 1e-2).")
     schedule: Literal["constant", "cosine", "step"] = "constant"
     step_every: int = Field(2, ge=1, description="Epochs between LR drops for schedule='step'.")
     step_factor: float = Field(0.5, gt=0.0, le=1.0)
@@ -284,13 +289,42 @@ def project_from_dict(d: dict[str, Any], source: str = "project") -> Project:
         raise ConfigError(_format_error(e, source)) from None
 
 
+MAX_PROJECT_BYTES = 1_000_000  # a project file is a few hundred bytes; anything near this is not one
+
+
+class _ProjectLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors and aliases: a project never needs them, and an
+    alias "billion laughs" would expand into gigabytes when the config is written back."""
+
+    def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML API
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.MarkedYAMLError(None, None, "aliases (*name) are not allowed in a project file",
+                                       event.start_mark)
+        return super().compose_node(parent, index)
+
+
 def load_project(path: str | Path) -> Project:
     """Read and validate a YAML project file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: project file not found")
+    size = path.stat().st_size
+    if size > MAX_PROJECT_BYTES:
+        raise ConfigError(f"{path}: {size:,} bytes is far too large for a project file (limit "
+                          f"{MAX_PROJECT_BYTES:,}); is it the right file?")
+    raw = path.read_bytes()
     try:
-        d = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8-sig")  # a BOM from a Windows editor is fine
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    try:
+        d = yaml.load(text, Loader=_ProjectLoader)  # noqa: S506 - a SafeLoader without aliases
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        hint = " (YAML indents with spaces, not tabs)" if "'\\t'" in str(e.problem) else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {e.problem}{hint}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(d, dict):

@@ -10,12 +10,16 @@ CLI, the GUI and the deploy tools never spell a file name themselves::
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
+from tlapp.base.errors import TlappError
 from tlapp.base.fsutil import atomic_write_text
 from tlapp.config import Project, project_to_yaml, resolve_data_path
 
@@ -53,7 +57,9 @@ class RunDir:
     export = property(lambda self: self.root / "export")
 
     def has_checkpoint(self) -> bool:
-        return (self.last_checkpoint / "state.json").is_file()
+        """A checkpoint to resume from: ``last``, or the one an interrupted save left (see checkpoint.choose)."""
+        c = self.checkpoints
+        return any((d / "state.json").is_file() for d in (c / "last", c / ".last.old", c / "previous"))
 
     def is_finished(self) -> bool:
         """A completed run: its metrics are written (the last file a run writes before its status)."""
@@ -74,14 +80,65 @@ class RunDir:
                 continue
         return out
 
+    lock_file = property(lambda self: self.root / "train.lock")
+
     def write_status(self, status: str, message: str = "") -> None:
-        atomic_write_text(self.status_file, json.dumps({"status": status, "message": message, "time": time.time()}))
+        atomic_write_text(self.status_file, json.dumps({"status": status, "message": message, "time": time.time(),
+                                                        "pid": os.getpid(), "host": socket.gethostname()}))
+
+    def status(self) -> dict[str, Any]:
+        """status.json, with "running" turned into "interrupted" when its process is gone
+        (a run killed with kill -9 or a power cut never wrote its end)."""
+        st = self.read_json(self.status_file, {}) or {}
+        if st.get("status") == "running" and st.get("host") == socket.gethostname() \
+                and not _alive(st.get("pid")):
+            st = {**st, "status": "interrupted",
+                  "message": "the training process ended without finishing (killed or crashed); resume it"}
+        return st
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """One trainer per run folder: a second ``tlapp train`` into it is refused while the
+        first runs; a lock left by a dead process is taken over."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.lock_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                other = self.read_json(self.lock_file, {}) if self.lock_file.stat().st_size else {}
+                if other.get("host") == me["host"] and not _alive(other.get("pid")):
+                    self.lock_file.unlink(missing_ok=True)  # stale: its process is gone
+                    continue
+                raise TlappError(f"{self.root}: another tlapp (pid {other.get('pid', '?')} on "
+                                 f"{other.get('host', '?')}) is training into this folder; wait for it to end "
+                                 "or choose another --out") from None
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(me))
+            break
+        try:
+            yield
+        finally:
+            self.lock_file.unlink(missing_ok=True)
 
     def write_resolved_config(self, project: Project) -> None:
         header = [f"# tlapp run config, written {time.strftime('%Y-%m-%d %H:%M:%S')}",
                   f"# data split seed: {project.data.seed}; training seed: {project.train.seed}",
                   "# versions: " + ", ".join(f"{k}={v}" for k, v in versions().items()), ""]
         atomic_write_text(self.config, "\n".join(header) + project_to_yaml(project))
+
+
+def _alive(pid: Any) -> bool:
+    """Whether a process with this pid exists on this machine."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def versions() -> dict[str, str]:

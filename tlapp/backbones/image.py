@@ -15,6 +15,7 @@ from typing import Any
 
 from tlapp.backbones.catalog import BackboneEntry, check_backbone, weights_file
 from tlapp.base.errors import WeightsError
+from tlapp.base.untrusted import check_h5, check_keras_file
 from tlapp.base.paths import keras_models_dir, tlapp_home
 from tlapp.base.tfenv import quiet_import, quiet_keras_hub
 from tlapp.config import Backbone as BackboneCfg
@@ -78,14 +79,32 @@ def _build_hub(entry: BackboneEntry, weights: str) -> tuple[Any, str]:
 def _load_path(model: Any, path: Path) -> None:
 
     _, keras = quiet_import()
+    if path.name.endswith(".keras"):
+        check_keras_file(path)
+    elif path.suffix == ".h5":
+        check_h5(path, str(path))
     try:
         if path.name.endswith(".keras"):
             src = keras.saving.load_model(path, compile=False, safe_mode=True)
+            _check_fit(path, model.weights, src.weights)
             model.set_weights(src.get_weights())
         else:
             model.load_weights(path)
+    except WeightsError:
+        raise
     except Exception as e:
         raise WeightsError(f"{path}: weights do not fit this backbone: {str(e).splitlines()[0]}") from None
+
+
+def _check_fit(path: Path, want: list[Any], have: list[Any]) -> None:
+    """Name the first layer whose weights do not fit, with both shapes (Keras only says "incompatible")."""
+    if len(want) != len(have):
+        raise WeightsError(f"{path}: has {len(have)} weight tensors, this backbone needs {len(want)}; "
+                           "it was saved from another architecture")
+    for w, h in zip(want, have):
+        if tuple(w.shape) != tuple(h.shape):
+            raise WeightsError(f"{path}: layer weight {w.path!r} needs shape {tuple(w.shape)}, the file has "
+                               f"{tuple(h.shape)} ({h.path!r})")
 
 
 def build_backbone(cfg: BackboneCfg) -> BuiltBackbone:

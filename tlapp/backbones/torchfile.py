@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from tlapp.base.errors import WeightsError
+from tlapp.base.untrusted import check_zip
 
 _DTYPES = {
     "DoubleStorage": np.float64, "FloatStorage": np.float32, "HalfStorage": np.float16,
@@ -51,6 +52,16 @@ class _Tensor:
         if self.storage.dtype_name == "BFloat16Storage":
             base = (base.astype(np.uint32) << 16).view(np.float32)
         item = base.itemsize
+        if any(n < 0 for n in self.size) or any(st < 0 for st in self.stride) or self.offset < 0 \
+                or len(self.stride) != len(self.size):
+            raise WeightsError(f"tensor on storage {self.storage.key!r} has an invalid shape/stride")
+        if 0 in self.size:
+            return np.zeros(self.size, base.dtype)
+        # The last element a view reads must lie inside its storage (as_strided would read past it).
+        last = self.offset + sum((n - 1) * st for n, st in zip(self.size, self.stride))
+        if last >= len(base):
+            raise WeightsError(f"tensor of shape {self.size} on storage {self.storage.key!r} reads element "
+                               f"{last:,} of a storage with {len(base):,}; the file is corrupt or crafted")
         if not self.size:
             return np.array(base[self.offset])
         arr = np.lib.stride_tricks.as_strided(
@@ -122,6 +133,7 @@ def _flatten(obj: Any, prefix: str, out: dict[str, np.ndarray]) -> None:
 
 def _load_zip(path: Path) -> Any:
     storages: dict[str, _Storage] = {}
+    check_zip(path)  # no member outside the archive, no link, no zip bomb
     with zipfile.ZipFile(path) as z:
         names = z.namelist()
         pkl = next((n for n in names if n.endswith("/data.pkl") or n == "data.pkl"), None)
@@ -138,6 +150,7 @@ def _load_zip(path: Path) -> Any:
 
 def _load_legacy(path: Path) -> Any:
     storages: dict[str, _Storage] = {}
+    size = path.stat().st_size
     with open(path, "rb") as f:
         safe = lambda: _RestrictedUnpickler(f, str(path), storages, zip_format=False).load()  # noqa: E731
         try:
@@ -154,6 +167,8 @@ def _load_legacy(path: Path) -> Any:
             st = storages[str(key)]
             dtype = np.dtype(_DTYPES[st.dtype_name])
             (n,) = struct.unpack("<q", f.read(8))
+            if n < 0 or n * dtype.itemsize > size - f.tell():
+                raise WeightsError(f"{path}: storage {key!r} declares {n:,} elements, more than the file holds")
             st.data = np.frombuffer(f.read(n * dtype.itemsize), dtype=dtype)
     return obj
 
@@ -167,14 +182,24 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: file not found")
-    obj = _load_zip(path) if zipfile.is_zipfile(path) else _load_legacy(path)
+    try:
+        obj = _load_zip(path) if zipfile.is_zipfile(path) else _load_legacy(path)
+    except WeightsError:
+        raise
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, IndexError, struct.error, EOFError,
+            pickle.UnpicklingError, OSError) as e:
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0][:120] if str(e) else ''})") from None
     if isinstance(obj, dict):
         for k in ("state_dict", "model", "model_state_dict"):
             if k in obj and isinstance(obj[k], dict):
                 obj = obj[k]
                 break
     out: dict[str, np.ndarray] = {}
-    _flatten(obj, "", out)
+    try:
+        _flatten(obj, "", out)
+    except (ValueError, TypeError, IndexError) as e:
+        raise WeightsError(f"{path}: a tensor cannot be read ({e})") from None
     if not out:
         raise WeightsError(f"{path}: no tensors found")
     return {k.removeprefix("module."): v for k, v in out.items()}

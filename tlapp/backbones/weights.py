@@ -24,9 +24,10 @@ from tlapp.backbones.catalog import all_entries, get_entry, weights_file
 from tlapp.backbones.text import minilm_path
 from tlapp.backbones.torchfile import load_state_dict
 from tlapp.base.errors import WeightsError
-from tlapp.base.fsutil import atomic_dir
+from tlapp.base.fsutil import atomic_dir, atomic_path
 from tlapp.base.paths import keras_models_dir, store_dir, tlapp_home
 from tlapp.base.tfenv import quiet_keras_hub
+from tlapp.base.untrusted import check_h5, check_keras_config, check_keras_file
 
 
 @dataclass
@@ -53,21 +54,42 @@ def _looks_like_keras_cache_name(name: str) -> bool:
 
 
 def _check_hdf5(path: Path) -> None:
+    """A weights-only HDF5 file that reads nothing outside itself (full models are refused)."""
     import h5py
 
-    try:
-        with h5py.File(path, "r"):
-            pass
-    except OSError as e:
-        raise WeightsError(f"{path}: not a readable HDF5 weights file ({e})") from None
+    check_h5(path, str(path))
+    with h5py.File(path, "r") as f:
+        if "model_config" in f.attrs:
+            raise WeightsError(f"{path}: a full-model .h5 (architecture + weights); tlapp imports weights only "
+                               "— save them with model.save_weights('x.weights.h5') or use a .keras file")
+
+
+def _copy_into_store(src: Path, dest: Path) -> Path:
+    """Copy atomically: an interrupted import never leaves a half-written file in the store."""
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
+    return dest
+
+
+def _no_links(folder: Path) -> None:
+    """A folder to import must not point outside itself (a link could read any file)."""
+    for p in folder.rglob("*"):
+        if p.is_symlink():
+            raise WeightsError(f"{folder}: {p.relative_to(folder)} is a symbolic link; copy the real files "
+                               "into the folder and import it again")
 
 
 def _import_preset_folder(path: Path, name: Optional[str]) -> Imported:
     """Text folders and keras-hub presets are kept whole (tokenizer, image converter and all);
     Hugging Face / timm image folders are converted once into a keras-hub preset."""
 
+    _no_links(path)
+    try:
+        check_keras_config(json.loads((path / "config.json").read_text()), str(path / "config.json"))
+    except ValueError as e:
+        raise WeightsError(f"{path / 'config.json'}: not valid JSON ({e})") from None
     kh = quiet_keras_hub()
-    dest = tlapp_home() / "presets" / (name or path.name)
+    dest = tlapp_home() / "presets" / _safe_name(name or path.name)
     keep_whole = (path / "vocab.txt").is_file() or (path / "tokenizer.json").is_file() or \
         (path / "metadata.json").is_file()
     try:
@@ -86,6 +108,13 @@ def _import_preset_folder(path: Path, name: Optional[str]) -> Imported:
     kind = "text model folder" if (path / "vocab.txt").is_file() or (path / "tokenizer.json").is_file() \
         else "keras-hub preset"
     return Imported(kind, str(dest))
+
+
+def _safe_name(name: str) -> str:
+    """A store entry name: one path component, no hidden or relative names."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith(".") or "\0" in name:
+        raise WeightsError(f"--name {name!r}: use a plain name (letters, digits, '-', '_', '.'), no folders")
+    return name
 
 
 def _import_torch(path: Path, arch: Optional[str], name: Optional[str]) -> Imported:
@@ -121,8 +150,10 @@ def import_weights(path: str | Path, arch: Optional[str] = None, name: Optional[
     if low.endswith(".keras") or low.endswith(".weights.h5"):
         if low.endswith(".weights.h5"):
             _check_hdf5(path)
-        dest = store_dir("weights") / path.name
-        shutil.copy2(path, dest)
+        else:
+            check_keras_file(path)
+        entry = _safe_name(name or path.name)
+        dest = _copy_into_store(path, store_dir("weights") / entry)
         return Imported("Keras weights", str(dest))
     if low.endswith(".h5") or low.endswith(".json"):
         if not _looks_like_keras_cache_name(path.name):
@@ -132,10 +163,8 @@ def import_weights(path: str | Path, arch: Optional[str] = None, name: Optional[
             )
         if low.endswith(".h5"):
             _check_hdf5(path)
-        dest = keras_models_dir()
-        dest.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, dest / path.name)
-        return Imported("Keras cache file", str(dest / path.name))
+        dest = _copy_into_store(path, keras_models_dir() / path.name)
+        return Imported("Keras cache file", str(dest))
     raise WeightsError(f"{path}: unsupported weights file type {path.suffix!r} (.h5 .keras .weights.h5 .pth .bin or a folder)")
 
 

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 
 @contextmanager
@@ -35,8 +35,12 @@ def atomic_write_text(target: Path, text: str) -> None:
 
 
 @contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temp folder beside ``target``; on success swap it in."""
+def atomic_dir(target: Path, keep_previous: Optional[Path] = None) -> Iterator[Path]:
+    """Yield a temp folder beside ``target``; on success swap it in.
+
+    ``keep_previous``: move the folder being replaced there (a fallback) instead of deleting it.
+    A crash between the two renames leaves ``.<name>.old``; :func:`recover_dir` puts it back.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -47,9 +51,29 @@ def atomic_dir(target: Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
             os.replace(target, old)
             os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+            if keep_previous is not None:
+                shutil.rmtree(keep_previous, ignore_errors=True)
+                os.replace(old, keep_previous)
+            else:
+                shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def recover_dir(target: Path) -> list[str]:
+    """After a crash: put back a folder caught between its two renames, and delete the temp
+    folders/files an interrupted atomic write left beside ``target``. Returns what was done."""
+    target = Path(target)
+    done = []
+    old = target.with_name(f".{target.name}.old")
+    if not target.exists() and old.is_dir():
+        os.replace(old, target)
+        done.append(f"restored {target.name} from an interrupted save")
+    if target.parent.is_dir():
+        for p in target.parent.glob(f".{target.name}.*"):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            done.append(f"removed stale temporary {p.name}")
+    return done

@@ -24,13 +24,23 @@ from tlapp.deploy.summary import summarize_run
 from tlapp.rundir import RunDir
 
 
+PREDICT_CHUNK = 64  # files per model call in `tlapp predict`
+
+
 def run_training(project: Optional[Project], run_dir: Path, project_file: Optional[Path],
                  resume: bool = False) -> Any:
     """Train with a progress display; Ctrl-C asks the run to stop after the current batch (exit 130)."""
     from tlapp.training.run import train  # loads TensorFlow
 
     stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *a: stop.set())
+
+    def on_sigint(*_: Any) -> None:
+        if stop.is_set():  # a second Ctrl-C: stop now (every file tlapp writes is written atomically)
+            raise KeyboardInterrupt
+        stop.set()
+        err.print("stopping after the current batch… (Ctrl-C again to stop at once)", highlight=False)
+
+    signal.signal(signal.SIGINT, on_sigint)
     try:
         with ProgressRenderer(err) as r:
             return train(project, run_dir, r, stop.is_set, project_file=project_file, resume=resume)
@@ -77,20 +87,28 @@ def predict(model: Path, inputs: List[str] = typer.Argument(None, help="Image fi
             texts += [l for l in decode_bytes(file.read_bytes(), None, str(file))[0].splitlines() if l.strip()]
         if not texts:
             raise DataError("give texts as arguments or --file FILE")
-        results = pred.predict_texts(texts)
+        batches = (pred.predict_texts(texts[i:i + PREDICT_CHUNK]) for i in range(0, len(texts), PREDICT_CHUNK))
     else:
         if not inputs:
             raise DataError("give image files or folders to predict")
-        results = pred.predict_files(expand_inputs(inputs))
-    for r in results:
-        if as_json:
-            sys.stdout.write(json.dumps(r) + "\n")
-        elif "error" in r:
-            out.print(f"{r['path']}: error: {r['error']}", highlight=False)
-        elif "label" in r:
-            out.print(f"{r.get('path') or r['text'][:60]!s}: {r['label']} ({r['score']:.3f})", highlight=False)
-        else:
-            out.print(f"{r['path']}: {r.get('labels', r.get('value'))}", highlight=False)
+        paths = expand_inputs(inputs)
+        # A lazy sequence of chunks: results print as they come, not after the last of 10,000 files.
+        batches = (pred.predict_files(paths[i:i + PREDICT_CHUNK]) for i in range(0, len(paths), PREDICT_CHUNK))
+    for chunk in batches:
+        for r in chunk:
+            _print_prediction(r, as_json)
+        sys.stdout.flush()
+
+
+def _print_prediction(r: dict, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(r) + "\n")
+    elif "error" in r:
+        out.print(f"{r['path']}: error: {r['error']}", highlight=False)
+    elif "label" in r:
+        out.print(f"{r.get('path') or r['text'][:60]!s}: {r['label']} ({r['score']:.3f})", highlight=False)
+    else:
+        out.print(f"{r['path']}: {r.get('labels', r.get('value'))}", highlight=False)
 
 
 @app.command()

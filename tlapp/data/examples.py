@@ -5,6 +5,7 @@ the GUI read only this type, never the scanners' internals.
 """
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Union
 
@@ -57,6 +58,20 @@ class ScanReport:
             raise DataError(f"{self.source}: no usable images found")
         if self.task != "regression" and len(self.classes) < 2:
             raise DataError(f"{self.source}: need at least 2 classes, found {self.classes}")
+        for group in name_clashes(self.classes):
+            raise DataError(f"{self.source}: classes {' and '.join(repr(c) for c in group)} differ only in letter "
+                            "case or Unicode form; merge or rename them (they would be two classes)")
+        for c in self.classes:
+            if any(ch in c for ch in "\n\r\0"):
+                raise DataError(f"{self.source}: class name {c!r} contains a line break or NUL; rename it")
+
+
+def name_clashes(classes: list[str]) -> list[list[str]]:
+    """Groups of class names equal after Unicode NFC normalisation and case folding ('Cat', 'cat')."""
+    groups: dict[str, list[str]] = {}
+    for c in classes:
+        groups.setdefault(unicodedata.normalize("NFC", c).casefold().strip(), []).append(c)
+    return [g for g in groups.values() if len(g) > 1]
 
 
 def labels_of(ex: Example, task: str) -> list[str]:
@@ -92,5 +107,9 @@ def summarise(report: ScanReport, folder_classes: list[str], label_task: Optiona
     small = [c for c, n in report.counts.items() if 0 < n < 5]
     if small:
         report.warnings.append(f"very few examples (<5) for: {', '.join(small)}")
+    single = [c for c, n in report.counts.items() if n == 1]
+    if single:
+        report.warnings.append(f"class(es) with one example cannot be validated (it always trains): "
+                               f"{', '.join(single)}")
     if report.bad:
         report.warnings.append(f"{len(report.bad)} file(s) cannot be used and will be skipped")

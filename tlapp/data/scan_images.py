@@ -7,6 +7,8 @@ and listed, never a crash in the middle of an epoch. macOS debris
 from __future__ import annotations
 
 import csv
+import io
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any, Callable, Optional
 from tlapp.base.errors import Cancelled, DataError
 from tlapp.data.examples import BadFile, Example, ScanReport, summarise
 from tlapp.data.imageio import ImageProblem, load_rgb
+from tlapp.data.scan_text import decode_bytes  # the one encoding rule (BOMs, UTF-16, latin-1)
 
 Progress = Callable[[int, int], None]
 
@@ -30,22 +33,38 @@ def _debris(rel_parts: tuple[str, ...]) -> Optional[str]:
     return None
 
 
+def _outside(path: Path, root: Path) -> Optional[str]:
+    """Why a symbolic link is not followed: only links that stay inside the data folder are."""
+    if not path.is_symlink():
+        return None
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return "broken symbolic link"
+    return None if target.is_relative_to(root) else f"symbolic link to {target}, outside the data folder"
+
+
 def _list_folder(root: Path, report: ScanReport) -> tuple[list[Example], list[str]]:
     classes, items = [], []
+    root = root.resolve()
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
-        why = _debris((d.name,))
+        why = _debris((d.name,)) or _outside(d, root)
         if why:
             report.ignored.append(BadFile(str(d), why))
             continue
         classes.append(d.name)
-        for dirpath, dirnames, filenames in os.walk(d):
+        for dirpath, dirnames, filenames in os.walk(d):  # does not descend into linked folders
             rel = Path(dirpath).relative_to(root).parts
             for fn in sorted(filenames):
-                why = _debris(rel + (fn,))
+                why = _debris(rel + (fn,)) or _outside(Path(dirpath) / fn, root)
                 if why:
                     report.ignored.append(BadFile(str(Path(dirpath) / fn), why))
                 else:
                     items.append(Example(str(Path(dirpath) / fn), d.name))
+            for dn in dirnames:
+                if (Path(dirpath) / dn).is_symlink():
+                    report.ignored.append(BadFile(str(Path(dirpath) / dn), "symbolic link to a folder "
+                                                  "(not followed)"))
             dirnames[:] = sorted(dirnames)
     for f in sorted(p for p in root.iterdir() if p.is_file()):
         report.ignored.append(BadFile(str(f), _debris((f.name,)) or "file outside class folders"))
@@ -56,35 +75,36 @@ def _parse_label(raw: str, task: str, where: str) -> Any:
     raw = raw.strip()
     if task == "regression":
         try:
-            return float(raw)
+            value = float(raw)
         except ValueError:
             raise DataError(f"{where}: label {raw!r} is not a number (task is regression)") from None
+        if not math.isfinite(value):
+            raise DataError(f"{where}: label {raw!r} is not a finite number (task is regression)")
+        return value
     if task == "multi_label":
         return sorted({t.strip() for t in raw.split(";") if t.strip()})
     return raw
 
 
-def _list_csv(path: Path, task: str) -> list[Example]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        text = path.read_text(encoding="latin-1")
-    rows = list(csv.reader(text.splitlines()))
-    if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
+def _list_csv(path: Path, task: str, report: ScanReport) -> list[Example]:
+    text, used = decode_bytes(path.read_bytes(), None, str(path))
+    if used == "latin-1":
+        report.warnings.append(f"{path}: not valid UTF-8; decoded as latin-1")
+    reader = csv.reader(io.StringIO(text, newline=""))  # quoted fields may hold newlines
+    rows = [(reader.line_num, row) for row in reader]
+    if rows and [c.strip().lower() for c in rows[0][1][:2]] == ["path", "label"]:
         rows = rows[1:]
-        start = 2
-    else:
-        start = 1
     items = []
-    for i, row in enumerate(rows, start=start):
+    for i, row in rows:
         if not row or not any(c.strip() for c in row):
             continue
         if len(row) < 2 or not row[1].strip():
-            raise DataError(f"{path}:{i}: expected 'path,label', got {','.join(row)!r}")
+            col = "label (column 2)" if len(row) >= 2 else "column 2"
+            raise DataError(f"{path}:row {i}: {col} is missing; expected 'path,label', got {','.join(row)!r}")
         p = Path(row[0].strip()).expanduser()
         if not p.is_absolute():
             p = path.parent / p
-        items.append(Example(str(p), _parse_label(row[1], task, f"{path}:{i}")))
+        items.append(Example(str(p), _parse_label(row[1], task, f"{path}:row {i}, label (column 2)")))
     return items
 
 
@@ -101,7 +121,7 @@ def scan(source: str | Path, task: str = "image_classification", workers: int = 
             raise DataError(f"{source}: regression needs a CSV of path,value (a folder per class is for classification)")
         items, folder_classes = _list_folder(source, report)
     else:
-        items, folder_classes = _list_csv(source, task), []
+        items, folder_classes = _list_csv(source, task, report), []
     done = [0]
 
     def check(ex: Example) -> Optional[BadFile]:

@@ -19,6 +19,8 @@ import numpy as np
 from tlapp.base.errors import ExportError
 from tlapp.base.fsutil import atomic_dir
 from tlapp.base.tfenv import quiet_import
+from tlapp.deploy.samples import FILE as SAMPLES_FILE
+from tlapp.deploy.samples import write_samples
 
 tf, keras = quiet_import()
 
@@ -153,11 +155,10 @@ def _write_samples(parts: ExportParts, samples: np.ndarray, path: Path) -> None:
     """The parity inputs and what the in-app model answered for them."""
     if parts.is_text:
         expected = np.asarray(parts.model.predict_on_batch(tf.constant(list(samples), dtype=tf.string)))
-        np.savez(path, texts=np.array(list(samples), dtype=object), expected=expected)
+        write_samples(path, expected, texts=[str(t) for t in samples])
     else:
         expected = np.asarray(parts.model.predict_on_batch(samples.astype(np.float32)))
-        np.savez(path, images=samples.astype(np.uint8), expected=expected,
-                 png=np.array([_png_bytes(s) for s in samples], dtype=object))
+        write_samples(path, expected, images=samples, pngs=[_png_bytes(s) for s in samples])
 
 
 def export_model(parts: ExportParts, out_dir: Path, formats: list[str], samples: Optional[np.ndarray] = None,
@@ -182,7 +183,7 @@ def export_model(parts: ExportParts, out_dir: Path, formats: list[str], samples:
         (tmp / "labels.txt").write_text("".join(f"{c}\n" for c in parts.classes))
         errors = _write_formats(parts, tmp, formats)
         if check:
-            _write_samples(parts, samples, tmp / "parity_samples.npz")
+            _write_samples(parts, samples, tmp / SAMPLES_FILE)
         (tmp / "meta.json").write_text(json.dumps(_meta(parts), indent=2))
     info: dict[str, Any] = {"dir": str(out_dir), "formats": formats, "errors": errors, "verified": None,
                             "seconds": {"write": round(time.time() - t0, 2)}}

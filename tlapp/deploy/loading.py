@@ -12,7 +12,10 @@ import numpy as np
 
 from tlapp.base.errors import ExportError
 from tlapp.base.tfenv import quiet_import, quiet_keras_hub
+from tlapp.base.untrusted import check_keras_file
 from tlapp.deploy.export import ExportParts
+from tlapp.deploy.samples import FILE as SAMPLES_FILE
+from tlapp.deploy.samples import read_samples
 from tlapp.model import image_model, text_model  # noqa: F401  register tlapp's custom layers
 
 tf, keras = quiet_import()
@@ -25,6 +28,7 @@ def load_parts(export_dir: Path) -> ExportParts:
         raise ExportError(f"{export_dir}: model.keras or meta.json is missing; re-run training with "
                           "export.formats including keras")
     meta = json.loads(meta_file.read_text())
+    check_keras_file(keras_file)  # a run folder may come from elsewhere: check before Keras reads it
     kh = quiet_keras_hub()
     loaded = keras.saving.load_model(keras_file, compile=False, safe_mode=True)
     common = {"task": meta["task"], "classes": meta["classes"], "backbone": meta["backbone"]}
@@ -40,8 +44,8 @@ def load_parts(export_dir: Path) -> ExportParts:
 
 def load_samples(export_dir: Path) -> Optional[np.ndarray]:
     """The parity inputs saved by the last export (images or texts), if any."""
-    f = export_dir / "parity_samples.npz"
+    f = export_dir / SAMPLES_FILE
     if not f.is_file():
         return None
-    data: Any = np.load(f, allow_pickle=True)
-    return data["texts"] if "texts" in data.files else data["images"]
+    data = read_samples(f)
+    return data["texts"] if "texts" in data else data["images"]  # type: ignore[return-value]

@@ -74,7 +74,7 @@ def summarize_run(run_dir: str | Path) -> RunSummary:
     if not rd.config.is_file():
         raise DataError(f"{rd.root}: not a tlapp run folder (no config.yaml)")
     project = load_project(rd.config)
-    status = (rd.read_json(rd.status_file, {}) or {}).get("status", "unknown")
+    status = rd.status().get("status", "unknown")
     metrics = rd.read_json(rd.metrics, {}) or {}
     metric, value, how = _headline_metric(metrics, metric_name(project.task.type))
     best = metrics.get("best") or {}

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tlapp.deploy.samples import FILE as SAMPLES_FILE
+from tlapp.deploy.samples import read_samples
+
 TOLERANCE = 1e-4
 
 
@@ -29,7 +32,7 @@ def main(export_dir: str) -> int:
     tf, keras = quiet_import()
     d = Path(export_dir)
     meta = json.loads((d / "meta.json").read_text())
-    data = np.load(d / "parity_samples.npz", allow_pickle=True)
+    data = read_samples(d / SAMPLES_FILE)
     if meta.get("input") == "text":
         return _text(tf, keras, d, meta, data)
     images, expected, pngs = data["images"], data["expected"], list(data["png"])
@@ -48,7 +51,7 @@ def main(export_dir: str) -> int:
         from tlapp.base.tfenv import quiet_keras_hub
 
         quiet_keras_hub()
-        m = keras.saving.load_model(d / "model.keras", compile=False)
+        m = keras.saving.load_model(d / "model.keras", compile=False, safe_mode=True)
         results.append(_compare("model.keras", np.asarray(m.predict_on_batch(images.astype(np.float32))), expected))
     return _report(results, len(images))
 
@@ -68,7 +71,7 @@ def _text(tf, keras, d: Path, meta: dict, data) -> int:
         from tlapp.base.tfenv import quiet_keras_hub
 
         kh = quiet_keras_hub()
-        m = keras.saving.load_model(d / "model.keras", compile=False)
+        m = keras.saving.load_model(d / "model.keras", compile=False, safe_mode=True)
         pre = kh.models.TextClassifierPreprocessor.from_preset(str(d / "preprocessor"))
         got = np.asarray(m.predict_on_batch(pre(tf.constant(texts))))
         results.append(_compare("model.keras + preprocessor/", got, expected))

@@ -21,13 +21,20 @@ def _floats(logs: Optional[dict[str, Any]]) -> dict[str, float]:
     return {k: float(v) for k, v in (logs or {}).items() if not k.startswith("_")}
 
 
+DIVERGED_LOSS = 1e4  # a loss this large (and 1000x its start) means divergence, not learning
+DIVERGED_FACTOR = 1e3
+
+
 class EventCallback(keras.callbacks.Callback):
     """Batch/epoch events with images/s and ETA; NaN guard; cooperative cancel."""
 
     def __init__(self, log: EventLog, phase_index: int, phase_name: str, epochs: int, steps: int, batch_size: int,
-                 should_stop: Optional[Callable[[], bool]], on_epoch: Callable[[int, dict[str, float]], None]) -> None:
+                 should_stop: Optional[Callable[[], bool]], on_epoch: Callable[[int, dict[str, float]], None],
+                 learning_rate: float = 0.0) -> None:
         super().__init__()
         self.log, self.phase_index, self.phase_name = log, phase_index, phase_name
+        self.learning_rate = learning_rate
+        self._first_loss: Optional[float] = None
         self.epochs, self.steps, self.batch_size = epochs, steps, batch_size
         self.should_stop, self.on_epoch = should_stop, on_epoch
         self._t0 = self._tb = time.time()
@@ -42,10 +49,17 @@ class EventCallback(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs=None) -> None:
         logs = _floats(logs)
         loss = logs.get("loss")
+        where = f"phase {self.phase_name!r}, epoch {self._epoch + 1}, batch {batch + 1}"
+        lr = f" at learning rate {self.learning_rate:g}; try {self.learning_rate / 10:g}" if self.learning_rate else ""
         if loss is not None and not math.isfinite(loss):
-            raise TrainingError(
-                f"loss became {loss} in phase {self.phase_name!r}, epoch {self._epoch + 1}, batch {batch + 1}; "
-                "lower the learning rate or check the labels")
+            raise TrainingError(f"loss became {loss} in {where}{lr} (lower the learning rate, or check the labels); "
+                                "the last good checkpoint is kept")
+        if loss is not None and self._first_loss is None:
+            self._first_loss = loss
+        elif loss is not None and loss > max(DIVERGED_LOSS, DIVERGED_FACTOR * (self._first_loss or 0.0)):
+            # Adam with an absurd rate drives the loss to ~1e13 without a NaN: stop instead of finishing silently.
+            raise TrainingError(f"training diverged: loss {loss:.3g} (it started at {self._first_loss:.3g}) in "
+                                f"{where}{lr}; the last good checkpoint is kept")
         self._seen += self.batch_size
         elapsed = max(time.time() - self._t0, 1e-9)
         self.log.emit(BATCH_END, phase=self.phase_index, epoch=self._epoch + 1, batch=batch + 1, steps=self.steps,

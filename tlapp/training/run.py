@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from tlapp.backbones.freeze import apply_plan, block_order, block_summary, param_counts
-from tlapp.base.errors import Cancelled, TlappError
+from tlapp.base.errors import Cancelled, TlappError, TrainingError
 from tlapp.base.fsutil import atomic_path
 from tlapp.base.paths import store_dir
 from tlapp.base.progress import Rate
@@ -233,7 +233,8 @@ class Run:
         if restore:
             ckpt.restore_optimizer(self.run_dir.last_checkpoint, opt, target.trainable_variables)
         cbs: list[Any] = [EventCallback(self.log, i, phase.name, phase.epochs, steps, p.train.batch_size,
-                                        self.should_stop, lambda e, logs: self.epoch_done(i, phase, e, logs, opt))]
+                                        self.should_stop, lambda e, logs: self.epoch_done(i, phase, e, logs, opt),
+                                        learning_rate=phase.learning_rate)]
         if phase.early_stopping and (val_ds is not None or not phase.early_stopping.metric.startswith("val_")):
             es = phase.early_stopping
             cbs.append(keras.callbacks.EarlyStopping(monitor=es.metric, patience=es.patience, mode=es.mode))
@@ -313,7 +314,10 @@ class Run:
             return self.finish()
 
     def restore_checkpoint(self) -> tuple[int, int, bool]:
-        """(phase, epoch, restore optimizer) to continue from the last checkpoint."""
+        """(phase, epoch, restore optimizer) to continue from the last sound checkpoint."""
+        warning = ckpt.choose(self.run_dir.checkpoints)
+        if warning:
+            self.log.emit(WARNING, message=warning)
         state = ckpt.read_state(self.run_dir.last_checkpoint)
         if not state:
             return 0, 0, False
@@ -356,6 +360,20 @@ class Run:
         return finish_run(self)
 
 
+def _plain_error(e: BaseException, project: Project) -> BaseException:
+    """Out of memory and a full or read-only disk become one line that says what to do."""
+    bs = project.train.batch_size
+    if isinstance(e, MemoryError) or type(e).__name__ == "ResourceExhaustedError":
+        return TrainingError(f"out of memory at batch size {bs}: set train.batch_size to {max(bs // 2, 1)} "
+                             "(or a smaller backbone.image_size) and resume or start again; the last checkpoint "
+                             "is kept")
+    if isinstance(e, OSError) and not isinstance(e, TlappError) and e.errno is not None:
+        where = f"{e.filename}: " if e.filename else ""
+        return TrainingError(f"{where}{e.strerror} — free some space or choose a writable folder, then resume; "
+                             "files already written are intact")
+    return e
+
+
 def train(project: Optional[Project], run_dir: str | Path, on_event: Optional[EventSink] = None,
           should_stop: Optional[Callable[[], bool]] = None, *, project_file: Optional[Path] = None,
           resume: bool = False) -> RunResult:
@@ -370,7 +388,16 @@ def train(project: Optional[Project], run_dir: str | Path, on_event: Optional[Ev
     ``should_stop()`` turns true.
     """
     rd = RunDir(Path(run_dir).resolve())
-    rd.root.mkdir(parents=True, exist_ok=True)
+    try:
+        rd.root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TlappError(f"{rd.root}: cannot create the run folder ({e.strerror or e})") from None
+    with rd.lock():
+        return _train_locked(rd, project, on_event, should_stop, project_file, resume)
+
+
+def _train_locked(rd: RunDir, project: Optional[Project], on_event: Optional[EventSink],
+                  should_stop: Optional[Callable[[], bool]], project_file: Optional[Path], resume: bool) -> RunResult:
     if resume:
         if not rd.has_checkpoint():
             raise TlappError(f"{rd.root}: no checkpoint to resume from")
@@ -390,9 +417,12 @@ def train(project: Optional[Project], run_dir: str | Path, on_event: Optional[Ev
         log.emit(RUN_END, status="cancelled", message=str(e), resume=f"tlapp train {rd.config} --resume {rd.root}")
         raise
     except Exception as e:
-        message = str(e) if isinstance(e, TlappError) else repr(e)
+        err = _plain_error(e, project)
+        message = str(err) if isinstance(err, TlappError) else repr(err)
         rd.write_status("failed", message)
         log.emit(RUN_END, status="failed", message=message)
-        raise
+        if err is e:
+            raise
+        raise err from e
     finally:
         log.close()
