@@ -35,8 +35,12 @@ def run_training(project: Optional[Project], run_dir: Path, project_file: Option
     stop = threading.Event()
 
     def on_sigint(*_: Any) -> None:
-        if stop.is_set():  # a second Ctrl-C: stop now (every file tlapp writes is written atomically)
-            raise KeyboardInterrupt
+        if stop.is_set():
+            # A second Ctrl-C: stop now. Every file tlapp writes is written atomically, so nothing is
+            # half-written; the run shows as interrupted and resumes from its last checkpoint.
+            err.print(f"stopped. Resume with:\n  tlapp train {project_file or run_dir / 'config.yaml'} "
+                      f"--resume {run_dir}", highlight=False)
+            os._exit(130)
         stop.set()
         err.print("stopping after the current batch… (Ctrl-C again to stop at once)", highlight=False)
 

