@@ -294,13 +294,14 @@ class MainWindow(QMainWindow):
 
     def _forget_missing(self) -> None:
         """Recent entries whose files are gone are dropped, and the user is told once."""
-        items = self.recent()
-        kept = [p for p in items if Path(p).exists()]
-        if len(kept) != len(items):
+        raw = self.settings.value("recent", [])
+        stored = len(raw) if isinstance(raw, (list, tuple)) else 1 if raw else 0
+        kept = [p for p in self.recent() if Path(p).exists()]
+        if len(kept) != stored:
             self.settings.setValue("recent", kept)
             self._fill_recent()
             self.welcome.set_recent(self.recent_entries())
-            gone = len(items) - len(kept)
+            gone = stored - len(kept)
             self.statusBar().showMessage(f"Removed {gone} recent item(s) whose files no longer exist.", 10000)
 
     def _remember(self, path: Path) -> None:

@@ -444,3 +444,193 @@ def test_30_predict_many_files_with_bad_ones_into_a_closed_pipe(trained_run, tmp
     rows = [json.loads(line) for line in full.stdout.splitlines()]
     bad = [r for r in rows if "error" in r]
     assert len(rows) == 101 and len(bad) == 1 and bad[0]["path"].endswith("broken.png") and bad[0]["error"]
+
+
+# 2, 5 -------------------------------------------------------------------------
+def test_2_5_exported_bytes_signature_decodes_like_training(tmp_path):
+    """serving_bytes's decoder against training's (imageio.load_rgb) on every odd format."""
+    from badfixtures import make_bad_dataset
+    from tlapp.base.tfenv import quiet_import
+    from tlapp.data.imageio import load_rgb
+    from tlapp.deploy.export import decode_like_training
+
+    tf, _ = quiet_import()
+    make_bad_dataset(tmp_path / "bad")
+    odd = tmp_path / "bad" / "odd"
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)) for _ in range(3)]
+    frames[0].save(odd / "anim.gif", save_all=True, append_images=frames[1:])
+    Image.fromarray(rng.integers(0, 255, (300, 200, 3), dtype=np.uint8)).save(odd / "big.jpg", quality=92)
+    Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(odd / "png-named.jpg", format="PNG")
+    for f in sorted(odd.iterdir()):
+        for size in (16, 64):
+            want = load_rgb(f, (size, size)).astype(np.float32)
+            got = decode_like_training(tf.constant(f.read_bytes()), size).numpy()
+            diff = np.abs(want - got)
+            assert diff.max() <= 3 and diff.mean() < 1.0, (f.name, size, diff.max(), diff.mean())
+
+
+# 23, 24 -----------------------------------------------------------------------
+_FRESH = r'''
+import json, sys
+import numpy as np
+import tensorflow as tf
+import keras
+d, export = sys.argv[1], sys.argv[2]
+meta = json.load(open(f"{export}/meta.json"))
+key = meta["output_key"]
+x = np.load(f"{d}/x.npy")
+raw = [open(p, "rb").read() for p in json.load(open(f"{d}/raw.json"))]
+sm = tf.saved_model.load(f"{export}/saved_model")
+kr = keras.saving.load_model(f"{export}/model.keras", compile=False, safe_mode=True)
+h5 = keras.saving.load_model(f"{export}/model.h5", compile=False)
+out = {}
+for n in (1, 7):
+    out[f"sm_float_{n}"] = sm.signatures["serving_default"](image=tf.constant(x[:n].astype("float32")))[key].numpy()
+    out[f"sm_uint8_{n}"] = sm.signatures["serving_uint8"](image=tf.constant(x[:n]))[key].numpy()
+    out[f"sm_bytes_{n}"] = sm.signatures["serving_bytes"](image_bytes=tf.constant(raw[:n]))[key].numpy()
+    out[f"keras_{n}"] = np.asarray(kr.predict_on_batch(x[:n].astype("float32")))
+    out[f"h5_{n}"] = np.asarray(h5.predict_on_batch(x[:n].astype("float32")))
+np.savez(f"{d}/out.npz", **out)
+print(json.dumps({"tlapp_imported": any(m == "tlapp" or m.startswith("tlapp.") for m in sys.modules)}))
+'''
+
+
+@pytest.mark.parametrize("mode", ["tf", "caffe", "torch", "raw"])
+def test_23_24_export_parity_per_preprocessing_family_without_tlapp(mode, color_data, tmp_path, monkeypatch):
+    """Raw images (odd sizes, files on disk) through SavedModel (3 signatures), .keras and .h5,
+    reloaded in a fresh process that never imports tlapp, match the app; batch 1 and 7."""
+    from dataclasses import replace
+
+    from tlapp.backbones import catalog
+    from tlapp.data.imageio import load_rgb
+    from tlapp.deploy.loading import load_parts
+    from tlapp.training.run import train
+
+    monkeypatch.setitem(catalog._REGISTRY, "tiny_cnn", replace(catalog.get_entry("tiny_cnn"), preprocessing=mode))
+    d = tiny_project_dict(color_data)
+    d["train"]["phases"] = [{"name": "head", "epochs": 1, "freeze": {"mode": "all"}}]
+    d["export"] = {"formats": ["savedmodel", "keras", "h5"], "verify": False}
+    run = tmp_path / "run"
+    train(project_from_dict(d), run)
+    export = run / "export"
+    rng = np.random.default_rng(1)
+    raw = []
+    for i, (w, h) in enumerate([(50, 37), (31, 64), (32, 32), (90, 45), (20, 20), (64, 33), (41, 41)]):
+        p = tmp_path / f"raw{i}.png"
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(p)
+        raw.append(str(p))
+    x = np.stack([load_rgb(p, (32, 32)) for p in raw])
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "raw.json").write_text(json.dumps(raw))
+    r = subprocess.run([sys.executable, "-c", _FRESH, str(tmp_path), str(export)], capture_output=True, text=True,
+                       timeout=300, env={**os.environ, "PYTHONPATH": ""}, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == {"tlapp_imported": False}
+    got = np.load(tmp_path / "out.npz")
+    app = np.asarray(load_parts(export).model.predict_on_batch(x.astype("float32")))
+    for n in (1, 7):
+        for name in ("sm_float", "sm_uint8", "keras", "h5"):
+            np.testing.assert_allclose(got[f"{name}_{n}"], app[:n], atol=1e-5, err_msg=f"{mode} {name} batch {n}")
+        # Encoded bytes are decoded and resized in the graph: a level or two from Pillow's pixels.
+        np.testing.assert_allclose(got[f"sm_bytes_{n}"], app[:n], atol=0.02, err_msg=f"{mode} bytes batch {n}")
+
+
+# 1 ----------------------------------------------------------------------------
+def test_1_corrupt_files_are_named_before_any_epoch_and_training_finishes(tmp_path):
+    import shutil
+
+    from badfixtures import make_bad_dataset
+    from tlapp.training.run import train
+
+    expected = make_bad_dataset(tmp_path / "bad")
+    shutil.rmtree(tmp_path / "bad" / "empty")
+    d = tiny_project_dict(tmp_path / "bad")
+    d["data"]["val_fraction"] = 0.3
+    d["train"]["phases"] = [{"name": "ft", "epochs": 2, "freeze": {"mode": "none"}, "augment": {"flip": True}}]
+    d["export"] = {"formats": [], "verify": False}
+    events = []
+    result = train(project_from_dict(d), tmp_path / "run", events.append)
+    assert result.status == "completed"
+    types = [e.type for e in events]
+    scan_ev = events[types.index("scan")].data
+    assert types.index("scan") < types.index("epoch_start")
+    named = {Path(b["path"]).relative_to(tmp_path / "bad").as_posix(): b["reason"] for b in scan_ev["bad"]}
+    for rel, reason in expected.items():
+        assert reason in named[rel], rel
+
+
+# 21 ---------------------------------------------------------------------------
+def test_21_closing_mid_training_and_answering_no_keeps_training(window, qtbot, color_data, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    from gui_fakes import FakeTrainer
+    from test_gui import to_training
+
+    to_training(qtbot, window, color_data)
+    tp = window.training
+    tp.trainer_factory = lambda: FakeTrainer(n_batches=10_000, interval_ms=20)
+    tp.start()
+    qtbot.waitUntil(lambda: tp.charts.updates > 3, timeout=5000)
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.No)
+    window.close()
+    assert window.isVisible() and tp.is_running()
+    n = tp.charts.updates
+    qtbot.waitUntil(lambda: tp.charts.updates > n + 3, timeout=5000)  # still training
+    tp.cancel()
+    qtbot.waitUntil(lambda: tp.status_text == "cancelled", timeout=5000)
+
+
+# 22 ---------------------------------------------------------------------------
+def test_22_batchnorm_statistics_move_only_when_opted_in(color_data, tmp_path):
+    import keras
+
+    from tlapp.training.run import train
+
+    moved = {}
+    for opt_in in (False, True):
+        d = tiny_project_dict(color_data)
+        d["train"]["phases"] = [{"name": "ft", "epochs": 2, "freeze": {"mode": "none", "train_batchnorm": opt_in}}]
+        d["export"] = {"formats": ["keras"], "verify": False}
+        train(project_from_dict(d), tmp_path / str(opt_in))
+        m = keras.saving.load_model(tmp_path / str(opt_in) / "export" / "model.keras", compile=False)
+        bns = [lay for lay in m.get_layer("features").get_layer("tiny_cnn").layers
+               if isinstance(lay, keras.layers.BatchNormalization)]
+        moved[opt_in] = max(float(np.abs(b.moving_mean.numpy()).max()) for b in bns)
+    assert moved[False] == 0.0 and moved[True] > 1e-3
+
+
+# 25 ---------------------------------------------------------------------------
+def test_25_same_seed_twice_gives_identical_weights(color_data, tmp_path):
+    import keras
+
+    from tlapp.training.run import train
+
+    weights = []
+    for i in range(2):
+        d = tiny_project_dict(color_data)
+        d["train"]["deterministic"] = True
+        d["train"]["phases"] = [{"name": "ft", "epochs": 2, "freeze": {"mode": "none"}, "augment": {"flip": True}}]
+        d["export"] = {"formats": ["keras"], "verify": False}
+        train(project_from_dict(d), tmp_path / str(i))
+        m = keras.saving.load_model(tmp_path / str(i) / "export" / "model.keras", compile=False)
+        weights.append(m.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+    splits = [json.loads((tmp_path / str(i) / "split.json").read_text()) for i in range(2)]
+    assert splits[0] == splits[1]
+    assert not {tuple(r) for r in splits[0]["train"]} & {tuple(r) for r in splits[0]["val"]}
+
+
+# 28 ---------------------------------------------------------------------------
+def test_28_weights_that_do_not_fit_name_the_layer_and_shapes(tmp_path):
+    from tlapp.backbones.build import build_any_backbone
+    from tlapp.config import Backbone
+
+    other = build_any_backbone(Backbone(name="tiny_cnn", image_size=32, weights="none", options={"width": 16}))
+    path = tmp_path / "wide.keras"
+    other.model.save(path)
+    with pytest.raises(Exception) as e:
+        build_any_backbone(Backbone(name="tiny_cnn", image_size=32, weights=str(path)))
+    msg = str(e.value)
+    assert "wide.keras" in msg and "needs shape" in msg and "the file has" in msg, msg

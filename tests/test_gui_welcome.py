@@ -132,7 +132,7 @@ def test_recent_list_survives_missing_files_and_corrupt_settings(qtbot, tmp_path
     qtbot.addWidget(w)
     w.show()
     assert w.recent() == [str(trained_run[2])]
-    assert "Removed 1 recent item" in w.statusBar().currentMessage()
+    assert "Removed 2 recent item" in w.statusBar().currentMessage()  # the missing file and the non-path
     assert w.welcome.recent.count() == 1
 
 

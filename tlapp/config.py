@@ -216,6 +216,8 @@ class Train(_Strict):
     class_weights: Literal["auto", "none"] = "auto"
     mixed_precision: bool = False
     seed: int = 1234
+    deterministic: bool = Field(False, description="Bit-identical results for the same seed (TensorFlow op "
+                                "determinism; some GPU ops get slower, a few refuse to run).")
     device: str = Field("auto", pattern=r"^(auto|cpu|gpu(:\d+)?)$",
                         description="auto (GPU when there is one), cpu, gpu or gpu:N.")
     keep_best: bool = True

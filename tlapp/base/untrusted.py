@@ -26,8 +26,8 @@ MAX_RATIO = 200  # uncompressed / compressed for members above 1 MiB: more is a 
 MAX_CONFIG_BYTES = 64 * 2**20
 KERAS_MEMBERS = ("config.json", "metadata.json", "model.weights.h5", "model.weights.npz")
 # Classes that carry or load code, or read other files, whatever module they claim.
-DENIED_CLASSES = {"Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer", "function",
-                  "__lambda__", "__numpy__"}
+DENIED_CLASSES = {"Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer",
+                  "__lambda__"}
 ALLOWED_MODULES = ("keras", "keras_hub", "keras_nlp", "tlapp", "builtins")
 LOOKUP_LAYERS = {"StringLookup", "IntegerLookup", "TextVectorization", "Hashing"}
 

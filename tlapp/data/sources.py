@@ -103,8 +103,9 @@ def scan_project_data(project: Project, project_file: Optional[Path],
 
 
 def scan_project(project: Project, project_file: Optional[Path],
-                 progress: Optional[Callable[[int, int], None]] = None) -> ScanReport:
+                 progress: Optional[Callable[[int, int], None]] = None,
+                 should_stop: Optional[Callable[[], bool]] = None) -> ScanReport:
     """Scan a project's data and refuse data that cannot train (empty class, one class...)."""
-    report = scan_project_data(project, project_file, progress)
+    report = scan_project_data(project, project_file, progress, should_stop)
     report.require_usable()
     return report

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from tlapp.backbones.image import BuiltBackbone, build_backbone
 from tlapp.base.errors import WeightsError
 from tlapp.base.paths import tlapp_home
@@ -26,10 +28,23 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
 @keras.saving.register_keras_serializable(package="tlapp")
 class CaffePreprocess(keras.layers.Layer):
-    """RGB -> BGR and ImageNet mean subtraction (ResNet v1 / VGG weights)."""
+    """RGB -> BGR and ImageNet mean subtraction. Kept only so exports written before
+    :func:`caffe_layer` still load; new models use the built-in layer below."""
     def call(self, x):
         x = tf.reverse(x, axis=[-1])
         return x - tf.constant(CAFFE_MEAN_BGR, dtype=x.dtype)
+
+
+def caffe_layer() -> Any:
+    """RGB -> BGR and ImageNet mean subtraction (ResNet v1 / VGG weights) as a frozen 1x1
+    convolution (a channel permutation plus a bias): a built-in layer, so every export
+    (.keras, .h5, SavedModel) reloads without tlapp installed. Exact in float32."""
+    perm = np.zeros((1, 1, 3, 3), np.float32)
+    for i in range(3):
+        perm[0, 0, i, 2 - i] = 1.0
+    return keras.layers.Conv2D(3, 1, use_bias=True, trainable=False, name="caffe_bgr_mean",
+                               kernel_initializer=keras.initializers.Constant(perm),
+                               bias_initializer=keras.initializers.Constant(-np.array(CAFFE_MEAN_BGR, np.float32)))
 
 
 def preprocessing_layers(mode: str) -> list[Any]:
@@ -42,7 +57,7 @@ def preprocessing_layers(mode: str) -> list[Any]:
                                        name="normalize_imagenet"),
         ]
     if mode == "caffe":
-        return [CaffePreprocess(name="caffe_bgr_mean")]
+        return [caffe_layer()]
     return []
 
 

@@ -100,7 +100,7 @@ class Run:
     # ---- data and model ---------------------------------------------------
     def prepare_data(self, resume: bool) -> None:
         p = self.project
-        self.report = scan_project(p, self.project_file)
+        self.report = scan_project(p, self.project_file, should_stop=self.should_stop)
         used = examples_used(self.report.counts, p.data.max_per_class) if p.task.type.is_single_label \
             else len(self.report.examples)
         self.log.emit(SCAN, source=self.report.source, counts=self.report.counts, n_good=len(self.report.examples),
@@ -295,6 +295,8 @@ class Run:
     def run(self, resume: bool) -> RunResult:
         p = self.project
         keras.utils.set_random_seed(p.train.seed)
+        if p.train.deterministic:
+            tf.config.experimental.enable_op_determinism()
         self.set_precision()
         self.log.emit(RUN_START, run_dir=str(self.run_dir.root), project=p.name, backbone=p.backbone.name,
                       phases=[ph.name for ph in p.train.phases], resume=resume, device=p.train.device)
