@@ -62,3 +62,32 @@ class FakeTrainer(QObject):
     def wait(self, timeout_s: float = 60.0) -> bool:
         self.timer.stop()
         return True
+
+
+class LoopProbe:
+    """A 20 ms QTimer that records the gaps between its ticks: how long the GUI event loop stalled."""
+
+    def __init__(self, interval_ms: int = 20) -> None:
+        import time
+
+        self._clock = time.perf_counter
+        self.gaps: list[float] = []
+        self._last = self._clock()
+        self.timer = QTimer()
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self._tick)
+
+    def _tick(self) -> None:
+        now = self._clock()
+        self.gaps.append(now - self._last)
+        self._last = now
+
+    def start(self) -> "LoopProbe":
+        self._last = self._clock()
+        self.timer.start()
+        return self
+
+    def stop(self) -> float:
+        """Stop; the longest gap in seconds."""
+        self.timer.stop()
+        return max(self.gaps, default=0.0)

@@ -10,8 +10,7 @@ import pytest
 
 pytest.importorskip("PySide6")
 from conftest import tiny_project_dict  # noqa: E402
-from gui_fakes import FakeTrainer  # noqa: E402
-from PySide6.QtCore import QTimer  # noqa: E402
+from gui_fakes import FakeTrainer, LoopProbe  # noqa: E402
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
 from gui.workers import TrainingProcess  # noqa: E402
@@ -193,24 +192,14 @@ def test_close_while_training_asks_and_stops_cleanly(window, qtbot, tmp_path, co
 def test_event_loop_stays_responsive_during_real_training(window, qtbot, tmp_path, color_data, capsys):
     """A 20 ms QTimer probe while a real (tiny) training runs in the child process."""
     tp = _start_real(window, qtbot, tmp_path, color_data)
-    gaps, last = [], [time.perf_counter()]
-
-    def probe():
-        now = time.perf_counter()
-        gaps.append(now - last[0])
-        last[0] = now
-
-    timer = QTimer()
-    timer.setInterval(20)
-    timer.timeout.connect(probe)
-    timer.start()
+    probe = LoopProbe().start()
     qtbot.waitUntil(lambda: tp.charts.updates > 20, timeout=120000)
-    timer.stop()
+    probe.stop()
     tp.cancel()
     qtbot.waitUntil(lambda: tp.status_text != "running", timeout=60000)
-    worst = max(gaps[1:]) * 1000
+    worst = max(probe.gaps[1:]) * 1000
     with capsys.disabled():
-        print(f"\n[responsiveness] {len(gaps)} probes, max gap {worst:.0f} ms (timer 20 ms)")
+        print(f"\n[responsiveness] {len(probe.gaps)} probes, max gap {worst:.0f} ms (timer 20 ms)")
     assert worst < 100
 
 

@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip("PySide6")
 from conftest import make_color_dataset  # noqa: E402
-from gui_fakes import FakeTrainer  # noqa: E402
-from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl  # noqa: E402
+from gui_fakes import FakeTrainer, LoopProbe  # noqa: E402
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 
 
@@ -163,24 +163,14 @@ def test_scan_shows_progress_and_can_be_cancelled(window, qtbot, tmp_path, monke
 
 def test_scan_keeps_the_event_loop_responsive(window, qtbot, tmp_path):
     data = make_color_dataset(tmp_path / "many", n=150, size=96)
-    gaps, last = [], [time.perf_counter()]
-
-    def probe():
-        now = time.perf_counter()
-        gaps.append(now - last[0])
-        last[0] = now
-
-    timer = QTimer()
-    timer.setInterval(20)
-    timer.timeout.connect(probe)
-    timer.start()
+    probe = LoopProbe().start()
     window.pages[0].path.setText(str(data))
     window.pages[0].start_scan()
     wait_scan(qtbot, window)
-    timer.stop()
-    print(f"[scan responsiveness] {len(gaps)} probes, max gap {max(gaps) * 1000:.0f} ms", [round(g * 1000) for g in gaps])
+    worst = probe.stop()
+    print(f"[scan responsiveness] {len(probe.gaps)} probes, max gap {worst * 1000:.0f} ms")
     assert len(window.state.scan_report.examples) == 450
-    assert max(gaps) < 0.1
+    assert worst < 0.1
 
 
 def test_embedding_progress_bar_and_result_card(window, qtbot, color_data, trained_run):
