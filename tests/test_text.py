@@ -60,7 +60,7 @@ def test_malformed_csv_rows_are_numbered(tmp_path):
     f.write_bytes(data)
     rep = scan_text(f, "text_classification")
     bad = {b.path.rsplit(":", 1)[1]: b.reason for b in rep.bad}
-    assert bad == {"row 3": "empty text", "row 4": "missing label"}
+    assert bad == {"row 3": "empty text (column 1)", "row 4": "missing label (column 2)"}
     texts = [e.text for e in rep.examples]
     assert texts[0] == "hello\nworld" and "café au lait" in texts
     assert any("row 5" in w and "truncated" in w for w in rep.warnings)

@@ -87,10 +87,10 @@ def read_table(path: Path, text_col: Optional[str], label_col: Optional[str], en
         txt = row[ti].strip() if len(row) > ti else ""
         lab = row[li].strip() if len(row) > li else ""
         if not lab:
-            report.bad.append(BadFile(where, "missing label"))
+            report.bad.append(BadFile(where, f"missing label (column {li + 1})"))
             continue
         if not txt:
-            report.bad.append(BadFile(where, "empty text"))
+            report.bad.append(BadFile(where, f"empty text (column {ti + 1})"))
             continue
         if len(txt) > MAX_TEXT_CHARS:
             report.warnings.append(f"{where}: text of {len(txt):,} characters truncated to {MAX_TEXT_CHARS:,}")
