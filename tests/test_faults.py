@@ -411,14 +411,14 @@ def test_27_resume_uses_the_runs_own_config(color_data, tmp_path, trained_run):
     d["train"]["phases"] = [{"name": "head", "epochs": 2, "freeze": {"mode": "all"}}]
     d["export"] = {"formats": [], "verify": False}
     run = tmp_path / "run"
-    calls = {"n": 0}
+    seen = {"epoch": False}
 
-    def stop_after_first_epoch():
-        calls["n"] += 1
-        return calls["n"] > 3
+    def on_event(ev):
+        seen["epoch"] = seen["epoch"] or ev.type == "epoch_end"
 
     with pytest.raises(Exception):
-        train(project_from_dict(d), run, should_stop=stop_after_first_epoch)
+        train(project_from_dict(d), run, on_event, should_stop=lambda: seen["epoch"])
+    d["train"]["phases"][0]["epochs"] = 7  # the user edits the project file meanwhile: no effect on --resume
     result = train(None, run, resume=True)
     assert result.status == "completed"
     assert load_project(run / "config.yaml").train.phases[0].epochs == 2

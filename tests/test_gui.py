@@ -212,7 +212,7 @@ def test_text_wizard_steps(window, qtbot, tmp_path):
     scan_data(qtbot, window, csv)
     assert window.state.project.task.type.value == "text_classification"
     assert dp.samples.rowCount() == 48 and dp.samples.isVisible() and not dp.thumbs.isVisible()
-    assert "tokens" in dp.lengths.plotItem.titleLabel.text
+    assert "tokens" in dp.lengths.title
     assert window.next(), window.problem.text()
     bp = window.pages[1]
     names = {bp.proxy.index(r, 1).data() for r in range(bp.proxy.rowCount())}
