@@ -62,7 +62,11 @@ class Data(_Strict):
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     test_fraction: float = Field(0.0, ge=0.0, lt=1.0)
     seed: int = 42
-    cache: Literal["memory", "disk", "none"] = "memory"
+    cache: Literal["auto", "memory", "disk", "none"] = Field(
+        "auto", description="Decoded images: auto = in memory when they fit cache_budget, else streamed from "
+        "disk each epoch; memory; disk (a cache file in the run folder); none.")
+    cache_budget: float = Field(0.25, gt=0.0, le=0.9, description="auto: the share of available memory "
+                                "decoded images may take.")
     max_per_class: Optional[int] = Field(None, ge=1, description="Use at most this many examples per class.")
     text_column: Optional[str] = Field(None, description="Text tasks: CSV column with the text (default 'text').")
     label_column: Optional[str] = Field(None, description="Text tasks: CSV column with the label (default 'label').")

@@ -23,6 +23,7 @@ RESUME = "resume"
 RECIPE_DECISION = "recipe_decision"
 PHASE_START = "phase_start"
 EMBEDDINGS = "embeddings"
+DATA_CACHE = "data_cache"  # where a split's decoded images live between epochs, and why
 PROGRESS = "progress"  # a long step that is not an epoch (the embedding pass): stage, done, total
 EPOCH_START = "epoch_start"
 BATCH_END = "batch_end"
@@ -108,6 +109,7 @@ def _run_end(d: dict[str, Any]) -> str:
 
 _LINES: dict[str, Callable[[dict[str, Any]], str]] = {
     SCAN: _scan,
+    DATA_CACHE: lambda d: f"  {d['split']} images: {d['why']}",
     RESUME: lambda d: f"resuming at phase {d['phase'] + 1}, epoch {d['epoch']}",
     RECIPE_DECISION: lambda d: f"recipe: {d['summary']}",
     PHASE_START: _phase_start,

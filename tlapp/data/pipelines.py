@@ -5,11 +5,13 @@ strings (the tokenizer lives inside the model).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
+from tlapp.base.memory import available_bytes, describe_bytes
 from tlapp.base.tfenv import quiet_import
 from tlapp.data.examples import Example
 from tlapp.data.imageio import ImageProblem, load_rgb
@@ -30,37 +32,70 @@ def _decode_fn(size: int):
     return decode
 
 
+SHUFFLE_BUFFER_BYTES = 256 * 2**20  # decoded images a shuffle buffer may hold, whatever their size
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    mode: str  # "memory" | "disk" | "none"
+    why: str
+
+
+def plan_cache(n_images: int, size: int, mode: str, budget_fraction: float,
+               available: Optional[int] = None) -> CachePlan:
+    """Where decoded training images live between epochs. ``auto``: in memory when all of them
+    (uint8, ``size``²×3 bytes each) fit ``budget_fraction`` of the available memory; otherwise
+    they are decoded from the files again each epoch, so memory does not grow with the data set."""
+    need = n_images * size * size * 3
+    if mode != "auto":
+        return CachePlan(mode, f"data.cache: {mode}")
+    budget = int(budget_fraction * (available if available is not None else available_bytes()))
+    if need <= budget:
+        return CachePlan("memory", f"{n_images:,} decoded images ({describe_bytes(need)}) cached in memory "
+                                   f"(budget {describe_bytes(budget)})")
+    return CachePlan("none", f"{n_images:,} decoded images ({describe_bytes(need)}) exceed the memory budget "
+                             f"({describe_bytes(budget)}, data.cache_budget): decoded from disk each epoch")
+
+
 def image_dataset(examples: list[Example], encoder: LabelEncoder, size: int, batch_size: int,
                   shuffle: bool = False, seed: int = 0, cache: str = "memory", cache_file: Optional[Path] = None,
                   with_labels: bool = True) -> Any:
     """``tf.data`` of ``(float32 [B,size,size,3] in 0..255, target)`` batches.
 
-    ``cache="disk"`` needs ``cache_file``: a file prefix of its own per split, since two
-    pipelines sharing a prefix would read each other's images.
+    Order: the whole list of (path, label) is shuffled before anything is decoded (paths are
+    cheap), so batches mix classes whatever the folder order or the data set's size. Without a
+    cache it is reshuffled every epoch; with one, the cache is written in that shuffled order and
+    a shuffle buffer sized in bytes (:data:`SHUFFLE_BUFFER_BYTES`) reorders each epoch. Images
+    stay uint8 (4x smaller than float32) until the batch is formed. ``cache="disk"`` needs
+    ``cache_file``, a prefix of its own per split (two pipelines sharing one would read each
+    other's images).
     """
-    from tlapp.base.tfenv import quiet_import
-
-    tf, _ = quiet_import()
-    paths = [e.path for e in examples]
-    ds = tf.data.Dataset.from_tensor_slices(paths)
+    n = len(examples)
+    paths = tf.data.Dataset.from_tensor_slices([e.path for e in examples])
+    ds = tf.data.Dataset.zip((paths, tf.data.Dataset.from_tensor_slices(encoder.encode_all(examples)))) \
+        if with_labels else paths
+    cached = cache == "memory" or (cache == "disk" and cache_file is not None)
+    if shuffle and n:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=not cached)
     decode = _decode_fn(size)
 
     def load(p):
         img = tf.numpy_function(decode, [p], tf.uint8, stateful=False)
         img.set_shape((size, size, 3))
-        return tf.cast(img, tf.float32)
+        return img
 
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if with_labels:
-        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(encoder.encode_all(examples))))
+    ds = ds.map((lambda p, y: (load(p), y)) if with_labels else load, num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True)
     if cache == "memory":
         ds = ds.cache()
     elif cache == "disk" and cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         ds = ds.cache(str(cache_file))
-    if shuffle:
-        ds = ds.shuffle(min(len(examples), 4096), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    if shuffle and cached and n:
+        buffer = max(1, min(n, SHUFFLE_BUFFER_BYTES // (size * size * 3)))
+        ds = ds.shuffle(buffer, seed=seed + 1, reshuffle_each_iteration=True)
+    to_float = (lambda x, y: (tf.cast(x, tf.float32), y)) if with_labels else (lambda x: tf.cast(x, tf.float32))
+    return ds.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def text_dataset(examples: list[Example], encoder: LabelEncoder, batch_size: int, shuffle: bool = False,

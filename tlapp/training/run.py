@@ -28,10 +28,11 @@ from tlapp.base.tfenv import quiet_import, visible_gpus
 from tlapp.config import Phase, Project, TaskType, load_project
 from tlapp.data.examples import Example, ScanReport
 from tlapp.data.labels import LabelEncoder
-from tlapp.data.pipelines import image_dataset, text_dataset
+from tlapp.data.pipelines import image_dataset, plan_cache, text_dataset
 from tlapp.data.sources import scan_project
 from tlapp.data.split import Splits, cross_split_duplicates, split_examples
 from tlapp.events import (
+    DATA_CACHE,
     EMBEDDINGS,
     PHASE_END,
     PHASE_START,
@@ -89,6 +90,7 @@ class Run:
         self.embed_rate: Optional[float] = None  # examples/s of the last computed embedding pass
         self.evaluation: Optional[dict[str, Any]] = None  # set by a recipe that evaluated without a val pass
         self._cached_phase: Optional[int] = None
+        self._cache_told: set[str] = set()  # splits whose cache plan was announced
         self._base_saved = False
 
     @property
@@ -100,7 +102,15 @@ class Run:
     # ---- data and model ---------------------------------------------------
     def prepare_data(self, resume: bool) -> None:
         p = self.project
-        self.report = scan_project(p, self.project_file, should_stop=self.should_stop)
+        rate = Rate()
+
+        def scanned(done: int, total: int) -> None:  # the scan's own progress, as events
+            eta = rate.eta_s(done, total)
+            self.log.emit(PROGRESS, stage=f"scanning {total:,} files", done=done, total=total,
+                          per_s=round(rate.per_s(done), 1), eta_s=None if eta is None else round(eta, 1),
+                          last=done >= total)
+
+        self.report = scan_project(p, self.project_file, scanned, should_stop=self.should_stop)
         used = examples_used(self.report.counts, p.data.max_per_class) if p.task.type.is_single_label \
             else len(self.report.examples)
         self.log.emit(SCAN, source=self.report.source, counts=self.report.counts, n_good=len(self.report.examples),
@@ -141,8 +151,17 @@ class Run:
         if p.task.type.is_text:
             return text_dataset(examples, self.encoder, p.train.batch_size, shuffle=shuffle, seed=p.train.seed,
                                 with_labels=with_labels)
-        return image_dataset(examples, self.encoder, self.model.backbone.size, p.train.batch_size, shuffle=shuffle,
-                             seed=p.train.seed, cache=p.data.cache, cache_file=self.run_dir.cache / split,
+        size = self.model.backbone.size
+        if split == "eval":  # one pass over validation: caching it again would only cost memory
+            mode = "none"
+        else:
+            plan = plan_cache(len(examples), size, p.data.cache, p.data.cache_budget)
+            if split not in self._cache_told:
+                self._cache_told.add(split)
+                self.log.emit(DATA_CACHE, split=split, mode=plan.mode, why=plan.why)
+            mode = plan.mode
+        return image_dataset(examples, self.encoder, size, p.train.batch_size, shuffle=shuffle,
+                             seed=p.train.seed, cache=mode, cache_file=self.run_dir.cache / split,
                              with_labels=with_labels)
 
     def class_weight(self) -> Optional[dict[int, float]]:
@@ -162,7 +181,7 @@ class Run:
         ident = {"backbone": b.entry.name, "weights": b.weights_source, "size": b.size, "task": p.task.type.value,
                  "pooling": p.head.pooling, "options": p.backbone.options, "flip": flip}
         key = embcache.cache_key(examples, ident)
-        bs, mode = p.train.batch_size, p.data.cache
+        bs, mode = p.train.batch_size, "memory" if p.data.cache == "auto" else p.data.cache
         stage = f"embedding {len(examples)} {'texts' if p.task.type.is_text else 'images'}" + \
             (" (mirrored)" if flip else "")
         nb = math.ceil(len(examples) / bs)
@@ -181,7 +200,8 @@ class Run:
             ds = image_dataset(examples, self.encoder, b.size, bs, cache="none", with_labels=False)
             if flip:
                 ds = ds.map(lambda x: tf.reverse(x, axis=[2]))
-            compute = lambda: embcache.compute(asm.features, ds, nb, progress, self.should_stop)  # noqa: E731
+            compute = lambda: embcache.compute(asm.features, ds, nb, progress, self.should_stop,  # noqa: E731
+                                               n_rows=len(examples))
         t0 = time.time()
         arr, hit = embcache.get_or_compute(
             key, mode, store_dir("cache", "embeddings") if mode == "disk" else Path("."), compute)

@@ -1,0 +1,62 @@
+"""Issue #13 in the small: batch order that does not depend on folder order or data set
+size, and a cache plan that streams when decoded images would not fit the memory budget."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import tiny_project_dict
+from tlapp.config import TaskType, project_from_dict
+from tlapp.data import pipelines
+from tlapp.data.examples import Example
+from tlapp.data.labels import LabelEncoder
+
+
+@pytest.fixture(scope="module")
+def sorted_set(tmp_path_factory):
+    """600 tiny images, 10 classes, listed class by class (as a folder scan lists them)."""
+    root = tmp_path_factory.mktemp("sorted")
+    examples = []
+    for c in range(10):
+        for i in range(60):
+            p = root / f"c{c}_{i}.png"
+            Image.fromarray(np.full((8, 8, 3), c * 20, np.uint8)).save(p)
+            examples.append(Example(str(p), f"c{c}"))
+    return examples
+
+
+@pytest.mark.parametrize("cache", ["memory", "disk", "none"])
+def test_first_batches_mix_all_classes_beyond_the_shuffle_buffer(sorted_set, cache, tmp_path, monkeypatch):
+    monkeypatch.setattr(pipelines, "SHUFFLE_BUFFER_BYTES", 50 * 8 * 8 * 3)  # a 50-image buffer for 600 images
+    enc = LabelEncoder(TaskType.image_classification, [f"c{c}" for c in range(10)])
+    ds = pipelines.image_dataset(sorted_set, enc, 8, 32, shuffle=True, seed=3, cache=cache,
+                                 cache_file=tmp_path / "train")
+    for epoch in range(2):
+        first = next(iter(ds))
+        labels = set(first[1].numpy().tolist())
+        assert len(labels) >= 8, (cache, epoch, labels)  # class-sorted order would give 1
+        assert first[0].dtype.name == "float32" and float(first[0].numpy().max()) <= 255
+
+
+def test_cache_plan_follows_the_memory_budget():
+    small = pipelines.plan_cache(1000, 96, "auto", 0.25, available=8 * 2**30)
+    assert small.mode == "memory" and "cached in memory" in small.why
+    big = pipelines.plan_cache(50_000, 224, "auto", 0.25, available=8 * 2**30)
+    assert big.mode == "none" and "exceed the memory budget" in big.why and "7.0 GB" in big.why
+    assert pipelines.plan_cache(50_000, 224, "disk", 0.25).mode == "disk"
+
+
+def test_training_streams_when_a_small_budget_is_forced(color_data, tmp_path):
+    from tlapp.training.run import train
+
+    d = tiny_project_dict(color_data)
+    d["data"]["cache_budget"] = 1e-9  # nothing fits: the stream path must be taken
+    d["train"]["phases"] = [{"name": "ft", "epochs": 1, "freeze": {"mode": "none"}}]
+    d["export"] = {"formats": [], "verify": False}
+    events = []
+    result = train(project_from_dict(d), tmp_path / "run", events.append)
+    assert result.status == "completed"
+    plans = {e.data["split"]: e.data for e in events if e.type == "data_cache"}
+    assert plans["train"]["mode"] == "none" and "decoded from disk each epoch" in plans["train"]["why"]
+    assert not (tmp_path / "run" / "cache").exists() or not any((tmp_path / "run" / "cache").iterdir())
