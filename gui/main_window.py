@@ -434,6 +434,7 @@ class MainWindow(QMainWindow):
             self.training.cancel()
             self.training.trainer.wait(120)
         self._save_layout()
+        self.training.stop_background()
         FunctionWorker.stop_all()
         event.accept()
 

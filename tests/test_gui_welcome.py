@@ -162,7 +162,15 @@ def test_scan_shows_progress_and_can_be_cancelled(window, qtbot, tmp_path, monke
 
 
 def test_scan_keeps_the_event_loop_responsive(window, qtbot, tmp_path):
+    import gc
+
+    from PySide6.QtCore import QCoreApplication, QEvent
+
     data = make_color_dataset(tmp_path / "many", n=150, size=96)
+    # Windows of earlier tests are destroyed by deferred deletes: let that happen before measuring.
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
+    gc.collect()
+    qtbot.wait(200)
     probe = LoopProbe().start()
     window.pages[0].path.setText(str(data))
     window.pages[0].start_scan()

@@ -44,14 +44,13 @@ from tlapp.events import (
 )
 from tlapp.model.tasks import metric_name
 from tlapp.rundir import RunDir, absolute_data_path
-from tlapp.training.devices import devices
 from tlapp.training.estimate import estimate, examples_used
 
 from ..charts import TrainingCharts
 from ..empty import EmptyState
 from ..theme import GOOD
 from ..widgets import open_folder, show_error
-from ..workers import FunctionWorker, TrainingProcess
+from ..workers import DeviceProbe, TrainingProcess
 from .base import WizardPage
 
 PHASE_COLUMNS = ["Name", "Epochs", "LR", "Schedule", "Optimizer", "Freeze", "Patience", "Flip aug."]
@@ -67,8 +66,8 @@ PRESET_HELP = {
 }
 
 
-def _device_text() -> str:
-    d = devices()
+def _device_text(d: dict) -> str:
+    """What :func:`tlapp.training.devices.devices` reported, in one line."""
     return f"GPU — {', '.join(d['gpus'])}" if d["device"] == "GPU" else f"CPU — {d['why_not_gpu']}"
 
 
@@ -235,10 +234,14 @@ class TrainingPage(WizardPage):
         split.setStretchFactor(1, 3)
         lay = QVBoxLayout(self)
         lay.addWidget(split)
-        self._device_worker = FunctionWorker(_device_text)
-        self._device_worker.done.connect(self._device_known)
-        self._device_worker.failed.connect(lambda m, d: self.device.setText(f"unknown ({m})"))
-        self._device_worker.start()
+        self._device_probe = DeviceProbe()
+        self._device_probe.done.connect(lambda d: self._device_known(_device_text(d)))
+        self._device_probe.failed.connect(lambda m: self.device.setText(f"unknown ({m})"))
+        # Started when this step is first shown: at start-up it would compete with the scan for the CPU.
+
+    def stop_background(self) -> None:
+        """The window is closing: stop the device probe."""
+        self._device_probe.stop()
 
     def _device_known(self, text: str) -> None:
         self.device.setText(text)
@@ -246,6 +249,7 @@ class TrainingPage(WizardPage):
 
     # ---- phases table ------------------------------------------------------
     def refresh(self) -> None:
+        self._device_probe.start()
         p = self.state.project
         custom = p.train.preset == "custom"
         rd = self.state.run_dir
