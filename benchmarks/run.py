@@ -323,8 +323,50 @@ def text_rows(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     value = float(ratio.split(":")[1].strip().rstrip("x")) if r.returncode == 0 and ratio else None
     detail = "; ".join(lines) + " (padded strings = the usual keras-hub recipe: preprocessor in ds.map, padded)"
     return [row("text_finetune_vs_keras_hub", value, 1.5, True, detail if lines else f"did not run: {r.stderr[-300:]}"),
-            row("text_frozen_vs_fit", None, 5.0, True, "not measured yet: the text head phase has no side-by-side "
-                "plain-fit baseline in this suite")]
+            *text_frozen(args, tmp)]
+
+
+def text_frozen(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    """The text head phase (embedding cache) vs plain ``fit`` of the same model with its backbone frozen."""
+    from tlapp.config import project_from_dict
+    from tlapp.data.labels import LabelEncoder
+    from tlapp.data.pipelines import text_dataset
+    from tlapp.data.scan_text import scan_text
+    from tlapp.data.split import split_examples
+    from tlapp.model.text_model import build_text_model
+    from tlapp.training import embcache
+    from tlapp.training.run import train
+
+    data = SHARED / "data" / "smsspamcollection" / "SMSSpamCollection"
+    if not data.is_file():
+        return [row("text_frozen_vs_fit", None, 5.0, True, "did not run: needs ../shared's SMS Spam Collection")]
+    per_class, epochs = (50, 10) if args.quick else (150, 10)
+    d = {"name": "tb", "task": {"type": "text_classification"},
+         "data": {"path": str(data), "val_fraction": 0.2, "max_per_class": per_class},
+         "backbone": {"name": "minilm_l6", "weights": "pretrained", "sequence_length": 64},
+         "export": {"formats": []}}
+
+    def tlapp_phase() -> float:
+        embcache.clear_memory()
+        events = []
+        train(project_from_dict({**d, "train": {"batch_size": 32, "phases": [
+            {"name": "head", "epochs": epochs, "learning_rate": 1e-3}]}}), tmp / f"tf{time.time_ns()}", events.append)
+        start = next(e.time for e in events if e.type == "phase_start")
+        return next(e.time for e in events if e.type == "phase_end") - start
+
+    p = project_from_dict(d)
+    rep = scan_text(data, "text_classification")
+    sp = split_examples(rep.examples, p.task.type, 0.2, 0.0, 42, per_class)
+    enc = LabelEncoder(p.task.type, rep.classes)
+    asm = build_text_model(p, len(rep.classes))
+    asm.backbone.model.trainable = False
+    ds, vds = text_dataset(sp.train, enc, 32, shuffle=True), text_dataset(sp.val, enc, 32)
+    asm.model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    t_tlapp = statistics.median(tlapp_phase() for _ in range(args.repeats))
+    t_plain = median_time(lambda: asm.model.fit(ds, validation_data=vds, epochs=epochs, verbose=0), args.repeats)
+    return [row("text_frozen_vs_fit", t_plain / t_tlapp, 5.0, True,
+                f"minilm_l6, sequence 64, {len(sp.train)} train / {len(sp.val)} val texts, {epochs} epochs: tlapp "
+                f"{t_tlapp:.1f}s, plain fit (padded strings, frozen backbone) {t_plain:.1f}s")]
 
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace, Path], list[dict[str, Any]]]] = {

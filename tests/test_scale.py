@@ -60,3 +60,27 @@ def test_training_streams_when_a_small_budget_is_forced(color_data, tmp_path):
     plans = {e.data["split"]: e.data for e in events if e.type == "data_cache"}
     assert plans["train"]["mode"] == "none" and "decoded from disk each epoch" in plans["train"]["why"]
     assert not (tmp_path / "run" / "cache").exists() or not any((tmp_path / "run" / "cache").iterdir())
+
+
+def test_evaluation_and_export_report_progress_and_cancel_cleanly(color_data, tmp_path):
+    from tlapp.base.errors import Cancelled
+    from tlapp.training.run import train
+
+    d = tiny_project_dict(color_data)
+    d["train"]["phases"] = [{"name": "head", "epochs": 1, "freeze": {"mode": "all"}}]
+    events = []
+    train(project_from_dict(d), tmp_path / "ok", events.append)
+    stages = {e.data["stage"].split()[0] for e in events if e.type == "progress"}
+    assert {"scanning", "embedding", "evaluating", "exporting"} <= stages, stages
+    last = [e.data for e in events if e.type == "progress" and e.data["stage"].startswith("exporting")][-1]
+    assert last["done"] == last["total"] and last["last"]
+
+    stop = {"now": False}
+
+    def on_event(ev):
+        stop["now"] = stop["now"] or (ev.type == "progress" and ev.data["stage"].startswith("exporting"))
+
+    with pytest.raises(Cancelled, match="exporting"):
+        train(project_from_dict(d), tmp_path / "cancel", on_event, should_stop=lambda: stop["now"])
+    assert not (tmp_path / "cancel" / "export").exists()  # nothing half-written
+    assert not [p for p in (tmp_path / "cancel").iterdir() if p.name.startswith(".export")]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -218,7 +218,9 @@ class Train(_Strict):
     batch_size: int = Field(32, ge=1)
     phases: list[Phase] = Field(default_factory=_default_phases, description="Used when preset is 'custom'.")
     class_weights: Literal["auto", "none"] = "auto"
-    mixed_precision: bool = False
+    mixed_precision: Union[bool, Literal["auto"]] = Field(
+        "auto", description="auto: float16 maths on GPUs with tensor cores (compute capability 7.0+), float32 "
+        "elsewhere; true/false to force.")
     seed: int = 1234
     deterministic: bool = Field(False, description="Bit-identical results for the same seed (TensorFlow op "
                                 "determinism; some GPU ops get slower, a few refuse to run).")

@@ -107,7 +107,8 @@ def _run_end(d: dict[str, Any]) -> str:
     return f"run {d.get('status')}: {d.get('message', '')}".rstrip(": ")
 
 
-_LINES: dict[str, Callable[[dict[str, Any]], str]] = {
+_LINES: dict[str, Callable[[dict[str, Any]], Optional[str]]] = {
+    RUN_START: lambda d: f"device: {d['runs_on']}, {d.get('precision', 'float32')}" if d.get("runs_on") else None,
     SCAN: _scan,
     DATA_CACHE: lambda d: f"  {d['split']} images: {d['why']}",
     RESUME: lambda d: f"resuming at phase {d['phase'] + 1}, epoch {d['epoch']}",

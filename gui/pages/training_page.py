@@ -79,6 +79,15 @@ CHARTS_ONE_STEP = ("The head was fitted exactly in one step, so there are no epo
                    "Advanced phases).")
 
 
+STAGE_HELP = {
+    "scanning": "Reading every file once, so no broken image can stop training half-way.",
+    "embedding": "The backbone's one pass over your data (each example once, then cached); the head is then "
+                 "fitted in seconds.",
+    "evaluating": "Scoring the validation examples with the final model.",
+    "exporting": "Writing the model in each format, then loading it in a fresh process to check its answers.",
+}
+
+
 class SummaryCard(QFrame):
     """The result at a glance: the headline figure, the best phase, time, the export and what to do next."""
 
@@ -174,8 +183,8 @@ class TrainingPage(WizardPage):
         self.batch.setToolTip("Examples per training step. Default 32. Lower it if you run out of memory; "
                               "higher is faster on a GPU.")
         self.mixed = QCheckBox("Mixed precision")
-        self.mixed.setToolTip("16-bit maths on a GPU: about twice as fast and half the memory. Has no effect "
-                              "on a CPU, so it is hidden there.")
+        self.mixed.setToolTip("16-bit maths on a GPU with tensor cores: about twice as fast and half the memory "
+                              "(default: on where it pays). Has no effect on a CPU, so it is hidden there.")
         self.mixed.setVisible(False)
         self.device = QLabel("detecting…")
         self.device.setWordWrap(True)
@@ -274,7 +283,7 @@ class TrainingPage(WizardPage):
         self._show_phases(custom)
         self._estimates()
         self.batch.setValue(p.train.batch_size)
-        self.mixed.setChecked(p.train.mixed_precision)
+        self.mixed.setChecked(p.train.mixed_precision is not False)  # auto: on where the GPU has tensor cores
         self.phases.setRowCount(0)
         for ph in p.train.phases:
             self._append_row(ph.model_dump(mode="json"))
@@ -380,7 +389,8 @@ class TrainingPage(WizardPage):
             ph["early_stopping"] = EarlyStopping(patience=int(pat)).model_dump(mode="json") if pat else None
             ph["augment"]["flip"] = self.phases.cellWidget(r, 7).isChecked()
         d["train"]["batch_size"] = self.batch.value()
-        d["train"]["mixed_precision"] = self.mixed.isChecked()
+        if not self.mixed.isHidden():  # only a GPU machine shows the choice; elsewhere keep the project's value
+            d["train"]["mixed_precision"] = "auto" if self.mixed.isChecked() else False
         self.state.set_dict(d)
 
     def validate(self) -> Optional[str]:
@@ -487,18 +497,21 @@ class TrainingPage(WizardPage):
             self.charts_box.show_empty(CHARTS_ONE_STEP)
 
     def _show_progress(self, d: dict) -> None:
-        """The embedding pass: a bar with counts, speed and time left (the event carries them)."""
+        """A long step that is not an epoch (scan, embedding pass, evaluation, export): a bar with
+        counts, speed and time left (the event carries them), and a line saying what it is."""
         self.step_progress.setVisible(True)
         self.step_progress.setMaximum(max(d["total"], 1))
         self.step_progress.setValue(d["done"])
-        unit = d["stage"].split()[-1] if not d["stage"].endswith(")") else "images"
-        speed = f" · {d['per_s']:,.0f} {unit}/s" if d.get("per_s") else ""
+        stage = d["stage"]
+        unit = "images" if stage.endswith(")") else stage.split()[-1] if stage.startswith(("scanning", "embedding")) \
+            else "examples" if stage.startswith("evaluating") else "steps"
+        speed = f" · {d['per_s']:,.0f} {unit}/s" if d.get("per_s") and unit != "steps" else ""
         eta = f" · about {describe_seconds(d['eta_s'])} left" if d.get("eta_s") is not None and not d.get("last") \
             else ""
-        self.step_progress.setFormat(f"{d['stage']}: {d['done']:,} of {d['total']:,}{speed}{eta}")
-        self.counters.setText("The backbone's one pass over your data (each example once, then cached); the head "
-                              "is then fitted in seconds.")
-        if self.charts.epoch_points() < 2:
+        self.step_progress.setFormat(f"{stage}: {d['done']:,} of {d['total']:,}{speed}{eta}")
+        what = next((text for prefix, text in STAGE_HELP.items() if stage.startswith(prefix)), "")
+        self.counters.setText(what)
+        if stage.startswith("embedding") and self.charts.epoch_points() < 2:
             self.charts_box.show_empty("Reading your examples through the backbone (see the progress bar above). "
                                        "Curves appear here if the recipe trains for several epochs.")
 

@@ -3,17 +3,28 @@ per-example predictions (the GUI's confusion-cell and misclassified views read t
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Optional
 
 import numpy as np
 
+from tlapp.base.errors import Cancelled
 from tlapp.config import TaskType
 from tlapp.data.labels import LabelEncoder
 from tlapp.data.examples import Example
 
 
-def predict_dataset(model: Any, inputs_ds: Any) -> np.ndarray:
-    return np.concatenate([np.asarray(model.predict_on_batch(x)) for x in inputs_ds], axis=0)
+def predict_dataset(model: Any, inputs_ds: Any, progress: Optional[Callable[[int], None]] = None,
+                    should_stop: Optional[Callable[[], bool]] = None) -> np.ndarray:
+    """Model outputs batch by batch (streamed: only the outputs are kept); ``progress(rows_done)``."""
+    out, rows = [], 0
+    for x in inputs_ds:
+        out.append(np.asarray(model.predict_on_batch(x)))
+        rows += len(out[-1])
+        if progress:
+            progress(rows)
+        if should_stop and should_stop():
+            raise Cancelled("cancelled while evaluating")
+    return np.concatenate(out, axis=0)
 
 
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict[str, Any]:
@@ -31,9 +42,11 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, classes: list[
     return {"accuracy": float(np.trace(cm) / max(cm.sum(), 1)), "confusion_matrix": cm.tolist(), "per_class": per}
 
 
-def evaluate_examples(model: Any, examples: list[Example], encoder: LabelEncoder, inputs_ds: Any) -> dict[str, Any]:
+def evaluate_examples(model: Any, examples: list[Example], encoder: LabelEncoder, inputs_ds: Any,
+                      progress: Optional[Callable[[int], None]] = None,
+                      should_stop: Optional[Callable[[], bool]] = None) -> dict[str, Any]:
     """Metrics and per-example predictions; ``inputs_ds`` yields the model inputs in ``examples`` order."""
-    return report_from_outputs(predict_dataset(model, inputs_ds), examples, encoder)
+    return report_from_outputs(predict_dataset(model, inputs_ds, progress, should_stop), examples, encoder)
 
 
 def report_from_outputs(probs: np.ndarray, examples: list[Example], encoder: LabelEncoder) -> dict[str, Any]:

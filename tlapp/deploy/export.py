@@ -12,11 +12,11 @@ import sys
 import time
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
-from tlapp.base.errors import ExportError
+from tlapp.base.errors import Cancelled, ExportError
 from tlapp.base.fsutil import atomic_dir
 from tlapp.base.tfenv import quiet_import
 from tlapp.deploy.samples import FILE as SAMPLES_FILE
@@ -175,11 +175,15 @@ def _write_samples(parts: ExportParts, samples: np.ndarray, path: Path) -> None:
 
 
 def export_model(parts: ExportParts, out_dir: Path, formats: list[str], samples: Optional[np.ndarray] = None,
-                 verify: bool = True, verifier: Optional["FreshVerifier"] = None) -> dict[str, Any]:
+                 verify: bool = True, verifier: Optional["FreshVerifier"] = None,
+                 progress: Optional[Callable[[int, int], None]] = None,
+                 should_stop: Optional[Callable[[], bool]] = None) -> dict[str, Any]:
     """Write all requested formats to ``out_dir`` atomically; verify in a fresh process.
 
     Pass a ``verifier`` started earlier (:meth:`FreshVerifier.start`) to overlap its
-    TensorFlow import with other work; otherwise one is started here.
+    TensorFlow import with other work; otherwise one is started here. ``progress(done, total)``
+    counts the steps (each format, the samples, the check); ``should_stop`` cancels between
+    steps, leaving any previous export untouched.
 
     Example::
 
@@ -192,11 +196,26 @@ def export_model(parts: ExportParts, out_dir: Path, formats: list[str], samples:
     for m in (parts.model, parts.token_model):
         if m is not None:
             m.compile(loss="mse")  # drop the training optimizer (it may be a non-serialisable subclass)
+    total, done = len(formats) + 2 * bool(check), [0]
+
+    def step() -> None:
+        done[0] += 1
+        if progress:
+            progress(done[0], total)
+        if should_stop and should_stop():
+            if verifier is not None:
+                verifier.cancel()
+            raise Cancelled("cancelled while exporting; the previous export (if any) is untouched")
+
     with atomic_dir(out_dir) as tmp:
         (tmp / "labels.txt").write_text("".join(f"{c}\n" for c in parts.classes))
-        errors = _write_formats(parts, tmp, formats)
+        errors: dict[str, str] = {}
+        for fmt in formats:
+            errors.update(_write_formats(parts, tmp, [fmt]))
+            step()
         if check:
             _write_samples(parts, samples, tmp / SAMPLES_FILE)
+            step()
         (tmp / "meta.json").write_text(json.dumps(_meta(parts), indent=2))
     info: dict[str, Any] = {"dir": str(out_dir), "formats": formats, "errors": errors, "verified": None,
                             "seconds": {"write": round(time.time() - t0, 2)}}
@@ -204,6 +223,8 @@ def export_model(parts: ExportParts, out_dir: Path, formats: list[str], samples:
         t1 = time.time()
         info["verify"] = verifier.check(out_dir)
         info["verified"] = info["verify"]["ok"]
+        if progress:
+            progress(total, total)
         info["seconds"]["verify_wait"] = round(time.time() - t1, 2)
     return info
 

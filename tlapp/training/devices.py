@@ -30,6 +30,16 @@ def devices() -> dict[str, Any]:
             "why_not_gpu": f"{why} (install with `pip install tlapp[gpu]` on a machine with an NVIDIA GPU)"}
 
 
+def tensor_cores(gpu: Any) -> bool:
+    """Whether a GPU has tensor cores (compute capability 7.0 or more), where float16 maths pays."""
+    tf, _ = quiet_import()
+    try:
+        cc = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+    except Exception:  # details are optional driver metadata
+        return False
+    return bool(cc) and tuple(cc) >= (7, 0)
+
+
 def device_scope(device: str) -> ContextManager[Any]:
     """A ``tf.device`` scope for the configured device (``auto``: no scope)."""
     tf, _ = quiet_import()

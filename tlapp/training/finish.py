@@ -57,7 +57,9 @@ def export_run(run: Run, verifier: Optional[FreshVerifier] = None) -> Optional[d
                         token_model=asm.token_model, preprocessor=asm.backbone.preprocessor if text else None,
                         backbone_config=backbone_config(asm.backbone.model) if text else None)
     info = export_model(parts, run.run_dir.export, list(p.export.formats), parity_samples(run),
-                        verify=p.export.verify, verifier=verifier)
+                        verify=p.export.verify, verifier=verifier,
+                        progress=run.progress(f"exporting {', '.join(p.export.formats)} and checking"),
+                        should_stop=run.should_stop)
     run.log.emit(EXPORT, **{k: v for k, v in info.items() if k != "verify"})
     if info.get("verify"):
         run.log.emit(VERIFY, **info["verify"])
@@ -79,9 +81,10 @@ def finish_run(run: Run) -> RunResult:
         t0 = time.time()
         val, ev = run.splits.val, run.evaluation
         if ev is None:
+            rows = run.progress(f"evaluating {len(val):,} validation examples")
             ev = evaluate_examples(run.model.model, val, run.encoder,
-                                   run.input_ds(val, shuffle=False, split="eval", with_labels=False)) \
-                if val else {}
+                                   run.input_ds(val, shuffle=False, split="eval", with_labels=False),
+                                   lambda done: rows(done, len(val)), run.should_stop) if val else {}
         run.run_dir.evaluation.write_text(json.dumps(ev, indent=1, default=float))
         evaluate_s = time.time() - t0
         export_info = export_run(run, verifier)

@@ -55,7 +55,7 @@ from tlapp.training import checkpoint as ckpt
 from tlapp.training import embcache
 from tlapp.training.augment import augmented
 from tlapp.training.callbacks import EventCallback
-from tlapp.training.devices import device_scope
+from tlapp.training.devices import device_scope, devices, tensor_cores
 from tlapp.training.estimate import examples_used, record_speed
 from tlapp.training.finish import RunResult, finish_run
 from tlapp.training.recipe import run_recipe
@@ -102,15 +102,8 @@ class Run:
     # ---- data and model ---------------------------------------------------
     def prepare_data(self, resume: bool) -> None:
         p = self.project
-        rate = Rate()
-
-        def scanned(done: int, total: int) -> None:  # the scan's own progress, as events
-            eta = rate.eta_s(done, total)
-            self.log.emit(PROGRESS, stage=f"scanning {total:,} files", done=done, total=total,
-                          per_s=round(rate.per_s(done), 1), eta_s=None if eta is None else round(eta, 1),
-                          last=done >= total)
-
-        self.report = scan_project(p, self.project_file, scanned, should_stop=self.should_stop)
+        self.report = scan_project(p, self.project_file, self.progress("scanning {total:,} files"),
+                                   should_stop=self.should_stop)
         used = examples_used(self.report.counts, p.data.max_per_class) if p.task.type.is_single_label \
             else len(self.report.examples)
         self.log.emit(SCAN, source=self.report.source, counts=self.report.counts, n_good=len(self.report.examples),
@@ -164,6 +157,19 @@ class Run:
                              seed=p.train.seed, cache=mode, cache_file=self.run_dir.cache / split,
                              with_labels=with_labels)
 
+    def progress(self, stage: str) -> Callable[[int, int], None]:
+        """A ``(done, total)`` callback that emits PROGRESS events for one long step, with speed and
+        time left (``stage`` may name ``{total}``). The one home of progress events."""
+        rate = Rate()
+
+        def emit(done: int, total: int) -> None:
+            eta = rate.eta_s(done, total)
+            self.log.emit(PROGRESS, stage=stage.format(total=total), done=done, total=total,
+                          per_s=round(rate.per_s(done), 1), eta_s=None if eta is None else round(eta, 1),
+                          last=done >= total)
+
+        return emit
+
     def class_weight(self) -> Optional[dict[int, float]]:
         if self.project.train.class_weights != "auto" or not self.project.task.type.is_single_label \
                 or not self.use_class_weights:
@@ -185,13 +191,10 @@ class Run:
         stage = f"embedding {len(examples)} {'texts' if p.task.type.is_text else 'images'}" + \
             (" (mirrored)" if flip else "")
         nb = math.ceil(len(examples) / bs)
-        rate = Rate()
+        rows = self.progress(stage)
 
         def progress(i: int, _n: int) -> None:
-            done = min(i * bs, len(examples))
-            eta = rate.eta_s(done, len(examples))
-            self.log.emit(PROGRESS, stage=stage, done=done, total=len(examples), per_s=round(rate.per_s(done), 1),
-                          eta_s=None if eta is None else round(eta, 1), last=i == nb)
+            rows(min(i * bs, len(examples)), len(examples))
 
         if p.task.type.is_text:
             compute = lambda: text_embeddings(asm, examples, bs, self.should_stop, progress)  # noqa: E731
@@ -318,8 +321,12 @@ class Run:
         if p.train.deterministic:
             tf.config.experimental.enable_op_determinism()
         self.set_precision()
+        found = devices()
+        runs_on = f"GPU ({', '.join(found['gpus'])})" if found["device"] == "GPU" and p.train.device != "cpu" \
+            else f"CPU ({'train.device: cpu' if p.train.device == 'cpu' else found.get('why_not_gpu', '')})"
         self.log.emit(RUN_START, run_dir=str(self.run_dir.root), project=p.name, backbone=p.backbone.name,
-                      phases=[ph.name for ph in p.train.phases], resume=resume, device=p.train.device)
+                      phases=[ph.name for ph in p.train.phases], resume=resume, device=p.train.device,
+                      runs_on=runs_on, precision=keras.mixed_precision.global_policy().name)
         with device_scope(p.train.device):
             self.prepare_data(resume)
             self.build()
@@ -352,11 +359,16 @@ class Run:
         return phase, epoch, restore
 
     def set_precision(self) -> None:
-        """mixed_float16 only where it pays (a GPU); the head's output layer stays float32."""
-        want = self.project.train.mixed_precision
-        if want and not visible_gpus():
-            self.log.emit(WARNING, message="mixed precision needs a GPU; training in float32 on the CPU")
-            want = False
+        """mixed_float16 only where it pays (a GPU with tensor cores); the head's output layer stays float32."""
+        setting = self.project.train.mixed_precision
+        gpus = visible_gpus()
+        if setting == "auto":
+            want = bool(gpus) and tensor_cores(gpus[0])
+        else:
+            want = bool(setting)
+            if want and not gpus:
+                self.log.emit(WARNING, message="mixed precision needs a GPU; training in float32 on the CPU")
+                want = False
         keras.mixed_precision.set_global_policy("mixed_float16" if want else "float32")
 
     def keep_best(self) -> None:
