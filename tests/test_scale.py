@@ -64,8 +64,10 @@ def test_training_streams_when_a_small_budget_is_forced(color_data, tmp_path):
 
 def test_evaluation_and_export_report_progress_and_cancel_cleanly(color_data, tmp_path):
     from tlapp.base.errors import Cancelled
+    from tlapp.training import embcache
     from tlapp.training.run import train
 
+    embcache.clear_memory()  # earlier tests cached these embeddings: this run must compute them
     d = tiny_project_dict(color_data)
     d["train"]["phases"] = [{"name": "head", "epochs": 1, "freeze": {"mode": "all"}}]
     events = []
