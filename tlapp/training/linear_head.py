@@ -99,10 +99,13 @@ def _fit_scaled(xs: np.ndarray, t: np.ndarray, kind: str, l2: float, w: np.ndarr
 
     def f(theta: np.ndarray) -> tuple[float, np.ndarray]:
         wmat, b = theta[:d * k].reshape(d, k), theta[d * k:]
-        p = _outputs(xs @ wmat + b, kind)
+        # The (n, d) products run in the features' own dtype: mixing float32 features with float64
+        # weights made numpy copy the whole matrix to float64 twice per step (341 MB at 45k x 1280).
+        p = _outputs((xs @ wmat.astype(xs.dtype)).astype(np.float64) + b, kind)
         g = (p - t) * ww / (k if kind == "sigmoid" else 1)
         value = _loss(p, t, kind, w) + 0.5 * l2 * float((wmat ** 2).sum())
-        return value, np.concatenate([(xs.T @ g + l2 * wmat).ravel(), g.sum(0)])
+        grad_w = (xs.T @ g.astype(xs.dtype)).astype(np.float64) + l2 * wmat
+        return value, np.concatenate([grad_w.ravel(), g.sum(0)])
 
     x0 = start if start is not None else np.zeros(d * k + k)
     with threadpool_limits(1):
