@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from tlapp.backbones.catalog import check_backbone
+from tlapp.base.paths import projects_dir
 from tlapp.base.progress import describe_seconds
 from tlapp.config import EarlyStopping, Phase
 from tlapp.deploy.summary import RunSummary, summarize_run
@@ -414,8 +415,9 @@ class TrainingPage(WizardPage):
 
     # ---- running -----------------------------------------------------------
     def new_run_dir(self) -> Path:
-        """Runs live beside the project file (``runs/``), or under ~/tlapp-runs for an unsaved project."""
-        parent = self.state.path.parent / "runs" if self.state.path else Path.home() / "tlapp-runs" / "runs"
+        """Runs live beside the project file (``runs/``), or under ``~/tlapp-projects/unsaved-runs``
+        (``TLAPP_PROJECTS``) for an unsaved project."""
+        parent = self.state.path.parent / "runs" if self.state.path else projects_dir() / "unsaved-runs"
         return RunDir.new(self.state.project.name, parent).root
 
     def start(self, resume: bool = False) -> None:
