@@ -188,7 +188,7 @@ def test_embedding_progress_bar_and_result_card(window, qtbot, color_data, train
     to_training(qtbot, window, color_data)
     tp = window.training
     tp.start()
-    tp.on_event({"type": "progress", "data": {"stage": "embedding 30 images", "done": 16, "total": 30,
+    tp.on_event({"type": "progress", "data": {"stage": "embedding 30 images", "done": 16, "total": 30, "unit": "images",
                                               "per_s": 40.0, "eta_s": 0.4, "last": False}})
     assert tp.step_progress.isVisible() and tp.step_progress.value() == 16
     assert "16 of 30" in tp.step_progress.format() and "images/s" in tp.step_progress.format()

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 
 from tlapp.backbones.catalog import check_backbone
 from tlapp.base.paths import projects_dir
-from tlapp.base.progress import describe_seconds
+from tlapp.base.progress import describe_seconds, progress_text
 from tlapp.config import EarlyStopping, Phase
 from tlapp.deploy.summary import RunSummary, summarize_run
 from tlapp.events import (
@@ -45,6 +45,7 @@ from tlapp.events import (
 )
 from tlapp.model.tasks import metric_name
 from tlapp.rundir import RunDir, absolute_data_path
+from tlapp.training.devices import describe_device
 from tlapp.training.estimate import estimate, examples_used
 
 from ..charts import TrainingCharts
@@ -65,11 +66,6 @@ PRESET_HELP = {
                 "top blocks when your data can show its gain and it fits the time budget. The default.",
     "best": "Balanced with a longer fine-tune and a larger time budget (train.time_budget_s).",
 }
-
-
-def _device_text(d: dict) -> str:
-    """What :func:`tlapp.training.devices.devices` reported, in one line."""
-    return f"GPU — {', '.join(d['gpus'])}" if d["device"] == "GPU" else f"CPU — {d['why_not_gpu']}"
 
 
 CHARTS_BEFORE = ("Press Start: loss and accuracy curves appear here as the model trains. With the recipes, most "
@@ -245,7 +241,7 @@ class TrainingPage(WizardPage):
         lay = QVBoxLayout(self)
         lay.addWidget(split)
         self._device_probe = DeviceProbe()
-        self._device_probe.done.connect(lambda d: self._device_known(_device_text(d)))
+        self._device_probe.done.connect(lambda d: self._device_known(describe_device(d)))
         self._device_probe.failed.connect(lambda m: self.device.setText(f"unknown ({m})"))
         # Started when this step is first shown: at start-up it would compete with the scan for the CPU.
 
@@ -505,12 +501,8 @@ class TrainingPage(WizardPage):
         self.step_progress.setMaximum(max(d["total"], 1))
         self.step_progress.setValue(d["done"])
         stage = d["stage"]
-        unit = "images" if stage.endswith(")") else stage.split()[-1] if stage.startswith(("scanning", "embedding")) \
-            else "examples" if stage.startswith("evaluating") else "steps"
-        speed = f" · {d['per_s']:,.0f} {unit}/s" if d.get("per_s") and unit != "steps" else ""
-        eta = f" · about {describe_seconds(d['eta_s'])} left" if d.get("eta_s") is not None and not d.get("last") \
-            else ""
-        self.step_progress.setFormat(f"{stage}: {d['done']:,} of {d['total']:,}{speed}{eta}")
+        self.step_progress.setFormat(f"{stage}: " + progress_text(d["done"], d["total"], d.get("unit", ""),
+                                                                  d.get("per_s"), d.get("eta_s")))
         what = next((text for prefix, text in STAGE_HELP.items() if stage.startswith(prefix)), "")
         self.counters.setText(what)
         if stage.startswith("embedding") and self.charts.epoch_points() < 2:

@@ -33,10 +33,15 @@ class Rate:
 
     def text(self, done: int, total: int, unit: str = "files") -> str:
         """``"1,200 of 5,000 files · 310 files/s · about 12 s left"``."""
-        parts = [f"{done:,} of {total:,} {unit}"]
-        if done:
-            parts.append(f"{self.per_s(done):,.0f} {unit}/s")
-        eta = self.eta_s(done, total)
-        if eta is not None and done < total:
-            parts.append(f"about {describe_seconds(eta)} left")
-        return " · ".join(parts)
+        return progress_text(done, total, unit, self.per_s(done) if done else None, self.eta_s(done, total))
+
+
+def progress_text(done: int, total: int, unit: str, per_s: Optional[float], eta_s: Optional[float]) -> str:
+    """The one wording of a progress bar (the scan's in the wizard, and every PROGRESS event's).
+    ``unit`` "" counts steps without a speed."""
+    parts = [f"{done:,} of {total:,}" + (f" {unit}" if unit else "")]
+    if per_s and unit:
+        parts.append(f"{per_s:,.0f} {unit}/s")
+    if eta_s is not None and done < total:
+        parts.append(f"about {describe_seconds(eta_s)} left")
+    return " · ".join(parts)

@@ -30,6 +30,13 @@ def devices() -> dict[str, Any]:
             "why_not_gpu": f"{why} (install with `pip install tlapp[gpu]` on a machine with an NVIDIA GPU)"}
 
 
+def describe_device(found: dict[str, Any], setting: str = "auto") -> str:
+    """Where a run trains and why, in one line (the run header and the wizard), from :func:`devices`."""
+    if found["device"] == "GPU" and setting != "cpu":
+        return f"GPU ({', '.join(found['gpus'])})"
+    return f"CPU ({'train.device: cpu' if setting == 'cpu' else found.get('why_not_gpu', '')})"
+
+
 def tensor_cores(gpu: Any) -> bool:
     """Whether a GPU has tensor cores (compute capability 7.0 or more), where float16 maths pays."""
     tf, _ = quiet_import()

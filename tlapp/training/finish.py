@@ -81,7 +81,7 @@ def finish_run(run: Run) -> RunResult:
         t0 = time.time()
         val, ev = run.splits.val, run.evaluation
         if ev is None:
-            rows = run.progress(f"evaluating {len(val):,} validation examples")
+            rows = run.progress(f"evaluating {len(val):,} validation examples", "examples")
             ev = evaluate_examples(run.model.model, val, run.encoder,
                                    run.input_ds(val, shuffle=False, split="eval", with_labels=False),
                                    lambda done: rows(done, len(val)), run.should_stop) if val else {}

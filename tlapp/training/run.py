@@ -55,7 +55,7 @@ from tlapp.training import checkpoint as ckpt
 from tlapp.training import embcache
 from tlapp.training.augment import augmented
 from tlapp.training.callbacks import EventCallback
-from tlapp.training.devices import device_scope, devices, tensor_cores
+from tlapp.training.devices import describe_device, device_scope, devices, tensor_cores
 from tlapp.training.estimate import examples_used, record_speed
 from tlapp.training.finish import RunResult, finish_run
 from tlapp.training.recipe import run_recipe
@@ -104,7 +104,7 @@ class Run:
     # ---- data and model ---------------------------------------------------
     def prepare_data(self, resume: bool) -> None:
         p = self.project
-        self.report = scan_project(p, self.project_file, self.progress("scanning {total:,} files"),
+        self.report = scan_project(p, self.project_file, self.progress("scanning {total:,} files", "files"),
                                    should_stop=self.should_stop)
         used = examples_used(self.report.counts, p.data.max_per_class) if p.task.type.is_single_label \
             else len(self.report.examples)
@@ -159,14 +159,14 @@ class Run:
                              seed=p.train.seed, cache=mode, cache_file=self.run_dir.cache / split,
                              with_labels=with_labels)
 
-    def progress(self, stage: str) -> Callable[[int, int], None]:
+    def progress(self, stage: str, unit: str = "") -> Callable[[int, int], None]:
         """A ``(done, total)`` callback that emits PROGRESS events for one long step, with speed and
-        time left (``stage`` may name ``{total}``). The one home of progress events."""
+        time left (``stage`` may name ``{total}``; ``unit`` "" counts steps). The one home of progress events."""
         rate = Rate()
 
         def emit(done: int, total: int) -> None:
             eta = rate.eta_s(done, total)
-            self.log.emit(PROGRESS, stage=stage.format(total=total), done=done, total=total,
+            self.log.emit(PROGRESS, stage=stage.format(total=total), done=done, total=total, unit=unit,
                           per_s=round(rate.per_s(done), 1), eta_s=None if eta is None else round(eta, 1),
                           last=done >= total)
 
@@ -190,10 +190,10 @@ class Run:
                  "pooling": p.head.pooling, "options": p.backbone.options, "flip": flip}
         key = embcache.cache_key(examples, ident)
         bs, mode = p.train.batch_size, "memory" if p.data.cache == "auto" else p.data.cache
-        stage = f"embedding {len(examples)} {'texts' if p.task.type.is_text else 'images'}" + \
-            (" (mirrored)" if flip else "")
+        unit = "texts" if p.task.type.is_text else "images"
+        stage = f"embedding {len(examples)} {unit}" + (" (mirrored)" if flip else "")
         nb = math.ceil(len(examples) / bs)
-        rows = self.progress(stage)
+        rows = self.progress(stage, unit)
 
         def progress(i: int, _n: int) -> None:
             rows(min(i * bs, len(examples)), len(examples))
@@ -353,9 +353,7 @@ class Run:
         if p.train.deterministic:
             tf.config.experimental.enable_op_determinism()
         self.set_precision()
-        found = devices()
-        runs_on = f"GPU ({', '.join(found['gpus'])})" if found["device"] == "GPU" and p.train.device != "cpu" \
-            else f"CPU ({'train.device: cpu' if p.train.device == 'cpu' else found.get('why_not_gpu', '')})"
+        runs_on = describe_device(devices(), p.train.device)
         self.log.emit(RUN_START, run_dir=str(self.run_dir.root), project=p.name, backbone=p.backbone.name,
                       phases=[ph.name for ph in p.train.phases], resume=resume, device=p.train.device,
                       runs_on=runs_on, precision=keras.mixed_precision.global_policy().name)
