@@ -120,7 +120,7 @@ def frozen_phase(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     nb = -(-len(sp.train + sp.val) // 32)
 
     def one_pass() -> None:
-        embcache.compute(asm.features, one_pass_ds, nb)
+        embcache.compute(asm.features, one_pass_ds, nb, len(sp.train + sp.val))
 
     t_tlapp = statistics.median(tlapp_phase() for _ in range(args.repeats))
     t_plain = median_time(plain_fit, args.repeats)

@@ -205,8 +205,8 @@ class Run:
             ds = image_dataset(examples, self.encoder, b.size, bs, cache="none", with_labels=False)
             if flip:
                 ds = ds.map(lambda x: tf.reverse(x, axis=[2]))
-            compute = lambda: embcache.compute(asm.features, ds, nb, progress, self.should_stop,  # noqa: E731
-                                               n_rows=len(examples))
+            compute = lambda: embcache.compute(asm.features, ds, nb, len(examples), progress,  # noqa: E731
+                                               self.should_stop)
         t0 = time.time()
         arr, hit = embcache.get_or_compute(
             key, mode, store_dir("cache", "embeddings") if mode == "disk" else Path("."), compute)
