@@ -122,7 +122,7 @@ class LayersPage(WizardPage):
         preset = p.train.preset
         self.recipe_note.setVisible(preset != "custom")
         self.recipe_note.setText(
-            f"ⓘ The <b>{preset.capitalize()}</b> recipe (Training step) chooses what to fine-tune from your data: "
+            f"Note: the <b>{preset.capitalize()}</b> recipe (Training step) chooses what to fine-tune from your data: "
             "it trains the top blocks only when cross-validation says it pays. Your ticks here are used when you "
             "turn on <i>Advanced: write the phases myself</i> on the Training step.")
         self.plan = p.train.phases[-1].freeze
