@@ -48,7 +48,7 @@ class DeviceProbe(QObject):
     failed = Signal(str)
     # Lowest priority: importing TensorFlow is seconds of CPU that must not starve the window.
     CODE = ("import json, os; os.nice(19) if hasattr(os, 'nice') else None; "
-            "from tlapp.training.devices import devices; print(json.dumps(devices()))")
+            "from tlapp.training.strategy import survey; print(json.dumps(survey()))")
 
     def __init__(self) -> None:
         super().__init__()

@@ -86,3 +86,42 @@ def test_evaluation_and_export_report_progress_and_cancel_cleanly(color_data, tm
         train(project_from_dict(d), tmp_path / "cancel", on_event, should_stop=lambda: stop["now"])
     assert not (tmp_path / "cancel" / "export").exists()  # nothing half-written
     assert not [p for p in (tmp_path / "cancel").iterdir() if p.name.startswith(".export")]
+
+
+def test_large_embedding_matrices_are_memory_mapped_and_removed_at_the_end(color_data, tmp_path, monkeypatch):
+    """Above MEMMAP_BYTES the embedding pass writes into a memory-mapped file in the run's cache;
+    the head still trains on it, and the scratch file is gone when the run has finished."""
+    from tlapp.training import embcache
+    from tlapp.training.run import train
+
+    embcache.clear_memory()
+    monkeypatch.setattr(embcache, "MEMMAP_BYTES", 1)  # every matrix counts as large
+    made = []
+    real = np.lib.format.open_memmap
+    monkeypatch.setattr(np.lib.format, "open_memmap", lambda *a, **k: made.append(a[0]) or real(*a, **k))
+    d = tiny_project_dict(color_data)
+    d["train"]["phases"] = [{"name": "head", "epochs": 1, "freeze": {"mode": "all"}}]
+    d["export"] = {"formats": [], "verify": False}
+    events = []
+    assert train(project_from_dict(d), tmp_path / "run", events.append).status == "completed"
+    assert made and all(str(p).startswith(str(tmp_path / "run" / "cache")) for p in made)
+    emb = next(e.data for e in events if e.type == "embeddings")
+    assert not emb["cached"] and emb["n"] > 0
+    assert not list((tmp_path / "run" / "cache").glob("embeddings-*.npy"))
+    embcache.clear_memory()
+
+
+def test_a_short_last_batch_gives_the_same_vectors_without_a_new_input_shape():
+    from tlapp.training import embcache
+
+    shapes = []
+
+    class Features:
+        def predict_on_batch(self, x):
+            shapes.append(x.shape)
+            return np.asarray(x).reshape(len(x), -1)[:, :2] * 2
+
+    batches = [np.ones((4, 1, 1, 2), np.float32), np.full((3, 1, 1, 2), 3, np.float32)]
+    out = embcache.compute(Features().predict_on_batch, batches, 2, 7)
+    assert {s for s in shapes} == {(4, 1, 1, 2)}
+    assert out.shape == (7, 2) and out[:4].tolist() == [[2, 2]] * 4 and out[4:].tolist() == [[6, 6]] * 3

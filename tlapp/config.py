@@ -226,6 +226,13 @@ class Train(_Strict):
                                 "determinism; some GPU ops get slower, a few refuse to run).")
     device: str = Field("auto", pattern=r"^(auto|cpu|gpu(:\d+)?)$",
                         description="auto (GPU when there is one), cpu, gpu or gpu:N.")
+    strategy: Literal["auto", "default", "mirrored", "multi_worker"] = Field(
+        "auto", description="auto: MirroredStrategy over all visible GPUs when there are several, one device "
+                            "otherwise; mirrored: over `devices` (or every GPU, or every logical CPU); "
+                            "multi_worker: MultiWorkerMirroredStrategy configured by TF_CONFIG. batch_size is "
+                            "the global batch, split across replicas.")
+    devices: Optional[list[str]] = Field(
+        None, description="mirrored: the devices to replicate over, e.g. [GPU:0, GPU:1] (default: all GPUs).")
     keep_best: bool = True
 
     @model_validator(mode="before")
@@ -234,6 +241,21 @@ class Train(_Strict):
         if isinstance(data, dict) and "phases" in data and "preset" not in data:
             return {**data, "preset": "custom"}
         return data
+
+    @field_validator("devices")
+    @classmethod
+    def _device_names(cls, v: Optional[list[str]]) -> Optional[list[str]]:
+        if v is None:
+            return v
+        out = []
+        for d in v:
+            m = re.fullmatch(r"(?:/?device:)?(cpu|gpu):(\d+)", str(d).strip(), re.IGNORECASE)
+            if not m:
+                raise ValueError(f"train.devices: {d!r} is not a device name like GPU:0 or CPU:1")
+            out.append(f"{m.group(1).upper()}:{m.group(2)}")
+        if not out:
+            raise ValueError("train.devices: an empty list; leave it out to use every GPU")
+        return out
 
     @field_validator("phases")
     @classmethod

@@ -46,6 +46,10 @@ from tlapp.events import (
 from tlapp.model.tasks import metric_name
 from tlapp.rundir import RunDir, absolute_data_path
 from tlapp.training.devices import describe_device
+
+# train.strategy values and how the wizard names them.
+STRATEGIES = (("auto", "Automatic"), ("default", "One device"), ("mirrored", "Mirrored on this machine"),
+              ("multi_worker", "Several machines (TF_CONFIG)"))
 from tlapp.training.estimate import estimate, examples_used
 
 from ..charts import TrainingCharts
@@ -186,6 +190,16 @@ class TrainingPage(WizardPage):
         self.device = QLabel("detecting…")
         self.device.setWordWrap(True)
         self.device.setToolTip("Where training runs: the first visible GPU when there is one, else the CPU")
+        self.strategy = QComboBox()
+        for key, text in STRATEGIES:
+            self.strategy.addItem(text, key)
+        self.strategy.setToolTip("How many copies of the model train side by side (tf.distribute). Default auto: "
+                                 "one per GPU when there are several, else one device. The batch size is the "
+                                 "total over all copies, so results match a one-device run.")
+        self.strategy_note = QLabel("detecting…")
+        self.strategy_note.setWordWrap(True)
+        self.strategy.currentIndexChanged.connect(self._strategy_note)
+        self._survey: dict = {}
         self.start_btn, self.cancel_btn, self.resume_btn = QPushButton("Start"), QPushButton("Cancel"), \
             QPushButton("Resume")
         self.start_btn.setToolTip("Train a new run with these settings (in the background)")
@@ -215,6 +229,8 @@ class TrainingPage(WizardPage):
         form = self.form = QFormLayout()
         form.addRow("Batch size", self.batch)
         form.addRow("Device", self.device)
+        form.addRow("Replicas", self.strategy)
+        form.addRow("", self.strategy_note)
         form.addRow("", self.mixed)
         buttons = QHBoxLayout()
         for b in (add, remove):
@@ -241,7 +257,7 @@ class TrainingPage(WizardPage):
         lay = QVBoxLayout(self)
         lay.addWidget(split)
         self._device_probe = DeviceProbe()
-        self._device_probe.done.connect(lambda d: self._device_known(describe_device(d)))
+        self._device_probe.done.connect(self._surveyed)
         self._device_probe.failed.connect(lambda m: self.device.setText(f"unknown ({m})"))
         # Started when this step is first shown: at start-up it would compete with the scan for the CPU.
 
@@ -249,9 +265,22 @@ class TrainingPage(WizardPage):
         """The window is closing: stop the device probe."""
         self._device_probe.stop()
 
+    def _surveyed(self, found: dict) -> None:
+        """The probe's answer: the device line, and what each replica setting would do here."""
+        self._survey = found
+        self._device_known(describe_device(found))
+        self._strategy_note()
+
     def _device_known(self, text: str) -> None:
         self.device.setText(text)
         self.mixed.setVisible(text.startswith("GPU"))
+
+    def _strategy_note(self) -> None:
+        key = self.strategy.currentData()
+        if key == "default":
+            self.strategy_note.setText("One device (the one above), no copies.")
+        elif self._survey:
+            self.strategy_note.setText(str(self._survey.get(f"strategy_{key}", "")).replace(" — ", ": ", 1))
 
     # ---- phases table ------------------------------------------------------
     def refresh(self) -> None:
@@ -280,6 +309,7 @@ class TrainingPage(WizardPage):
         self._show_phases(custom)
         self._estimates()
         self.batch.setValue(p.train.batch_size)
+        self.strategy.setCurrentIndex(max(0, self.strategy.findData(p.train.strategy)))
         self.mixed.setChecked(p.train.mixed_precision is not False)  # auto: on where the GPU has tensor cores
         self.phases.setRowCount(0)
         for ph in p.train.phases:
@@ -386,6 +416,7 @@ class TrainingPage(WizardPage):
             ph["early_stopping"] = EarlyStopping(patience=int(pat)).model_dump(mode="json") if pat else None
             ph["augment"]["flip"] = self.phases.cellWidget(r, 7).isChecked()
         d["train"]["batch_size"] = self.batch.value()
+        d["train"]["strategy"] = self.strategy.currentData()
         if not self.mixed.isHidden():  # only a GPU machine shows the choice; elsewhere keep the project's value
             d["train"]["mixed_precision"] = "auto" if self.mixed.isChecked() else False
         self.state.set_dict(d)

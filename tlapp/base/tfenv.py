@@ -48,11 +48,41 @@ def quiet_import() -> tuple[Any, Any]:
                 pass
             tf.get_logger().setLevel("ERROR")
             tf.config.list_physical_devices("GPU")  # probes CUDA once, here, where its chatter is muted
+            _split_cpu(tf)
         _done = True
     import keras
     import tensorflow as tf
 
     return tf, keras
+
+
+def cpu_devices_wanted() -> int:
+    """``TLAPP_CPU_DEVICES=N``: how many logical CPU devices to split the CPU into (1 when unset)."""
+    raw = os.environ.get("TLAPP_CPU_DEVICES", "").strip()
+    if not raw:
+        return 1
+    if not raw.isdigit() or not 1 <= int(raw) <= 64:
+        from tlapp.base.errors import ConfigError
+
+        raise ConfigError(f"TLAPP_CPU_DEVICES: {raw!r} is not a whole number from 1 to 64")
+    return int(raw)
+
+
+def _split_cpu(tf: Any) -> None:
+    """Split the CPU into logical devices (for trying several-device strategies on one machine).
+
+    Only possible before TensorFlow's runtime starts, which is why it happens here, at import.
+    """
+    n = cpu_devices_wanted()
+    if n > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+
+
+def logical_cpus() -> int:
+    """Logical CPU devices TensorFlow has (more than 1 only with ``TLAPP_CPU_DEVICES``)."""
+    tf, _ = quiet_import()
+    return len(tf.config.list_logical_devices("CPU"))
 
 
 def quiet_keras_hub() -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 from tlapp.backbones import effnet_lite
 from tlapp.backbones.weights import available
 from tlapp.base.paths import keras_models_dir, tlapp_home
-from tlapp.training.devices import devices
+from tlapp.training.strategy import survey
 
 
 def _version(pkg: str) -> str:
@@ -23,7 +23,7 @@ def collect() -> dict[str, Any]:
     for pkg in ("tlapp", "tensorflow", "keras", "keras-hub", "tensorflow-text", "tensorflow-datasets",
                 "PySide6-Essentials", "pyqtgraph", "pydantic"):
         info[pkg] = _version(pkg)
-    info.update(devices())
+    info.update(survey())
     info["keras_cache"] = str(keras_models_dir())
     info["model_store"] = str(tlapp_home())
     info["available_offline"] = available()

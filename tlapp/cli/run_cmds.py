@@ -55,6 +55,9 @@ def run_training(project: Optional[Project], run_dir: Path, project_file: Option
 
 
 def _summary(result: Any) -> None:
+    if result.note:
+        out.print(result.note, highlight=False)
+        return
     s = summarize_run(result.run_dir)
     out.print(f"run: {result.run_dir}", highlight=False)
     out.print(s.headline, highlight=False)

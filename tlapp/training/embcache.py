@@ -22,6 +22,8 @@ from tlapp.base.fsutil import atomic_path
 from tlapp.data.examples import Example
 
 _MEMORY: dict[str, np.ndarray] = {}
+# Embedding matrices larger than this are written to a memory-mapped file (50,000 x 1280 float32 is 256 MB).
+MEMMAP_BYTES = 128 * 2**20
 
 
 def cache_key(examples: list[Example], backbone_id: dict[str, Any]) -> str:
@@ -38,29 +40,42 @@ def cache_key(examples: list[Example], backbone_id: dict[str, Any]) -> str:
     return h.hexdigest()[:32]
 
 
-def compute(features_model: Any, dataset: Any, n_batches: int, n_rows: int,
+def compute(forward: Callable[[Any], Any], dataset: Any, n_batches: int, n_rows: int,
             on_batch: Optional[Callable[[int, int], None]] = None,
-            should_stop: Optional[Callable[[], bool]] = None) -> np.ndarray:
-    """One forward pass of the feature extractor over ``dataset`` (images only), ``n_rows`` examples.
+            should_stop: Optional[Callable[[], bool]] = None, into: Optional[Path] = None) -> np.ndarray:
+    """One forward pass of the feature extractor (``forward``: a batch to its vectors) over
+    ``dataset`` (images only), ``n_rows`` examples.
 
     Iterates exactly ``n_batches``: asking the parallel-decode pipeline for the end of its
     data stalled 16-19 s after the last batch of 1,000 images (measured here; gone with ``take``).
     The result is written in place into one preallocated float32 matrix, so peak memory is the
-    matrix itself, not the matrix plus a list of its pieces.
+    matrix itself, not the matrix plus a list of its pieces. With ``into`` (large sets) the matrix
+    is a memory-mapped ``.npy`` file: its pages are file-backed, so the kernel can page them out
+    instead of the process growing with the data set.
     """
     out: Optional[np.ndarray] = None
-    row = 0
+    row, full = 0, 0
     for i, batch in enumerate(dataset.take(n_batches) if hasattr(dataset, "take") else dataset):
         x = batch[0] if isinstance(batch, tuple) else batch
-        y = np.asarray(features_model.predict_on_batch(x), dtype=np.float32)
+        k = int(x.shape[0])
+        full = full or k
+        if k < full:  # a short last batch is padded: a new input shape would trace the model again (~1 s)
+            x = np.concatenate([np.asarray(x), np.zeros((full - k, *x.shape[1:]), np.asarray(x).dtype)])
+        y = np.asarray(forward(x), dtype=np.float32)[:k]
         if out is None:
-            out = np.empty((n_rows, y.shape[-1]), np.float32)
+            if into is not None:
+                into.parent.mkdir(parents=True, exist_ok=True)
+                out = np.lib.format.open_memmap(into, mode="w+", dtype=np.float32, shape=(n_rows, y.shape[-1]))
+            else:
+                out = np.empty((n_rows, y.shape[-1]), np.float32)
         out[row:row + len(y)] = y
         row += len(y)
         if on_batch:
             on_batch(i + 1, n_batches)
         if should_stop and should_stop():
             raise Cancelled("cancelled while computing embeddings")
+    if isinstance(out, np.memmap):
+        out.flush()
     return out[:row] if out is not None else np.zeros((0, 0), np.float32)
 
 

@@ -31,6 +31,7 @@ class RunResult:
     classes: list[str]
     metrics: dict[str, Any] = field(default_factory=dict)
     export: Optional[dict[str, Any]] = None
+    note: str = ""  # set when this process did not write the run (a multi-worker run's other workers)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,6 +97,11 @@ def finish_run(run: Run) -> RunResult:
     rec = record(run)
     metrics = write_metrics(rec, ev, export_info)
     write_model_card(rec, metrics, export_info)
+    for f in run.run_dir.cache.glob("embeddings-*.npy"):  # memory-mapped scratch of a large set, not a result
+        try:
+            f.unlink()
+        except OSError:  # still mapped on Windows; the next run's folder is another one anyway
+            pass
     run.run_dir.write_status("completed")
     run.log.emit(RUN_END, status="completed", metrics=metrics.get("final", {}),
                   export=(export_info or {}).get("dir"), verified=(export_info or {}).get("verified"))

@@ -25,6 +25,7 @@ from tlapp.config import Augment, EarlyStopping, FreezePlan, Phase, TaskType
 from tlapp.deploy.evaluate import report_from_outputs
 from tlapp.events import EPOCH_END, PHASE_END, PHASE_START, RECIPE_DECISION
 from tlapp.model.tasks import metric_name
+from tlapp.training.strategy import agree
 from tlapp.training.linear_head import (CVResult, LinearHead, choose_folds, cross_validate, fit_linear_head,
                                         predict)
 
@@ -44,6 +45,7 @@ class Run(Protocol):
     evaluation: Optional[dict[str, Any]]
     embed_rate: Optional[float]
     use_class_weights: bool
+    placement: Any  # strategy.Placement
 
     @property
     def model(self) -> Any: ...
@@ -102,7 +104,7 @@ def decide_finetune(run: Run, cv_score: float, preset: dict[str, Any]) -> Decisi
     """Fine-tune or not, and why: the ``auto`` policy, or the user's ``always``/``never``."""
     p, n_train, n_val = run.project, len(run.splits.train), len(run.splits.val)
     modality = "text" if p.task.type.is_text else "image"
-    rate = run.embed_rate or 1.0
+    rate = agree(run.placement, run.embed_rate or 1.0)  # every worker of a multi-worker run decides alike
     epochs = finetune_epochs(preset)
     estimate = epochs * (n_train * STEP_COST[modality] + n_val) / rate
     budget = p.train.time_budget_s or min(preset["budget_passes"] * (n_train + n_val) / rate,
@@ -208,9 +210,10 @@ def run_recipe(run: Run) -> None:
     preset = PRESETS[p.train.preset]
     examples = run.splits.train + run.splits.val
     units = int(run.model.head.output.shape[-1])
-    x = run.embeddings(examples).astype(np.float64)
+    # float32 as computed: a float64 copy of 50,000 x 1280 embeddings (and their mirrors) was 1 GB of peak RSS.
+    x = run.embeddings(examples)
     flip_ok = preset["flip"] and not task.is_text and p.train.mirror == "auto"
-    xf = run.embeddings(examples, flip=True).astype(np.float64) if flip_ok else None
+    xf = run.embeddings(examples, flip=True) if flip_ok else None
     y = run.encoder.encode_all(examples)
     choice = _cv(run, x, y, xf, units)
     cv, use_flip, w = choice.cv, choice.mirror, choice.weights

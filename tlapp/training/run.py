@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
+import tempfile
 import time
 import warnings
 from dataclasses import asdict
@@ -28,7 +30,7 @@ from tlapp.base.tfenv import quiet_import, visible_gpus
 from tlapp.config import Phase, Project, TaskType, load_project
 from tlapp.data.examples import Example, ScanReport
 from tlapp.data.labels import LabelEncoder
-from tlapp.data.pipelines import image_dataset, plan_cache, text_dataset
+from tlapp.data.pipelines import array_batches, image_dataset, plan_cache, text_dataset
 from tlapp.data.sources import scan_project
 from tlapp.data.split import Splits, cross_split_duplicates, split_examples
 from tlapp.events import (
@@ -52,10 +54,10 @@ from tlapp.model.tasks import monitor
 from tlapp.model.text_model import build_text_model, text_embeddings, token_batches
 from tlapp.rundir import RunDir, absolute_data_path
 from tlapp.training import checkpoint as ckpt
-from tlapp.training import embcache
+from tlapp.training import embcache, strategy
 from tlapp.training.augment import augmented
 from tlapp.training.callbacks import EventCallback
-from tlapp.training.devices import describe_device, device_scope, devices, tensor_cores
+from tlapp.training.devices import describe_device, devices, tensor_cores
 from tlapp.training.estimate import examples_used, record_speed
 from tlapp.training.finish import RunResult, finish_run
 from tlapp.training.recipe import run_recipe
@@ -73,8 +75,13 @@ class Run:
     """
 
     def __init__(self, project: Project, run_dir: RunDir, log: EventLog,
-                 should_stop: Optional[Callable[[], bool]] = None, project_file: Optional[Path] = None) -> None:
+                 should_stop: Optional[Callable[[], bool]] = None, project_file: Optional[Path] = None,
+                 shared: Optional[RunDir] = None) -> None:
         self.project, self.run_dir, self.log = project, run_dir, log
+        # Where a resume reads the split and checkpoint: the run folder itself, except for a multi-worker
+        # run's other workers, which write to a scratch folder and read the chief's.
+        self.shared = shared or run_dir
+        self.placement: Optional[strategy.Placement] = None
         self.should_stop, self.project_file = should_stop, project_file
         self.started = time.time()  # this session's start: a resumed run counts its own time
         self.best: dict[str, Any] = {}
@@ -115,7 +122,7 @@ class Run:
         for w in self.report.warnings:
             self.log.emit(WARNING, message=w)
         self.run_dir.scan.write_text(json.dumps(self.report.as_dict(), indent=2))
-        saved = self.run_dir.read_json(self.run_dir.split) if resume else None
+        saved = self.shared.read_json(self.shared.split) if resume else None
         if saved:
             mk = lambda rows: [Example(*r) for r in rows]  # noqa: E731
             self.splits = Splits(mk(saved["train"]), mk(saved["val"]), mk(saved["test"]), saved["seed"])
@@ -155,9 +162,11 @@ class Run:
                 self._cache_told.add(split)
                 self.log.emit(DATA_CACHE, split=split, mode=plan.mode, why=plan.why)
             mode = plan.mode
+        plan = self.placement.plan if self.placement else None
         return image_dataset(examples, self.encoder, size, p.train.batch_size, shuffle=shuffle,
                              seed=p.train.seed, cache=mode, cache_file=self.run_dir.cache / split,
-                             with_labels=with_labels)
+                             with_labels=with_labels,
+                             shard=(plan.workers, plan.worker) if plan and split != "eval" else (1, 0))
 
     def progress(self, stage: str, unit: str = "") -> Callable[[int, int], None]:
         """A ``(done, total)`` callback that emits PROGRESS events for one long step, with speed and
@@ -205,8 +214,10 @@ class Run:
             ds = image_dataset(examples, self.encoder, b.size, bs, cache="none", with_labels=False)
             if flip:
                 ds = ds.map(lambda x: tf.reverse(x, axis=[2]))
-            compute = lambda: embcache.compute(asm.features, ds, nb, len(examples), progress,  # noqa: E731
-                                               self.should_stop)
+            big = len(examples) * asm.feature_dim * 4 > embcache.MEMMAP_BYTES
+            into = self.run_dir.cache / f"embeddings-{key}.npy" if big else None
+            compute = lambda: embcache.compute(self.forward(asm.features), ds, nb, len(examples), progress,  # noqa: E731
+                                               self.should_stop, into)
         t0 = time.time()
         arr, hit = embcache.get_or_compute(
             key, mode, store_dir("cache", "embeddings") if mode == "disk" else Path("."), compute)
@@ -217,6 +228,17 @@ class Run:
                       flip=flip, seconds=round(time.time() - t0, 2))
         return arr
 
+    def forward(self, model: Any) -> Callable[[Any], Any]:
+        """A batch through ``model`` in inference mode, once per batch (not once per replica).
+
+        ``predict_on_batch`` of a model built under a strategy hands the whole batch to every
+        replica and concatenates their answers (2 replicas: twice the rows); a plain call on the
+        replicated variables computes each row once.
+        """
+        if self.placement is None or not self.placement.distributed:
+            return model.predict_on_batch
+        return tf.function(lambda x: model(x, training=False))
+
     # ---- phases ------------------------------------------------------------
     def _phase_data(self, phase: Phase, cached: bool) -> tuple[Any, Any, Any]:
         """(model to fit, train batches, validation batches) for a phase."""
@@ -224,11 +246,10 @@ class Run:
         train_ex, val_ex, bs = self.splits.train, self.splits.val, p.train.batch_size
         if cached:
             both = self.embeddings(train_ex + val_ex)  # one pass: one trace, full batches
-            xtr, xva = both[:len(train_ex)], both[len(train_ex):]
-            train_ds = tf.data.Dataset.from_tensor_slices((xtr, self.encoder.encode_all(train_ex)))
-            train_ds = train_ds.shuffle(len(xtr), seed=p.train.seed).batch(bs)
-            val_ds = tf.data.Dataset.from_tensor_slices((xva, self.encoder.encode_all(val_ex))).batch(bs) \
-                if val_ex else None
+            n = len(train_ex)
+            train_ds = array_batches(both[:n], self.encoder.encode_all(train_ex), bs, shuffle=True,
+                                     seed=p.train.seed)
+            val_ds = array_batches(both[n:], self.encoder.encode_all(val_ex), bs) if val_ex else None
             return asm.head, train_ds, val_ds
         if p.task.type.is_text:  # same layers, fed length-trimmed token batches
             train_ds = token_batches(asm, train_ex, self.encoder, bs, shuffle=True, seed=p.train.seed)
@@ -256,7 +277,7 @@ class Run:
         opt = self.optimizer(phase, steps, table, cached)
         target.compile(optimizer=opt, loss=loss, metrics=metrics)  # recompile after changing trainable
         if restore:
-            ckpt.restore_optimizer(self.run_dir.last_checkpoint, opt, target.trainable_variables)
+            ckpt.restore_optimizer(self.shared.last_checkpoint, opt, target.trainable_variables)
         cbs: list[Any] = [EventCallback(self.log, i, phase.name, phase.epochs, steps, p.train.batch_size,
                                         self.should_stop, lambda e, logs: self.epoch_done(i, phase, e, logs, opt),
                                         learning_rate=phase.learning_rate)]
@@ -265,6 +286,7 @@ class Run:
             cbs.append(keras.callbacks.EarlyStopping(monitor=es.metric, patience=es.patience, mode=es.mode))
         cbs.append(keras.callbacks.TensorBoard(log_dir=str(self.run_dir.logs / f"phase{i}_{phase.name}"),
                                                write_graph=False, profile_batch=0))
+        strategy.fit_on_workers(target, self.placement)
         try:
             target.fit(train_ds, validation_data=val_ds, epochs=phase.epochs, initial_epoch=start_epoch,
                        steps_per_epoch=steps, class_weight=self.class_weight(), verbose=0, callbacks=cbs)
@@ -349,6 +371,8 @@ class Run:
     # ---- whole run ---------------------------------------------------------
     def run(self, resume: bool) -> RunResult:
         p = self.project
+        # First: a multi-worker strategy must exist before TensorFlow runs any op in this process.
+        self.placement = place = strategy.make(p.train.strategy, p.train.devices, p.train.device, p.train.batch_size)
         keras.utils.set_random_seed(p.train.seed)
         if p.train.deterministic:
             tf.config.experimental.enable_op_determinism()
@@ -356,31 +380,51 @@ class Run:
         runs_on = describe_device(devices(), p.train.device)
         self.log.emit(RUN_START, run_dir=str(self.run_dir.root), project=p.name, backbone=p.backbone.name,
                       phases=[ph.name for ph in p.train.phases], resume=resume, device=p.train.device,
-                      runs_on=runs_on, precision=keras.mixed_precision.global_policy().name)
-        with device_scope(p.train.device):
+                      runs_on=runs_on, precision=keras.mixed_precision.global_policy().name,
+                      strategy=place.plan.describe(), replicas=place.replicas)
+        with place.scope():
             self.prepare_data(resume)
             self.build()
             if p.train.preset != "custom":
                 if resume:  # a recipe re-decides from the data; its embeddings come back from the cache
                     self.log.emit(RESUME, phase=0, epoch=1, restart=True)
                 run_recipe(self)
-                return self.finish()
-            start_phase, start_epoch, restore = self.restore_checkpoint() if resume else (0, 0, False)
-            for i, phase in enumerate(p.train.phases):
-                if i >= start_phase:
-                    self.run_phase(i, phase, start_epoch if i == start_phase else 0, restore and i == start_phase)
-            self.keep_best()
-            return self.finish()
+            else:
+                start_phase, start_epoch, restore = self.restore_checkpoint() if resume else (0, 0, False)
+                for i, phase in enumerate(p.train.phases):
+                    if i >= start_phase:
+                        self.run_phase(i, phase, start_epoch if i == start_phase else 0,
+                                       restore and i == start_phase)
+                self.keep_best()
+        if place.distributed:
+            self.unwrap()
+        if not place.plan.chief:
+            note = f"worker {place.plan.worker} done; the chief evaluates, exports and writes the run folder"
+            self.log.emit(RUN_END, status="completed", worker=place.plan.worker, message=note)
+            return RunResult(str(self.shared.root), "completed", self.classes, note=note)
+        return self.finish()
+
+    def unwrap(self) -> None:
+        """The trained weights in a model built outside the strategy, for evaluation and export.
+
+        A model built under a strategy computes through it: on several workers its predict would wait
+        for the others, and its SavedModel would carry replicated variables. The exported model is
+        the same plain model a one-device run exports.
+        """
+        weights = self.model.model.get_weights()
+        self.build()
+        self.model.model.set_weights(weights)
 
     def restore_checkpoint(self) -> tuple[int, int, bool]:
         """(phase, epoch, restore optimizer) to continue from the last sound checkpoint."""
-        warning = ckpt.choose(self.run_dir.checkpoints)
-        if warning:
-            self.log.emit(WARNING, message=warning)
-        state = ckpt.read_state(self.run_dir.last_checkpoint)
+        if self.shared is self.run_dir:  # it may repair the folder: the chief's job alone
+            warning = ckpt.choose(self.run_dir.checkpoints)
+            if warning:
+                self.log.emit(WARNING, message=warning)
+        state = ckpt.read_state(self.shared.last_checkpoint)
         if not state:
             return 0, 0, False
-        ckpt.restore_weights(self.run_dir.last_checkpoint, self.model.model, self.model.head)
+        ckpt.restore_weights(self.shared.last_checkpoint, self.model.model, self.model.head)
         self.best, self.history = state.get("best", {}), state.get("history", [])
         self.best_saved = dict(self.best)
         phase, epoch, restore = state["phase"], state["epoch_done"], True
@@ -411,8 +455,8 @@ class Run:
             return
         if self.best_weights is not None:
             self.model.model.set_weights(self.best_weights)
-        elif self.run_dir.best_weights.is_file():
-            self.model.model.load_weights(self.run_dir.best_weights)
+        elif self.shared.best_weights.is_file():
+            self.model.model.load_weights(self.shared.best_weights)
         else:
             self.log.emit(WARNING, message="the best epoch's weights were not found; the last weights are exported")
             return
@@ -453,6 +497,14 @@ def train(project: Optional[Project], run_dir: str | Path, on_event: Optional[Ev
     ``should_stop()`` turns true.
     """
     rd = RunDir(Path(run_dir).resolve())
+    worker = _other_worker(project, rd, resume)
+    if worker is not None:  # trains beside the chief and writes nothing to the run folder
+        scratch = RunDir(tempfile.mkdtemp(prefix=f"tlapp-worker{worker}-"))
+        try:
+            with scratch.lock():
+                return _train_locked(scratch, project, on_event, should_stop, project_file, resume, shared=rd)
+        finally:
+            shutil.rmtree(scratch.root, ignore_errors=True)
     try:
         rd.root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -461,19 +513,33 @@ def train(project: Optional[Project], run_dir: str | Path, on_event: Optional[Ev
         return _train_locked(rd, project, on_event, should_stop, project_file, resume)
 
 
-def _train_locked(rd: RunDir, project: Optional[Project], on_event: Optional[EventSink],
-                  should_stop: Optional[Callable[[], bool]], project_file: Optional[Path], resume: bool) -> RunResult:
-    if resume:
-        if not rd.has_checkpoint():
-            raise TlappError(f"{rd.root}: no checkpoint to resume from")
+def _other_worker(project: Optional[Project], rd: RunDir, resume: bool) -> Optional[int]:
+    """This process's worker number when it is a multi-worker run's non-chief worker, else None."""
+    if project is None and resume and rd.config.is_file():
         project = load_project(rd.config)
+    if project is None or project.train.strategy != "multi_worker":
+        return None
+    plan = strategy.plan("multi_worker")
+    return None if plan.chief else plan.worker
+
+
+def _train_locked(rd: RunDir, project: Optional[Project], on_event: Optional[EventSink],
+                  should_stop: Optional[Callable[[], bool]], project_file: Optional[Path], resume: bool,
+                  shared: Optional[RunDir] = None) -> RunResult:
+    src = shared or rd
+    if resume:
+        if not src.has_checkpoint():
+            raise TlappError(f"{src.root}: no checkpoint to resume from")
+        project = load_project(src.config)
+        if shared is not None:
+            rd.write_resolved_config(project)
     elif project is None:
         raise TlappError("train: a project is needed unless resume=True")
     else:
         project = absolute_data_path(project, project_file)
         rd.write_resolved_config(project)
     log = EventLog(rd.events, on_event)
-    run = Run(project, rd, log, should_stop, project_file)
+    run = Run(project, rd, log, should_stop, project_file, shared=shared)
     rd.write_status("running")
     try:
         return run.run(resume)
