@@ -22,18 +22,31 @@ def test_multi_label_and_regression_train_and_export(color_data, tmp_path):
     d["train"]["phases"] = d["train"]["phases"][:1]
     r = train(project_from_dict(d), tmp_path / "ml")
     assert r.classes == ["blue", "cool", "green", "red", "warm"] and r.export["verified"]
-    pred = json.loads((tmp_path / "ml" / "evaluation.json").read_text())["predictions"][0]
-    assert isinstance(pred["true"], list)
+    ev = json.loads((tmp_path / "ml" / "evaluation.json").read_text())
+    assert isinstance(ev["predictions"][0]["true"], list)
+    assert "mAP" in ev and set(ev["per_label"]["warm"]) >= {"average_precision", "tuned_threshold", "f1"}
+    from tlapp.deploy.finished_run import evaluate_run
+
+    again = evaluate_run(tmp_path / "ml")  # the exported model, through `tlapp predict`'s path
+    assert again["n"] == ev["n"] and abs(again["macro_f1"] - ev["macro_f1"]) < 1e-6
 
     reg = tmp_path / "reg.csv"
     reg.write_text("".join(f"{f},{float(i % 7)}\n" for i, f in enumerate(files)))
     d = tiny_project_dict(reg)
     d["data"]["source"] = "csv"
     d["task"] = {"type": "regression"}
+    d["data"]["test_fraction"] = 0.2
     d["train"]["phases"] = d["train"]["phases"][:1]
     r = train(project_from_dict(d), tmp_path / "reg")
     assert "mae" in r.metrics["final"] and r.export["verified"]
-    assert set(r.metrics["evaluation"]) >= {"mae", "rmse"}
+    assert set(r.metrics["evaluation"]) >= {"mae", "rmse", "r2", "residuals"}
+    # The test split: evaluated once at the end, reported apart from validation.
+    test = json.loads((tmp_path / "reg" / "evaluation_test.json").read_text())
+    assert test["split"] == "test" and test["n"] == r.metrics["n_test"] > 0 and r.metrics["test"]["rmse"] >= 0
+    assert (tmp_path / "reg" / "plots" / "test_residuals.png").is_file()
+    assert "Test (held out, evaluated once)" in (tmp_path / "reg" / "model_card.md").read_text()
+    again = evaluate_run(tmp_path / "reg", split="test")
+    assert again["n"] == test["n"] and abs(again["mae"] - test["mae"]) < 1e-4
 
 
 def test_timm_folder_import_through_keras_hub(tmp_path):

@@ -44,7 +44,13 @@ def test_run_directory_layout(trained_run):
     assert m["export"]["verify"]["ok"] is True and len(m["export"]["verify"]["results"]) == 4
     assert [p["phase"] for p in m["phases"]] == ["head", "finetune"] and "val_loss" in m["phases"][0]["best"]
     card = (run_dir / "model_card.md").read_text()
-    assert "Final freeze map" in card and "parity check: passed" in card and "tiny_cnn" in card
+    assert "Freeze map of phase 'finetune'" in card and "parity check: passed" in card and "tiny_cnn" in card
+    data = json.loads((run_dir / "model_card.json").read_text())  # the card's source, as data
+    assert len(data["data"]["content_sha256"]) == 64 and data["data"]["split"]["seed"] == 1
+    assert [ph["name"] for ph in data["training"]["phases"]] == ["head", "finetune"]
+    assert data["training"]["phases"][1]["blocks"] and data["metrics"]["val"]["per_class"]
+    assert data["backbone"]["licence"] and data["environment"]["packages"]["tensorflow"]
+    assert (run_dir / "plots" / "val_confusion.png").is_file() and (run_dir / "plots" / "val_reliability.png").is_file()
     assert (run_dir / "export" / "labels.txt").read_text().split() == ["blue", "green", "red"]
     assert len((run_dir / "history.csv").read_text().strip().splitlines()) == 4
 

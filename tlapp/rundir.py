@@ -46,9 +46,12 @@ class RunDir:
     history = property(lambda self: self.root / "history.csv")
     metrics = property(lambda self: self.root / "metrics.json")
     evaluation = property(lambda self: self.root / "evaluation.json")
+    evaluation_test = property(lambda self: self.root / "evaluation_test.json")  # only when there is a test split
+    plots = property(lambda self: self.root / "plots")
     split = property(lambda self: self.root / "split.json")
     scan = property(lambda self: self.root / "scan.json")
     model_card = property(lambda self: self.root / "model_card.md")
+    model_card_json = property(lambda self: self.root / "model_card.json")
     checkpoints = property(lambda self: self.root / "checkpoints")
     last_checkpoint = property(lambda self: self.root / "checkpoints" / "last")
     best_weights = property(lambda self: self.root / "checkpoints" / "best.weights.h5")

@@ -120,18 +120,19 @@ def _print_prediction(r: dict, as_json: bool) -> None:
 
 @app.command()
 def evaluate(run_dir: Path, data: Optional[Path] = typer.Option(None, "--data", help="Other labelled data."),
+             split: str = typer.Option("val", "--split", help="The run's split to score: val or test."),
              as_json: bool = typer.Option(False, "--json")) -> None:
-    """Evaluate the exported model on the run's validation split or other data."""
+    """Evaluate the exported model on the run's validation (or test) split, or on other data."""
     from tlapp.deploy.finished_run import evaluate_run  # loads TensorFlow
 
-    rep = evaluate_run(run_dir, data)
+    rep = evaluate_run(run_dir, data, split)
     if as_json:
         dump(rep)
         return
-    out.print(f"accuracy: {rep['accuracy']:.4f} on {rep['n']} examples", highlight=False)
-    for c, m in rep.get("per_class", {}).items():
-        out.print(f"  {c}: precision {m['precision']:.3f} recall {m['recall']:.3f} f1 {m['f1']:.3f} "
-                  f"(n={m['support']})", highlight=False)
+    from tlapp.deploy.metrics import summary_lines
+
+    for line in summary_lines(rep):
+        out.print(line, highlight=False)
 
 
 @app.command("export")

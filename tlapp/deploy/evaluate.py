@@ -1,5 +1,5 @@
-"""Evaluation: accuracy, confusion matrix, per-class precision/recall/F1 and
-per-example predictions (the GUI's confusion-cell and misclassified views read these).
+"""Evaluation: a model's outputs over labelled examples, its metrics (:mod:`tlapp.deploy.metrics`)
+and per-example predictions (the GUI's confusion-cell and misclassified views read these).
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from tlapp.base.errors import Cancelled
 from tlapp.config import TaskType
 from tlapp.data.labels import LabelEncoder
 from tlapp.data.examples import Example
+from tlapp.deploy import metrics
 
 
 def predict_dataset(model: Any, inputs_ds: Any, progress: Optional[Callable[[int], None]] = None,
@@ -27,21 +28,6 @@ def predict_dataset(model: Any, inputs_ds: Any, progress: Optional[Callable[[int
     return np.concatenate(out, axis=0)
 
 
-def classification_report(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    k = len(classes)
-    cm = np.zeros((k, k), dtype=int)
-    for t, p in zip(y_true, y_pred):
-        cm[int(t), int(p)] += 1
-    per = {}
-    for i, c in enumerate(classes):
-        tp, fp, fn = cm[i, i], cm[:, i].sum() - cm[i, i], cm[i, :].sum() - cm[i, i]
-        prec = tp / (tp + fp) if tp + fp else 0.0
-        rec = tp / (tp + fn) if tp + fn else 0.0
-        per[c] = {"precision": float(prec), "recall": float(rec),
-                  "f1": float(2 * prec * rec / (prec + rec)) if prec + rec else 0.0, "support": int(cm[i].sum())}
-    return {"accuracy": float(np.trace(cm) / max(cm.sum(), 1)), "confusion_matrix": cm.tolist(), "per_class": per}
-
-
 def evaluate_examples(model: Any, examples: list[Example], encoder: LabelEncoder, inputs_ds: Any,
                       progress: Optional[Callable[[int], None]] = None,
                       should_stop: Optional[Callable[[], bool]] = None) -> dict[str, Any]:
@@ -49,27 +35,32 @@ def evaluate_examples(model: Any, examples: list[Example], encoder: LabelEncoder
     return report_from_outputs(predict_dataset(model, inputs_ds, progress, should_stop), examples, encoder)
 
 
-def report_from_outputs(probs: np.ndarray, examples: list[Example], encoder: LabelEncoder) -> dict[str, Any]:
-    """Metrics and per-example predictions from model outputs already computed (e.g. out-of-fold)."""
+def report_from_outputs(probs: np.ndarray, examples: list[Example], encoder: LabelEncoder,
+                        thresholds: Optional[np.ndarray] = None) -> dict[str, Any]:
+    """Metrics (:mod:`tlapp.deploy.metrics`) and per-example predictions from model outputs already
+    computed (e.g. out-of-fold). ``thresholds``: multi-label decision thresholds (default 0.5)."""
     task = encoder.task
     if task == TaskType.regression:
         y = np.array([float(e.label) for e in examples])
-        err = probs[:, 0] - y
-        return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err ** 2).mean())),
+        return {**metrics.regression(probs[:, 0], y), "count": len(examples),
                 "predictions": [{"path": e.path, "true": float(t), "pred": float(p)}
                                 for e, t, p in zip(examples, y, probs[:, 0])]}
     if task.is_multi_label:
         truth = encoder.encode_all(examples)
-        pred = (probs >= 0.5).astype(np.float32)
-        return {"accuracy": float((pred == truth).mean()), "exact_match": float((pred == truth).all(1).mean()),
+        rep = metrics.multi_label(probs, truth, encoder.classes, thresholds)
+        thr = np.array([v["threshold"] for v in rep["per_label"].values()])
+        return {**rep, "classes": encoder.classes, "count": len(examples),
                 "predictions": [{"path": e.path, "true": e.label,
-                                 "pred": [encoder.classes[j] for j in np.where(p >= 0.5)[0]]}
+                                 "pred": [encoder.classes[j] for j in np.where(p >= thr)[0]],
+                                 "scores": [round(float(v), 4) for v in p]}
                                 for e, p in zip(examples, probs)]}
     y_true = encoder.encode_all(examples).astype(int)
     y_pred = probs.argmax(1)
-    rep = classification_report(y_true, y_pred, encoder.classes)
+    rep = metrics.single_label(probs, y_true, encoder.classes)
     rep["classes"] = encoder.classes
+    rep["count"] = len(examples)
     rep["predictions"] = [{"path": e.path, "true": encoder.classes[t], "pred": encoder.classes[p],
-                           "score": float(pr[p]), **({"text": e.text[:300]} if e.text else {})}
+                           "score": float(pr[p]), "true_score": float(pr[t]),
+                           **({"text": e.text[:300]} if e.text else {})}
                           for e, t, p, pr in zip(examples, y_true, y_pred, probs)]
     return rep

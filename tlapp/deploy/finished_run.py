@@ -11,7 +11,9 @@ import numpy as np
 from tlapp.base.errors import DataError, ExportError
 from tlapp.data.examples import Example
 from tlapp.data.sources import scan_data
-from tlapp.deploy.evaluate import classification_report
+from tlapp.config import TaskType
+from tlapp.data.labels import LabelEncoder
+from tlapp.deploy.evaluate import report_from_outputs
 from tlapp.deploy.export import export_model
 from tlapp.deploy.loading import load_parts, load_samples
 from tlapp.deploy.predict import Predictor, find_export
@@ -20,36 +22,46 @@ from tlapp.rundir import RunDir
 FORMATS = ("savedmodel", "keras", "h5")
 
 
-def _examples(run_dir: Path, data: Optional[Path], task: str) -> list[Example]:
+def _examples(run_dir: Path, data: Optional[Path], task: str, split: str) -> list[Example]:
     if data is None:
         rd = RunDir(run_dir)
         rows = rd.read_json(rd.split)
         if rows is None:
             raise DataError(f"{run_dir}: no split.json; pass --data")
-        return [Example(*r) for r in rows["val"]]
+        if split not in ("val", "test"):
+            raise DataError(f"--split {split!r}: expected val or test")
+        if not rows.get(split):
+            raise DataError(f"{run_dir}: the run has no {split} split"
+                            + (" (data.test_fraction was 0); pass --data" if split == "test" else ""))
+        return [Example(*r) for r in rows[split]]
     return scan_data(data, task).examples
 
 
-def evaluate_run(run_dir: Path, data: Optional[Path] = None) -> dict[str, Any]:
-    """Accuracy, per-class P/R/F1 and the confusion matrix of the exported model on the run's
-    validation split, or on other labelled data (``data``)."""
+def evaluate_run(run_dir: Path, data: Optional[Path] = None, split: str = "val") -> dict[str, Any]:
+    """The exported model's metrics (every task: see :mod:`tlapp.deploy.metrics`) on the run's
+    validation or test split, or on other labelled data (``data``), as ``tlapp predict`` computes
+    its outputs: what a deployment of the export would score."""
     pred = Predictor.load(run_dir)
-    task = pred.meta["task"]
-    if task not in ("image_classification", "text_classification"):
-        raise DataError(f"{run_dir}: `tlapp evaluate` supports single-label classification; task is {task}")
-    examples = _examples(Path(run_dir), data, task)
-    classes = pred.meta["classes"]
-    unknown = sorted({e.label for e in examples if e.label not in classes})
-    if unknown:
-        raise DataError(f"{data}: labels not known to the model: {', '.join(unknown)} (model classes: {classes})")
+    task = TaskType(pred.meta["task"])
+    examples = _examples(Path(run_dir), data, task.value, split)
+    classes = pred.meta.get("classes") or []
+    if task != TaskType.regression:
+        labels = {lab for e in examples for lab in (e.label if task.is_multi_label else [e.label])}
+        unknown = sorted(labels - set(classes))
+        if unknown:
+            raise DataError(f"{data or run_dir}: labels not known to the model: {', '.join(unknown)} "
+                            f"(model classes: {classes})")
     if pred.is_text:
         results = pred.predict_texts([e.text or "" for e in examples])
     else:
         results = pred.predict_files([e.path for e in examples])
-    ok = [(r, e.label) for r, e in zip(results, examples) if "error" not in r]
-    rep = classification_report(np.array([classes.index(lab) for _, lab in ok]),
-                                np.array([classes.index(r["label"]) for r, _ in ok]), classes)
-    rep["n"] = len(ok)
+    kept = [(r, e) for r, e in zip(results, examples) if "error" not in r]
+    outputs = np.array([[r["value"]] if "value" in r else [r["scores"][c] for c in classes] for r, _ in kept],
+                       np.float32).reshape(len(kept), -1)
+    rep = report_from_outputs(outputs, [e for _, e in kept], LabelEncoder(task, classes),
+                              pred.meta.get("thresholds"))
+    rep["n"], rep["split"] = len(kept), "data" if data else split
+    rep["unreadable"] = [r["path"] for r in results if "error" in r]
     return rep
 
 

@@ -17,6 +17,7 @@ from tlapp.base.errors import ExportError
 from tlapp.data.pipelines import image_dataset
 from tlapp.deploy.evaluate import evaluate_examples
 from tlapp.deploy.export import ExportParts, FreshVerifier, backbone_config, export_model
+from tlapp.deploy.plots import write_plots
 from tlapp.events import EXPORT, RUN_END, VERIFY
 from tlapp.training.reports import RunRecord, write_metrics, write_model_card
 
@@ -49,6 +50,17 @@ def parity_samples(run: Run) -> Optional[np.ndarray]:
     ds = image_dataset(pool[:n], run.encoder, run.model.backbone.size, n, with_labels=False, cache="none")
     return next(iter(ds)).numpy()
 
+def evaluate_split(run: Run, examples: list[Any], name: str) -> Optional[dict[str, Any]]:
+    """The trained model's report on one held-out split (None when the split is empty)."""
+    if not examples:
+        return None
+    rows = run.progress(f"evaluating {len(examples):,} {name} examples", "examples")
+    rep = evaluate_examples(run.model.model, examples, run.encoder,
+                            run.input_ds(examples, shuffle=False, split="eval", with_labels=False),
+                            lambda done: rows(done, len(examples)), run.should_stop)
+    return {**rep, "split": {"validation": "val"}.get(name, name), "n": len(examples)}
+
+
 def export_run(run: Run, verifier: Optional[FreshVerifier] = None) -> Optional[dict[str, Any]]:
     p, asm = run.project, run.model
     if not p.export.formats:
@@ -80,13 +92,14 @@ def finish_run(run: Run) -> RunResult:
     verifier = FreshVerifier.start() if p.export.formats and p.export.verify else None
     try:
         t0 = time.time()
-        val, ev = run.splits.val, run.evaluation
+        ev = run.evaluation
         if ev is None:
-            rows = run.progress(f"evaluating {len(val):,} validation examples", "examples")
-            ev = evaluate_examples(run.model.model, val, run.encoder,
-                                   run.input_ds(val, shuffle=False, split="eval", with_labels=False),
-                                   lambda done: rows(done, len(val)), run.should_stop) if val else {}
+            ev = evaluate_split(run, run.splits.val, "validation") or {}
         run.run_dir.evaluation.write_text(json.dumps(ev, indent=1, default=float))
+        test_ev = evaluate_split(run, run.splits.test, "test")  # once, at the very end: never used to choose
+        if test_ev is not None:
+            run.run_dir.evaluation_test.write_text(json.dumps(test_ev, indent=1, default=float))
+        write_plots(run.run_dir, {"val": ev, "test": test_ev})
         evaluate_s = time.time() - t0
         export_info = export_run(run, verifier)
     finally:
@@ -95,7 +108,7 @@ def finish_run(run: Run) -> RunResult:
     if export_info:
         export_info["seconds"]["evaluate"] = round(evaluate_s, 2)
     rec = record(run)
-    metrics = write_metrics(rec, ev, export_info)
+    metrics = write_metrics(rec, ev, export_info, test_ev)
     write_model_card(rec, metrics, export_info)
     for f in run.run_dir.cache.glob("embeddings-*.npy"):  # memory-mapped scratch of a large set, not a result
         try:

@@ -58,18 +58,96 @@ def _phase_summary(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(out.values())
 
 
-def write_metrics(rec: RunRecord, evaluation: dict[str, Any], export: Optional[dict[str, Any]]) -> dict[str, Any]:
+def write_metrics(rec: RunRecord, evaluation: dict[str, Any], export: Optional[dict[str, Any]],
+                  test: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     final = {k: v for k, v in (rec.history[-1] if rec.history else {}).items() if k not in _NOT_METRICS}
     if evaluation.get("accuracy") is not None:
         cv = evaluation.get("method") == "cross-validation"
         final["cv_accuracy" if cv else "val_accuracy_exported"] = evaluation["accuracy"]
     metrics = {"final": final, "best": rec.best, "phases": _phase_summary(rec.history), "recipe": rec.recipe,
                "evaluation": {k: v for k, v in evaluation.items() if k != "predictions"},
+               "test": {k: v for k, v in test.items() if k != "predictions"} if test else None,
                "export": export, "classes": rec.classes, "n_train": len(rec.splits.train),
                "n_val": len(rec.splits.val), "n_test": len(rec.splits.test),
                "seconds": round(rec.seconds, 1), "finished": time.time()}
     atomic_write_text(rec.run_dir.metrics, json.dumps(metrics, indent=2, default=float))
     return metrics
+
+
+def content_hash(paths: list[str]) -> str:
+    """sha256 over the bytes of every training file, in sorted path order: the same hash means
+    the same pixels or texts, whatever the folder is called (a path list would not notice an edited
+    image)."""
+    h = hashlib.sha256()
+    for path in sorted(paths):
+        try:
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        except OSError:
+            h.update(f"unreadable:{path}".encode())
+    return h.hexdigest()
+
+
+def _hardware() -> dict[str, Any]:
+    import os
+    import platform
+
+    from tlapp.base.memory import describe_bytes
+    from tlapp.training.devices import devices
+
+    found = devices()
+    try:
+        ram = describe_bytes(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        ram = "unknown"
+    return {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+            "cpu_cores": os.cpu_count(), "ram": ram, "device": found["device"], "gpus": found.get("gpus", []),
+            "platform": platform.platform()}
+
+
+def card_data(rec: RunRecord, metrics: dict[str, Any], export: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """The model card as data (``model_card.json``); ``model_card.md`` is rendered from it."""
+    p, e, scan = rec.project, rec.entry, rec.scan
+    from tlapp.backbones.catalog import weights_origin
+
+    phases = [ev["data"] for ev in rec.run_dir.read_events() if ev["type"] == "phase_start"]
+    texts = [x.text or "" for x in scan.examples if x.text is not None]
+    return {
+        "schema": 1,
+        "name": p.name,
+        "task": p.task.type.value,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "data": {
+            "source": scan.source,
+            "content_sha256": (hashlib.sha256("\n".join(texts).encode()).hexdigest() if texts else
+                               content_hash([x.path for x in rec.splits.train + rec.splits.val + rec.splits.test])),
+            "usable": len(scan.examples), "unusable": len(scan.bad), "ignored": len(scan.ignored),
+            "class_counts": scan.counts,
+            "split": {"seed": p.data.seed, "train": len(rec.splits.train), "val": len(rec.splits.val),
+                      "test": len(rec.splits.test)},
+        },
+        "backbone": {"name": e.name, "family": e.family, "params_m": e.params_m, "licence": e.licence,
+                     "weights": rec.weights_source, "weights_origin": weights_origin(e),
+                     "input_size": rec.input_size, "preprocessing": e.preprocessing},
+        "head": {"pooling": p.head.pooling, "dropout": p.head.dropout, "hidden": p.head.hidden},
+        "training": {
+            "preset": p.train.preset, "batch_size": p.train.batch_size, "seed": p.train.seed,
+            "class_weights": p.train.class_weights, "strategy": p.train.strategy,
+            "recipe": rec.recipe,
+            # Per phase as it ran: hyper-parameters, trainable counts and the freeze map (blocks).
+            "phases": [{k: ph.get(k) for k in ("index", "name", "epochs", "learning_rate", "solver",
+                                                "trainable_params", "non_trainable_params", "embedding_cache",
+                                                "blocks")} for ph in phases],
+            "configured_phases": [ph.model_dump(mode="json") for ph in p.train.phases]
+            if p.train.preset == "custom" else None,
+            "best": rec.best,
+        },
+        "metrics": {"final": metrics.get("final"), "cross_validation": rec.recipe.get("cv"),
+                    "val": metrics.get("evaluation"), "test": metrics.get("test")},
+        "export": export,
+        "environment": {"packages": versions(), "hardware": _hardware(), "seconds": round(rec.seconds, 1)},
+    }
 
 
 def _table(rows: list[list[Any]], head: list[str]) -> str:
@@ -78,59 +156,73 @@ def _table(rows: list[list[Any]], head: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _data_section(rec: RunRecord) -> list[str]:
-    p, scan = rec.project, rec.scan
-    data_hash = hashlib.sha256("\n".join(sorted(e.path for e in scan.examples)).encode()).hexdigest()[:16]
-    return [
-        "## Data", "",
-        f"Source `{scan.source}` (file-list hash {data_hash}); {len(scan.examples)} usable, "
-        f"{len(scan.bad)} unusable files skipped, {len(scan.ignored)} ignored. "
-        f"Split seed {p.data.seed}: train {len(rec.splits.train)}, val {len(rec.splits.val)}, "
-        f"test {len(rec.splits.test)}.",
-        "", _table([[c, n] for c, n in scan.counts.items()], ["class", "examples"]) if scan.counts else "",
-    ]
+def _per_class_table(rep: dict[str, Any]) -> list[str]:
+    if rep.get("per_class"):
+        return ["", _table([[c, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", m["support"]]
+                            for c, m in rep["per_class"].items()], ["class", "precision", "recall", "F1", "support"])]
+    if rep.get("per_label"):
+        return ["", _table([[c, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", m["support"],
+                             f"{m['tuned_threshold']:.2f}"] for c, m in rep["per_label"].items()],
+                           ["label", "precision", "recall", "F1", "support", "best-F1 threshold (val)"])]
+    return []
 
 
-def _training_section(rec: RunRecord) -> list[str]:
-    p = rec.project
-    parts = ["## Training", ""]
-    if rec.recipe:
-        parts += [f"Recipe: {rec.recipe.get('summary', '')}", ""]
-    parts += [
-        _table([[i, ph.name, ph.epochs, ph.optimizer, ph.learning_rate, ph.schedule, ph.freeze.mode,
-                 ph.freeze.blocks if ph.freeze.blocks is not None else "-"] for i, ph in enumerate(p.train.phases)],
-               ["#", "phase", "epochs", "optimizer", "lr", "schedule", "freeze", "blocks"]),
-        "", f"Batch size {p.train.batch_size}; class weights {p.train.class_weights}; "
-            f"head: pooling {p.head.pooling}, dropout {p.head.dropout}, hidden {p.head.hidden}.",
-        "", "Final freeze map (backbone blocks):", "",
-        _table([[s["block"], s["layers"], s["params"], s["trainable_params"]] for s in rec.freeze_map],
-               ["block", "layers", "params", "trainable params"]),
-    ]
-    return parts
+def render_card(card: dict[str, Any]) -> str:
+    """``model_card.md`` from the card's data: one source of truth for both files."""
+    from tlapp.deploy.metrics import summary_lines
 
-
-def write_model_card(rec: RunRecord, metrics: dict[str, Any], export: Optional[dict[str, Any]]) -> None:
-    p, e = rec.project, rec.entry
-    ev = metrics.get("evaluation", {})
+    d, b, t, env = card["data"], card["backbone"], card["training"], card["environment"]
+    text_task = card["task"].startswith("text_")
     parts = [
-        f"# Model card: {p.name}", "",
-        f"- Task: {p.task.type.value}",
-        f"- Backbone: {e.name} ({e.family}, {e.params_m:.1f} M params, licence {e.licence})",
-        f"- Weights: {rec.weights_source}",
-        (f"- Input: raw strings (tokenizer inside the model; {rec.input_size} tokens, padded/truncated)"
-         if p.task.type.is_text else
-         f"- Input: raw RGB pixels 0-255, any size (resized to {rec.input_size}x{rec.input_size} inside the model; "
-         f"backbone scaling '{e.preprocessing}' is built in)"),
-        f"- Created: {time.strftime('%Y-%m-%d %H:%M')} with " + ", ".join(f"{k} {v}" for k, v in versions().items()),
-        "", *_data_section(rec), "", *_training_section(rec), "", "## Metrics", "",
-        "```json", json.dumps({"final": metrics.get("final"), "best": metrics.get("best"),
-                               "cross_validation": rec.recipe.get("cv")}, indent=2, default=float), "```",
+        f"# Model card: {card['name']}", "",
+        f"- Task: {card['task']}",
+        f"- Backbone: {b['name']} ({b['family']}, {b['params_m']:.1f} M params, licence {b['licence']})",
+        f"- Weights: {b['weights']} — {b['weights_origin']}",
+        (f"- Input: raw strings (tokenizer inside the model; {b['input_size']} tokens, padded/truncated)"
+         if text_task else
+         f"- Input: raw RGB pixels 0-255, any size (resized to {b['input_size']}x{b['input_size']} inside the "
+         f"model; backbone scaling '{b['preprocessing']}' is built in)"),
+        f"- Created: {card['created']} with " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
+        f"- Hardware: {env['hardware']['processor']}, {env['hardware']['cpu_cores']} cores, {env['hardware']['ram']}"
+        f" RAM, {env['hardware']['device']}; {env['seconds']:.0f} s",
+        "", "## Data", "",
+        f"Source `{d['source']}`; content sha256 {d['content_sha256'][:16]}…; {d['usable']} usable, "
+        f"{d['unusable']} unusable files skipped, {d['ignored']} ignored. Split seed {d['split']['seed']}: "
+        f"train {d['split']['train']}, val {d['split']['val']}, test {d['split']['test']}.",
+        "", _table([[c, n] for c, n in d["class_counts"].items()], ["class", "examples"]) if d["class_counts"] else "",
+        "", "## Training", "",
     ]
-    if ev.get("per_class"):
-        parts += ["", _table([[c, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", m["support"]]
-                              for c, m in ev["per_class"].items()], ["class", "precision", "recall", "F1", "support"])]
-    if export:
-        parts += ["", "## Export", "", f"Folder `{export.get('dir')}`; formats {export.get('formats')}.",
-                  f"Fresh-process parity check: {export.get('verify', {}).get('summary', 'not run')}"]
-    parts += ["", "## Limits", "", "Validated only on the data above; accuracy on other sources may be lower."]
-    atomic_write_text(rec.run_dir.model_card, "\n".join(parts) + "\n")
+    if t["recipe"]:
+        parts += [f"Recipe: {t['recipe'].get('summary', '')}", ""]
+    parts += [_table([[ph["index"], ph["name"], ph["epochs"], ph["learning_rate"], ph.get("solver") or "Adam/fit",
+                       ph["trainable_params"], "cached" if ph["embedding_cache"] else "images"]
+                      for ph in t["phases"]],
+                     ["#", "phase", "epochs", "lr", "solver", "trainable params", "input"]),
+              "", f"Batch size {t['batch_size']}; class weights {t['class_weights']}; strategy {t['strategy']}; "
+                  f"head: pooling {card['head']['pooling']}, dropout {card['head']['dropout']}, "
+                  f"hidden {card['head']['hidden']}."]
+    last = next((ph for ph in reversed(t["phases"]) if ph.get("blocks")), None)
+    if last:
+        parts += ["", f"Freeze map of phase '{last['name']}' (backbone blocks):", "",
+                  _table([[s["block"], s["layers"], s["params"], s["trainable_params"]] for s in last["blocks"]],
+                         ["block", "layers", "params", "trainable params"])]
+    m = card["metrics"]
+    parts += ["", "## Metrics", ""]
+    for name, rep in (("Validation", m["val"]), ("Test (held out, evaluated once)", m["test"])):
+        if rep:
+            parts += [f"**{name}**", "", *summary_lines(rep), *_per_class_table(rep), ""]
+    if m["cross_validation"]:
+        parts += [f"Cross-validation of the head: {json.dumps(m['cross_validation'], default=float)}", ""]
+    ex = card["export"]
+    if ex:
+        parts += ["## Export", "", f"Folder `{ex.get('dir')}`; formats {ex.get('formats')}.",
+                  f"Fresh-process parity check: {(ex.get('verify') or {}).get('summary', 'not run')}", ""]
+    parts += ["## Limits", "", "Validated only on the data above; accuracy on other sources may be lower."]
+    return "\n".join(parts) + "\n"
+
+
+def write_model_card(rec: RunRecord, metrics: dict[str, Any], export: Optional[dict[str, Any]]) -> dict[str, Any]:
+    card = card_data(rec, metrics, export)
+    atomic_write_text(rec.run_dir.model_card_json, json.dumps(card, indent=1, default=float))
+    atomic_write_text(rec.run_dir.model_card, render_card(card))
+    return card
