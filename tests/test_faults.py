@@ -634,3 +634,63 @@ def test_28_weights_that_do_not_fit_name_the_layer_and_shapes(tmp_path):
         build_any_backbone(Backbone(name="tiny_cnn", image_size=32, weights=str(path)))
     msg = str(e.value)
     assert "wide.keras" in msg and "needs shape" in msg and "the file has" in msg, msg
+
+
+def _with_orientation(path, pixels, orientation):
+    img = Image.fromarray(pixels)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    img.save(path, format="JPEG", quality=95, subsampling=0, exif=exif.tobytes())  # 4:4:4: decoders agree
+
+
+def test_exif_orientation_is_applied_in_the_graph_as_pillow_does(tmp_path):
+    from tlapp.base.tfenv import quiet_import
+    from tlapp.data.imageio import load_rgb
+    from tlapp.deploy.export import decode_like_training, exif_orientation
+
+    tf, _ = quiet_import()
+    rng = np.random.default_rng(1)
+    base = np.kron(rng.integers(0, 255, (6, 9, 3)), np.ones((8, 8, 1))).astype(np.uint8)  # 48 x 72, blocky
+    for o in range(1, 9):
+        f = tmp_path / f"o{o}.jpg"
+        _with_orientation(f, base, o)
+        raw = tf.constant(f.read_bytes())
+        assert int(exif_orientation(raw)) == o
+        want = load_rgb(f).astype(np.float32)  # Pillow's exif_transpose
+        got = decode_like_training(raw, 64).numpy()
+        diff = np.abs(load_rgb(f, (64, 64)).astype(np.float32) - got)
+        assert diff.max() <= 3 and diff.mean() < 1.0, (o, want.shape, diff.max(), diff.mean())
+    png = tmp_path / "x.png"
+    Image.fromarray(base).save(png)
+    assert int(exif_orientation(tf.constant(png.read_bytes()))) == 1
+
+
+def test_rotated_jpeg_and_rgba_png_get_one_answer_from_every_prediction_path(trained_run, tmp_path):
+    """`tlapp predict`, the pixel signature (pixels of any size) and the bytes signature."""
+    from tlapp.base.tfenv import quiet_import
+    from tlapp.data.imageio import load_rgb
+    from tlapp.deploy.predict import Predictor
+
+    tf, _ = quiet_import()
+    run = trained_run[2]
+    upright = np.zeros((90, 60, 3), np.uint8)
+    upright[:45] = (220, 30, 30)  # red above, blue below: a wrong rotation changes the picture
+    upright[45:] = (30, 30, 220)
+    rotated = tmp_path / "rotated.jpg"
+    _with_orientation(rotated, np.ascontiguousarray(np.rot90(upright, k=1)), 6)  # stored turned, EXIF says "turn back"
+    assert load_rgb(rotated).shape == upright.shape
+    rgba = np.zeros((50, 70, 4), np.uint8)
+    rgba[..., 2], rgba[..., 3] = 200, 128  # half-transparent blue: composited on white
+    png = tmp_path / "rgba.png"
+    Image.fromarray(rgba, "RGBA").save(png)
+
+    pred = Predictor.load(run)
+    sm = tf.saved_model.load(str(run / "export" / "saved_model"))
+    for f in (rotated, png):
+        by_predict = np.array(list(pred.predict_files([str(f)])[0]["scores"].values()))
+        pixels = load_rgb(f)[None].astype(np.float32)  # its own size: the signature resizes like training
+        by_pixels = sm.signatures["serving_default"](image=tf.constant(pixels))["probabilities"].numpy()[0]
+        by_bytes = sm.signatures["serving_bytes"](image_bytes=tf.constant([f.read_bytes()]))["probabilities"].numpy()[0]
+        for name, got in (("pixels", by_pixels), ("bytes", by_bytes)):
+            assert got.argmax() == by_predict.argmax(), (f.name, name, got, by_predict)
+            assert np.abs(got - by_predict).max() < 0.02, (f.name, name, got, by_predict)

@@ -66,6 +66,10 @@ def test_walkthrough_with_fake_trainer(window, qtbot, color_data, trained_run):
     assert "Fresh-process check" in ex.parity.text() and "passed" in ex.parity.text()
     ex.try_file(str(sorted((color_data / "red").iterdir())[0]))
     qtbot.waitUntil(lambda: "score" in ex.answer.text(), timeout=60000)
+    assert ex.explain_btn.isVisible() and ex.explain_btn.isEnabled()
+    ex.explain_last()  # Grad-CAM of the image just tried, through the core's explain_file
+    qtbot.waitUntil(lambda: "Heat map for" in ex.answer.text(), timeout=60000)
+    assert ex.explain_btn.isEnabled() and ex.drop.pixmap() is not None
     FakeTrainer.source_run = None
 
 
@@ -246,3 +250,15 @@ def test_training_step_offers_presets_with_times(window, qtbot, color_data):
     assert window.state.project.train.preset == "custom" and tp.phases.isVisibleTo(tp)
     tp.advanced.setChecked(False)
     assert window.state.project.train.preset == "fast" and not tp.phases.isVisibleTo(tp)
+
+
+def test_backbone_leaderboard_ranks_and_a_click_chooses(window, qtbot, color_data):
+    scan_data(qtbot, window, color_data)
+    assert window.next(), window.problem.text()
+    page = window.pages[1]
+    page.candidates = lambda most=5: ["tiny_cnn@32", "tiny_cnn@16"]  # the two offline-able test networks
+    page.compare()
+    qtbot.waitUntil(lambda: page.board.isVisible() and page.compare_btn.isEnabled(), timeout=120000)
+    assert page.board.rowCount() == 2 and "Best on your data" in page.info.text()
+    page._board_clicked(1, 0)
+    assert page.selected_name() == "tiny_cnn" and page.size.value() == page._board_rows[1].image_size

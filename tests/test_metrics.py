@@ -69,3 +69,51 @@ def test_summary_lines_name_the_split_and_the_numbers():
     lines = metrics.summary_lines(r)
     assert lines[0].startswith("accuracy 0.8000  top-2 1.0000  macro F1 0.8222  on 5 examples of the test split")
     assert any("ECE 0.3400" in x for x in lines)
+
+
+def test_grad_cam_maps_have_the_input_size_and_differ_between_classes(trained_run, color_data, tmp_path):
+    from PIL import Image
+
+    from tlapp.deploy.explain import ExplainError, GradCam, explain_file
+    from tlapp.deploy.loading import load_parts
+
+    result, _, run_dir = trained_run
+    parts = load_parts(run_dir / "export")
+    img = next((color_data / "red").glob("*.png"))
+    rgb = np.asarray(Image.open(img).convert("RGB").resize((45, 37)))  # not the model's size: map follows the input
+    cam = GradCam(parts.model, parts.classes)
+    maps = {c: cam.explain(rgb, c) for c in parts.classes}
+    for c, ex in maps.items():
+        assert ex.heat.shape == (37, 45) and ex.heat.dtype == np.float32 and 0 <= ex.heat.min() <= ex.heat.max() <= 1
+        assert ex.class_name == c
+    a, b = maps["red"].heat, maps["blue"].heat
+    assert np.abs(a - b).mean() > 1e-3  # a different class, a different map
+
+    ex, png = explain_file(run_dir, img, out=tmp_path / "heat.png")
+    assert png.is_file() and Image.open(png).size == Image.open(img).size and ex.predicted in parts.classes
+    with pytest.raises(ExplainError, match="'purple': not one of the model's classes"):
+        explain_file(run_dir, img, "purple", tmp_path / "x.png")
+
+
+def test_grad_cam_refuses_a_backbone_without_a_convolutional_map():
+    from tlapp.base.tfenv import quiet_import
+    from tlapp.deploy.explain import ExplainError, GradCam
+
+    _, keras = quiet_import()
+    image = keras.Input((4, 4, 3), name="image")
+    tokens = keras.layers.Reshape((16, 3))(image)  # what a vision transformer hands its pooling
+    features = keras.Model(image, keras.layers.GlobalAveragePooling1D(name="pool")(tokens), name="features")
+    head = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")], name="head")
+    model = keras.Model(image, head(features(image)))
+    with pytest.raises(ExplainError, match="not a convolutional feature map"):
+        GradCam(model, ["a", "b"])
+
+
+def test_most_confidently_wrong_per_true_class():
+    from tlapp.deploy.evaluate import confidently_wrong
+
+    preds = [{"path": "a1", "true": "a", "pred": "b", "score": 0.6}, {"path": "a2", "true": "a", "pred": "b", "score": 0.9},
+             {"path": "a3", "true": "a", "pred": "a", "score": 0.99}, {"path": "b1", "true": "b", "pred": "a", "score": 0.7},
+             {"path": "a4", "true": "a", "pred": "c", "score": 0.8}]
+    got = confidently_wrong({"predictions": preds}, per_class=2)
+    assert {k: [p["path"] for p in v] for k, v in got.items()} == {"a": ["a2", "a4"], "b": ["b1"]}

@@ -107,3 +107,34 @@ def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
 
     Image.fromarray(np.full((4, 4), 100 * 257, np.uint16)).save(tmp_path / "g16.png")
     assert set(np.unique(load_rgb(tmp_path / "g16.png"))) == {100}  # clipping would give 255
+
+
+def test_exact_and_near_duplicates_are_grouped_and_leaks_across_splits_counted(tmp_path):
+    from PIL import Image
+
+    from tlapp.data.duplicates import leaked_images
+    from tlapp.data.split import Splits
+
+    rng = np.random.default_rng(4)
+    root = tmp_path / "d"
+    pics = [np.kron(rng.integers(0, 255, (8, 8, 3)), np.ones((12, 12, 1))).astype(np.uint8) for _ in range(6)]
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(pics[i]).save(root / "a" / f"{i}.png")
+        Image.fromarray(pics[3 + i]).save(root / "b" / f"{i}.png")
+    (root / "b" / "copy.png").write_bytes((root / "a" / "0.png").read_bytes())  # same bytes, other label
+    Image.fromarray(pics[1]).resize((50, 50)).save(root / "a" / "small.jpg", quality=90)  # resized, recompressed
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(root / "a" / "flat1.png")  # flat pictures: no near match
+    Image.new("RGB", (30, 30), (10, 10, 200)).save(root / "b" / "flat2.png")
+    rep = scan(root)
+    groups = {(g["kind"], tuple(Path(p).name for p in g["paths"])) for g in rep.duplicates}
+    assert ("exact", ("0.png", "copy.png")) in groups
+    assert ("near", ("1.png", "small.jpg")) in groups
+    assert not any("flat" in name for _, names in groups for name in names)
+    assert any("duplicate images" in w and "1 with different labels" in w for w in rep.warnings)
+    assert "fingerprints" not in rep.as_dict() and rep.as_dict()["duplicates"]
+
+    by = {Path(e.path).name + Path(e.path).parent.name: e for e in rep.examples}
+    splits = Splits([by["0.pnga"], by["1.pnga"]], [by["copy.pngb"], by["2.pnga"]], [by["small.jpga"]], 0)
+    assert leaked_images(splits, rep.fingerprints) == {"val": 1, "test": 1}

@@ -51,6 +51,9 @@ def test_run_directory_layout(trained_run):
     assert data["training"]["phases"][1]["blocks"] and data["metrics"]["val"]["per_class"]
     assert data["backbone"]["licence"] and data["environment"]["packages"]["tensorflow"]
     assert (run_dir / "plots" / "val_confusion.png").is_file() and (run_dir / "plots" / "val_reliability.png").is_file()
+    page = (run_dir / "report.html").read_text()
+    assert "<h2>Validation</h2>" in page and 'src="plots/val_confusion.png"' in page
+    assert ("Most confidently wrong" in page and "data:image/jpeg;base64," in page) or "No misclassified" in page
     assert (run_dir / "export" / "labels.txt").read_text().split() == ["blue", "green", "red"]
     assert len((run_dir / "history.csv").read_text().strip().splitlines()) == 4
 
@@ -253,3 +256,26 @@ def test_cli_ctrl_c_exits_130_with_resume_command(color_data, tmp_path):
     assert proc.returncode == 130, err[-800:]
     assert f"--resume {run}" in err.replace("\n", " ")
     assert json.loads((run / "status.json").read_text())["status"] == "cancelled"
+
+
+def test_tflite_exports_are_checked_in_a_fresh_process_and_reported_on_validation(trained_run, capsys):
+    run_dir = trained_run[2]
+    out_dir = run_dir / "export_lite"  # beside the run's split.json: the report re-runs its validation split
+    code, out, err = run_cli(["export", str(run_dir), "--format", "tflite", "--format", "tflite_fp16",
+                              "--format", "tflite_int8", "--format", "keras", "--out", str(out_dir)], capsys)
+    assert code == 0, err
+    for name in ("model.tflite", "model_fp16.tflite", "model_int8.tflite"):
+        assert (out_dir / name).stat().st_size > 1000, name
+    meta = json.loads((out_dir / "meta.json").read_text())
+    assert meta["tflite"]["model_int8.tflite"].startswith("uint8 [1,32,32,3]")
+    report = json.loads((out_dir / "report.json").read_text())
+    arts = report["artifacts"]
+    assert report["n"] == 9 and report["reference"] == "model.keras"
+    assert set(arts) == {"model.keras", "model.tflite", "model_fp16.tflite", "model_int8.tflite"}
+    assert arts["model.tflite"]["max_abs_diff"] < 1e-3 and arts["model.tflite"]["agreement"] == 1.0
+    int8 = arts["model_int8.tflite"]
+    assert "accuracy_delta" in int8 and 0 <= int8["agreement"] <= 1 and int8["ms_per_image"] > 0
+    assert int8["size_bytes"] < arts["model.tflite"]["size_bytes"]  # quantised: smaller
+    assert "model_int8.tflite: accuracy" in out and "passed" in out
+    readme = (out_dir / "README.md").read_text()
+    assert "## TensorFlow Lite" in readme and "labels.txt" in readme

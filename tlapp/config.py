@@ -266,7 +266,10 @@ class Train(_Strict):
 
 
 class Export(_Strict):
-    formats: list[Literal["savedmodel", "keras", "h5"]] = Field(default_factory=lambda: ["savedmodel", "keras"])
+    formats: list[Literal["savedmodel", "keras", "h5", "tflite", "tflite_fp16", "tflite_int8"]] = Field(
+        default_factory=lambda: ["savedmodel", "keras"],
+        description="savedmodel, keras, h5, and for image models tflite (float32), tflite_fp16, tflite_int8 "
+                    "(full-integer, calibrated on your training images).")
     verify: bool = True
     verify_samples: int = Field(8, ge=1)
 

@@ -48,6 +48,7 @@ class RunDir:
     evaluation = property(lambda self: self.root / "evaluation.json")
     evaluation_test = property(lambda self: self.root / "evaluation_test.json")  # only when there is a test split
     plots = property(lambda self: self.root / "plots")
+    report_html = property(lambda self: self.root / "report.html")
     split = property(lambda self: self.root / "split.json")
     scan = property(lambda self: self.root / "scan.json")
     model_card = property(lambda self: self.root / "model_card.md")

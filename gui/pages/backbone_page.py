@@ -19,6 +19,8 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSpinBox,
     QTableView,
+    QTableWidget,
+    QTableWidgetItem,
     QVBoxLayout,
 )
 
@@ -130,6 +132,21 @@ class BackbonePage(WizardPage):
         self.measure_btn.setToolTip("Time the selected backbone's forward pass on this computer (a few seconds; "
                                     "large backbones longer). The result is kept for this machine.")
         self.measure_btn.clicked.connect(self.measure)
+        self.compare_btn = QPushButton("Compare on my data…")
+        self.compare_btn.setToolTip("Rank the backbones whose weights are on this computer by how well a head on "
+                                    "each one does on your data (cross-validated, up to 50 images per class), with "
+                                    "their speed. A few minutes; results are kept. Click a row to choose it.")
+        self.compare_btn.clicked.connect(self.compare)
+        self.board = QTableWidget(0, 5)
+        self.board.setHorizontalHeaderLabels(["#", "Backbone", "CV accuracy", "Params (M)", "CPU ms/img"])
+        self.board.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.board.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.board.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.board.verticalHeader().setVisible(False)
+        self.board.setMaximumHeight(160)
+        self.board.cellClicked.connect(self._board_clicked)
+        self.board.setVisible(False)
+        self._board_rows: list = []
         form = self.form = QFormLayout()
         self.size_label = QLabel("Input size")
         form.addRow(self.size_label, self.size)
@@ -137,6 +154,7 @@ class BackbonePage(WizardPage):
         form.addRow("Width (alpha)", self.alpha)
         side = QVBoxLayout()
         side.addWidget(self.measure_btn)
+        side.addWidget(self.compare_btn)
         side.addWidget(imp)
         side.addStretch(1)
         row = QHBoxLayout()
@@ -149,6 +167,7 @@ class BackbonePage(WizardPage):
         lay.addLayout(top)
         lay.addWidget(self.table, 1)
         lay.addWidget(self.info)
+        lay.addWidget(self.board)
         lay.addLayout(row)
         self.recommended: Optional[str] = None
         self.fill()
@@ -261,6 +280,53 @@ class BackbonePage(WizardPage):
         self.worker.failed.connect(lambda m, d: show_error(self, m, d))
         self.info.setText(f"Measuring {name} on this computer… (building the network, then timing three batches)")
         self.worker.start()
+
+    def candidates(self, most: int = 5) -> list[str]:
+        """Backbones worth comparing here: the project's own, the recommended one, then others with weights
+        on this machine (the test-only tiny network only when it is the project's)."""
+        own = self.state.project.backbone.name
+        names = [own] + ([self.recommended] if self.recommended else [])
+        for e in all_entries(include_test=False, modality=self.modality):
+            if offline_status(e.name, e.default_size, {}):
+                names.append(e.name)
+        return list(dict.fromkeys(names))[:most]
+
+    def compare(self) -> None:
+        """The leaderboard (tlapp.training.compare, as `tlapp compare`), off the GUI thread."""
+        if self.worker is not None and self.worker.isRunning():
+            return
+        from tlapp.training.compare import compare  # loads TensorFlow: only when asked
+
+        names = self.candidates()
+        self.worker = FunctionWorker(compare, self.state.project, names, 50, self.state.path)
+        self.worker.done.connect(self._compared)
+        self.worker.failed.connect(lambda m, d: (show_error(self, m, d), self.compare_btn.setEnabled(True)))
+        self.compare_btn.setEnabled(False)
+        self.info.setText(f"Comparing {', '.join(names)} on your data: embedding up to 50 images per class with "
+                          "each, then cross-validating a head… (a few minutes; the results are kept)")
+        self.worker.start()
+
+    def _compared(self, rows: list) -> None:
+        self.compare_btn.setEnabled(True)
+        self._board_rows = rows
+        self.board.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            cells = ["—" if row.skipped else str(r + 1), row.backbone,
+                     row.skipped or f"{row.score:.4f}", f"{row.params_m:.1f}",
+                     "—" if row.ms_per_image is None else f"{row.ms_per_image:.0f}"]
+            for c, text in enumerate(cells):
+                self.board.setItem(r, c, QTableWidgetItem(text))
+        self.board.setVisible(True)
+        best = next((row for row in rows if not row.skipped), None)
+        self.info.setText(f"Best on your data: <b>{best.backbone}</b> (cross-validated accuracy {best.score:.4f} on "
+                          f"{best.n} images). Click a row to choose that backbone." if best else
+                          "No backbone could be compared: none has weights on this computer.")
+
+    def _board_clicked(self, row: int, _col: int) -> None:
+        if 0 <= row < len(self._board_rows) and not self._board_rows[row].skipped:
+            chosen = self._board_rows[row]
+            self.select(chosen.name)
+            self.size.setValue(chosen.image_size)
 
     def import_weights(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import weights", "",

@@ -7,7 +7,9 @@ from typing import Any, Optional
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
+    QHBoxLayout,
     QLabel,
+    QPushButton,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -18,7 +20,7 @@ from PySide6.QtWidgets import (
 from tlapp.rundir import RunDir
 
 from ..empty import EmptyState
-from ..widgets import ThumbGrid
+from ..widgets import ThumbGrid, open_folder
 from .base import WizardPage
 
 
@@ -34,6 +36,11 @@ class EvaluatePage(WizardPage):
         self.summary = QLabel("No evaluation yet: train a model on the Training step (or open a finished run "
                               "with File > Open run…).")
         self.summary.setWordWrap(True)
+        self.report_btn = QPushButton("Open full report")
+        self.report_btn.setToolTip("report.html in the run folder: metrics per split, plots (confusion, "
+                                   "calibration), and the most confidently wrong examples of each class")
+        self.report_btn.clicked.connect(lambda: open_folder(RunDir(self.state.run_dir).report_html))
+        self.report_btn.setEnabled(False)
         self.matrix = QTableWidget()
         self.matrix.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.matrix.cellClicked.connect(self.show_cell)
@@ -63,7 +70,10 @@ class EvaluatePage(WizardPage):
             bl.addWidget(w)
             top.addWidget(box)
         lay = QVBoxLayout(self)
-        lay.addWidget(self.summary)
+        head_row = QHBoxLayout()
+        head_row.addWidget(self.summary, 1)
+        head_row.addWidget(self.report_btn)
+        lay.addLayout(head_row)
         lay.addWidget(top, 2)
         lay.addWidget(self.cell_label)
         lay.addWidget(self.images_box, 1)
@@ -74,8 +84,10 @@ class EvaluatePage(WizardPage):
             for box in (self.matrix_box, self.per_class_box, self.images_box):
                 box.show_empty()
             self.cell_label.setText("")
+            self.report_btn.setEnabled(False)
             return
         rd = RunDir(self.state.run_dir)
+        self.report_btn.setEnabled(rd.report_html.is_file())
         self.evaluation = rd.read_json(rd.evaluation, {})
         metrics = rd.read_json(rd.metrics, {})
         fin = metrics.get("final", {})
@@ -89,6 +101,13 @@ class EvaluatePage(WizardPage):
         else:
             head = "Regression / multi-label run"
         parts = [head, f"final val_loss {fin.get('val_loss', float('nan')):.4f}"]
+        if "macro" in self.evaluation:
+            parts.append(f"macro F1 {self.evaluation['macro']['f1']:.3f}")
+        if "calibration" in self.evaluation:
+            parts.append(f"calibration error (ECE) {self.evaluation['calibration']['ece']:.3f}")
+        test = metrics.get("test") or {}
+        if "accuracy" in test:
+            parts.append(f"<b>test accuracy {test['accuracy']:.4f}</b> on {test.get('n')} held-out examples")
         if metrics.get("recipe", {}).get("summary"):
             self.summary.setToolTip(f"Recipe: {metrics['recipe']['summary']}")
         if best.get("restored"):
@@ -132,10 +151,10 @@ class EvaluatePage(WizardPage):
         preds = self.evaluation.get("predictions", [])
         classes = self.evaluation.get("classes", [])
         if row < 0:
-            chosen = [p for p in preds if p["true"] != p["pred"]]
+            chosen = sorted((p for p in preds if p["true"] != p["pred"]), key=lambda p: -float(p.get("score", 0)))
             which = "out-of-fold" if self.evaluation.get("method") == "cross-validation" else "validation"
-            self.cell_label.setText(f"Misclassified {which} examples: {len(chosen)} "
-                                    "(click a confusion-matrix cell to see those examples)")
+            self.cell_label.setText(f"Misclassified {which} examples: {len(chosen)}, the most confidently wrong "
+                                    "first (check their labels; click a confusion-matrix cell for one pair)")
         else:
             t, pr = classes[row], classes[col]
             chosen = [p for p in preds if p["true"] == t and p["pred"] == pr]

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from tlapp.deploy.predict import Predictor, find_export
+from tlapp.deploy.report import summary as export_summary
 from tlapp.rundir import RunDir
 
 from ..widgets import open_folder, show_error, thumbnail
@@ -58,11 +59,19 @@ class ExportPage(WizardPage):
         self.predictor = None
         self.formats = {f: QCheckBox(label) for f, label in
                         (("savedmodel", "SavedModel (TF Serving / TFLite converter)"), ("keras", ".keras"),
-                         ("h5", "Legacy .h5"))}
+                         ("h5", "Legacy .h5"), ("tflite", "TFLite float32"), ("tflite_fp16", "TFLite float16"),
+                         ("tflite_int8", "TFLite int8"))}
         for f, tip in (("savedmodel", "TensorFlow's deployment format: TF Serving, TFLite and TF.js converters. "
                                       "Takes raw images (uint8 or float). Always recommended."),
                        ("keras", "Keras 3 file: reload with keras.saving.load_model to keep training or inspect"),
-                       ("h5", "Legacy Keras 2 format, only for old tools that need it")):
+                       ("h5", "Legacy Keras 2 format, only for old tools that need it"),
+                       ("tflite", "TensorFlow Lite for phones and boards, same numbers as the SavedModel "
+                                  "(images only)"),
+                       ("tflite_fp16", "TFLite with 16-bit weights: half the size; answers may differ slightly "
+                                       "(the report below measures how often)"),
+                       ("tflite_int8", "TFLite, all-integer: about 4x smaller and fastest on phones and "
+                                       "microcontrollers; calibrated on your training images, its accuracy "
+                                       "change is measured on your validation images")):
             self.formats[f].setToolTip(tip)
         self.dest = QLineEdit()
         self.dest.setPlaceholderText("Export folder (default: the run's export/)")
@@ -83,6 +92,12 @@ class ExportPage(WizardPage):
         self.drop = DropLabel(self.try_file)
         choose = QPushButton("Choose image…")
         choose.clicked.connect(self._choose)
+        self.explain_btn = QPushButton("Show what it looked at")
+        self.explain_btn.setToolTip("Grad-CAM: colours the parts of the image that pushed the model towards its "
+                                    "answer (red = most). Also `tlapp explain RUN IMAGE`.")
+        self.explain_btn.clicked.connect(self.explain_last)
+        self.explain_btn.setEnabled(False)
+        self._last_image: Optional[str] = None
         self.text_in = QLineEdit()
         self.text_in.setPlaceholderText("Type a text and press Enter to classify it")
         self.text_in.returnPressed.connect(lambda: self.try_text(self.text_in.text()))
@@ -106,6 +121,7 @@ class ExportPage(WizardPage):
         self.choose = choose
         col.addWidget(self.text_in)
         col.addWidget(choose)
+        col.addWidget(self.explain_btn)
         col.addWidget(self.answer, 1)
         tr.addLayout(col, 1)
         lay.addLayout(tr, 1)
@@ -121,8 +137,12 @@ class ExportPage(WizardPage):
         if not ready:
             self.answer.setText("Once a model is trained, drop an image (or type a text) to see its answer here.")
         self.text_in.setVisible(text)
+        for f in ("tflite", "tflite_fp16", "tflite_int8"):  # no TFLite ops for the tokenizer inside text models
+            self.formats[f].setVisible(not text)
         self.drop.setVisible(not text)
         self.choose.setVisible(not text)
+        self.explain_btn.setVisible(not text and self.state.project.task.type.value in ("image_classification",
+                                                                                        "multi_label"))
         fmts = self.state.project.export.formats
         for f, cb in self.formats.items():
             cb.setChecked(f in fmts)
@@ -137,8 +157,11 @@ class ExportPage(WizardPage):
         rows = "".join(f"<li>{r['artifact']}: max |diff| {r['max_abs_diff']:.1e}, argmax "
                        f"{'same' if r['argmax_match'] else 'DIFFERENT'}</li>" for r in v.get("results", []))
         ok = v.get("ok")
+        report = exp.get("report")
+        lines = export_summary(report)
+        table = (f"<b>{lines[0]}</b><ul>" + "".join(f"<li>{x[2:]}</li>" for x in lines[1:]) + "</ul>") if lines else ""
         self.parity.setText(f"<b>{'✓' if ok else '✗'} Fresh-process check:</b> {v.get('summary', 'not run')}"
-                            f"<ul>{rows}</ul>Folder: {exp.get('dir')}")
+                            f"<ul>{rows}</ul>{table}Folder: {exp.get('dir')}")
 
     def commit(self) -> None:
         self.state.update("export", formats=[f for f, cb in self.formats.items() if cb.isChecked()])
@@ -174,7 +197,30 @@ class ExportPage(WizardPage):
             show_error(self, "Train and export a model first.")
             return
         self.drop.setPixmap(thumbnail(path, 200))
+        self._last_image = path
+        self.explain_btn.setEnabled(False)
         self._predict(lambda p: p.predict_files([path])[0])
+
+    def explain_last(self) -> None:
+        """Grad-CAM of the image just tried, computed off the GUI thread; the overlay replaces it."""
+        if self.state.run_dir is None or not self._last_image:
+            return
+        from tlapp.deploy.explain import explain_file  # loads TensorFlow: only when asked
+
+        path = self._last_image
+        self.worker = FunctionWorker(explain_file, Path(self.state.run_dir), Path(path))
+        self.worker.done.connect(self._explained)
+        self.worker.failed.connect(lambda m, d: show_error(self, m, d))
+        self.explain_btn.setEnabled(False)
+        self.answer.setText(self.answer.text() + "<br><i>Computing the heat map…</i>")
+        self.worker.start()
+
+    def _explained(self, result) -> None:
+        ex, png = result
+        self.drop.setPixmap(thumbnail(str(png), 200))
+        self.answer.setText(f"<h2>{ex.predicted}</h2>Heat map for <b>{ex.class_name}</b> (score {ex.score:.3f}): "
+                            f"red areas pushed the model towards it most.<br>Saved as {png}")
+        self.explain_btn.setEnabled(True)
 
     def _predict(self, fn) -> None:
         """Run ``fn(predictor)`` off the GUI thread with the run's exported SavedModel."""
@@ -203,6 +249,7 @@ class ExportPage(WizardPage):
         if "label" not in r:
             self.answer.setText(json.dumps(r))
             return
+        self.explain_btn.setEnabled(self._last_image is not None and r.get("path") == self._last_image)
         top = sorted(r["scores"].items(), key=lambda kv: -kv[1])[:5]
         self.answer.setText(f"<h2>{r['label']}</h2>score {r['score']:.3f}<br>" +
                             "<br>".join(f"{c}: {s:.3f}" for c, s in top))

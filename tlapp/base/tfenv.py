@@ -29,6 +29,9 @@ def _muted_stderr() -> Iterator[None]:
         os.close(devnull)
 
 
+muted_stderr = _muted_stderr  # for other C++ chatter (the TFLite converter's quantiser)
+
+
 def quiet_import() -> tuple[Any, Any]:
     """Return ``(tf, keras)``, importing them with stderr muted once."""
     global _done

@@ -22,7 +22,7 @@ from tlapp.config import Backbone, Project, TaskType, apply_overrides, load_proj
 from tlapp.data.examples import ScanReport
 from tlapp.data.sources import scan_data
 from tlapp.data.starter import data_section, starter_project
-from tlapp.cli.app import app, dump, out, weights_app
+from tlapp.cli.app import app, dump, err, out, weights_app
 
 
 @app.command()
@@ -207,3 +207,33 @@ def doctor(as_json: bool = typer.Option(False, "--json")) -> None:
         out.print(f"{k}: {v}", markup=False, highlight=False)
 
 
+
+
+@app.command()
+def compare(project: Path, backbones: str = typer.Option(..., "--backbones",
+                                                         help="Comma-separated: name[@size][:alpha=0.35], e.g. "
+                                                              "efficientnet_lite0,mobilenet_v2@128:alpha=0.35"),
+            per_class: Optional[int] = typer.Option(None, "--per-class", min=2,
+                                                    help="Use at most N examples per class (faster)."),
+            as_json: bool = typer.Option(False, "--json")) -> None:
+    """Rank backbones on this project's data: a cross-validated head on each one's embeddings,
+    with parameters and measured latency (minutes, not hours; cached per backbone and data)."""
+    from tlapp.training.compare import as_dicts, compare as run_compare  # loads TensorFlow
+
+    proj = load_project(project)
+    specs = [b for b in backbones.split(",") if b.strip()]
+    rows = run_compare(proj, specs, per_class, project,
+                       on_row=None if as_json else lambda r: err.print(
+                           f"  {r.backbone}: {r.skipped or f'score {r.score:.4f}'}", highlight=False))
+    if as_json:
+        dump(as_dicts(rows))
+        return
+    metric = "R²" if proj.task.type.value == "regression" else "CV accuracy"
+    table = Table(title=f"Backbones on {proj.data.path} ({rows[0].n} examples, {rows[0].folds}-fold CV)")
+    for col in ("#", "backbone", metric, "params (M)", "CPU ms/img", "note"):
+        table.add_column(col)
+    for d in as_dicts(rows):
+        table.add_row(str(d["rank"] or "—"), d["backbone"], "—" if d["score"] is None else f"{d['score']:.4f}",
+                      f"{d['params_m']:.1f}", "—" if d["ms_per_image"] is None else f"{d['ms_per_image']:.0f}",
+                      d["skipped"] or ("cached" if d["cached"] else f"{d['seconds']:.0f} s"))
+    out.print(table)

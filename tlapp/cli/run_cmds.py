@@ -135,9 +135,29 @@ def evaluate(run_dir: Path, data: Optional[Path] = typer.Option(None, "--data", 
         out.print(line, highlight=False)
 
 
+@app.command()
+def explain(run_dir: Path, image: Path,
+            out_file: Optional[Path] = typer.Option(None, "--out", help="PNG to write (default: beside the export)."),
+            class_name: Optional[str] = typer.Option(None, "--class", help="Explain this class (default: the "
+                                                                           "predicted one)."),
+            as_json: bool = typer.Option(False, "--json")) -> None:
+    """Grad-CAM heat map: which parts of IMAGE moved the model towards a class."""
+    from tlapp.deploy.explain import explain_file  # loads TensorFlow
+
+    ex, path = explain_file(run_dir, image, class_name, out_file)
+    info = {"image": str(image), "class": ex.class_name, "score": ex.score, "predicted": ex.predicted,
+            "heat_map": str(path), "feature_map": list(ex.feature_map)}
+    if as_json:
+        dump(info)
+        return
+    out.print(f"{image}: predicted {ex.predicted}; heat map for {ex.class_name!r} (score {ex.score:.3f}, from a "
+              f"{ex.feature_map[0]}x{ex.feature_map[1]} feature map) written to {path}", highlight=False)
+
+
 @app.command("export")
 def export_cmd(run_dir: Path, format_: List[str] = typer.Option(["savedmodel"], "--format",
-                                                                help="savedmodel | keras | h5 (repeatable)"),
+                                                                help="savedmodel | keras | h5 | tflite | tflite_fp16 "
+                                                                     "| tflite_int8 (repeatable)"),
                out_dir: Optional[Path] = typer.Option(None, "--out")) -> None:
     """Re-export a finished run's model in other formats (verified in a fresh process)."""
     from tlapp.deploy.finished_run import reexport  # loads TensorFlow
@@ -145,6 +165,10 @@ def export_cmd(run_dir: Path, format_: List[str] = typer.Option(["savedmodel"], 
     info = reexport(run_dir, format_, out_dir)
     out.print(f"exported {info['formats']} to {info['dir']}; check: {info.get('verify', {}).get('summary')}",
               highlight=False)
+    from tlapp.deploy.report import summary
+
+    for line in summary(info.get("report")):
+        out.print(line, highlight=False)
     for k, v in info["errors"].items():
         err.print(f"[yellow]warning:[/yellow] {k}: {v}", highlight=False)
 

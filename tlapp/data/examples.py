@@ -42,9 +42,13 @@ class ScanReport:
     imbalance: float = 1.0
     warnings: list[str] = field(default_factory=list)
     lengths: dict[str, Any] = field(default_factory=dict)  # text tasks: length distribution
+    # Images: path -> (sha256 of the bytes, difference hash of the picture), for duplicate checks.
+    fingerprints: dict[str, tuple[str, str]] = field(default_factory=dict)
+    duplicates: list[dict[str, Any]] = field(default_factory=list)  # groups of exact / near-duplicate files
 
     def as_dict(self, with_examples: bool = False) -> dict[str, Any]:
         d = asdict(self)
+        d.pop("fingerprints")  # one line per file: only the duplicate groups are worth writing down
         if not with_examples:
             d.pop("examples")
         d["n_good"], d["n_bad"], d["n_ignored"] = len(self.examples), len(self.bad), len(self.ignored)

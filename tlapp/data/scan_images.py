@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional
 
 from tlapp.base.errors import Cancelled, DataError
 from tlapp.data.examples import BadFile, Example, ScanReport, summarise
+from tlapp.data.duplicates import duplicate_groups, fingerprint
 from tlapp.data.imageio import ImageProblem, load_rgb
 from tlapp.data.scan_text import decode_bytes  # the one encoding rule (BOMs, UTF-16, latin-1)
 
@@ -128,7 +129,8 @@ def scan(source: str | Path, task: str = "image_classification", workers: int = 
         if should_stop and should_stop():
             return BadFile(ex.path, "scan cancelled")
         try:
-            load_rgb(ex.path)
+            rgb = load_rgb(ex.path)
+            report.fingerprints[ex.path] = fingerprint(Path(ex.path), rgb)
             return None
         except ImageProblem as e:
             return BadFile(ex.path, str(e))
@@ -146,6 +148,11 @@ def scan(source: str | Path, task: str = "image_classification", workers: int = 
     for ex, bad in zip(items, results):
         (report.bad.append(bad) if bad else report.examples.append(ex))
     summarise(report, folder_classes)
+    report.duplicates = duplicate_groups(report)
+    if report.duplicates:
+        conflicting = sum(1 for g in report.duplicates if len(set(map(str, g["labels"]))) > 1)
+        report.warnings.append(
+            f"{len(report.duplicates)} group(s) of duplicate images ({sum(len(g['paths']) for g in report.duplicates)} "
+            f"files, exact or resized/recompressed copies)" + (f", {conflicting} with different labels" if conflicting
+                                                               else "") + "; see the scan report's duplicates")
     return report
-
-

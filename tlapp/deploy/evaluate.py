@@ -64,3 +64,15 @@ def report_from_outputs(probs: np.ndarray, examples: list[Example], encoder: Lab
                            **({"text": e.text[:300]} if e.text else {})}
                           for e, t, p, pr in zip(examples, y_true, y_pred, probs)]
     return rep
+
+
+def confidently_wrong(report: dict[str, Any], per_class: int = 5) -> dict[str, list[dict[str, Any]]]:
+    """Per true class, its misclassified examples the model was surest about (single-label reports):
+    the first place to look for label errors and for what the model has not learned."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for p in sorted((p for p in report.get("predictions", []) if "pred" in p and isinstance(p["pred"], str)
+                     and p["true"] != p["pred"]), key=lambda p: -float(p.get("score", 0.0))):
+        group = out.setdefault(str(p["true"]), [])
+        if len(group) < per_class:
+            group.append(p)
+    return dict(sorted(out.items()))

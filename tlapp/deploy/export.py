@@ -17,10 +17,12 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from tlapp.base.errors import Cancelled, ExportError
-from tlapp.base.fsutil import atomic_dir
+from tlapp.base.fsutil import atomic_dir, atomic_write_text
 from tlapp.base.tfenv import quiet_import
 from tlapp.deploy.samples import FILE as SAMPLES_FILE
 from tlapp.deploy.samples import write_samples
+from tlapp.deploy import tflite
+from tlapp.deploy.tflite import FILES as TFLITE_FILES
 
 tf, keras = quiet_import()
 
@@ -29,20 +31,81 @@ def output_key(task: str) -> str:
     return "values" if task == "regression" else "probabilities"
 
 
+def _u16(b: Any, little: Any) -> Any:
+    """Unsigned 16-bit integers from uint8 pairs ``b[..., 2]`` in either byte order."""
+    b = tf.cast(b, tf.int32)
+    return tf.where(little, b[..., 0] + 256 * b[..., 1], 256 * b[..., 0] + b[..., 1])
+
+
+def exif_orientation(image_bytes: Any) -> Any:
+    """The EXIF orientation (1-8) of a JPEG, read with TensorFlow string ops; 1 when there is none.
+
+    Reads the APP1 "Exif" block's TIFF header (byte order), IFD0's entry count and the
+    entries' tags, and returns tag 0x0112's value — what Pillow's ``exif_transpose`` reads.
+    """
+    head = tf.strings.substr(image_bytes, 0, 65536)
+    parts = tf.strings.split(head, "Exif\x00\x00", maxsplit=1)
+    is_jpeg = tf.equal(tf.strings.substr(head, 0, 2), b"\xff\xd8")
+
+    def read() -> Any:
+        tiff = tf.strings.substr(head, tf.strings.length(parts[0]) + 6, 65536)
+        raw = tf.io.decode_raw(tiff, tf.uint8)
+        n_raw = tf.shape(raw)[0]
+        little = tf.equal(tf.strings.substr(tiff, 0, 2), b"II")
+        at = lambda i, k: tf.gather(raw, tf.clip_by_value(i + tf.range(k), 0, tf.maximum(n_raw - 1, 0)))  # noqa: E731
+        ifd = _u16(at(4, 2), little) + 65536 * _u16(at(6, 2), little)
+        ifd = tf.where(little, ifd, _u16(at(6, 2), little) + 65536 * _u16(at(4, 2), little))
+        count = tf.minimum(_u16(at(ifd, 2), little), 64)
+        entries = tf.reshape(at(ifd + 2, count * 12), (-1, 12))
+        tags = _u16(entries[:, 0:2], little)
+        hit = tf.where(tf.equal(tags, 0x0112))[:, 0]
+        value = tf.cond(tf.size(hit) > 0, lambda: _u16(entries[hit[0], 8:10], little), lambda: tf.constant(1))
+        ok = tf.logical_and(n_raw > 16, tf.logical_and(value >= 1, value <= 8))
+        return tf.where(ok, value, 1)
+
+    return tf.cond(tf.logical_and(is_jpeg, tf.size(parts) > 1), read, lambda: tf.constant(1))
+
+
+def apply_orientation(img: Any, orientation: Any) -> Any:
+    """Turn ``img`` upright for EXIF ``orientation``, as Pillow's ``ImageOps.exif_transpose``."""
+    t = lambda x: tf.transpose(x, [1, 0, 2])  # noqa: E731
+    branches = [lambda: img,                                      # 1 upright
+                lambda: tf.reverse(img, [1]),                     # 2 mirrored left-right
+                lambda: tf.reverse(img, [0, 1]),                  # 3 rotated 180
+                lambda: tf.reverse(img, [0]),                     # 4 mirrored top-bottom
+                lambda: t(img),                                   # 5 transposed
+                lambda: tf.reverse(t(img), [1]),                  # 6 rotated 90 clockwise
+                lambda: tf.reverse(t(img), [0, 1]),               # 7 transverse
+                lambda: tf.reverse(t(img), [0])]                  # 8 rotated 90 counter-clockwise
+    return tf.switch_case(tf.clip_by_value(orientation - 1, 0, 7), branches)
+
+
 def decode_like_training(image_bytes: Any, size: int) -> Any:
     """Encoded image -> float32 ``[size, size, 3]`` in 0..255 by the rule training uses
-    (:mod:`tlapp.data.imageio`): grey replicated to RGB, 16-bit scaled, transparency composited
-    on white, the first frame of an animation, then an antialiased bilinear resize as Pillow's
-    and rounding to whole levels. Measured against training's decoder: at most 3 levels apart
-    (JPEG decoders differ), mean under 1 (tests/test_faults.py). EXIF orientation is not applied
-    here (TensorFlow has no op for it): send upright images to ``serving_bytes``."""
+    (:mod:`tlapp.data.imageio`): EXIF orientation applied, grey replicated to RGB, 16-bit
+    scaled, transparency composited on white, the first frame of an animation, then an
+    antialiased bilinear resize as Pillow's and rounding to whole levels. Measured against
+    training's decoder: at most 3 levels apart (JPEG decoders differ), mean under 1
+    (tests/test_faults.py)."""
     img = tf.cast(tf.io.decode_image(image_bytes, expand_animations=False), tf.float32)
+    img = apply_orientation(img, exif_orientation(image_bytes))
     channels = tf.shape(img)[-1]
     color = tf.cond(channels >= 3, lambda: img[..., :3], lambda: tf.tile(img[..., :1], [1, 1, 3]))
     alpha = tf.cond(tf.equal(channels % 2, 0), lambda: img[..., -1:] / 255.0, lambda: tf.ones_like(img[..., :1]))
     rgb = tf.round(color * alpha + 255.0 * (1.0 - alpha))
     out = tf.image.resize(rgb, (size, size), method="bilinear", antialias=True)
     return tf.clip_by_value(tf.round(out), 0.0, 255.0)
+
+
+def resize_like_training(images: Any, size: int) -> Any:
+    """Pixels of another size brought to ``size`` as training's decoder does (Pillow's antialiased
+    bilinear, whole levels); pixels already at ``size`` pass untouched. The model's own Resizing
+    layer is plain bilinear (TensorFlow Lite has no antialiased resize), so the signatures do this
+    first: a 1000-pixel photo then gets the pixels training would have made of it."""
+    shape = tf.shape(images)
+    same = tf.logical_and(tf.equal(shape[1], size), tf.equal(shape[2], size))
+    return tf.cond(same, lambda: images, lambda: tf.clip_by_value(tf.round(
+        tf.image.resize(images, (size, size), method="bilinear", antialias=True)), 0.0, 255.0))
 
 
 def write_saved_model(model: Any, folder: Path, size: int, key: str) -> None:
@@ -57,10 +120,10 @@ def write_saved_model(model: Any, folder: Path, size: int, key: str) -> None:
                        input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
 
     def pixels(image):
-        return {key: core(image)}
+        return {key: core(resize_like_training(image, size))}
 
     def pixels_u8(image):
-        return {key: core(tf.cast(image, tf.float32))}
+        return {key: core(resize_like_training(tf.cast(image, tf.float32), size))}
 
     def encoded(image_bytes):
         imgs = tf.map_fn(lambda b: decode_like_training(b, size), image_bytes,
@@ -110,6 +173,7 @@ class ExportParts:
     token_model: Any = None
     preprocessor: Any = None
     backbone_config: Optional[dict[str, Any]] = None
+    representative: Optional[np.ndarray] = None  # uint8 training images: int8 TFLite calibrates on them
 
     @property
     def is_text(self) -> bool:
@@ -142,6 +206,48 @@ def _meta(parts: ExportParts) -> dict[str, Any]:
     return meta
 
 
+def usage_readme(meta: dict[str, Any], formats: list[str]) -> str:
+    """The export folder's README: how to call each file it holds, without tlapp."""
+    key, text = meta["output_key"], meta["input"] == "text"
+    size = meta.get("image_size")
+    parts = [f"# {meta['backbone']} — {meta['task']}", "",
+             "Classes, in output order, are in `labels.txt`. "
+             + ("Inputs are raw strings: the tokenizer is inside the model." if text else
+                f"Inputs are raw RGB pixels 0-255: resizing to {size}x{size} and the backbone's scaling are inside "
+                "the model."), ""]
+    if "savedmodel" in formats:
+        call = ('sig(text=tf.constant(["some text"]))' if text else
+                'sig(image=tf.constant(pixels[None].astype("float32")))  # pixels: [H, W, 3] uint8, any size')
+        parts += ["## SavedModel (`saved_model/`)", "", "```python",
+                  "import tensorflow as tf" + ("\nimport tensorflow_text  # registers the tokenizer ops" if text else ""),
+                  'sig = tf.saved_model.load("saved_model").signatures["serving_default"]',
+                  f'out = {call}["{key}"]', "```", ""]
+        if not text:
+            parts += ["Other signatures: `serving_uint8` (uint8 pixels) and `serving_bytes` (encoded JPEG/PNG "
+                      "strings, `image_bytes`; EXIF rotation and transparency are handled as in training). Pixels "
+                      "of another size are resized as training resizes (antialiased) before the model.", ""]
+    if "keras" in formats:
+        parts += ["## Keras (`model.keras`)", "", "```python", "import keras",
+                  'model = keras.saving.load_model("model.keras", compile=False)',
+                  ("# text: tokens from preprocessor/ (keras_hub.models.TextClassifierPreprocessor.from_preset)"
+                   if text else "out = model.predict(pixels[None].astype(\"float32\"))"), "```", ""]
+    if "h5" in formats:
+        parts += ["## Legacy HDF5 (`model.h5`)", "", "`keras.saving.load_model(\"model.h5\", compile=False)`", ""]
+    lite = meta.get("tflite") or {}
+    if lite:
+        parts += ["## TensorFlow Lite", "", "| file | input |", "|---|---|"]
+        parts += [f"| `{name}` | {spec} |" for name, spec in lite.items()]
+        parts += ["", "```python", "import numpy as np, tensorflow as tf  # or: from ai_edge_litert.interpreter "
+                  "import Interpreter",
+                  'it = tf.lite.Interpreter(model_path="model.tflite"); it.allocate_tensors()',
+                  "inp, out = it.get_input_details()[0], it.get_output_details()[0]",
+                  f"it.set_tensor(inp['index'], pixels[None].astype(inp['dtype']))  # [1, {size}, {size}, 3]",
+                  "it.invoke(); y = it.get_tensor(out['index'])[0]",
+                  "# int8: y is uint8; probabilities = (y - zero_point) * scale from out['quantization']",
+                  "```", "", "Accuracy of each file on the validation split: `report.json`.", ""]
+    return "\n".join(parts)
+
+
 def _write_formats(parts: ExportParts, tmp: Path, formats: list[str]) -> dict[str, str]:
     """Write each requested format into ``tmp``; returns {format: error} for formats that cannot hold the model."""
     key, errors = output_key(parts.task), {}
@@ -156,6 +262,12 @@ def _write_formats(parts: ExportParts, tmp: Path, formats: list[str]) -> dict[st
         (tmp / "preprocessor" / "config.json").write_text(json.dumps(parts.backbone_config, indent=2))
     elif "keras" in formats:
         parts.model.save(tmp / "model.keras")
+    for fmt in formats:
+        if fmt in TFLITE_FILES:
+            why = tflite.convert(parts.model, parts.size, fmt, tmp / TFLITE_FILES[fmt], parts.representative,
+                                 parts.is_text)
+            if why:
+                errors[fmt] = why
     if "h5" in formats:
         try:
             parts.model.save(tmp / "model.h5")
@@ -216,13 +328,23 @@ def export_model(parts: ExportParts, out_dir: Path, formats: list[str], samples:
         if check:
             _write_samples(parts, samples, tmp / SAMPLES_FILE)
             step()
-        (tmp / "meta.json").write_text(json.dumps(_meta(parts), indent=2))
+        meta = _meta(parts)
+        lite = {TFLITE_FILES[f]: ("uint8" if f == "tflite_int8" else "float32") + f" [1,{parts.size},{parts.size},3] 0-255"
+                for f in formats if f in TFLITE_FILES and f not in errors}
+        if lite:
+            meta["tflite"] = lite
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        (tmp / "README.md").write_text(usage_readme(meta, [f for f in formats if f not in errors]))
     info: dict[str, Any] = {"dir": str(out_dir), "formats": formats, "errors": errors, "verified": None,
                             "seconds": {"write": round(time.time() - t0, 2)}}
     if verifier is not None:
         t1 = time.time()
         info["verify"] = verifier.check(out_dir)
         info["verified"] = info["verify"]["ok"]
+        report = info["verify"].pop("report", None)
+        if report:
+            atomic_write_text(out_dir / "report.json", json.dumps(report, indent=1))
+            info["report"] = report
         if progress:
             progress(total, total)
         info["seconds"]["verify_wait"] = round(time.time() - t1, 2)

@@ -17,9 +17,10 @@ from tlapp.deploy.evaluate import report_from_outputs
 from tlapp.deploy.export import export_model
 from tlapp.deploy.loading import load_parts, load_samples
 from tlapp.deploy.predict import Predictor, find_export
+from tlapp.deploy.tflite import representative_images
 from tlapp.rundir import RunDir
 
-FORMATS = ("savedmodel", "keras", "h5")
+FORMATS = ("savedmodel", "keras", "h5", "tflite", "tflite_fp16", "tflite_int8")
 
 
 def _examples(run_dir: Path, data: Optional[Path], task: str, split: str) -> list[Example]:
@@ -72,6 +73,9 @@ def reexport(run_dir: Path, formats: list[str], out_dir: Optional[Path] = None) 
         raise ExportError(f"--format {bad[0]!r}: expected one of {', '.join(FORMATS)}")
     src = find_export(Path(run_dir))
     parts = load_parts(src)
+    if "tflite_int8" in formats and not parts.is_text:
+        rows = RunDir(run_dir).read_json(RunDir(run_dir).split) or {}
+        parts.representative = representative_images([r[0] for r in rows.get("train", [])], parts.size)
     target = Path(out_dir) if out_dir else src
     # Re-exporting in place keeps model.keras: it is the source of every later re-export.
     fmts = sorted(set(formats) | ({"keras"} if target == src else set()))

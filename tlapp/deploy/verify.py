@@ -20,10 +20,20 @@ from tlapp.deploy.samples import read_samples
 TOLERANCE = 1e-4
 
 
-def _compare(name: str, got: np.ndarray, expected: np.ndarray) -> dict:
+# TFLite float32 runs other kernels than TensorFlow (measured differences ~1e-6); float16 weights and
+# int8 maths change outputs by design: they are reported (here and in export/report.json on the
+# validation split), not failed on, since the user chose that trade.
+LITE_TOLERANCE = {"model.tflite": 1e-3}
+
+
+def _compare(name: str, got: np.ndarray, expected: np.ndarray, tolerance: float = TOLERANCE,
+             report_only: bool = False) -> dict:
     diff = float(np.max(np.abs(got - expected))) if got.size else 0.0
     same = bool((got.argmax(-1) == expected.argmax(-1)).all()) if got.shape[-1] > 1 else True
-    return {"artifact": name, "max_abs_diff": diff, "argmax_match": same, "ok": same and diff <= TOLERANCE}
+    out = {"artifact": name, "max_abs_diff": diff, "argmax_match": same, "ok": same and diff <= tolerance}
+    if report_only:
+        out.update(ok=True, report_only=True)
+    return out
 
 
 def main(export_dir: str) -> int:
@@ -53,7 +63,16 @@ def main(export_dir: str) -> int:
         quiet_keras_hub()
         m = keras.saving.load_model(d / "model.keras", compile=False, safe_mode=True)
         results.append(_compare("model.keras", np.asarray(m.predict_on_batch(images.astype(np.float32))), expected))
-    return _report(results, len(images))
+    from tlapp.deploy.tflite import FILES, Runner
+
+    for name in FILES.values():
+        if (d / name).is_file():
+            run = Runner(d / name)
+            got = np.stack([run(img) for img in images])
+            results.append(_compare(name, got, expected, LITE_TOLERANCE.get(name, 1.0), name not in LITE_TOLERANCE))
+    from tlapp.deploy.report import image_report
+
+    return _report(results, len(images), image_report(tf, keras, d, meta))
 
 
 def _text(tf, keras, d: Path, meta: dict, data) -> int:
@@ -78,12 +97,17 @@ def _text(tf, keras, d: Path, meta: dict, data) -> int:
     return _report(results, len(texts))
 
 
-def _report(results: list, n: int) -> int:
-    ok = all(r["ok"] for r in results) and bool(results)
-    worst = max((r["max_abs_diff"] for r in results), default=0.0)
-    summary = (f"{'passed' if ok else 'FAILED'}: {len(results)} artifact/signature(s) on {n} inputs, "
-               f"max abs diff {worst:.2e}, argmax {'identical' if all(r['argmax_match'] for r in results) else 'DIFFERS'}")
-    print(json.dumps({"ok": ok, "summary": summary, "results": results, "n": int(n)}))
+def _report(results: list, n: int, report: dict | None = None) -> int:
+    strict = [r for r in results if not r.get("report_only")]
+    ok = all(r["ok"] for r in strict) and bool(results)
+    worst = max((r["max_abs_diff"] for r in strict), default=0.0)
+    summary = (f"{'passed' if ok else 'FAILED'}: {len(strict)} artifact/signature(s) on {n} inputs, "
+               f"max abs diff {worst:.2e}, argmax {'identical' if all(r['argmax_match'] for r in strict) else 'DIFFERS'}")
+    lossy = [r for r in results if r.get("report_only")]
+    if lossy:
+        summary += "; " + ", ".join(f"{r['artifact']} (quantised) max diff {r['max_abs_diff']:.1e}, argmax "
+                                    f"{'same' if r['argmax_match'] else 'differs'}" for r in lossy)
+    print(json.dumps({"ok": ok, "summary": summary, "results": results, "n": int(n), "report": report}))
     return 0
 
 

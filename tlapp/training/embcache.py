@@ -20,6 +20,7 @@ import numpy as np
 from tlapp.base.errors import Cancelled
 from tlapp.base.fsutil import atomic_path
 from tlapp.data.examples import Example
+from tlapp.data.labels import LabelEncoder
 
 _MEMORY: dict[str, np.ndarray] = {}
 # Embedding matrices larger than this are written to a memory-mapped file (50,000 x 1280 float32 is 256 MB).
@@ -101,3 +102,32 @@ def get_or_compute(key: str, mode: str, cache_dir: Path, compute_fn: Callable[[]
 
 def clear_memory() -> None:
     _MEMORY.clear()
+
+
+def identity(asm: Any, project: Any, flip: bool = False) -> dict[str, Any]:
+    """What the vectors depend on besides the data: with the examples, the cache key. Training and
+    ``tlapp compare`` share it, so a backbone compared once trains without a second pass."""
+    b = asm.backbone
+    return {"backbone": b.entry.name, "weights": b.weights_source, "size": b.size,
+            "task": project.task.type.value, "pooling": project.head.pooling, "options": project.backbone.options,
+            "flip": flip}
+
+
+def pass_over(asm: Any, project: Any, examples: list[Example], encoder: LabelEncoder, batch_size: int,
+              forward: Callable[[Any], Any], progress: Optional[Callable[[int, int], None]] = None,
+              should_stop: Optional[Callable[[], bool]] = None, flip: bool = False,
+              into: Optional[Path] = None) -> Callable[[], np.ndarray]:
+    """The embedding pass for images (decoded once, no cache: one pass) or texts, ready to run."""
+    if project.task.type.is_text:
+        from tlapp.model.text_model import text_embeddings
+
+        return lambda: text_embeddings(asm, examples, batch_size, should_stop, progress)
+    from tlapp.base.tfenv import quiet_import
+    from tlapp.data.pipelines import image_dataset
+
+    tf, _ = quiet_import()
+    ds = image_dataset(examples, encoder, asm.backbone.size, batch_size, cache="none", with_labels=False)
+    if flip:
+        ds = ds.map(lambda x: tf.reverse(x, axis=[2]))
+    nb = -(-len(examples) // batch_size)
+    return lambda: compute(forward, ds, nb, len(examples), progress, should_stop, into)

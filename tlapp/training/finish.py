@@ -17,7 +17,9 @@ from tlapp.base.errors import ExportError
 from tlapp.data.pipelines import image_dataset
 from tlapp.deploy.evaluate import evaluate_examples
 from tlapp.deploy.export import ExportParts, FreshVerifier, backbone_config, export_model
+from tlapp.deploy.html_report import write_html
 from tlapp.deploy.plots import write_plots
+from tlapp.deploy.tflite import representative_images
 from tlapp.events import EXPORT, RUN_END, VERIFY
 from tlapp.training.reports import RunRecord, write_metrics, write_model_card
 
@@ -68,7 +70,10 @@ def export_run(run: Run, verifier: Optional[FreshVerifier] = None) -> Optional[d
     text = p.task.type.is_text
     parts = ExportParts(asm.model, p.task.type.value, run.classes, asm.backbone.size, p.backbone.name,
                         token_model=asm.token_model, preprocessor=asm.backbone.preprocessor if text else None,
-                        backbone_config=backbone_config(asm.backbone.model) if text else None)
+                        backbone_config=backbone_config(asm.backbone.model) if text else None,
+                        representative=representative_images([e.path for e in run.splits.train], asm.backbone.size,
+                                                             seed=p.train.seed)
+                        if "tflite_int8" in p.export.formats and not text else None)
     info = export_model(parts, run.run_dir.export, list(p.export.formats), parity_samples(run),
                         verify=p.export.verify, verifier=verifier,
                         progress=run.progress(f"exporting {', '.join(p.export.formats)} and checking"),
@@ -110,6 +115,7 @@ def finish_run(run: Run) -> RunResult:
     rec = record(run)
     metrics = write_metrics(rec, ev, export_info, test_ev)
     write_model_card(rec, metrics, export_info)
+    write_html(run.run_dir, f"{run.project.name}: evaluation", ev, test_ev, run.run_dir.model_card.read_text())
     for f in run.run_dir.cache.glob("embeddings-*.npy"):  # memory-mapped scratch of a large set, not a result
         try:
             f.unlink()

@@ -170,6 +170,7 @@ def _per_class_table(rep: dict[str, Any]) -> list[str]:
 def render_card(card: dict[str, Any]) -> str:
     """``model_card.md`` from the card's data: one source of truth for both files."""
     from tlapp.deploy.metrics import summary_lines
+    from tlapp.deploy.report import summary as export_summary
 
     d, b, t, env = card["data"], card["backbone"], card["training"], card["environment"]
     text_task = card["task"].startswith("text_")
@@ -216,7 +217,10 @@ def render_card(card: dict[str, Any]) -> str:
     ex = card["export"]
     if ex:
         parts += ["## Export", "", f"Folder `{ex.get('dir')}`; formats {ex.get('formats')}.",
-                  f"Fresh-process parity check: {(ex.get('verify') or {}).get('summary', 'not run')}", ""]
+                  f"Fresh-process parity check: {(ex.get('verify') or {}).get('summary', 'not run')}", "",
+                  *export_summary(ex.get("report")), ""]
+        if ex.get("errors"):
+            parts += ["Not exported: " + "; ".join(f"{k}: {v}" for k, v in ex["errors"].items()), ""]
     parts += ["## Limits", "", "Validated only on the data above; accuracy on other sources may be lower."]
     return "\n".join(parts) + "\n"
 

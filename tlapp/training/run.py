@@ -32,6 +32,7 @@ from tlapp.data.examples import Example, ScanReport
 from tlapp.data.labels import LabelEncoder
 from tlapp.data.pipelines import array_batches, image_dataset, plan_cache, text_dataset
 from tlapp.data.sources import scan_project
+from tlapp.data.duplicates import leaked_images
 from tlapp.data.split import Splits, cross_split_duplicates, split_examples
 from tlapp.events import (
     DATA_CACHE,
@@ -51,7 +52,7 @@ from tlapp.model.head import Assembled, loss_and_metrics
 from tlapp.model.image_model import build_model
 from tlapp.model.optim import block_multipliers, make_optimizer
 from tlapp.model.tasks import monitor
-from tlapp.model.text_model import build_text_model, text_embeddings, token_batches
+from tlapp.model.text_model import build_text_model, token_batches
 from tlapp.rundir import RunDir, absolute_data_path
 from tlapp.training import checkpoint as ckpt
 from tlapp.training import embcache, strategy
@@ -130,6 +131,10 @@ class Run:
             self.splits = split_examples(self.report.examples, p.task.type, p.data.val_fraction,
                                          p.data.test_fraction, p.data.seed, p.data.max_per_class)
             self.run_dir.split.write_text(json.dumps(self.splits.as_dict(), indent=1))
+        for split, n in leaked_images(self.splits, self.report.fingerprints).items():
+            self.log.emit(WARNING, message=f"{n} {'validation' if split == 'val' else 'test'} image(s) have an exact "
+                                           f"or near duplicate in training: that split's accuracy is optimistic "
+                                           "(the scan report's duplicates list them)")
         dup = cross_split_duplicates(self.splits)
         if dup:
             self.log.emit(WARNING, message=f"{dup} text(s) appear in more than one split with different labels; "
@@ -194,30 +199,18 @@ class Run:
         from without another pass per epoch). The pass's speed is kept in ``embed_rate``.
         """
         asm, p = self.model, self.project
-        b = asm.backbone
-        ident = {"backbone": b.entry.name, "weights": b.weights_source, "size": b.size, "task": p.task.type.value,
-                 "pooling": p.head.pooling, "options": p.backbone.options, "flip": flip}
-        key = embcache.cache_key(examples, ident)
+        key = embcache.cache_key(examples, embcache.identity(asm, p, flip))
         bs, mode = p.train.batch_size, "memory" if p.data.cache == "auto" else p.data.cache
         unit = "texts" if p.task.type.is_text else "images"
-        stage = f"embedding {len(examples)} {unit}" + (" (mirrored)" if flip else "")
-        nb = math.ceil(len(examples) / bs)
-        rows = self.progress(stage, unit)
+        rows = self.progress(f"embedding {len(examples)} {unit}" + (" (mirrored)" if flip else ""), unit)
 
         def progress(i: int, _n: int) -> None:
             rows(min(i * bs, len(examples)), len(examples))
 
-        if p.task.type.is_text:
-            compute = lambda: text_embeddings(asm, examples, bs, self.should_stop, progress)  # noqa: E731
-        else:
-            # One pass: caching the decoded images would only cost memory.
-            ds = image_dataset(examples, self.encoder, b.size, bs, cache="none", with_labels=False)
-            if flip:
-                ds = ds.map(lambda x: tf.reverse(x, axis=[2]))
-            big = len(examples) * asm.feature_dim * 4 > embcache.MEMMAP_BYTES
-            into = self.run_dir.cache / f"embeddings-{key}.npy" if big else None
-            compute = lambda: embcache.compute(self.forward(asm.features), ds, nb, len(examples), progress,  # noqa: E731
-                                               self.should_stop, into)
+        big = len(examples) * asm.feature_dim * 4 > embcache.MEMMAP_BYTES
+        compute = embcache.pass_over(asm, p, examples, self.encoder, bs, self.forward(asm.features), progress,
+                                     self.should_stop, flip,
+                                     self.run_dir.cache / f"embeddings-{key}.npy" if big else None)
         t0 = time.time()
         arr, hit = embcache.get_or_compute(
             key, mode, store_dir("cache", "embeddings") if mode == "disk" else Path("."), compute)
