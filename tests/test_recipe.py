@@ -32,7 +32,7 @@ def test_preset_schema(tmp_path):
 
 def _fake_run(n_train: int, n_val: int, rate: float, **train) -> SimpleNamespace:
     project = project_from_dict({"data": {"path": "x"}, "train": train})
-    return SimpleNamespace(project=project, embed_rate=rate,
+    return SimpleNamespace(project=project, embed_rate=rate, placement=None,
                            splits=SimpleNamespace(train=[0] * n_train, val=[0] * n_val))
 
 
@@ -111,7 +111,7 @@ def test_refit_sees_train_and_validation(refit_run):
     assert ev["method"] == "cross-validation" and len(ev["predictions"]) == n_all
     assert ev["accuracy"] == pytest.approx(m["recipe"]["cv"]["score"])
     card = (run_dir / "model_card.md").read_text()
-    assert "Recipe: head: L2" in card and "cross_validation" in card
+    assert "Recipe: head: L2" in card and "Cross-validation of the head" in card, card
 
 
 def test_recipe_decision_event(refit_run):

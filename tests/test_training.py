@@ -262,7 +262,8 @@ def test_tflite_exports_are_checked_in_a_fresh_process_and_reported_on_validatio
     run_dir = trained_run[2]
     out_dir = run_dir / "export_lite"  # beside the run's split.json: the report re-runs its validation split
     code, out, err = run_cli(["export", str(run_dir), "--format", "tflite", "--format", "tflite_fp16",
-                              "--format", "tflite_int8", "--format", "keras", "--out", str(out_dir)], capsys)
+                              "--format", "tflite_int8", "--format", "keras", "--format", "onnx",
+                              "--out", str(out_dir)], capsys)
     assert code == 0, err
     for name in ("model.tflite", "model_fp16.tflite", "model_int8.tflite"):
         assert (out_dir / name).stat().st_size > 1000, name
@@ -271,11 +272,12 @@ def test_tflite_exports_are_checked_in_a_fresh_process_and_reported_on_validatio
     report = json.loads((out_dir / "report.json").read_text())
     arts = report["artifacts"]
     assert report["n"] == 9 and report["reference"] == "model.keras"
-    assert set(arts) == {"model.keras", "model.tflite", "model_fp16.tflite", "model_int8.tflite"}
+    assert set(arts) == {"model.keras", "model.tflite", "model_fp16.tflite", "model_int8.tflite", "model.onnx"}
+    assert arts["model.onnx"]["max_abs_diff"] < 1e-4 and arts["model.onnx"]["agreement"] == 1.0
     assert arts["model.tflite"]["max_abs_diff"] < 1e-3 and arts["model.tflite"]["agreement"] == 1.0
     int8 = arts["model_int8.tflite"]
     assert "accuracy_delta" in int8 and 0 <= int8["agreement"] <= 1 and int8["ms_per_image"] > 0
     assert int8["size_bytes"] < arts["model.tflite"]["size_bytes"]  # quantised: smaller
     assert "model_int8.tflite: accuracy" in out and "passed" in out
     readme = (out_dir / "README.md").read_text()
-    assert "## TensorFlow Lite" in readme and "labels.txt" in readme
+    assert "## TensorFlow Lite" in readme and "## ONNX" in readme and "labels.txt" in readme

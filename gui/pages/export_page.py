@@ -60,7 +60,7 @@ class ExportPage(WizardPage):
         self.formats = {f: QCheckBox(label) for f, label in
                         (("savedmodel", "SavedModel (TF Serving / TFLite converter)"), ("keras", ".keras"),
                          ("h5", "Legacy .h5"), ("tflite", "TFLite float32"), ("tflite_fp16", "TFLite float16"),
-                         ("tflite_int8", "TFLite int8"))}
+                         ("tflite_int8", "TFLite int8"), ("onnx", "ONNX"))}
         for f, tip in (("savedmodel", "TensorFlow's deployment format: TF Serving, TFLite and TF.js converters. "
                                       "Takes raw images (uint8 or float). Always recommended."),
                        ("keras", "Keras 3 file: reload with keras.saving.load_model to keep training or inspect"),
@@ -71,7 +71,9 @@ class ExportPage(WizardPage):
                                        "(the report below measures how often)"),
                        ("tflite_int8", "TFLite, all-integer: about 4x smaller and fastest on phones and "
                                        "microcontrollers; calibrated on your training images, its accuracy "
-                                       "change is measured on your validation images")):
+                                       "change is measured on your validation images"),
+                       ("onnx", "ONNX for ONNX Runtime, OpenVINO or TensorRT (images only; needs "
+                                "pip install \"tlapp[onnx]\"), checked with ONNX Runtime")):
             self.formats[f].setToolTip(tip)
         self.dest = QLineEdit()
         self.dest.setPlaceholderText("Export folder (default: the run's export/)")
@@ -137,7 +139,7 @@ class ExportPage(WizardPage):
         if not ready:
             self.answer.setText("Once a model is trained, drop an image (or type a text) to see its answer here.")
         self.text_in.setVisible(text)
-        for f in ("tflite", "tflite_fp16", "tflite_int8"):  # no TFLite ops for the tokenizer inside text models
+        for f in ("tflite", "tflite_fp16", "tflite_int8", "onnx"):  # no such ops for a text model's tokenizer
             self.formats[f].setVisible(not text)
         self.drop.setVisible(not text)
         self.choose.setVisible(not text)

@@ -156,7 +156,7 @@ def explain(run_dir: Path, image: Path,
 
 @app.command("export")
 def export_cmd(run_dir: Path, format_: List[str] = typer.Option(["savedmodel"], "--format",
-                                                                help="savedmodel | keras | h5 | tflite | tflite_fp16 "
+                                                                help="savedmodel | keras | h5 | onnx | tflite | tflite_fp16 "
                                                                      "| tflite_int8 (repeatable)"),
                out_dir: Optional[Path] = typer.Option(None, "--out")) -> None:
     """Re-export a finished run's model in other formats (verified in a fresh process)."""

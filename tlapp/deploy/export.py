@@ -21,7 +21,7 @@ from tlapp.base.fsutil import atomic_dir, atomic_write_text
 from tlapp.base.tfenv import quiet_import
 from tlapp.deploy.samples import FILE as SAMPLES_FILE
 from tlapp.deploy.samples import write_samples
-from tlapp.deploy import tflite
+from tlapp.deploy import onnx_export, tflite
 from tlapp.deploy.tflite import FILES as TFLITE_FILES
 
 tf, keras = quiet_import()
@@ -231,6 +231,11 @@ def usage_readme(meta: dict[str, Any], formats: list[str]) -> str:
                   'model = keras.saving.load_model("model.keras", compile=False)',
                   ("# text: tokens from preprocessor/ (keras_hub.models.TextClassifierPreprocessor.from_preset)"
                    if text else "out = model.predict(pixels[None].astype(\"float32\"))"), "```", ""]
+    if "onnx" in formats:
+        parts += ["## ONNX (`model.onnx`)", "", "```python", "import numpy as np, onnxruntime as ort",
+                  'sess = ort.InferenceSession("model.onnx")',
+                  f'out = sess.run(None, {{"image": pixels[None].astype("float32")}})[0]  # [N, {size}, {size}, 3]',
+                  "```", ""]
     if "h5" in formats:
         parts += ["## Legacy HDF5 (`model.h5`)", "", "`keras.saving.load_model(\"model.h5\", compile=False)`", ""]
     lite = meta.get("tflite") or {}
@@ -268,6 +273,10 @@ def _write_formats(parts: ExportParts, tmp: Path, formats: list[str]) -> dict[st
                                  parts.is_text)
             if why:
                 errors[fmt] = why
+    if "onnx" in formats:
+        why = onnx_export.convert(parts.model, parts.size, tmp / onnx_export.FILE, parts.is_text)
+        if why:
+            errors["onnx"] = why
     if "h5" in formats:
         try:
             parts.model.save(tmp / "model.h5")

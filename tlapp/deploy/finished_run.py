@@ -20,7 +20,7 @@ from tlapp.deploy.predict import Predictor, find_export
 from tlapp.deploy.tflite import representative_images
 from tlapp.rundir import RunDir
 
-FORMATS = ("savedmodel", "keras", "h5", "tflite", "tflite_fp16", "tflite_int8")
+FORMATS = ("savedmodel", "keras", "h5", "tflite", "tflite_fp16", "tflite_int8", "onnx")
 
 
 def _examples(run_dir: Path, data: Optional[Path], task: str, split: str) -> list[Example]:

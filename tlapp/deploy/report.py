@@ -45,6 +45,7 @@ def image_report(tf: Any, keras: Any, export_dir: Path, meta: dict[str, Any],
                  limit: int = MAX_EXAMPLES) -> Optional[dict[str, Any]]:
     """The report for an image model's export (None without a validation split beside it)."""
     from tlapp.data.imageio import ImageProblem, load_rgb
+    from tlapp.deploy import onnx_export
     from tlapp.deploy.tflite import FILES, Runner
 
     rows = _examples(export_dir, limit)
@@ -68,6 +69,13 @@ def image_report(tf: Any, keras: Any, export_dir: Path, meta: dict[str, Any],
         sig = tf.saved_model.load(str(export_dir / "saved_model")).signatures["serving_default"]
         artifacts["saved_model"] = (lambda b: sig(image=tf.constant(b.astype(np.float32)))[key].numpy(), 32,
                                     export_dir / "saved_model")
+    if (export_dir / "model.h5").is_file():
+        h5 = keras.saving.load_model(export_dir / "model.h5", compile=False)
+        artifacts["model.h5"] = (lambda b: np.asarray(h5.predict_on_batch(b.astype(np.float32))), 32,
+                                 export_dir / "model.h5")
+    if (export_dir / onnx_export.FILE).is_file():
+        artifacts[onnx_export.FILE] = (onnx_export.runner(export_dir / onnx_export.FILE), 32,
+                                       export_dir / onnx_export.FILE)
     for fmt, name in FILES.items():
         if (export_dir / name).is_file():
             runner = Runner(export_dir / name)

@@ -63,7 +63,17 @@ def main(export_dir: str) -> int:
         quiet_keras_hub()
         m = keras.saving.load_model(d / "model.keras", compile=False, safe_mode=True)
         results.append(_compare("model.keras", np.asarray(m.predict_on_batch(images.astype(np.float32))), expected))
+    if (d / "model.h5").is_file():
+        import tlapp.model.image_model  # noqa: F401  registers tlapp's custom layers
+
+        h5 = keras.saving.load_model(d / "model.h5", compile=False)
+        results.append(_compare("model.h5", np.asarray(h5.predict_on_batch(images.astype(np.float32))), expected))
+    from tlapp.deploy import onnx_export
     from tlapp.deploy.tflite import FILES, Runner
+
+    if (d / onnx_export.FILE).is_file():
+        got = onnx_export.runner(d / onnx_export.FILE)(images.astype(np.float32))
+        results.append(_compare(onnx_export.FILE, np.asarray(got), expected))
 
     for name in FILES.values():
         if (d / name).is_file():
