@@ -271,7 +271,8 @@ def test_tflite_exports_are_checked_in_a_fresh_process_and_reported_on_validatio
     assert meta["tflite"]["model_int8.tflite"].startswith("uint8 [1,32,32,3]")
     report = json.loads((out_dir / "report.json").read_text())
     arts = report["artifacts"]
-    assert report["n"] == 9 and report["reference"] == "model.keras"
+    assert report["n"] == 9 and report["reference"] == "model.keras" and report["split"] == "val"
+    assert report["seen_in_training"] is False  # custom phases: validation was held out
     assert set(arts) == {"model.keras", "model.tflite", "model_fp16.tflite", "model_int8.tflite", "model.onnx"}
     assert arts["model.onnx"]["max_abs_diff"] < 1e-4 and arts["model.onnx"]["agreement"] == 1.0
     assert arts["model.tflite"]["max_abs_diff"] < 1e-3 and arts["model.tflite"]["agreement"] == 1.0

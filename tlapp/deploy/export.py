@@ -174,6 +174,7 @@ class ExportParts:
     preprocessor: Any = None
     backbone_config: Optional[dict[str, Any]] = None
     representative: Optional[np.ndarray] = None  # uint8 training images: int8 TFLite calibrates on them
+    validation_seen: bool = False  # the final model was refit on train + validation (the recipe's refit)
 
     @property
     def is_text(self) -> bool:
@@ -196,7 +197,8 @@ def backbone_config(backbone: Any) -> dict[str, Any]:
 
 def _meta(parts: ExportParts) -> dict[str, Any]:
     meta = {"input": "text" if parts.is_text else "image", "task": parts.task, "classes": parts.classes,
-            "backbone": parts.backbone, "output_key": output_key(parts.task)}
+            "backbone": parts.backbone, "output_key": output_key(parts.task),
+            "validation_seen_in_training": parts.validation_seen}
     if parts.is_text:
         meta.update(sequence_length=parts.size, signatures={"serving_default": "text string [N] (raw, untokenised)"})
     else:

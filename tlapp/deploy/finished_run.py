@@ -3,6 +3,7 @@
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -73,6 +74,7 @@ def reexport(run_dir: Path, formats: list[str], out_dir: Optional[Path] = None) 
         raise ExportError(f"--format {bad[0]!r}: expected one of {', '.join(FORMATS)}")
     src = find_export(Path(run_dir))
     parts = load_parts(src)
+    parts.validation_seen = bool(json.loads((src / "meta.json").read_text()).get("validation_seen_in_training"))
     if "tflite_int8" in formats and not parts.is_text:
         rows = RunDir(run_dir).read_json(RunDir(run_dir).split) or {}
         parts.representative = representative_images([r[0] for r in rows.get("train", [])], parts.size)

@@ -19,12 +19,15 @@ import numpy as np
 MAX_EXAMPLES = 200  # validation examples re-run per artifact (the int8 delta needs a few hundred at most)
 
 
-def _examples(export_dir: Path, limit: int) -> list[list[Any]]:
+def _examples(export_dir: Path, limit: int) -> tuple[str, list[list[Any]]]:
+    """The held-out examples beside the export: the test split when there is one (never trained on),
+    else validation."""
     split = export_dir.parent / "split.json"
     if not split.is_file():
-        return []
-    rows = json.loads(split.read_text()).get("val") or []
-    return rows[:limit]
+        return "", []
+    rows = json.loads(split.read_text())
+    name = "test" if rows.get("test") else "val"
+    return name, (rows.get(name) or [])[:limit]
 
 
 def _size(path: Path) -> int:
@@ -48,7 +51,7 @@ def image_report(tf: Any, keras: Any, export_dir: Path, meta: dict[str, Any],
     from tlapp.deploy import onnx_export
     from tlapp.deploy.tflite import FILES, Runner
 
-    rows = _examples(export_dir, limit)
+    split, rows = _examples(export_dir, limit)
     size, key, classes, task = int(meta["image_size"]), meta["output_key"], meta["classes"], meta["task"]
     images, labels = [], []
     for path, label, *_ in rows:
@@ -89,7 +92,10 @@ def image_report(tf: Any, keras: Any, export_dir: Path, meta: dict[str, Any],
     ref = outputs[ref_name]
     truth = np.array([classes.index(lab) if lab in classes else -1 for lab in labels]) \
         if task in ("image_classification",) else None
-    out: dict[str, Any] = {"n": len(x), "split": "val", "reference": ref_name, "artifacts": {}}
+    out: dict[str, Any] = {"n": len(x), "split": split, "reference": ref_name, "artifacts": {},
+                           # The recipe's refit trains the final model on validation too: its accuracy there
+                           # is then a training score; the artifacts' agreement and accuracy change still hold.
+                           "seen_in_training": split == "val" and bool(meta.get("validation_seen_in_training"))}
     for name, y in outputs.items():
         row: dict[str, Any] = {"max_abs_diff": float(np.abs(y - ref).max()),
                                "size_bytes": _size(artifacts[name][2]),
@@ -107,7 +113,10 @@ def summary(report: Optional[dict[str, Any]]) -> list[str]:
     """One line per artifact (model card, CLI, wizard)."""
     if not report:
         return []
-    lines = [f"Re-run on {report['n']} validation examples in a fresh process (reference: {report['reference']}):"]
+    where = {"test": "test", "val": "validation"}.get(report.get("split", "val"), "validation")
+    lines = [f"Re-run on {report['n']} {where} examples in a fresh process (reference: {report['reference']})"
+             + (" — the final model was refit on these examples, so read the accuracy change and agreement, "
+                "not the accuracy itself:" if report.get("seen_in_training") else ":")]
     for name, r in report["artifacts"].items():
         acc = f"accuracy {r['accuracy']:.4f} ({r['accuracy_delta']:+.4f}), " if "accuracy" in r else ""
         agree = f"agrees {r['agreement']:.1%}, " if "agreement" in r else ""

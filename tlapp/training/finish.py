@@ -73,7 +73,8 @@ def export_run(run: Run, verifier: Optional[FreshVerifier] = None) -> Optional[d
                         backbone_config=backbone_config(asm.backbone.model) if text else None,
                         representative=representative_images([e.path for e in run.splits.train], asm.backbone.size,
                                                              seed=p.train.seed)
-                        if "tflite_int8" in p.export.formats and not text else None)
+                        if "tflite_int8" in p.export.formats and not text else None,
+                        validation_seen=bool(run.recipe.get("refit")))
     info = export_model(parts, run.run_dir.export, list(p.export.formats), parity_samples(run),
                         verify=p.export.verify, verifier=verifier,
                         progress=run.progress(f"exporting {', '.join(p.export.formats)} and checking"),
