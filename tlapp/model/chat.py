@@ -1,0 +1,82 @@
+"""ChatML conversations as token ids with a loss mask, and length buckets (issue #11).
+
+A pair becomes ``<|im_start|>user\\n{prompt}<|im_end|>\\n<|im_start|>assistant\\n{response}<|im_end|>``
+(SmolLM2's chat template; earlier system/user/assistant turns come first the same way). The model
+learns only the response and its end token: every other position gets weight 0, so the loss
+never rewards reproducing the user's words. Each distinct sequence length costs another graph
+trace (~27 s for SmolLM2 on 2 CPUs), so batches are formed within length buckets.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from tlapp.data.pairs import Pair
+
+START, END = "<|im_start|>", "<|im_end|>"
+BUCKET = 32  # tokens: lengths are rounded up to a multiple of this
+
+
+@dataclass(frozen=True)
+class Encoded:
+    ids: np.ndarray  # int32 [n]
+    weights: np.ndarray  # float32 [n]: 1 where the token is to be learned (response + end)
+    line: int
+    truncated: bool = False
+
+
+def encode(pair: Pair, tokenize: Callable[[str], Sequence[int]], start_id: int, end_id: int,
+           max_len: int, truncate: bool = True) -> Optional[Encoded]:
+    """Token ids and loss weights of one pair, at most ``max_len`` tokens; None when it is longer and
+    ``truncate`` is false. Truncation drops the oldest prompt tokens first (the answer is what is
+    learned), then the answer's tail."""
+    newline = list(tokenize("\n"))
+    prefix: list[int] = []
+    for role, content in pair.messages:
+        prefix += [start_id, *tokenize(f"{role}\n{content}"), end_id, *newline]
+    prefix += [start_id, *tokenize("assistant\n")]
+    target = [*tokenize(pair.response), end_id]
+    ids, weights = prefix + target, [0.0] * len(prefix) + [1.0] * len(target)
+    cut = len(ids) > max_len
+    if cut and not truncate:
+        return None
+    if cut:
+        over = len(ids) - max_len
+        drop = min(over, max(len(prefix) - 2, 0))  # keep at least the assistant header's last tokens
+        ids, weights = ids[drop:], weights[drop:]
+        ids, weights = ids[:max_len], weights[:max_len]
+    return Encoded(np.asarray(ids, np.int32), np.asarray(weights, np.float32), pair.line, cut)
+
+
+def bucket_length(n: int, step: int = BUCKET) -> int:
+    return max(step, -(-n // step) * step)
+
+
+def bucketed_batches(items: list[Encoded], batch_size: int, pad_id: int, seed: int = 0,
+                     step: int = BUCKET) -> list[dict[str, np.ndarray]]:
+    """Batches of next-token examples, padded to their bucket's length; order shuffled by ``seed``.
+
+    Each batch has ``token_ids``/``padding_mask`` (inputs), ``labels`` (the next token) and
+    ``sample_weight`` (the loss mask shifted with the labels; padding weighs 0).
+    """
+    rng = np.random.default_rng(seed)
+    by: dict[int, list[Encoded]] = {}
+    for it in items:
+        by.setdefault(bucket_length(len(it.ids) - 1, step), []).append(it)
+    batches = []
+    for length, group in sorted(by.items()):
+        order = rng.permutation(len(group))
+        for s in range(0, len(group), batch_size):
+            chunk = [group[i] for i in order[s:s + batch_size]]
+            ids = np.full((len(chunk), length), pad_id, np.int32)
+            labels = np.full((len(chunk), length), pad_id, np.int32)
+            mask = np.zeros((len(chunk), length), bool)
+            weight = np.zeros((len(chunk), length), np.float32)
+            for r, it in enumerate(chunk):
+                n = len(it.ids) - 1
+                ids[r, :n], labels[r, :n], mask[r, :n] = it.ids[:-1], it.ids[1:], True
+                weight[r, :n] = it.weights[1:]
+            batches.append({"token_ids": ids, "padding_mask": mask, "labels": labels, "sample_weight": weight})
+    return [batches[i] for i in rng.permutation(len(batches))]
