@@ -28,11 +28,11 @@ from tlapp.base.paths import store_dir
 from tlapp.base.progress import Rate
 from tlapp.base.tfenv import quiet_import, visible_gpus
 from tlapp.config import Phase, Project, TaskType, load_project
+from tlapp.data.duplicates import leaked_images
 from tlapp.data.examples import Example, ScanReport
 from tlapp.data.labels import LabelEncoder
 from tlapp.data.pipelines import array_batches, image_dataset, plan_cache, text_dataset
 from tlapp.data.sources import scan_project
-from tlapp.data.duplicates import leaked_images
 from tlapp.data.split import Splits, cross_split_duplicates, split_examples
 from tlapp.events import (
     DATA_CACHE,
@@ -389,8 +389,9 @@ class Run:
                         self.run_phase(i, phase, start_epoch if i == start_phase else 0,
                                        restore and i == start_phase)
                 self.keep_best()
-        if place.distributed:
-            self.unwrap()
+            if not place.distributed:
+                return self.finish()  # still on the device train.device chose
+        self.unwrap()
         if not place.plan.chief:
             note = f"worker {place.plan.worker} done; the chief evaluates, exports and writes the run folder"
             self.log.emit(RUN_END, status="completed", worker=place.plan.worker, message=note)

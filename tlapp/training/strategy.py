@@ -121,8 +121,11 @@ def survey() -> dict[str, Any]:
     found["cpu_devices"] = [f"CPU:{i}" for i in range(logical_cpus())]
     found["strategy_auto"] = plan("auto").describe()
     found["strategy_mirrored"] = plan("mirrored").describe()
-    found["strategy_multi_worker"] = plan("multi_worker").describe() if os.environ.get("TF_CONFIG") else \
-        "needs TF_CONFIG (README: 'Several machines')"
+    try:
+        found["strategy_multi_worker"] = plan("multi_worker").describe() if os.environ.get("TF_CONFIG") else \
+            "needs TF_CONFIG (README: 'Several machines')"
+    except ConfigError as e:  # doctor reports a broken TF_CONFIG instead of failing on it
+        found["strategy_multi_worker"] = f"cannot run: {e}"
     return found
 
 
