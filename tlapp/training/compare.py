@@ -37,7 +37,7 @@ class Row:
     backbone: str  # the spec as given, e.g. "mobilenet_v2@128:alpha=0.35"
     name: str
     image_size: int
-    params_m: float
+    params_m: float  # of the backbone as built (a MobileNet's alpha changes it)
     score: Optional[float] = None  # out-of-fold accuracy (R² for regression)
     loss: Optional[float] = None
     folds: int = 0
@@ -122,6 +122,7 @@ def _score(project: Project, spec: str, examples: list[Example], encoder: LabelE
     p = project.model_copy(update={"backbone": cfg.model_copy(update={"image_size": size})})
     t0 = time.time()
     asm = _build(p, len(encoder.classes))
+    row.params_m = round(asm.backbone.model.count_params() / 1e6, 2)  # as built: alpha and size included
     key = embcache.cache_key(examples, embcache.identity(asm, p))
     board = store_dir("cache", "compare") / f"{key}.json"
     if board.is_file():
