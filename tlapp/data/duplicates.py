@@ -4,12 +4,12 @@ test image has a copy in training, since that split's accuracy is then optimisti
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tlapp.base.fsutil import sha256_file
 from tlapp.data.examples import Example, ScanReport
 
 HASH_SIDE = 16  # a 16x17 grey thumbnail: 256 bits
@@ -27,7 +27,7 @@ def fingerprint(path: Path, rgb: Any) -> tuple[str, str]:
 
     small = np.asarray(Image.fromarray(rgb).convert("L").resize((HASH_SIDE + 1, HASH_SIDE), Image.BILINEAR),
                        dtype=np.int16)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_file(path)
     if np.ptp(small) < 8:  # a nearly flat picture: its hash is noise, and every flat picture would "match"
         return digest, ""
     bits = (small[:, 1:] > small[:, :-1]).ravel()

@@ -8,7 +8,6 @@ metric). The folder is built beside the old one and swapped in with
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -18,7 +17,7 @@ from typing import Any, Optional
 import numpy as np
 
 from tlapp.base.errors import TrainingError
-from tlapp.base.fsutil import atomic_dir, recover_dir
+from tlapp.base.fsutil import atomic_dir, recover_dir, sha256_file
 
 MANIFEST = "manifest.json"  # sha256 of every file, written last
 PREVIOUS = "previous"  # the checkpoint before "last": the fallback when "last" is corrupt
@@ -43,16 +42,8 @@ def save_checkpoint(folder: Path, model: Any, optimizer: Any, state: dict[str, A
         known = {}
         if reuse_base and (folder / MANIFEST).is_file():  # the hard-linked weights file is unchanged
             known = {k: v for k, v in json.loads((folder / MANIFEST).read_text()).items() if k == "model.weights.h5"}
-        (tmp / MANIFEST).write_text(json.dumps({f.name: known.get(f.name) or _sha256(f)
+        (tmp / MANIFEST).write_text(json.dumps({f.name: known.get(f.name) or sha256_file(f)
                                                 for f in sorted(tmp.iterdir())}, indent=1))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def problem(folder: Path) -> Optional[str]:
@@ -67,7 +58,7 @@ def problem(folder: Path) -> Optional[str]:
         f = folder / name
         if not f.is_file():
             return f"{name} is missing"
-        if _sha256(f) != digest:
+        if sha256_file(f) != digest:
             return f"{name} does not match its recorded hash (truncated or altered)"
     return None
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from tlapp.backbones.catalog import BackboneEntry
-from tlapp.base.fsutil import atomic_write_text
+from tlapp.base.fsutil import atomic_write_text, sha256_file
 from tlapp.config import Project
 from tlapp.data.examples import ScanReport
 from tlapp.data.split import Splits
@@ -74,18 +74,19 @@ def write_metrics(rec: RunRecord, evaluation: dict[str, Any], export: Optional[d
     return metrics
 
 
-def content_hash(paths: list[str]) -> str:
-    """sha256 over the bytes of every training file, in sorted path order: the same hash means
-    the same pixels or texts, whatever the folder is called (a path list would not notice an edited
-    image)."""
+def content_hash(paths: list[str], known: Optional[dict[str, tuple[str, str]]] = None) -> str:
+    """sha256 over the sha256 of every training file's bytes, in sorted path order: it changes when
+    any image or text changes (a path list would not notice an edited image). ``known``: the scan's
+    fingerprints, whose digests spare reading every file a second time."""
     h = hashlib.sha256()
     for path in sorted(paths):
-        try:
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-        except OSError:
-            h.update(f"unreadable:{path}".encode())
+        digest = (known or {}).get(path, ("",))[0]
+        if not digest:
+            try:
+                digest = sha256_file(path)
+            except OSError:
+                digest = f"unreadable:{path}"
+        h.update(digest.encode())
     return h.hexdigest()
 
 
@@ -121,7 +122,8 @@ def card_data(rec: RunRecord, metrics: dict[str, Any], export: Optional[dict[str
         "data": {
             "source": scan.source,
             "content_sha256": (hashlib.sha256("\n".join(texts).encode()).hexdigest() if texts else
-                               content_hash([x.path for x in rec.splits.train + rec.splits.val + rec.splits.test])),
+                               content_hash([x.path for x in rec.splits.train + rec.splits.val + rec.splits.test],
+                                            scan.fingerprints)),
             "usable": len(scan.examples), "unusable": len(scan.bad), "ignored": len(scan.ignored),
             "class_counts": scan.counts,
             "split": {"seed": p.data.seed, "train": len(rec.splits.train), "val": len(rec.splits.val),
