@@ -19,6 +19,7 @@ from tlapp.base.errors import ConfigError
 SCHEMA_VERSION = 1
 DEFAULT_IMAGE_BACKBONE = "efficientnet_lite0"
 DEFAULT_TEXT_BACKBONE = "minilm_l6"
+DEFAULT_LM_BACKBONE = "smollm2_135m_instruct"
 
 
 MAX_LEARNING_RATE = 10.0  # above this no optimizer learns; refuse it before any work
@@ -34,10 +35,15 @@ class TaskType(str, Enum):
     regression = "regression"
     text_classification = "text_classification"
     text_multi_label = "text_multi_label"
+    sft = "sft"  # supervised fine-tuning of a causal language model on prompt -> response pairs
 
     @property
     def is_text(self) -> bool:
         return self.value.startswith("text_")
+
+    @property
+    def is_generative(self) -> bool:
+        return self is TaskType.sft
 
     @property
     def is_multi_label(self) -> bool:
@@ -55,8 +61,10 @@ class Task(_Strict):
 class Data(_Strict):
     """Where the examples come from and how they are split."""
 
-    source: Literal["folder", "csv", "tfds"] = "folder"
-    path: Optional[str] = Field(None, description="Folder or CSV path (relative to the project file).")
+    source: Literal["folder", "csv", "tfds", "pairs"] = "folder"
+    path: Optional[str] = Field(None, description="Folder or CSV path, or for task sft a pairs file (.jsonl with "
+                                "prompt/response or messages, .csv/.tsv with prompt,response); relative to the "
+                                "project file.")
     tfds_name: Optional[str] = Field(None, description="TFDS dataset name, e.g. 'tf_flowers'.")
     tfds_data_dir: Optional[str] = None
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
@@ -71,6 +79,9 @@ class Data(_Strict):
     text_column: Optional[str] = Field(None, description="Text tasks: CSV column with the text (default 'text').")
     label_column: Optional[str] = Field(None, description="Text tasks: CSV column with the label (default 'label').")
     encoding: str = Field("auto", description="Text tasks: file encoding, or 'auto' (BOM, UTF-8, then latin-1).")
+    too_long: Literal["truncate", "drop"] = Field(
+        "truncate", description="sft: a conversation longer than backbone.sequence_length tokens is truncated "
+                                "(oldest prompt tokens first) or dropped (and listed in the scan).")
 
     @model_validator(mode="after")
     def _check(self) -> "Data":
@@ -78,7 +89,7 @@ class Data(_Strict):
             raise ValueError(
                 f"val_fraction + test_fraction must be < 0.9, got {self.val_fraction} + {self.test_fraction}"
             )
-        if self.source in ("folder", "csv") and not self.path:
+        if self.source in ("folder", "csv", "pairs") and not self.path:
             raise ValueError(f"data.path is required when source={self.source!r}")
         if self.source == "tfds" and not self.tfds_name:
             raise ValueError("data.tfds_name is required when source='tfds'")
@@ -92,19 +103,28 @@ class FreezePlan(_Strict):
     ``top_blocks`` (the last ``blocks`` natural blocks train), ``up_to``
     (layers up to and including ``layer`` frozen), ``fraction`` (the top
     ``fraction`` of layers by depth train), ``patterns`` (layers whose name
-    matches any regex in ``patterns`` train). BatchNormalization layers stay
-    frozen in inference mode unless ``train_batchnorm`` is true.
+    matches any regex in ``patterns`` train), ``lora`` (every weight frozen; low-rank
+    adapters of ``rank`` on the ``targets`` layers train, scaled by ``alpha / rank``).
+    BatchNormalization layers stay frozen in inference mode unless ``train_batchnorm`` is true.
     """
 
-    mode: Literal["all", "none", "top_blocks", "up_to", "fraction", "patterns"] = "all"
+    mode: Literal["all", "none", "top_blocks", "up_to", "fraction", "patterns", "lora"] = "all"
     blocks: Optional[int] = Field(None, ge=0)
     layer: Optional[str] = None
     fraction: Optional[float] = Field(None, ge=0.0, le=1.0)
     patterns: list[str] = Field(default_factory=list)
     train_batchnorm: bool = False
+    rank: int = Field(8, ge=1, le=256, description="lora: rank of each adapter.")
+    alpha: Optional[float] = Field(None, gt=0, description="lora: scale numerator (default 2 x rank).")
+    targets: list[str] = Field(default_factory=lambda: ["query", "value"],
+                               description="lora: layer names to adapt, e.g. query, key, value, attention_output, "
+                                           "feedforward_gate_dense, feedforward_intermediate_dense, "
+                                           "feedforward_output_dense.")
 
     @model_validator(mode="after")
     def _check(self) -> "FreezePlan":
+        if self.mode == "lora" and not self.targets:
+            raise ValueError("freeze.targets must name at least one layer when mode='lora'")
         need = {"top_blocks": "blocks", "up_to": "layer", "fraction": "fraction"}.get(self.mode)
         if need and getattr(self, need) is None:
             raise ValueError(f"freeze.{need} is required when mode={self.mode!r}")
@@ -285,6 +305,16 @@ class Project(_Strict):
     head: Head = Field(default_factory=Head)
     train: Train = Field(default_factory=Train)
     export: Export = Field(default_factory=Export)
+
+    @model_validator(mode="after")
+    def _data_fits_task(self) -> "Project":
+        sft, pairs = self.task.type == TaskType.sft, self.data.source == "pairs"
+        if sft and not pairs:
+            raise ValueError(f"task sft reads prompt/response pairs: set data.source to 'pairs' (got "
+                             f"{self.data.source!r})")
+        if pairs and not sft:
+            raise ValueError(f"data.source 'pairs' is for task sft; task is {self.task.type.value!r}")
+        return self
 
     @model_validator(mode="after")
     def _pooling_fits_task(self) -> "Project":

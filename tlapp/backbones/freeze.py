@@ -32,6 +32,7 @@ class LayerInfo:
     params: int
     trainable: bool
     batchnorm: bool
+    trainable_params: int = 0  # what the optimizer updates (a LoRA layer: its adapters only)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,11 +64,14 @@ def assign_blocks(names: list[str], pattern: str) -> list[str]:
 def layer_table(backbone: Any, entry: BackboneEntry) -> list[LayerInfo]:
     layers = backbone_layers(backbone)
     blocks = assign_blocks([l.name for l in layers], entry.block_pattern)
-    return [
-        LayerInfo(i, l.name, type(l).__name__, b, int(sum(math.prod(w.shape) for w in l.weights)),
-                  bool(l.trainable), _is_bn(l))
-        for i, (l, b) in enumerate(zip(layers, blocks))
-    ]
+    out = []
+    for i, (l, b) in enumerate(zip(layers, blocks)):
+        own = [w for w in l.weights if "lora_kernel" not in w.path]
+        live = [w for w in l.weights if w.trainable] if backbone.trainable else []
+        out.append(LayerInfo(i, l.name, type(l).__name__, b, int(sum(math.prod(w.shape) for w in own)),
+                             bool(live) if l.weights else bool(l.trainable), _is_bn(l),
+                             int(sum(math.prod(w.shape) for w in live))))
+    return out
 
 
 def block_order(table: list[LayerInfo]) -> list[str]:
@@ -81,7 +85,7 @@ def block_order(table: list[LayerInfo]) -> list[str]:
 def plan_mask(table: list[LayerInfo], plan: FreezePlan) -> list[bool]:
     """Which layers the plan makes trainable (before the BatchNorm rule)."""
     n = len(table)
-    if plan.mode == "all":
+    if plan.mode in ("all", "lora"):  # lora: adapters train inside frozen layers (see enable_lora)
         return [False] * n
     if plan.mode == "none":
         return [True] * n
@@ -123,10 +127,50 @@ def effective_mask(table: list[LayerInfo], plan: FreezePlan) -> list[bool]:
 def apply_plan(backbone: Any, entry: BackboneEntry, plan: FreezePlan) -> list[LayerInfo]:
     """Set ``trainable`` on every backbone layer; returns the updated table."""
     table = layer_table(backbone, entry)
+    if plan.mode == "lora":
+        enable_lora(backbone, plan.rank, plan.alpha or 2.0 * plan.rank, plan.targets)
+        return layer_table(backbone, entry)
     backbone.trainable = any(plan_mask(table, plan))
     for layer, on in zip(backbone_layers(backbone), effective_mask(table, plan)):
         layer.trainable = on
     return layer_table(backbone, entry)
+
+
+def lora_targets(backbone: Any) -> list[str]:
+    """Names of the layers that can take an adapter (Dense/EinsumDense inside the backbone)."""
+    names: list[str] = []
+    for layer in backbone._flatten_layers(include_self=False):
+        if hasattr(layer, "enable_lora") and layer.weights and layer.name not in names:
+            names.append(layer.name)
+    return names
+
+
+def enable_lora(backbone: Any, rank: int, alpha: float, targets: list[str]) -> list[str]:
+    """Freeze every weight, then give each layer named in ``targets`` a rank-``rank`` adapter.
+
+    Keras computes ``kernel + (a @ b) * alpha / rank``, so the adapter starts at zero (b = 0) and
+    reading ``layer.kernel`` gives the merged weight. A layer keeps its adapter once added (Keras
+    cannot remove one), so calling this again only re-freezes. Returns the adapted layers' paths.
+    """
+    known = lora_targets(backbone)
+    bad = [t for t in targets if t not in known]
+    if bad:
+        raise ConfigError(f"freeze.targets: no layer named {bad[0]!r} in this backbone (layers that take an adapter: "
+                          f"{', '.join(known)})")
+    backbone.trainable = True
+    flat = [l for l in backbone._flatten_layers(include_self=False)]
+    for layer in flat:
+        layer.trainable = False
+    done = []
+    for layer in flat:
+        if layer.name in targets and layer.weights:
+            layer.trainable = True
+            if not getattr(layer, "lora_enabled", False):
+                layer.enable_lora(rank, lora_alpha=alpha)
+            for w in layer.weights:  # only the adapter trains (a bias would drift the frozen model)
+                w.trainable = "lora_kernel" in w.path
+            done.append(layer.path)
+    return done
 
 
 def param_counts(model: Any) -> tuple[int, int]:
@@ -141,5 +185,5 @@ def block_summary(table: list[LayerInfo]) -> list[dict[str, Any]]:
     for b in block_order(table):
         rows = [r for r in table if r.block == b]
         out.append({"block": b, "layers": len(rows), "params": sum(r.params for r in rows),
-                    "trainable_params": sum(r.params for r in rows if r.trainable)})
+                    "trainable_params": sum(r.trainable_params for r in rows)})
     return out

@@ -25,21 +25,33 @@ class Encoded:
     weights: np.ndarray  # float32 [n]: 1 where the token is to be learned (response + end)
     line: int
     truncated: bool = False
+    full_length: int = 0  # tokens before truncation
+
+
+def prompt_ids(messages: Sequence[tuple[str, str]], tokenize: Callable[[str], Sequence[int]], start_id: int,
+               end_id: int, system: str = "") -> list[int]:
+    """The turns and the assistant header that asks for the answer (what generation starts from).
+
+    ``system``: the model's default system prompt, added when the conversation has none (SmolLM2's
+    template does the same, so training and chatting see the prompt the model was tuned with)."""
+    if system and not any(r == "system" for r, _ in messages):
+        messages = [("system", system), *messages]
+    newline = list(tokenize("\n"))
+    prefix: list[int] = []
+    for role, content in messages:
+        prefix += [start_id, *tokenize(f"{role}\n{content}"), end_id, *newline]
+    return prefix + [start_id, *tokenize("assistant\n")]
 
 
 def encode(pair: Pair, tokenize: Callable[[str], Sequence[int]], start_id: int, end_id: int,
-           max_len: int, truncate: bool = True) -> Optional[Encoded]:
+           max_len: int, truncate: bool = True, system: str = "") -> Optional[Encoded]:
     """Token ids and loss weights of one pair, at most ``max_len`` tokens; None when it is longer and
     ``truncate`` is false. Truncation drops the oldest prompt tokens first (the answer is what is
     learned), then the answer's tail."""
-    newline = list(tokenize("\n"))
-    prefix: list[int] = []
-    for role, content in pair.messages:
-        prefix += [start_id, *tokenize(f"{role}\n{content}"), end_id, *newline]
-    prefix += [start_id, *tokenize("assistant\n")]
+    prefix = prompt_ids(pair.messages, tokenize, start_id, end_id, system)
     target = [*tokenize(pair.response), end_id]
     ids, weights = prefix + target, [0.0] * len(prefix) + [1.0] * len(target)
-    cut = len(ids) > max_len
+    full, cut = len(ids), len(ids) > max_len
     if cut and not truncate:
         return None
     if cut:
@@ -47,7 +59,7 @@ def encode(pair: Pair, tokenize: Callable[[str], Sequence[int]], start_id: int, 
         drop = min(over, max(len(prefix) - 2, 0))  # keep at least the assistant header's last tokens
         ids, weights = ids[drop:], weights[drop:]
         ids, weights = ids[:max_len], weights[:max_len]
-    return Encoded(np.asarray(ids, np.int32), np.asarray(weights, np.float32), pair.line, cut)
+    return Encoded(np.asarray(ids, np.int32), np.asarray(weights, np.float32), pair.line, cut, full)
 
 
 def bucket_length(n: int, step: int = BUCKET) -> int:

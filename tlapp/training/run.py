@@ -62,6 +62,7 @@ from tlapp.training.devices import describe_device, devices, tensor_cores
 from tlapp.training.estimate import examples_used, record_speed
 from tlapp.training.finish import RunResult, finish_run
 from tlapp.training.recipe import run_recipe
+from tlapp.training.sft import SftRun
 
 tf, keras = quiet_import()
 # fit() warns that shuffle=True is ignored for tf.data input; our datasets shuffle themselves.
@@ -533,7 +534,8 @@ def _train_locked(rd: RunDir, project: Optional[Project], on_event: Optional[Eve
         project = absolute_data_path(project, project_file)
         rd.write_resolved_config(project)
     log = EventLog(rd.events, on_event)
-    run = Run(project, rd, log, should_stop, project_file, shared=shared)
+    run: Run | SftRun = SftRun(project, rd, log, should_stop) if project.task.type.is_generative else \
+        Run(project, rd, log, should_stop, project_file, shared=shared)
     rd.write_status("running")
     try:
         return run.run(resume)

