@@ -211,6 +211,15 @@ def _default_phases() -> list[Phase]:
     ]
 
 
+def sft_phase(epochs: int = 4) -> Phase:
+    """The default fine-tuning of a language model: LoRA rank 8 on query/value, AdamW, cosine decay,
+    stop when held-out loss stops improving."""
+    return Phase(name="sft", epochs=epochs, optimizer="adamw", learning_rate=2e-3, schedule="cosine",
+                 freeze=FreezePlan(mode="lora", rank=8), use_embedding_cache=False,
+                 early_stopping=EarlyStopping(metric="val_loss", patience=2))
+
+
+SFT_EPOCHS = {"fast": 2, "balanced": 4, "best": 8}
 PRESETS = ("fast", "balanced", "best", "custom")
 
 

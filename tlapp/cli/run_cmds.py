@@ -154,6 +154,39 @@ def explain(run_dir: Path, image: Path,
               f"{ex.feature_map[0]}x{ex.feature_map[1]} feature map) written to {path}", highlight=False)
 
 
+@app.command()
+def generate(run: Path = typer.Argument(..., help="A finished sft run folder (or a model folder with config.json)."),
+             prompt: Optional[str] = typer.Argument(None, help="The question; or use --file."),
+             file: Optional[Path] = typer.Option(None, "--file", help="A text file with one prompt per line."),
+             max_tokens: int = typer.Option(128, "--max-tokens", min=1, max=2048),
+             temperature: float = typer.Option(0.0, "--temperature", min=0.0, max=5.0, help="0 = greedy."),
+             seed: int = typer.Option(0, "--seed"),
+             system: Optional[str] = typer.Option(None, "--system", help="System prompt (default: the model's own)."),
+             as_json: bool = typer.Option(False, "--json")) -> None:
+    """Answer prompts with a fine-tuned language model (task sft)."""
+    prompts = [prompt] if prompt else []
+    if file is not None:
+        if not file.is_file():
+            raise TlappError(f"--file {file}: file not found")
+        text, _ = decode_bytes(file.read_bytes(), None, str(file))
+        prompts += [line.strip() for line in text.splitlines() if line.strip()]
+    if not prompts:
+        raise TlappError("generate: give a prompt, or --file with one prompt per line")
+    from tlapp.deploy.chat_model import ChatModel, run_model_folder  # loads TensorFlow
+
+    folder = run if (run / "config.json").is_file() and not (run / "config.yaml").is_file() else run_model_folder(run)
+    t0 = time.time()
+    answers = ChatModel(folder, temperature, seed).answer(prompts, max_tokens, system)
+    if as_json:
+        dump({"model": str(folder), "temperature": temperature, "seconds": round(time.time() - t0, 2),
+              "answers": [{"prompt": p, "answer": a} for p, a in zip(prompts, answers)]})
+        return
+    for p, a in zip(prompts, answers):
+        if len(prompts) > 1:
+            out.print(f"[bold]> {p}[/bold]", highlight=False)
+        out.print(a, highlight=False, markup=False)
+
+
 @app.command("export")
 def export_cmd(run_dir: Path, format_: List[str] = typer.Option(["savedmodel"], "--format",
                                                                 help="savedmodel | keras | h5 | onnx | tflite | tflite_fp16 "

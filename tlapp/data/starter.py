@@ -8,15 +8,30 @@ from pathlib import Path
 from typing import Any, Optional
 
 from tlapp.base.errors import DataError
-from tlapp.config import DEFAULT_IMAGE_BACKBONE, DEFAULT_TEXT_BACKBONE, Project, TaskType, project_from_dict
+from tlapp.config import (
+    DEFAULT_IMAGE_BACKBONE,
+    DEFAULT_LM_BACKBONE,
+    DEFAULT_TEXT_BACKBONE,
+    Project,
+    TaskType,
+    project_from_dict,
+    sft_phase,
+)
 from tlapp.data.examples import ScanReport
 from tlapp.data.imageio import IMAGE_EXTS
 
 MAX_DEFAULT_SEQUENCE = 256  # longer default sequences cost more than they add for classification
 
 
-def source_kind(path: Path) -> str:
-    """'folder' for a directory of class folders, 'csv' for a file."""
+PAIRS_EXTS = (".jsonl", ".ndjson")
+SFT_INIT_EPOCHS = 4
+SFT_BATCH = 4  # a causal LM step on 2 CPUs: 4 x 128 tokens take ~3 s; 32 would take minutes and gigabytes
+
+
+def source_kind(path: Path, task: Optional[TaskType] = None) -> str:
+    """'folder' for a directory of class folders, 'pairs' for prompt/response pairs, 'csv' for a file."""
+    if task == TaskType.sft or (task is None and Path(path).suffix.lower() in PAIRS_EXTS):
+        return "pairs"
     return "folder" if Path(path).is_dir() else "csv"
 
 
@@ -28,6 +43,8 @@ def guess_task(path: Path) -> TaskType:
     image file name, lists images; any other table is text.
     """
     path = Path(path)
+    if path.suffix.lower() in PAIRS_EXTS:
+        return TaskType.sft
     if path.is_dir():
         images = texts = 0
         for i, f in enumerate(p for p in path.rglob("*") if p.is_file()):
@@ -43,24 +60,34 @@ def guess_task(path: Path) -> TaskType:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
     first = head.splitlines()[0] if head else ""
     fields = [f.strip().strip('"').lower() for f in first.replace("\t", ",").split(",")]
+    if {"prompt", "response"} <= set(fields):
+        return TaskType.sft
     if set(fields) & {"path", "file", "filename", "image", "image_path"} or \
             (fields and Path(fields[0]).suffix in IMAGE_EXTS):
         return TaskType.image_classification
     return TaskType.text_classification
 
 
-def data_section(data: str, project_file: Path, **extra: Any) -> dict[str, Any]:
+def data_section(data: str, project_file: Path, task: Optional[TaskType] = None, **extra: Any) -> dict[str, Any]:
     """The ``data`` section for a path (stored relative to the project file) or ``tfds:NAME``."""
     if data.startswith("tfds:"):
         return {"source": "tfds", "tfds_name": data[5:], **extra}
     p = Path(data).expanduser().resolve()
     rel = os.path.relpath(p, Path(project_file).resolve().parent)
-    return {"source": source_kind(p), "path": rel, **extra}
+    return {"source": source_kind(p, task), "path": rel, **extra}
 
 
 def starter_project(name: str, task: TaskType, data: dict[str, Any], report: Optional[ScanReport] = None,
-                    backbone: Optional[str] = None, image_size: Optional[int] = None) -> Project:
+                    backbone: Optional[str] = None, image_size: Optional[int] = None,
+                    sequence_length: Optional[int] = None) -> Project:
     """A valid project: the task's default backbone, and for text a sequence length from the scan."""
+    if task.is_generative:
+        return project_from_dict({"name": name, "task": {"type": task.value}, "data": data,
+                                  "backbone": {"name": backbone or DEFAULT_LM_BACKBONE, "weights": "pretrained",
+                                               "sequence_length": sequence_length},
+                                  "train": {"batch_size": SFT_BATCH, "preset": "custom",
+                                            "phases": [sft_phase(SFT_INIT_EPOCHS).model_dump(mode="json")]}},
+                                 "init")
     if task.is_text:
         seq = None
         if report is not None and report.lengths:

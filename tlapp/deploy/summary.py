@@ -48,6 +48,8 @@ class RunSummary:
 
     def predict_command(self) -> str:
         """The shell line that predicts with this run's exported model."""
+        if self.task == "sft":
+            return f'tlapp generate {shlex.quote(str(self.run_dir))} "your question"'
         example = '"some text to classify"' if self.is_text else "path/to/image.jpg"
         return f"tlapp predict {shlex.quote(str(self.run_dir))} {example}"
 
@@ -64,7 +66,8 @@ def _headline_metric(metrics: dict[str, Any], task_metric: str) -> tuple[Optiona
         return "accuracy", float(ev["accuracy"]), f"on {n_val:,} validation examples (exported model)"
     for key in (f"val_{task_metric}", "val_loss"):
         if fin.get(key) is not None:
-            return key.removeprefix("val_"), float(fin[key]), f"on {n_val:,} validation examples"
+            what = "pairs (answer tokens)" if metrics.get("task") == "sft" else "examples"
+            return key.removeprefix("val_"), float(fin[key]), f"on {n_val:,} validation {what}"
     return None, None, ""
 
 

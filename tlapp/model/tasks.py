@@ -22,6 +22,8 @@ def loss_name(task: TaskType) -> str:
 
 def metric_name(task: TaskType) -> str:
     """The metric compiled into the model, shown in charts and logs ("val_" + it on validation)."""
+    if task == TaskType.sft:
+        return "perplexity"
     return "mae" if task == TaskType.regression else "accuracy"
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from tlapp.backbones.causal_lm import LanguageModel, build_language_model
 from tlapp.backbones.freeze import apply_plan, block_summary, param_counts
 from tlapp.base.errors import DataError, TlappError
-from tlapp.config import EarlyStopping, FreezePlan, Phase, Project
+from tlapp.config import SFT_EPOCHS, Phase, Project, sft_phase
 from tlapp.data.pairs import Pair, PairsReport, scan_pairs
 from tlapp.events import (
     PHASE_END,
@@ -52,16 +52,10 @@ SAMPLE_PROMPTS = 5  # validation prompts answered before and after training
 SAMPLE_TOKENS = 48
 
 
-def default_phase(preset: str) -> Phase:
-    """The recipe when ``train.preset`` is not custom: LoRA rank 8 on query/value, AdamW, cosine decay."""
-    epochs = {"fast": 2, "balanced": 4, "best": 8}.get(preset, 4)
-    return Phase(name="sft", epochs=epochs, optimizer="adamw", learning_rate=1e-3, schedule="cosine",
-                 freeze=FreezePlan(mode="lora", rank=8), use_embedding_cache=False,
-                 early_stopping=EarlyStopping(metric="val_loss", patience=2))
-
-
 def phases_of(project: Project) -> list[Phase]:
-    return list(project.train.phases) if project.train.preset == "custom" else [default_phase(project.train.preset)]
+    """A custom project's phases as written; a preset's: the default LoRA phase for that preset's epochs."""
+    p = project.train.preset
+    return list(project.train.phases) if p == "custom" else [sft_phase(SFT_EPOCHS.get(p, 4))]
 
 
 @dataclass
@@ -275,7 +269,7 @@ class SftRun:
                 "phase": i, "epoch_done": epoch + 1, "phase_epochs": phase.epochs, "best": self.best,
                 "history": self.history})
             wait = 0 if improved else wait + 1
-            if es and val and wait > es.patience:
+            if es and val and wait >= max(es.patience, 1):
                 self.log.emit(WARNING, message=f"val_loss has not improved for {wait} epoch(s): phase "
                               f"{phase.name!r} stops early at epoch {epoch + 1}")
                 break

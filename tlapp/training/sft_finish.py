@@ -54,8 +54,9 @@ def finish_sft(run: SftRun, before: list[str]) -> RunResult:
                 raise ExportError(f"export parity check failed: {export['verify']['summary']}")
     tr, non = param_counts(lm.backbone)
     steps = run.step_seconds[1:] or run.step_seconds  # the first step includes the one-off trace
-    final = {k: v for k, v in (run.history[-1] if run.history else {}).items()
-             if k not in ("phase", "phase_name", "epoch")}
+    # The exported weights' figures (the best epoch's, after keep_best), not the last epoch's.
+    final = {f"val_{k}": v for k, v in val.items()} if val else {
+        k: v for k, v in (run.history[-1] if run.history else {}).items() if k not in ("phase", "phase_name", "epoch")}
     metrics = {
         "task": "sft", "final": final, "best": run.best, "history": run.history, "val": val, "test": test,
         "samples": samples, "n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test),
