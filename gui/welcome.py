@@ -37,6 +37,8 @@ ACTIONS = [
      "Choose a folder with one sub-folder of images per class (cats/, dogs/ …)."),
     ("new_text", "text", "New text project",
      "Choose a CSV/TSV with a text and a label column, or a folder of .txt files per class."),
+    ("new_lm", "chat", "Fine-tune a language model",
+     "Choose a .jsonl or CSV of prompt → response pairs: teach a small chat model (SmolLM2) your facts or style."),
     ("example", "example", "Try the example",
      "1,797 handwritten digits, 10 classes: see the whole workflow in about two minutes."),
 ]
@@ -61,6 +63,7 @@ class _RecentList(QListWidget):
 class WelcomePage(QWidget):
     new_image = Signal()
     new_text = Signal()
+    new_lm = Signal()
     example = Signal()
     open_project = Signal()
     open_run = Signal()
@@ -73,9 +76,10 @@ class WelcomePage(QWidget):
         logo.setPixmap(icon("app").pixmap(QSize(56, 56)))
         title = QLabel("<span style='font-size:20pt; font-weight:600'>Welcome to tlapp</span>")
         blurb = QLabel(
-            "Teach a model from your own examples, on this computer. Give tlapp a folder of images or a table "
-            "of texts: it reuses a network pretrained on millions of examples, trains it on yours, tells you "
-            "honestly how well it does, and exports a model that works the first time. Nothing leaves this machine.")
+            "Teach a model from your own examples, on this computer. Give tlapp a folder of images, a table "
+            "of texts, or questions with the answers you want: it reuses a network pretrained on millions of "
+            "examples, trains it on yours, tells you honestly how well it does, and exports a model that works the "
+            "first time. Nothing leaves this machine.")
         blurb.setWordWrap(True)
         head = QHBoxLayout()
         head.addWidget(logo, 0, Qt.AlignmentFlag.AlignTop)
@@ -94,7 +98,7 @@ class WelcomePage(QWidget):
             b.setIcon(icon(icon_name))
             b.setIconSize(QSize(40, 40))
             b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
-            b.setMinimumSize(200, 96)
+            b.setMinimumSize(190, 96)
             b.setToolTip(help_text)
             b.setStyleSheet("QToolButton { font-size: 12pt; font-weight: 600; padding: 8px; }")
             b.clicked.connect(getattr(self, key).emit)

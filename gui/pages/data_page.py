@@ -28,9 +28,10 @@ from PySide6.QtWidgets import (
 
 from tlapp.base.errors import DataError
 from tlapp.base.progress import Rate
-from tlapp.config import DEFAULT_TEXT_BACKBONE
+from tlapp.config import DEFAULT_TEXT_BACKBONE, TaskType
+from tlapp.data.pairs import PairsReport
 from tlapp.data.sources import scan_project_data
-from tlapp.data.starter import guess_task, source_kind
+from tlapp.data.starter import guess_task, source_kind, starter_project
 
 from ..empty import EmptyState
 from ..theme import BAD, WARN
@@ -40,6 +41,17 @@ from .base import WizardPage
 
 IMAGE_HINT = "Folder with one sub-folder per class (e.g. photos/cats, photos/dogs), or a CSV of path,label"
 TEXT_HINT = "CSV/TSV with a text and a label column, or a folder with one sub-folder of .txt files per class"
+PAIRS_HINT = ".jsonl with prompt/response (or chat messages) per line, or a CSV/TSV with prompt,response columns"
+KINDS = {"Images": "image", "Text": "text", "Pairs (language model)": "pairs"}
+
+
+def _scan(project, project_file, progress=None, should_stop=None):
+    """The worker's job: pairs for a language model, else files/rows (both are core functions)."""
+    if project.task.type.is_generative:
+        from tlapp.model.chat import scan_project_pairs
+
+        return scan_project_pairs(project, project_file)
+    return scan_project_data(project, project_file, progress, should_stop)
 
 
 class DataPage(WizardPage):
@@ -54,11 +66,12 @@ class DataPage(WizardPage):
         self.worker: Optional[FunctionWorker] = None
         self.setAcceptDrops(True)
         self.kind = QComboBox()
-        self.kind.addItems(["Images", "Text"])
-        self.kind.setToolTip("What the examples are: image files, or texts (CSV/TSV rows or .txt files). "
-                             "Changing it picks the matching default backbone.")
+        self.kind.addItems(list(KINDS))
+        self.kind.setToolTip("What the examples are: image files, texts (CSV/TSV rows or .txt files), or "
+                             "prompt → response pairs that teach a language model. Changing it picks the "
+                             "matching default backbone.")
         self.source = QComboBox()
-        self.source.addItems(["folder", "csv", "tfds"])
+        self.source.addItems(["folder", "csv", "tfds", "pairs"])
         self.source.setToolTip("Where the examples come from: a folder per class, a CSV/TSV table, or a "
                                "TensorFlow Datasets name (downloaded when online). Set from the path you give.")
         self.text_col, self.label_col = QLineEdit(), QLineEdit()
@@ -165,17 +178,30 @@ class DataPage(WizardPage):
         s.setRange(lo, hi)
         return s
 
+    def kind_key(self) -> str:
+        return KINDS[self.kind.currentText()]
+
     def is_text(self) -> bool:
-        return self.kind.currentText() == "Text"
+        return self.kind_key() == "text"
 
     def _kind_changed(self) -> None:
-        text = self.is_text()
+        kind = self.kind_key()
+        words = kind != "image"
         for w in (self.lengths_box, self.samples_box):
-            w.setVisible(text)
-        self.split_form.setRowVisible(self.text_cols_row, text)
-        self.thumbs_box.setVisible(not text)
-        self.top.setSizes([300, 0, 300, 500] if text else [500, 500, 0, 0])
-        self.path.setPlaceholderText(TEXT_HINT if text else IMAGE_HINT)
+            w.setVisible(words)
+        self.chart_box.setVisible(kind != "pairs")
+        self.split_form.setRowVisible(self.text_cols_row, kind == "text")
+        self.thumbs_box.setVisible(not words)
+        self.top.setSizes({"image": [500, 500, 0, 0], "text": [300, 0, 300, 500], "pairs": [0, 0, 300, 700]}[kind])
+        self.path.setPlaceholderText({"image": IMAGE_HINT, "text": TEXT_HINT, "pairs": PAIRS_HINT}[kind])
+        self.samples.setHorizontalHeaderLabels(["Prompt", "Response"] if kind == "pairs"
+                                               else ["Label", "Text (sample rows)"])
+        self.samples_box.default = ("Sample pairs (prompt and the answer to learn) appear here after the scan."
+                                       if kind == "pairs" else "Sample rows (label and text) appear here after the scan.")
+        self.lengths_box.default = ("Conversation lengths in tokens appear here after the scan; they set how "
+                                       "long one training example may be." if kind == "pairs" else
+                                       "Text lengths appear here after the scan; they set how many tokens the "
+                                       "model reads.")
 
     def _split_labels(self) -> None:
         self.val_label.setText(f"{self.val.value()}%")
@@ -183,7 +209,8 @@ class DataPage(WizardPage):
 
     def refresh(self) -> None:
         d = self.state.project.data
-        self.kind.setCurrentText("Text" if self.state.project.task.type.is_text else "Images")
+        task = self.state.project.task.type
+        self.kind.setCurrentText("Pairs (language model)" if task.is_generative else "Text" if task.is_text else "Images")
         self._kind_changed()
         self.text_col.setText(d.text_column or "")
         self.label_col.setText(d.label_column or "")
@@ -212,7 +239,9 @@ class DataPage(WizardPage):
             where = Path(text).expanduser()
             if not where.is_absolute() and self.state.path is not None:
                 where = self.state.path.parent / where  # paths in a project file are relative to it
-            src = source_kind(where)
+            src = source_kind(where, TaskType.sft if self.kind_key() == "pairs" else None)
+            if self.kind_key() != "pairs" and src == "pairs":
+                src = "csv"
             self.source.setCurrentText(src)
         values = {"source": src, "val_fraction": self.val.value() / 100, "test_fraction": self.test.value() / 100,
                   "seed": self.seed.value()}
@@ -220,16 +249,26 @@ class DataPage(WizardPage):
         values.update(text_column=self.text_col.text().strip() or None, label_column=self.label_col.text().strip() or None)
         d = self.state.project.model_dump(mode="json")
         d["data"].update(values)
-        was_text = self.state.project.task.type.is_text
-        if self.is_text() != was_text:
-            d["task"]["type"] = "text_classification" if self.is_text() else "image_classification"
-            d["backbone"] = {"name": DEFAULT_TEXT_BACKBONE, "weights": "pretrained"} if self.is_text() else {}
+        task = self.state.project.task.type
+        was = "pairs" if task.is_generative else "text" if task.is_text else "image"
+        if self.kind_key() != was:
+            if self.kind_key() == "pairs":  # the language-model defaults (model, LoRA phase, batch 4)
+                fresh = starter_project(d["name"], TaskType.sft, d["data"]).model_dump(mode="json")
+                d.update(task=fresh["task"], backbone=fresh["backbone"], train=fresh["train"])
+            else:
+                d["task"]["type"] = "text_classification" if self.is_text() else "image_classification"
+                d["backbone"] = {"name": DEFAULT_TEXT_BACKBONE, "weights": "pretrained"} if self.is_text() else {}
+                if was == "pairs":
+                    d["train"] = {}
             self.state.scan_report = None
         self.state.set_dict(d)
         self.state.blank = False
 
     def browse(self) -> None:
-        if self.source.currentText() == "csv":
+        if self.kind_key() == "pairs":
+            path, _ = QFileDialog.getOpenFileName(self, "Choose prompt → response pairs", "",
+                                                  "Pairs (*.jsonl *.csv *.tsv);;All files (*)")
+        elif self.source.currentText() == "csv":
             path, _ = QFileDialog.getOpenFileName(self, "Choose a CSV of path,label", "", "CSV (*.csv *.tsv)")
         else:
             path = QFileDialog.getExistingDirectory(self, "Choose a folder with one sub-folder per class")
@@ -242,7 +281,9 @@ class DataPage(WizardPage):
         if not visible or path.suffix.lower() in (".yaml", ".yml"):
             return False
         try:
-            self.kind.setCurrentText("Text" if guess_task(path).is_text else "Images")
+            task = guess_task(path)
+            self.kind.setCurrentText("Pairs (language model)" if task.is_generative else "Text" if task.is_text
+                                     else "Images")
         except DataError as e:
             show_error(self, str(e))
             return True
@@ -282,7 +323,7 @@ class DataPage(WizardPage):
         if self.scanning():
             return
         project, pfile = self.state.project, self.state.path
-        self.worker = FunctionWorker(scan_project_data, project, pfile, with_progress=True, with_stop=True)
+        self.worker = FunctionWorker(_scan, project, pfile, with_progress=True, with_stop=True)
         self.worker.progress.connect(self._progress)
         self.worker.done.connect(self._scanned)
         self.worker.failed.connect(self._failed)
@@ -325,7 +366,53 @@ class DataPage(WizardPage):
         self.state.scanned.emit(report)
         self.show_report(report)
 
+    def show_pairs(self, report: PairsReport) -> None:
+        """Pairs: counts, token lengths, sample prompts and answers, every unusable line and repeat."""
+        t = report.tokens
+        lines = [f"<b>{len(report.pairs)}</b> usable prompt → response pairs; {len(report.problems)} unusable "
+                 f"(skipped), {sum(len(d) - 1 for d in report.duplicates)} repeats (used once)."]
+        if t.get("error"):
+            lines.append(f"<span style='color:{WARN}'>⚠ token lengths unknown: {t['error']}</span>")
+        elif t:
+            lines.append(f"Conversations are {t['min']}–{t['max']} tokens (median {t['median']}); the model reads "
+                         f"at most {t['max_tokens']}.")
+            if t["over_limit_lines"]:
+                lines.append(f"<span style='color:{WARN}'>⚠ {len(t['over_limit_lines'])} pair(s) are longer and will "
+                             f"be {'truncated' if self.state.project.data.too_long == 'truncate' else 'dropped'}: "
+                             f"lines {', '.join(map(str, t['over_limit_lines'][:8]))}</span>")
+        if len(report.pairs) >= 2:
+            lines.append("Looks good: press <b>Next</b> to choose the language model.")
+        else:
+            lines.append(f"<span style='color:{BAD}'>✗ at least 2 usable pairs are needed</span>")
+        self.summary.setText("<br>".join(lines))
+        if t.get("histogram"):
+            self.lengths.set_counts(t["histogram"])
+            self.lengths.setTitle(f"Tokens per conversation (limit {t['max_tokens']})")
+            self.lengths_box.show_content()
+        else:
+            self.lengths_box.show_empty("Token lengths need the model's tokenizer: install the model (Backbone "
+                                        "step) and scan again.")
+        self.samples.setRowCount(min(60, len(report.pairs)))
+        for r, pr in enumerate(report.pairs[:60]):
+            self.samples.setItem(r, 0, QTableWidgetItem(pr.prompt.replace("\n", " ")[:300]))
+            self.samples.setItem(r, 1, QTableWidgetItem(pr.response.replace("\n", " ")[:300]))
+        self.samples_box.show_content()
+        bad = [(f"line {p['line']}", p["reason"]) for p in report.problems]
+        bad += [(f"lines {', '.join(map(str, d))}", "the same prompt and response again (used once)")
+                for d in report.duplicates]
+        if not bad:
+            self.bad_box.show_empty("✓ Every line was usable: nothing skipped.")
+        else:
+            self.bad_box.show_content()
+        self.bad.setRowCount(len(bad))
+        for r, (where, why) in enumerate(bad):
+            self.bad.setItem(r, 0, QTableWidgetItem(where))
+            self.bad.setItem(r, 1, QTableWidgetItem(why))
+
     def show_report(self, report) -> None:
+        if isinstance(report, PairsReport):
+            self.show_pairs(report)
+            return
         unit = "texts" if report.kind == "text" else "images"
         lines = [f"<b>{len(report.examples)}</b> usable {unit} in <b>{len(report.classes)}</b> classes; "
                  f"{len(report.bad)} unusable (skipped), {len(report.ignored)} ignored; "

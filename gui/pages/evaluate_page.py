@@ -22,6 +22,7 @@ from tlapp.rundir import RunDir
 from ..empty import EmptyState
 from ..widgets import ThumbGrid, open_folder
 from .base import WizardPage
+from .lm_views import BeforeAfterView
 
 
 class EvaluatePage(WizardPage):
@@ -39,7 +40,7 @@ class EvaluatePage(WizardPage):
         self.report_btn = QPushButton("Open full report")
         self.report_btn.setToolTip("report.html in the run folder: metrics per split, plots (confusion, "
                                    "calibration), and the most confidently wrong examples of each class")
-        self.report_btn.clicked.connect(lambda: open_folder(RunDir(self.state.run_dir).report_html))
+        self.report_btn.clicked.connect(self._open_report)
         self.report_btn.setEnabled(False)
         self.matrix = QTableWidget()
         self.matrix.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
@@ -59,8 +60,10 @@ class EvaluatePage(WizardPage):
                                                         "after training.")
         self.images_box = EmptyState(self.images, "Examples the model got wrong appear here, with what it said "
                                                   "and how sure it was.")
-        top = QSplitter(Qt.Orientation.Horizontal)
+        top = self.top = QSplitter(Qt.Orientation.Horizontal)
         top.setObjectName("evaluateTop")
+        self.lm_view = BeforeAfterView()
+        self.lm_view.setVisible(False)
         for title, w in (("Confusion matrix (rows: true, columns: predicted)", self.matrix_box),
                          ("Per class", self.per_class_box)):
             box = QWidget()
@@ -77,9 +80,32 @@ class EvaluatePage(WizardPage):
         lay.addWidget(top, 2)
         lay.addWidget(self.cell_label)
         lay.addWidget(self.images_box, 1)
+        lay.addWidget(self.lm_view, 3)
+
+    def _open_report(self) -> None:
+        rd = RunDir(self.state.run_dir)
+        open_folder(rd.model_card if self.state.project.task.type.is_generative else rd.report_html)
+
+    def _show_lm(self, lm: bool) -> None:
+        self.report_btn.setText("Open model card" if lm else "Open full report")
+        for w in (self.top, self.cell_label, self.images_box):
+            w.setVisible(not lm)
+        self.lm_view.setVisible(lm)
 
     def refresh(self) -> None:
+        lm = self.state.project.task.type.is_generative
+        self._show_lm(lm)
+        if lm:
+            self.summary.setText("No evaluation yet: train the model on the Training step (or open a finished run "
+                                 "with File > Open run…). Its held-out perplexity and before/after answers appear "
+                                 "here.")
+            self.report_btn.setEnabled(False)
         if self.state.run_dir is None or not RunDir(self.state.run_dir).is_finished():
+            if lm:
+                self.evaluation = {}
+                self.lm_view.show_metrics({"samples": []})
+                self.lm_view.summary.setText("")
+                return
             self.evaluation = {}
             for box in (self.matrix_box, self.per_class_box, self.images_box):
                 box.show_empty()
@@ -87,6 +113,13 @@ class EvaluatePage(WizardPage):
             self.report_btn.setEnabled(False)
             return
         rd = RunDir(self.state.run_dir)
+        if lm:
+            self.evaluation = rd.read_json(rd.metrics, {})
+            self.report_btn.setEnabled(rd.model_card.is_file())
+            self.summary.setText("Evaluated on pairs the model never trained on. Open <b>model_card.md</b> in the "
+                                 "run folder for the full record. Press Next to try the tuned model.")
+            self.lm_view.show_metrics(self.evaluation)
+            return
         self.report_btn.setEnabled(rd.report_html.is_file())
         self.evaluation = rd.read_json(rd.evaluation, {})
         metrics = rd.read_json(rd.metrics, {})

@@ -24,6 +24,7 @@ from tlapp.rundir import RunDir
 from ..widgets import open_folder, show_error, thumbnail
 from ..workers import FunctionWorker
 from .base import WizardPage
+from .lm_views import ChatBox
 
 
 class DropLabel(QLabel):
@@ -106,6 +107,11 @@ class ExportPage(WizardPage):
         self.answer = QLabel()
         self.answer.setWordWrap(True)
         self.answer.setObjectName("tryAnswer")
+        self.chat = ChatBox()
+        self.chat_title = QLabel("<b>Try it</b> — chat with the tuned model (loaded from export/preset, exactly as "
+                                 "keras-hub would load it):")
+        self.try_title = QLabel("<b>Try it</b> — the exported SavedModel answers, exactly as a deployment would:")
+        self.browse_btn = browse
         lay = QVBoxLayout(self)
         for cb in self.formats.values():
             lay.addWidget(cb)
@@ -116,7 +122,9 @@ class ExportPage(WizardPage):
         row.addWidget(self.open_btn)
         lay.addLayout(row)
         lay.addWidget(self.parity)
-        lay.addWidget(QLabel("<b>Try it</b> — the exported SavedModel answers, exactly as a deployment would:"))
+        lay.addWidget(self.chat_title)
+        lay.addWidget(self.chat, 1)
+        lay.addWidget(self.try_title)
         tr = QHBoxLayout()
         tr.addWidget(self.drop)
         col = QVBoxLayout()
@@ -133,7 +141,19 @@ class ExportPage(WizardPage):
 
     def refresh(self) -> None:
         text = self.state.project.task.type.is_text
+        lm = self.state.project.task.type.is_generative
         ready = self.state.run_dir is not None and RunDir(self.state.run_dir).is_finished()
+        for w in (self.chat, self.chat_title):
+            w.setVisible(lm)
+        for w in (self.try_title, self.dest, self.browse_btn, self.export_btn, self.answer, *self.formats.values()):
+            w.setVisible(not lm)
+        if lm:
+            for w in (self.drop, self.choose, self.text_in, self.explain_btn):
+                w.setVisible(False)
+            self.open_btn.setEnabled(ready)
+            self.chat.set_run(Path(self.state.run_dir) if ready else None)
+            self.show_lm_export(ready)
+            return
         for w in (self.drop, self.choose, self.text_in, self.export_btn, self.open_btn):
             w.setEnabled(ready)
         if not ready:
@@ -149,6 +169,23 @@ class ExportPage(WizardPage):
         for f, cb in self.formats.items():
             cb.setChecked(f in fmts)
         self.show_parity()
+
+    def show_lm_export(self, ready: bool) -> None:
+        if not ready:
+            self.parity.setText("No export yet: train the model on the Training step (or open a finished run with "
+                                "File > Open run…). The merged model, the adapter and the fresh-process check appear "
+                                "here, and you can chat with it below.")
+            return
+        rd = RunDir(self.state.run_dir)
+        exp = rd.read_json(rd.metrics, {}).get("export") or {}
+        v = exp.get("verify") or {}
+        files = "".join(f"<li><code>{f}</code></li>" for f in exp.get("files", []))
+        size = exp.get("bytes", 0) / 2**20
+        self.parity.setText(
+            f"<b>{'✓' if v.get('ok') else '✗'} Fresh-process check:</b> {v.get('summary', 'not run')}<br>"
+            f"Folder {exp.get('dir')} ({size:.0f} MB):<ul>{files}</ul>"
+            "Load it anywhere with <code>keras_hub.models.CausalLM.from_preset(\"…/export/preset\")</code> or "
+            "<code>tlapp generate RUN \"question\"</code>; its README.md says how.")
 
     def show_parity(self) -> None:
         if self.state.run_dir is None or not RunDir(self.state.run_dir).is_finished():
@@ -166,9 +203,13 @@ class ExportPage(WizardPage):
                             f"<ul>{rows}</ul>{table}Folder: {exp.get('dir')}")
 
     def commit(self) -> None:
+        if self.state.project.task.type.is_generative:
+            return  # a language model always exports its merged folder (+ adapter); no formats to choose
         self.state.update("export", formats=[f for f, cb in self.formats.items() if cb.isChecked()])
 
     def validate(self) -> Optional[str]:
+        if self.state.project.task.type.is_generative:
+            return None
         return None if any(cb.isChecked() for cb in self.formats.values()) else "Choose at least one export format."
 
     def reexport(self) -> None:

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QVBoxLayout,
+    QWidget,
 )
 
 from tlapp.model.tasks import output_spec
@@ -21,6 +22,11 @@ from .base import WizardPage
 IMAGE_TASKS = {"Single-label classification": "image_classification", "Multi-label classification": "multi_label",
                "Regression": "regression"}
 TEXT_TASKS = {"Single-label classification": "text_classification", "Multi-label classification": "text_multi_label"}
+LM_NOTE = ("<b>A language model needs no head.</b> It answers in words: its own output layer (tied to its "
+           "vocabulary) is what produces them, and the adapters you chose on the Layers step change what it says. "
+           "Each pair becomes a chat turn in the model's template (ChatML: <i>user</i> asks, <i>assistant</i> "
+           "answers), and the loss counts only the answer's tokens and its end marker, so the model learns to "
+           "answer, not to repeat questions. Nothing to set here: press <b>Next</b>.")
 
 
 class HeadPage(WizardPage):
@@ -58,14 +64,29 @@ class HeadPage(WizardPage):
         form.addRow("Pooling", self.pooling)
         form.addRow("Dropout", self.dropout)
         form.addRow("Hidden layers", self.hidden)
+        self.lm_note = QLabel(LM_NOTE)
+        self.lm_note.setObjectName("lmNote")
+        self.lm_note.setWordWrap(True)
+        self.lm_note.setStyleSheet("QLabel#lmNote { font-size: 11pt; border: 1px solid palette(mid); "
+                                   "border-radius: 8px; padding: 12px; }")
+        self.classifier = QWidget()
+        inner = QVBoxLayout(self.classifier)
+        inner.setContentsMargins(0, 0, 0, 0)
+        inner.addLayout(form)
+        inner.addWidget(QLabel("Classes (from the data scan):"))
+        inner.addWidget(self.classes_box, 1)
+        inner.addWidget(self.note)
         lay = QVBoxLayout(self)
-        lay.addLayout(form)
-        lay.addWidget(QLabel("Classes (from the data scan):"))
-        lay.addWidget(self.classes_box, 1)
-        lay.addWidget(self.note)
+        lay.addWidget(self.lm_note)
+        lay.addWidget(self.classifier, 1)
 
     def refresh(self) -> None:
         p = self.state.project
+        lm = p.task.type.is_generative
+        self.lm_note.setVisible(lm)
+        self.classifier.setVisible(not lm)
+        if lm:
+            return
         tasks = TEXT_TASKS if p.task.type.is_text else IMAGE_TASKS
         self.tasks = tasks
         self.task.blockSignals(True)
@@ -91,6 +112,8 @@ class HeadPage(WizardPage):
         return [int(x) for x in text.split(",") if x.strip()]
 
     def commit(self) -> None:
+        if self.state.project.task.type.is_generative:
+            return
         d = self.state.project.model_dump(mode="json")
         d["task"]["type"] = getattr(self, "tasks", IMAGE_TASKS)[self.task.currentText()]
         d["head"].update(pooling=self.pooling.currentText(), dropout=self.dropout.value(), hidden=self._hidden())

@@ -18,13 +18,15 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QSlider,
+    QSpinBox,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
+    QWidget,
 )
 
 from tlapp.backbones.build import build_any_backbone
-from tlapp.backbones.freeze import LayerInfo, effective_mask, layer_table, middle_blocks
+from tlapp.backbones.freeze import LayerInfo, effective_mask, layer_table, lora_params, lora_shapes, middle_blocks
 from tlapp.config import Backbone, FreezePlan
 
 from ..empty import EmptyState
@@ -33,10 +35,18 @@ from ..workers import FunctionWorker
 from .base import WizardPage
 
 
-def _structure(cfg: Backbone) -> list[LayerInfo]:
-    """The backbone's layer table (built without weights: the structure is all this step needs)."""
+LORA_TIP = {"query": "attention queries", "key": "attention keys", "value": "attention values",
+             "attention_output": "attention output projection", "feedforward_gate_dense": "feed-forward gate",
+             "feedforward_intermediate_dense": "feed-forward up projection",
+             "feedforward_output_dense": "feed-forward down projection"}
+
+
+def _structure(cfg: Backbone) -> tuple[list[LayerInfo], dict[str, list[tuple[int, ...]]]]:
+    """The backbone's layer table, and for a language model the kernel shapes LoRA can adapt (built without
+    weights: the structure is all this step needs)."""
     built = build_any_backbone(cfg.model_copy(update={"weights": "none"}))
-    return layer_table(built.model, built.entry)
+    shapes = lora_shapes(built.model) if built.entry.modality == "lm" else {}
+    return layer_table(built.model, built.entry), shapes
 
 
 class LayersPage(WizardPage):
@@ -48,6 +58,7 @@ class LayersPage(WizardPage):
     def __init__(self, state) -> None:
         super().__init__(state)
         self.table: list[Any] = []
+        self.shapes: dict[str, list[tuple[int, ...]]] = {}
         self.key: Optional[tuple] = None
         self.worker: Optional[FunctionWorker] = None
         self._updating = False
@@ -91,6 +102,34 @@ class LayersPage(WizardPage):
         rx_btn = QPushButton("Train matching")
         rx_btn.setToolTip("Unfreeze the layers whose names match the expression at the left")
         rx_btn.clicked.connect(self._regex_plan)
+        self.lora = QCheckBox("LoRA adapters (recommended)")
+        self.lora.setToolTip("Freeze every weight and train small low-rank adapters beside the chosen layers: "
+                             "about 1% of the parameters, a few MB to save, and the model keeps what it knew. "
+                             "Unticked: the top blocks (slider above) train in full.")
+        self.rank = QSpinBox()
+        self.rank.setRange(1, 256)
+        self.rank.setPrefix("rank ")
+        self.rank.setToolTip("Adapter rank: more can learn more, and costs more. 8 is the usual default; 4 is "
+                             "enough for a few facts, 16-64 for a new style over thousands of pairs.")
+        self.alpha = QDoubleSpinBox()
+        self.alpha.setRange(0.0, 1024)
+        self.alpha.setSpecialValueText("alpha: 2 × rank")
+        self.alpha.setPrefix("alpha ")
+        self.alpha.setToolTip("The adapter's output is scaled by alpha / rank. Default (0 here): 2 × rank.")
+        self.targets: dict[str, QCheckBox] = {}
+        self.targets_row = QHBoxLayout()
+        self.lora_box = QWidget()
+        lb = QVBoxLayout(self.lora_box)
+        lb.setContentsMargins(0, 0, 0, 0)
+        r0 = QHBoxLayout()
+        r0.addWidget(self.lora)
+        r0.addWidget(self.rank)
+        r0.addWidget(self.alpha)
+        r0.addStretch(1)
+        lb.addLayout(r0)
+        lb.addLayout(self.targets_row)
+        for w in (self.lora, self.rank, self.alpha):
+            (w.toggled if w is self.lora else w.valueChanged).connect(self._lora_changed)
         self.counts = QLabel()
         self.counts.setWordWrap(True)
         self.status = QLabel()
@@ -99,7 +138,10 @@ class LayersPage(WizardPage):
         r1.addWidget(QLabel("Unfreeze top blocks:"))
         r1.addWidget(self.blocks, 1)
         r1.addWidget(self.blocks_label)
-        r2 = QHBoxLayout()
+        self.freeze_all = freeze_all
+        self.image_plans = QWidget()
+        r2 = QHBoxLayout(self.image_plans)
+        r2.setContentsMargins(0, 0, 0, 0)
         r2.addWidget(self.fraction)
         r2.addWidget(frac_btn)
         r2.addWidget(self.regex, 1)
@@ -107,8 +149,9 @@ class LayersPage(WizardPage):
         lay = QVBoxLayout(self)
         lay.addWidget(self.recipe_note)
         lay.addWidget(self.status)
+        lay.addWidget(self.lora_box)
         lay.addLayout(r1)
-        lay.addLayout(r2)
+        lay.addWidget(self.image_plans)
         lay.addWidget(self.keep_bn)
         lay.addWidget(self.tree_box, 1)
         lay.addWidget(self.counts)
@@ -117,15 +160,26 @@ class LayersPage(WizardPage):
     def _bn(self) -> bool:
         return not self.keep_bn.isChecked()
 
+    def is_lm(self) -> bool:
+        return self.state.project.task.type.is_generative
+
     def refresh(self) -> None:
         p = self.state.project
         preset = p.train.preset
+        lm = self.is_lm()
         self.recipe_note.setVisible(preset != "custom")
         self.recipe_note.setText(
-            f"Note: the <b>{preset.capitalize()}</b> recipe (Training step) chooses what to fine-tune from your data: "
-            "it trains the top blocks only when cross-validation says it pays. Your ticks here are used when you "
-            "turn on <i>Advanced: write the phases myself</i> on the Training step.")
+            f"Note: the <b>{preset.capitalize()}</b> recipe (Training step) "
+            + ("trains LoRA adapters of rank 8 on the attention queries and values." if lm else
+               "chooses what to fine-tune from your data: it trains the top blocks only when cross-validation says "
+               "it pays.")
+            + " Your choices here are used when you turn on <i>Advanced: write the phases myself</i> on the "
+              "Training step.")
+        for w in (self.image_plans, self.keep_bn, self.freeze_all):
+            w.setVisible(not lm)
+        self.lora_box.setVisible(lm)
         self.plan = p.train.phases[-1].freeze
+        self._set_lora_controls()
         self.keep_bn.setChecked(not self.plan.train_batchnorm)
         key = (p.backbone.name, p.backbone.image_size, p.backbone.sequence_length,
                tuple(sorted(p.backbone.options.items())))
@@ -148,15 +202,59 @@ class LayersPage(WizardPage):
                                                  self.tree_box.show_empty(f"Could not build the backbone: {m}")))
         self.worker.start()
 
-    def _loaded(self, table: list[Any]) -> None:
+    def _set_lora_controls(self) -> None:
+        for w in (self.lora, self.rank, self.alpha):
+            w.blockSignals(True)
+        self.lora.setChecked(self.plan.mode == "lora")
+        self.rank.setValue(self.plan.rank)
+        self.alpha.setValue(self.plan.alpha or 0.0)
+        for name, box in self.targets.items():
+            box.blockSignals(True)
+            box.setChecked(name in self.plan.targets)
+            box.blockSignals(False)
+        for w in (self.lora, self.rank, self.alpha):
+            w.blockSignals(False)
+
+    def _fill_targets(self) -> None:
+        while self.targets_row.count():
+            item = self.targets_row.takeAt(0)
+            if item.widget():
+                item.widget().deleteLater()
+        self.targets = {}
+        self.targets_row.addWidget(QLabel("Adapt:"))
+        for name in self.shapes:
+            box = QCheckBox(name)
+            box.setToolTip(f"{LORA_TIP.get(name, name)}: {len(self.shapes[name])} layer(s), kernel "
+                           f"{' x '.join(map(str, self.shapes[name][0]))}")
+            box.setChecked(name in self.plan.targets)
+            box.toggled.connect(self._lora_changed)
+            self.targets[name] = box
+            self.targets_row.addWidget(box)
+        self.targets_row.addStretch(1)
+
+    def _lora_changed(self) -> None:
+        if not self.lora.isChecked():
+            if self.plan.mode == "lora":
+                self.set_plan(FreezePlan(mode="top_blocks", blocks=max(self.blocks.value(), 1)))
+            return
+        targets = [n for n, b in self.targets.items() if b.isChecked()] or ["query", "value"]
+        self.set_plan(FreezePlan(mode="lora", rank=self.rank.value(), alpha=self.alpha.value() or None,
+                                 targets=targets))
+
+    def _loaded(self, result: tuple[list[Any], dict]) -> None:
+        table, self.shapes = result
         self.table = table
+        self._fill_targets()
         middle = middle_blocks(table)
         self.blocks.blockSignals(True)
         self.blocks.setRange(0, len(middle))
         self.blocks.setValue(self.plan.blocks or 0)
         self.blocks.blockSignals(False)
-        self.status.setText(f"{self.state.project.backbone.name}: {len(table)} layers in {len(middle)} blocks. "
-                            "Tick layers to train them in a fine-tune phase, or use the quick plans below.")
+        self.status.setText(
+            f"{self.state.project.backbone.name}: {len(table)} layers in {len(middle)} blocks. "
+            + ("Train small LoRA adapters (recommended), or untick it and train the top blocks in full with the "
+               "slider." if self.is_lm() else
+               "Tick layers to train them in a fine-tune phase, or use the quick plans below."))
         self.tree_box.show_content()
         self.render()
 
@@ -192,6 +290,13 @@ class LayersPage(WizardPage):
         mask = self.mask()
         total = sum(r.params for r in self.table)
         tr = sum(r.params for r, on in zip(self.table, mask) if on)
+        if self.plan.mode == "lora":
+            tr = lora_params(self.shapes, self.plan.rank, self.plan.targets)
+            self.counts.setText(
+                f"LoRA rank {self.plan.rank} on {', '.join(self.plan.targets)}: <b>{tr:,}</b> trainable parameters "
+                f"beside {total:,} frozen ones ({100 * tr / max(total, 1):.2f}%); the adapter file is about "
+                f"{tr * 4 / 2**20:.1f} MB. The exported model has the adapters merged in.")
+            return
         # fp32 weights + grads + Adam's two moments for trainable ones; a rough guide, not a promise.
         mem = (total * 4 + tr * 12) / 2**20
         self.counts.setText(f"Fine-tune phase: <b>{tr:,}</b> trainable of {total:,} backbone parameters "
@@ -222,6 +327,7 @@ class LayersPage(WizardPage):
 
     def set_plan(self, plan: FreezePlan) -> None:
         self.plan = plan
+        self._set_lora_controls()
         self.render()
 
     def commit(self) -> None:

@@ -50,6 +50,7 @@ from tlapp.training.devices import describe_device
 # train.strategy values and how the wizard names them.
 STRATEGIES = (("auto", "Automatic"), ("default", "One device"), ("mirrored", "Mirrored on this machine"),
               ("multi_worker", "Several machines (TF_CONFIG)"))
+from tlapp.config import sft_epochs
 from tlapp.training.estimate import estimate, examples_used
 
 from ..charts import TrainingCharts
@@ -86,7 +87,14 @@ STAGE_HELP = {
                  "fitted in seconds.",
     "evaluating": "Scoring the validation examples with the final model.",
     "exporting": "Writing the model in each format, then loading it in a fresh process to check its answers.",
+    "loading the language model": "Reading the model's weights from tlapp's model store (a few seconds).",
+    "answering": "Asking the held-out prompts, to show the answers before and after tuning side by side.",
+    "preparing the first": "TensorFlow builds the training graph once; every later step reuses it (about 25 s "
+                           "for SmolLM2 on a 2-core CPU).",
 }
+CHARTS_BEFORE_LM = ("Press Start: the loss and perplexity of the answers appear here as the model trains (lower is "
+                    "better; perplexity 1 means it predicts every answer token). Before the first point: the model "
+                    "loads, answers a few held-out prompts, and prepares its training graph (about a minute).")
 
 
 class SummaryCard(QFrame):
@@ -316,6 +324,29 @@ class TrainingPage(WizardPage):
             self._append_row(ph.model_dump(mode="json"))
         metric = metric_name(p.task.type)
         self.charts.set_metric(metric, metric.upper() if metric == "mae" else metric.capitalize())
+        self.charts_box.default = CHARTS_BEFORE_LM if p.task.type.is_generative else CHARTS_BEFORE
+        if self.charts_box.is_empty() and not self.is_running() and self.state.run_dir is None:
+            self.charts_box.show_empty()
+
+    def _lm_estimates(self, rep) -> None:
+        """A language model: what each preset trains, and the steps it takes (speed measured on 2 CPUs)."""
+        p = self.state.project
+        scanned = rep is not None and hasattr(rep, "pairs")
+        n_train = max(1, round(len(rep.pairs) * (1 - p.data.val_fraction - p.data.test_fraction))) if scanned else 100
+        for name, rb in self.presets.items():
+            rb.setText(f"{name.capitalize()} — LoRA rank 8 on queries and values, "
+                       f"{sft_epochs(name, n_train, p.train.batch_size)} epochs"
+                       + (" for your pairs" if scanned else "") + (" (recommended)" if name == "balanced" else ""))
+        if not scanned:
+            self.preset_note.setText("Scan your pairs (step 1) to see how many steps training takes.")
+            return
+        steps = -(-n_train // p.train.batch_size)
+        epochs = sum(ph.epochs for ph in p.train.phases) if p.train.preset == "custom" else \
+            sft_epochs(p.train.preset, n_train, p.train.batch_size)
+        self.preset_note.setText(
+            f"{n_train} training pairs at batch {p.train.batch_size}: {steps} step(s) per epoch, {steps * epochs} in "
+            f"all. SmolLM2 with LoRA took 1.3 s per step at 64 tokens (3 s at 128) on a 2-core CPU, plus about "
+            "25 s to prepare the first step; a GPU is many times faster.")
 
     def _show_phases(self, on: bool) -> None:
         self.phases.setVisible(on)
@@ -339,6 +370,9 @@ class TrainingPage(WizardPage):
     def _estimates(self) -> None:
         """Each preset's label with its expected time here (needs the scan's example count)."""
         rep, p = self.state.scan_report, self.state.project
+        if p.task.type.is_generative:
+            self._lm_estimates(rep)
+            return
         if rep is None:
             self.preset_note.setText("Scan the data (step 1) to see how long each recipe takes on this machine.")
             for name, rb in self.presets.items():

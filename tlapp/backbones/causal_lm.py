@@ -59,6 +59,11 @@ class LanguageModel:
     system: str = ""  # the default system prompt the chat template adds when a conversation has none
     folder: Optional[Path] = None  # the folder it was loaded from
     info: dict[str, Any] = field(default_factory=dict)
+    pretrained: bool = True
+
+    @property
+    def model(self) -> Any:  # the name every backbone handle uses for its Keras model (freeze tables, GUI)
+        return self.backbone
 
 
 def smollm2_gguf() -> Optional[Path]:
@@ -179,15 +184,21 @@ def build_language_model(cfg: BackboneCfg) -> LanguageModel:
     if entry.name == "tiny_llama":
         backbone, tok = _tiny(opts)
         return LanguageModel(backbone, tok, entry, max_len, "random init", "", None,
-                             {"params": int(backbone.count_params())})
-    if w.lower() == "none":
-        raise WeightsError(f"backbone.weights: 'none' would fine-tune a random {entry.name}; use 'pretrained' "
-                           "or a model folder")
-    folder = Path(w).expanduser() if w.lower() not in PRETRAINED else (
+                             {"params": int(backbone.count_params())}, pretrained=False)
+    folder = Path(w).expanduser() if w.lower() not in PRETRAINED + ("none",) else (
         ensure_converted(entry.name) if entry.name == SMOLLM2 else store_folder(entry.name))
-    if w.lower() in PRETRAINED and not (folder / "config.json").is_file():
+    if not (folder / "config.json").is_file():
         raise WeightsError(f"{entry.name}: not in the local store; online, download its Hugging Face folder and "
                            f"`tlapp weights import FOLDER --name {entry.name}`, or set backbone.weights to the folder")
-    backbone, tok = load_folder(folder)
-    return LanguageModel(backbone, tok, entry, max_len, f"pretrained ({folder})", default_system(tok.files), folder,
-                         {"params": int(backbone.count_params())})
+    load = w.lower() != "none"  # 'none': the structure only (the Layers step, `tlapp layers`)
+    backbone, tok = load_folder(folder, load_weights=load)
+    return LanguageModel(backbone, tok, entry, max_len, f"pretrained ({folder})" if load else "random init",
+                         default_system(tok.files), folder, {"params": int(backbone.count_params())}, pretrained=load)
+
+
+def tokenizer_for(cfg: BackboneCfg) -> Tokenizer:
+    """The configured model's tokenizer, without TensorFlow (a folder in backbone.weights, or the catalog's)."""
+    w = cfg.weights.strip()
+    if w.lower() not in PRETRAINED + ("none",):
+        return folder_tokenizer(Path(w).expanduser())
+    return catalog_tokenizer(cfg.name)

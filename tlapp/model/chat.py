@@ -9,11 +9,12 @@ trace (~27 s for SmolLM2 on 2 CPUs), so batches are formed within length buckets
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from tlapp.data.pairs import Pair
+from tlapp.base.errors import DataError
+from tlapp.data.pairs import Pair, PairsReport, scan_pairs
 
 START, END = "<|im_start|>", "<|im_end|>"
 BUCKET = 32  # tokens: lengths are rounded up to a multiple of this
@@ -104,3 +105,46 @@ def suggest_length(pairs: Sequence[Pair], tokenize: Callable[[str], Sequence[int
         return 256
     p95 = lengths[min(len(lengths) - 1, int(0.95 * len(lengths)))]
     return int(min(max(bucket_length(p95), 64), most))
+
+
+def token_report(items: list[Optional[Encoded]], pairs: list[Pair], max_len: int) -> dict[str, Any]:
+    """Token lengths (a histogram in 32-token bins) and the pairs over the limit, by line."""
+    full = [e.full_length for e in items if e is not None]
+    over = [p.line for p, e in zip(pairs, items) if e is None or e.truncated]
+    hist: dict[str, int] = {}
+    for n in full:
+        lo = (n - 1) // BUCKET * BUCKET
+        key = f"{lo + 1}-{lo + BUCKET}"
+        hist[key] = hist.get(key, 0) + 1
+    return {"max_tokens": max_len, "min": min(full, default=0), "median": int(np.median(full)) if full else 0,
+            "max": max(full, default=0), "histogram": hist, "over_limit_lines": over}
+
+
+def scan_with_tokens(path: str, tokenizer: Any, max_len: int, truncate: bool, system: str = "") -> PairsReport:
+    """The pairs scan plus token lengths and the pairs over ``max_len`` (the wizard's Data step, ``tlapp scan``)."""
+    report = scan_pairs(path)
+    enc = [encode(p, tokenizer.encode, tokenizer.start_id, tokenizer.end_id, max_len, truncate, system)
+           for p in report.pairs]
+    report.tokens = token_report(enc, report.pairs, max_len)
+    return report
+
+
+def scan_project_pairs(project: Any, project_file: Optional[Any] = None) -> PairsReport:
+    """A project's pairs with token lengths for its model (the wizard's Data step). Without the model's
+    tokenizer (not installed yet) the scan still reports pairs and problems, and says why tokens are missing."""
+    from tlapp.backbones.catalog import check_backbone
+    from tlapp.backbones.causal_lm import default_system, tokenizer_for
+    from tlapp.base.errors import TlappError
+    from tlapp.config import resolve_data_path
+
+    path = resolve_data_path(project, project_file)
+    if path is None:
+        raise DataError("data.path: choose a pairs file (.jsonl or .csv with prompt,response)")
+    _, max_len, _ = check_backbone(project.backbone, "lm")
+    try:
+        tok = tokenizer_for(project.backbone)
+    except TlappError as e:
+        report = scan_pairs(path)
+        report.tokens = {"error": str(e)}
+        return report
+    return scan_with_tokens(str(path), tok, max_len, project.data.too_long == "truncate", default_system(tok.files))

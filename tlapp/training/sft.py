@@ -25,12 +25,13 @@ import numpy as np
 
 from tlapp.backbones.causal_lm import LanguageModel, build_language_model
 from tlapp.backbones.freeze import apply_plan, block_summary, param_counts
-from tlapp.base.errors import DataError, TlappError
-from tlapp.config import SFT_EPOCHS, Phase, Project, sft_phase
+from tlapp.base.errors import DataError, TlappError, WeightsError
+from tlapp.config import Phase, Project, sft_epochs, sft_phase
 from tlapp.data.pairs import Pair, PairsReport, scan_pairs
 from tlapp.events import (
     PHASE_END,
     PHASE_START,
+    PROGRESS,
     RESUME,
     RUN_START,
     SCAN,
@@ -52,10 +53,10 @@ SAMPLE_PROMPTS = 5  # validation prompts answered before and after training
 SAMPLE_TOKENS = 48
 
 
-def phases_of(project: Project) -> list[Phase]:
-    """A custom project's phases as written; a preset's: the default LoRA phase for that preset's epochs."""
-    p = project.train.preset
-    return list(project.train.phases) if p == "custom" else [sft_phase(SFT_EPOCHS.get(p, 4))]
+def phases_of(project: Project, n_train: int) -> list[Phase]:
+    """A custom project's phases as written; a preset's: the default LoRA phase, its epochs from the data."""
+    p = project.train
+    return list(p.phases) if p.preset == "custom" else [sft_phase(sft_epochs(p.preset, n_train, p.batch_size))]
 
 
 @dataclass
@@ -80,19 +81,6 @@ def split_pairs(pairs: list[Pair], val_fraction: float, test_fraction: float, se
     return PairSplit(pick[n_val + n_test:], pick[:n_val], pick[n_val:n_val + n_test], seed)
 
 
-def token_report(items: list[Optional[chat.Encoded]], pairs: list[Pair], max_len: int) -> dict[str, Any]:
-    """Token lengths (a histogram in 32-token bins) and the pairs over the limit, by line."""
-    full = [e.full_length for e in items if e is not None]
-    over = [p.line for p, e in zip(pairs, items) if e is None or e.truncated]
-    hist: dict[str, int] = {}
-    for n in full:
-        lo = (n - 1) // chat.BUCKET * chat.BUCKET
-        key = f"{lo + 1}-{lo + chat.BUCKET}"
-        hist[key] = hist.get(key, 0) + 1
-    return {"max_tokens": max_len, "min": min(full, default=0), "median": int(np.median(full)) if full else 0,
-            "max": max(full, default=0), "histogram": hist, "over_limit_lines": over}
-
-
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
 
@@ -110,6 +98,7 @@ class SftRun:
     best: dict[str, Any] = field(default_factory=dict)
     best_values: Optional[list[np.ndarray]] = None
     step_seconds: list[float] = field(default_factory=list)
+    phases: list[Phase] = field(default_factory=list)
     started: float = field(default_factory=time.time)
 
     # ---- data ---------------------------------------------------------------
@@ -117,9 +106,14 @@ class SftRun:
         p = self.project
         self.report = scan_pairs(p.data.path or "")
         self.report.require_usable(2)
+        self.stage(f"loading the language model {p.backbone.name}")
         self.lm = build_language_model(p.backbone)
+        self.stage(f"loading the language model {p.backbone.name}", done=True)
+        if not self.lm.pretrained and not self.lm.entry.test_only:
+            raise WeightsError(f"backbone.weights: 'none' would fine-tune a randomly initialised {self.lm.entry.name}; "
+                               "use 'pretrained' or a model folder")
         enc = [self.encode(pair) for pair in self.report.pairs]
-        tokens = token_report(enc, self.report.pairs, self.lm.max_len)
+        tokens = chat.token_report(enc, self.report.pairs, self.lm.max_len)
         dropped = [pair.line for pair, e in zip(self.report.pairs, enc) if e is None]
         scan = {**self.report.as_dict(), "tokens": tokens, "dropped_lines": dropped}
         self.run_dir.scan.write_text(json.dumps(scan, indent=2))
@@ -149,6 +143,12 @@ class SftRun:
             self.split = split_pairs(keep, p.data.val_fraction, p.data.test_fraction, p.data.seed)
             self.run_dir.split.write_text(json.dumps(self.split.as_dict(), indent=1))
 
+    def stage(self, what: str, done: bool = False, total: int = 1, count: int = 0) -> None:
+        """A step that is not an epoch, for the progress bar (the first training step's graph tracing, the
+        base model's answers, the export)."""
+        n = total if done else count
+        self.log.emit(PROGRESS, stage=what, done=n, total=total, unit="", per_s=0.0, eta_s=None, last=done)
+
     def encode(self, pair: Pair) -> Optional[chat.Encoded]:
         lm = self.model_lm
         tok = lm.tokenizer
@@ -169,10 +169,14 @@ class SftRun:
         tok, lm = self.model_lm.tokenizer, self.model_lm
         return [chat.prompt_ids(pair.messages, tok.encode, tok.start_id, tok.end_id, lm.system) for pair in pairs]
 
-    def answers(self, pairs: list[Pair]) -> list[str]:
+    def answers(self, pairs: list[Pair], who: str) -> list[str]:
         tok = self.model_lm.tokenizer
+        what = f"answering {len(pairs)} held-out prompt(s) with the {who} model"
+        self.stage(what, total=len(pairs))
         gen = Generator(self.model_lm.backbone, tok.end_id)
-        return [tok.decode(a) for a in gen(self.prompts(pairs), SAMPLE_TOKENS)]
+        out = [tok.decode(a).strip() for a in gen(self.prompts(pairs), SAMPLE_TOKENS)]
+        self.stage(what, done=True, total=len(pairs))
+        return out
 
     def sample_pairs(self) -> list[Pair]:
         s = self.split
@@ -187,16 +191,17 @@ class SftRun:
         p = self.project
         keras.utils.set_random_seed(p.train.seed)
         keras.mixed_precision.set_global_policy("float32")
-        phases = phases_of(p)
         self.log.emit(RUN_START, run_dir=str(self.run_dir.root), project=p.name, backbone=p.backbone.name,
-                      phases=[ph.name for ph in phases], resume=resume, device=p.train.device,
+                      phases=[ph.name for ph in p.train.phases] if p.train.preset == "custom" else ["sft"],
+                      resume=resume, device=p.train.device,
                       runs_on=describe_device(devices(), p.train.device), precision="float32",
                       strategy="one device", replicas=1)
         self.prepare(resume)
+        self.phases = phases = phases_of(p, len(self.split.train) if self.split else 0)
         before_file = self.run_dir.root / "samples_before.json"
         before = self.run_dir.read_json(before_file)
         if before is None:  # the base model's answers, before anything trains
-            before = self.answers(self.sample_pairs())
+            before = self.answers(self.sample_pairs(), "base")
             before_file.write_text(json.dumps(before, indent=1))
         start_phase, start_epoch, state = 0, 0, None
         if resume:
@@ -253,12 +258,14 @@ class SftRun:
             cb.on_epoch_begin(epoch)
             tot = acc = n = 0.0
             for b, batch in enumerate(self.batches(train_pairs, p.train.seed + epoch)[:steps]):
+                if not self.step_seconds:
+                    self.stage("preparing the first training step (tracing the model graph, once per run)")
                 t0 = time.time()
                 loss, a, k = step(batch)
                 self.step_seconds.append(time.time() - t0)
                 tot, acc, n = tot + loss * k, acc + a * k, n + k
                 cb.batch_size = batch["token_ids"].shape[0]  # pairs/s counts this batch, not the nominal size
-                cb.on_train_batch_end(b, {"loss": loss, "token_accuracy": a})
+                cb.on_train_batch_end(b, {"loss": loss, "token_accuracy": a, "perplexity": math.exp(min(loss, 50.0))})
             logs = {"loss": tot / max(n, 1.0), "token_accuracy": acc / max(n, 1.0),
                     "perplexity": float(math.exp(min(tot / max(n, 1.0), 50.0)))}
             if val:

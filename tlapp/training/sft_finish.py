@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 def finish_sft(run: SftRun, before: list[str]) -> RunResult:
-    from tlapp.training.sft import peak_rss_gb, phases_of
+    from tlapp.training.sft import peak_rss_gb
 
     p, rd, lm = run.project, run.run_dir, run.model_lm
     split = run.split
@@ -31,15 +31,16 @@ def finish_sft(run: SftRun, before: list[str]) -> RunResult:
     val = evaluate(run.batches(split.val, 0)) if split.val else None
     test = evaluate(run.batches(split.test, 0)) if split.test else None
     pairs = run.sample_pairs()
-    after = run.answers(pairs)
+    after = run.answers(pairs, "tuned")
     samples = [{"line": pr.line, "prompt": pr.prompt, "reference": pr.response, "before": b, "after": a}
                 for pr, b, a in zip(pairs, before, after)]
-    last = phases_of(p)[-1].freeze
+    last = run.phases[-1].freeze
     lora = {"rank": last.rank, "alpha": last.alpha or 2.0 * last.rank, "targets": last.targets,
             "base": lm.entry.name} if last.mode == "lora" else None
     export = None
     if p.export.formats:
         t0 = time.time()
+        run.stage("exporting the merged model and its adapter, then checking it in a fresh process")
         prompts = run.prompts(pairs[:2])
         export = export_lm(lm, rd.export, p.name, f"LoRA rank {lora['rank']}" if lora else last.mode, lora, prompts)
         export["seconds"] = {"write": round(time.time() - t0, 1)}
