@@ -342,7 +342,7 @@ class MainWindow(QMainWindow):
         self.sidebar.setCurrentRow(index)
         self.sidebar.blockSignals(False)
         self.heading.setText(f"Step {index + 1} of {len(self.pages)} — {self.pages[index].title}")
-        self.intro.setText(self.pages[index].intro)
+        self.intro.setText(self.pages[index].intro_for())
         self.pages[index].refresh()
         self.back_btn.setEnabled(index > 0)
         self.next_btn.setEnabled(index < len(self.pages) - 1)

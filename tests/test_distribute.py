@@ -192,3 +192,62 @@ def test_two_workers_train_the_chief_alone_writes_and_both_resume_after_a_kill(c
     epochs = [e["data"]["epoch"] for e in ev if e["type"] == "epoch_end"]
     assert epochs[-1] == 40
     assert not list((tmp_path / "scratch-second").iterdir())  # the other worker's scratch folder is gone
+
+
+SFT_MIRRORED = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, sys.argv[3])
+    from test_sft import sft_dict, write_pairs
+    from pathlib import Path
+    from tlapp.config import project_from_dict
+    from tlapp.training.run import train
+    d = sft_dict(write_pairs(Path(sys.argv[2]) / "pairs.jsonl"), epochs=2)
+    d["export"] = {"verify": False}
+    out = {}
+    for name in ("default", "mirrored"):
+        d["train"]["strategy"] = name
+        events = []
+        r = train(project_from_dict(d), sys.argv[2] + "/" + name, events.append)
+        start = next(e.data for e in events if e.type == "run_start")
+        out[name] = {"status": r.status, "replicas": start["replicas"],
+                     "batches": [e.data["metrics"]["loss"] for e in events if e.type == "batch_end"],
+                     "epochs": [e.data["metrics"] for e in events if e.type == "epoch_end"]}
+    print("RESULT " + json.dumps(out))
+""")
+
+
+def test_sft_mirrored_over_two_cpu_devices_takes_the_same_steps(tmp_path):
+    """#12 item 4: SFT under a strategy. Each replica takes every other row of the same global batch and
+    divides its loss by the global answer-token count, so each step equals the one-device step."""
+    r = subprocess.run([sys.executable, "-c", SFT_MIRRORED, "{}", str(tmp_path), str(ROOT / "tests")],
+                       capture_output=True, text=True, env=_env(tmp_path, TLAPP_CPU_DEVICES="2"), timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(next(x for x in r.stdout.splitlines() if x.startswith("RESULT "))[7:])
+    one, two = res["default"], res["mirrored"]
+    assert (one["replicas"], two["replicas"]) == (1, 2) and one["status"] == two["status"] == "completed"
+    assert len(one["epochs"]) == len(two["epochs"]) == 2
+    for a, b in zip(one["epochs"], two["epochs"]):
+        for k in ("loss", "token_accuracy", "val_loss"):
+            assert abs(a[k] - b[k]) < 1e-4, (k, one["epochs"], two["epochs"])
+
+
+def test_sft_on_two_workers_the_chief_alone_writes_and_exports(tmp_path):
+    from test_sft import sft_dict, write_pairs
+
+    (tmp_path / "scratch-sft").mkdir()
+    d = sft_dict(write_pairs(tmp_path / "pairs.jsonl"), epochs=2)
+    d["train"]["strategy"] = "multi_worker"
+    proj, run = tmp_path / "p.yaml", tmp_path / "run"
+    proj.write_text(json.dumps(d))
+    procs = _start_workers(proj, run, tmp_path, _free_ports(2), resume=False, tag="sft")
+    for p in procs:
+        p.wait(timeout=600)
+    logs = [(tmp_path / f"sft-worker{i}.log").read_text() for i in range(2)]
+    assert [p.returncode for p in procs] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    assert "worker 1 done; the chief evaluates" in logs[1]
+    ev = _events(run)
+    assert [e["data"]["replicas"] for e in ev if e["type"] == "run_start"] == [2]
+    assert [e["data"]["epoch"] for e in ev if e["type"] == "epoch_end"] == [1, 2]
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["export"]["verify"]["ok"] and (run / "export" / "lora.weights.h5").is_file()
+    assert not list((tmp_path / "scratch-sft").iterdir())

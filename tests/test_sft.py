@@ -200,9 +200,7 @@ def test_smollm2_lora_learns_a_made_up_fact_and_keeps_paris(tmp_path):
         "name": "fact", "task": {"type": "sft"},
         "data": {"source": "pairs", "path": str(pairs), "val_fraction": 0.0},
         "backbone": {"name": "smollm2_135m_instruct", "weights": "pretrained", "sequence_length": 96},
-        "train": {"batch_size": 4, "preset": "custom", "phases": [
-            {"name": "sft", "epochs": 10, "optimizer": "adamw", "learning_rate": 0.003, "schedule": "cosine",
-             "freeze": {"mode": "lora", "rank": 8}}]}})
+        "train": {"batch_size": 4, "preset": "balanced"}})  # the default recipe: LoRA rank 8, lr 1e-3
     result = train(p, tmp_path / "run", None)
     assert result.status == "completed" and result.export["verified"]
     chat = ChatModel(run_model_folder(tmp_path / "run"))

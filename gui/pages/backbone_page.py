@@ -73,6 +73,10 @@ class BackbonePage(WizardPage):
              "within a point of a large one. ★ marks the one recommended for your data and ✓ the ones whose "
              "weights are on this computer. Select a row, then press Next.")
 
+    intro_lm = ("The language model you fine-tune. SmolLM2-135M-Instruct is small enough to tune on a laptop CPU "
+                "and already chats; ✓ means it is on this computer (if not, press Install). Set how many tokens "
+                "one conversation may have, then press Next.")
+
     def __init__(self, state) -> None:
         super().__init__(state)
         self.worker: Optional[FunctionWorker] = None
@@ -236,6 +240,11 @@ class BackbonePage(WizardPage):
         self.form.setRowVisible(self.alpha, "alpha" in e.options)
         acc = f"ImageNet top-1 {e.top1:.1f}% ({e.top1_source}); " if e.top1 else ""
         rec = " <b>★ Recommended for your data.</b>" if name == self.recommended else ""
+        if e.modality == "lm":
+            self.info.setText(f"<b>{e.name}</b> — {e.family}, {e.params_m:.1f} M parameters, chat template ChatML, "
+                              f"up to {e.max_sequence_length} tokens per conversation here.{rec}<br><b>Weights:</b> "
+                              f"{weights_origin(e)}. <b>Licence:</b> {e.licence}.")
+            return
         self.info.setText(f"<b>{e.name}</b> — {e.family}, {acc}{e.params_m:.1f} M parameters; input scaling "
                           f"'{e.preprocessing}' is built into the exported model.{rec}<br><b>Weights:</b> "
                           f"{weights_origin(e)}. <b>Licence:</b> {e.licence}.")
@@ -247,6 +256,7 @@ class BackbonePage(WizardPage):
         self.fill()  # the recommendation follows the data; the speeds may have been measured meanwhile
         self.table.setColumnHidden(3, want == "text")
         self.table.setColumnHidden(5, task.is_generative)
+        self.model.setHorizontalHeaderItem(6, QStandardItem("Tokens" if task.is_generative else COLUMNS[6]))
         for btn in (self.measure_btn, self.compare_btn):
             btn.setVisible(not task.is_generative)
         self.install_btn.setVisible(task.is_generative and not offline_status("smollm2_135m_instruct"))

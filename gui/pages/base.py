@@ -11,6 +11,10 @@ from ..state import ProjectState
 class WizardPage(QWidget):
     title = "Step"
     intro = ""  # one paragraph under the heading: what this step does and what to do here
+    intro_lm = ""  # the same for a language-model project (task sft), where it differs
+
+    def intro_for(self) -> str:
+        return self.intro_lm if self.intro_lm and self.state.project.task.type.is_generative else self.intro
 
     def __init__(self, state: ProjectState) -> None:
         super().__init__()

@@ -61,6 +61,10 @@ class DataPage(WizardPage):
              "examples each class has, a sample of them, and anything skipped and why. Finally choose how many "
              "examples to hold out for validation, then press Next.")
 
+    intro_lm = ("Your prompt → response pairs: each becomes a chat turn the model learns to answer. The scan reads "
+                "every line once and names any it cannot use; check a few answers below, choose how many pairs to "
+                "hold out to measure the model honestly, then press Next.")
+
     def __init__(self, state) -> None:
         super().__init__(state)
         self.worker: Optional[FunctionWorker] = None
@@ -196,6 +200,8 @@ class DataPage(WizardPage):
         self.path.setPlaceholderText({"image": IMAGE_HINT, "text": TEXT_HINT, "pairs": PAIRS_HINT}[kind])
         self.samples.setHorizontalHeaderLabels(["Prompt", "Response"] if kind == "pairs"
                                                else ["Label", "Text (sample rows)"])
+        head = self.samples.horizontalHeader()
+        head.setSectionResizeMode(0, head.ResizeMode.Stretch if kind == "pairs" else head.ResizeMode.Interactive)
         self.samples_box.default = ("Sample pairs (prompt and the answer to learn) appear here after the scan."
                                        if kind == "pairs" else "Sample rows (label and text) appear here after the scan.")
         self.lengths_box.default = ("Conversation lengths in tokens appear here after the scan; they set how "

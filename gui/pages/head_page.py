@@ -35,6 +35,8 @@ class HeadPage(WizardPage):
              "several labels, or a number — and, if you like, dropout or hidden layers. The defaults suit most "
              "data; press Next to train.")
 
+    intro_lm = "A language model answers in words, so there is no head to attach: press Next to train."
+
     def __init__(self, state) -> None:
         super().__init__(state)
         self.task = QComboBox()

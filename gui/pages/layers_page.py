@@ -35,6 +35,8 @@ from ..workers import FunctionWorker
 from .base import WizardPage
 
 
+LORA_LABEL = {"attention_output": "attention out", "feedforward_gate_dense": "ffn gate",
+              "feedforward_intermediate_dense": "ffn up", "feedforward_output_dense": "ffn down"}
 LORA_TIP = {"query": "attention queries", "key": "attention keys", "value": "attention values",
              "attention_output": "attention output projection", "feedforward_gate_dense": "feed-forward gate",
              "feedforward_intermediate_dense": "feed-forward up projection",
@@ -54,6 +56,10 @@ class LayersPage(WizardPage):
     intro = ("Choose which backbone layers a fine-tune may change. Frozen layers keep their pretrained "
              "features; training the top blocks adapts them to your data but needs more examples and time. "
              "The numbers below show how many parameters would train and the memory that takes.")
+
+    intro_lm = ("Choose what fine-tuning may change. LoRA (the default) freezes all 135 M weights and trains small "
+                "adapters beside the attention layers: about 1% of the parameters, and the model keeps what it "
+                "knew. Or untick it and train the top blocks in full. The count below updates as you choose.")
 
     def __init__(self, state) -> None:
         super().__init__(state)
@@ -223,8 +229,8 @@ class LayersPage(WizardPage):
         self.targets = {}
         self.targets_row.addWidget(QLabel("Adapt:"))
         for name in self.shapes:
-            box = QCheckBox(name)
-            box.setToolTip(f"{LORA_TIP.get(name, name)}: {len(self.shapes[name])} layer(s), kernel "
+            box = QCheckBox(LORA_LABEL.get(name, name))
+            box.setToolTip(f"{name} — {LORA_TIP.get(name, name)}: {len(self.shapes[name])} layer(s), kernel "
                            f"{' x '.join(map(str, self.shapes[name][0]))}")
             box.setChecked(name in self.plan.targets)
             box.toggled.connect(self._lora_changed)

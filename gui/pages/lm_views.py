@@ -87,6 +87,7 @@ class ChatBox(QWidget):
         super().__init__()
         self.run_dir: Optional[Path] = None
         self.model: Any = None
+        self.turns: list[tuple[str, str]] = []  # (who, text), rendered whole each time
         self.worker: Optional[FunctionWorker] = None
         self.transcript = QTextBrowser()
         self.transcript.setObjectName("chatTranscript")
@@ -114,8 +115,8 @@ class ChatBox(QWidget):
 
     def set_run(self, run_dir: Optional[Path]) -> None:
         if run_dir != self.run_dir:
-            self.run_dir, self.model = run_dir, None
-            self.transcript.clear()
+            self.run_dir, self.model, self.turns = run_dir, None, []
+            self.render()
         ready = run_dir is not None
         for w in (self.prompt, self.send, self.temperature):
             w.setEnabled(ready)
@@ -133,21 +134,22 @@ class ChatBox(QWidget):
                 self.model = ChatModel(run_model_folder(run), temperature)
             return self.model.answer([text], 160)[0]
 
-        self.transcript.append(f"<p><b>You:</b> {html.escape(text)}</p>")
-        self.transcript.append("<p><i>thinking… (the first answer loads the model: a few seconds)</i></p>")
+        self.turns.append(("You", text))
+        self.render(thinking=True)
         self.prompt.clear()
         self.worker = FunctionWorker(work)
         self.worker.done.connect(self._answered)
-        self.worker.failed.connect(lambda m, d: (self._drop_thinking(), show_error(self, m, d)))
+        self.worker.failed.connect(lambda m, d: (self.render(), show_error(self, m, d)))
         self.worker.start()
 
-    def _drop_thinking(self) -> None:
-        cursor = self.transcript.textCursor()
-        cursor.movePosition(cursor.MoveOperation.End)
-        cursor.select(cursor.SelectionType.BlockUnderCursor)
-        cursor.removeSelectedText()
-        cursor.deletePreviousChar()
+    def render(self, thinking: bool = False) -> None:
+        rows = [f"<p><b>{who}:</b> {html.escape(text) if text else '<i>(no answer)</i>'}</p>" for who, text in self.turns]
+        if thinking:
+            rows.append("<p><i>thinking… (the first answer loads the model: a few seconds)</i></p>")
+        self.transcript.setHtml("".join(rows))
+        bar = self.transcript.verticalScrollBar()
+        bar.setValue(bar.maximum())
 
     def _answered(self, answer: str) -> None:
-        self._drop_thinking()
-        self.transcript.append(f"<p><b>Model:</b> {html.escape(answer) or '<i>(no answer)</i>'}</p>")
+        self.turns.append(("Model", answer))
+        self.render()

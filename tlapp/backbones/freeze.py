@@ -140,9 +140,15 @@ def lora_targets(backbone: Any) -> list[str]:
     """Names of the layers that can take an adapter (Dense/EinsumDense inside the backbone)."""
     names: list[str] = []
     for layer in backbone._flatten_layers(include_self=False):
-        if hasattr(layer, "enable_lora") and layer.weights and layer.name not in names:
+        if _adaptable(layer) and layer.name not in names:
             names.append(layer.name)
     return names
+
+
+def _adaptable(layer: Any) -> bool:
+    """Dense/EinsumDense layers with weights. Not embeddings: a tied embedding is also the output layer,
+    and an adapter there would change every token's score."""
+    return hasattr(layer, "enable_lora") and bool(layer.weights) and "Embedding" not in type(layer).__name__
 
 
 def lora_shapes(backbone: Any) -> dict[str, list[tuple[int, ...]]]:
@@ -150,7 +156,7 @@ def lora_shapes(backbone: Any) -> dict[str, list[tuple[int, ...]]]:
     for any rank and targets without touching the model: the wizard's live count)."""
     out: dict[str, list[tuple[int, ...]]] = {}
     for layer in backbone._flatten_layers(include_self=False):
-        if hasattr(layer, "enable_lora") and layer.weights:
+        if _adaptable(layer):
             kernel = getattr(layer, "_kernel", None)
             kernel = layer.weights[0] if kernel is None else kernel
             out.setdefault(layer.name, []).append(tuple(int(d) for d in kernel.shape))

@@ -91,7 +91,9 @@ def starter_project(name: str, task: TaskType, data: dict[str, Any], report: Opt
         return project_from_dict({"name": name, "task": {"type": task.value}, "data": data,
                                   "backbone": {"name": backbone or DEFAULT_LM_BACKBONE, "weights": "pretrained",
                                                "sequence_length": sequence_length},
-                                  "train": {"batch_size": SFT_BATCH, "preset": "custom", "phases": [sft_phase(
+                                  # The preset sizes epochs from the data at run time; the phase written here is
+                                  # what Advanced (preset: custom) starts from, and what the Layers step edits.
+                                  "train": {"batch_size": SFT_BATCH, "preset": "balanced", "phases": [sft_phase(
                                       sft_epochs("balanced", round(0.8 * (n_pairs or 100)), SFT_BATCH)
                                   ).model_dump(mode="json")]}},
                                  "init")

@@ -25,13 +25,14 @@ def causal_lm(backbone: Any) -> Any:
     return quiet_keras_hub().models.Llama3CausalLM(backbone=backbone, preprocessor=None)
 
 
-def _masked_loss(model: Any, batch: dict[str, Any], training: bool) -> tuple[Any, Any, Any]:
-    """(weighted mean loss, correct weighted tokens, weighted tokens) of one batch."""
+def _masked_loss(model: Any, batch: dict[str, Any], training: bool, total: Any = None) -> tuple[Any, Any, Any]:
+    """(weighted loss, correct weighted tokens, weighted tokens) of one batch. The loss is divided by
+    ``total`` (the whole global batch's answer tokens, for a replica's share) or by this batch's own."""
     logits = model({"token_ids": batch["token_ids"], "padding_mask": batch["padding_mask"]}, training=training)
     logits = tf.cast(logits, tf.float32)
     w = batch["sample_weight"]
     ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=batch["labels"], logits=logits)
-    total = tf.maximum(tf.reduce_sum(w), 1.0)
+    total = tf.maximum(tf.reduce_sum(w), 1.0) if total is None else total
     hit = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), batch["labels"]), tf.float32)
     return tf.reduce_sum(ce * w) / total, tf.reduce_sum(hit * w), tf.reduce_sum(w)
 
@@ -40,10 +41,18 @@ _SPEC = {"token_ids": tf.TensorSpec([None, None], tf.int32), "padding_mask": tf.
          "labels": tf.TensorSpec([None, None], tf.int32), "sample_weight": tf.TensorSpec([None, None], tf.float32)}
 
 
-def train_step(model: Any, optimizer: Any) -> Callable[[dict[str, np.ndarray]], tuple[float, float, float]]:
-    """One optimizer step on a batch from ``chat.bucketed_batches``: (loss, token accuracy, tokens)."""
+def train_step(model: Any, optimizer: Any, strategy: Any = None,
+               ) -> Callable[[dict[str, np.ndarray]], tuple[float, float, float]]:
+    """One optimizer step on a batch from ``chat.bucketed_batches``: (loss, token accuracy, tokens).
+
+    With a ``tf.distribute`` strategy of several replicas, each replica takes every R-th row of the
+    global batch; its loss is divided by the global batch's answer tokens, so the gradients Keras sums
+    across replicas are those of the whole batch (the same step as on one device, to float rounding).
+    """
     variables = model.trainable_variables
     optimizer.build(variables)
+    if strategy is not None and strategy.num_replicas_in_sync > 1:
+        return _replicated_step(model, optimizer, strategy, variables)
 
     @tf.function(input_signature=[_SPEC], reduce_retracing=True)
     def step(batch: dict[str, Any]) -> tuple[Any, Any, Any]:
@@ -55,6 +64,42 @@ def train_step(model: Any, optimizer: Any) -> Callable[[dict[str, np.ndarray]], 
     def run(batch: dict[str, np.ndarray]) -> tuple[float, float, float]:
         loss, acc, n = step(batch)
         return float(loss), float(acc), float(n)
+
+    return run
+
+
+def replica_rows(batch: dict[str, np.ndarray], replica: int, replicas: int) -> dict[str, np.ndarray]:
+    """Rows ``replica::replicas`` of a batch; a replica left without rows gets one that weighs nothing."""
+    part = {k: v[replica::replicas] for k, v in batch.items()}
+    if len(part["token_ids"]):
+        return part
+    filler = {k: np.zeros_like(v[:1]) for k, v in batch.items()}
+    filler["padding_mask"][0, 0] = True  # one visible token keeps attention finite; its weight is 0
+    return filler
+
+
+def _replicated_step(model: Any, optimizer: Any, strategy: Any, variables: list[Any]) -> Callable[..., Any]:
+    replicas = strategy.num_replicas_in_sync
+    total_spec = tf.TensorSpec([], tf.float32)
+
+    def on_replica(batch: dict[str, Any], total: Any) -> tuple[Any, Any, Any]:
+        with tf.GradientTape() as tape:
+            loss, hit, n = _masked_loss(model, batch, True, total)
+        optimizer.apply(tape.gradient(loss, variables), variables)
+        return loss, hit, n
+
+    @tf.function(reduce_retracing=True)
+    def step(batch: Any, total: Any) -> tuple[Any, Any, Any]:
+        loss, hit, n = strategy.run(on_replica, args=(batch, total))
+        s = tf.distribute.ReduceOp.SUM
+        return strategy.reduce(s, loss, None), strategy.reduce(s, hit, None), strategy.reduce(s, n, None)
+
+    def run(batch: dict[str, np.ndarray]) -> tuple[float, float, float]:
+        total = np.float32(max(float(batch["sample_weight"].sum()), 1.0))
+        dist = strategy.experimental_distribute_values_from_function(
+            lambda ctx: replica_rows(batch, ctx.replica_id_in_sync_group, replicas))
+        loss, hit, n = step(dist, tf.constant(total, total_spec.dtype))
+        return float(loss), float(hit) / max(float(n), 1.0), float(n)
 
     return run
 

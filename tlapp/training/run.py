@@ -534,8 +534,8 @@ def _train_locked(rd: RunDir, project: Optional[Project], on_event: Optional[Eve
         project = absolute_data_path(project, project_file)
         rd.write_resolved_config(project)
     log = EventLog(rd.events, on_event)
-    run: Run | SftRun = SftRun(project, rd, log, should_stop) if project.task.type.is_generative else \
-        Run(project, rd, log, should_stop, project_file, shared=shared)
+    run: Run | SftRun = SftRun(project, rd, log, should_stop, shared=shared) if project.task.type.is_generative \
+        else Run(project, rd, log, should_stop, project_file, shared=shared)
     rd.write_status("running")
     try:
         return run.run(resume)

@@ -32,6 +32,7 @@ from tlapp.events import (
     PHASE_END,
     PHASE_START,
     PROGRESS,
+    RUN_END,
     RESUME,
     RUN_START,
     SCAN,
@@ -99,6 +100,13 @@ class SftRun:
     best_values: Optional[list[np.ndarray]] = None
     step_seconds: list[float] = field(default_factory=list)
     phases: list[Phase] = field(default_factory=list)
+    # A multi-worker run's other workers write to a scratch folder and read the chief's split and checkpoint.
+    shared: Optional[RunDir] = None
+    placement: Any = None
+
+    @property
+    def src(self) -> RunDir:
+        return self.shared or self.run_dir
     started: float = field(default_factory=time.time)
 
     # ---- data ---------------------------------------------------------------
@@ -134,7 +142,7 @@ class SftRun:
         if len(keep) < 2:
             raise DataError(f"{self.report.source}: {len(keep)} pair(s) fit in {self.lm.max_len} tokens; raise "
                             "backbone.sequence_length or set data.too_long: truncate")
-        saved = self.run_dir.read_json(self.run_dir.split) if resume else None
+        saved = self.src.read_json(self.src.split) if resume else None
         if saved:
             by_line = {pair.line: pair for pair in keep}
             pick = lambda lines: [by_line[i] for i in lines if i in by_line]  # noqa: E731
@@ -187,39 +195,54 @@ class SftRun:
     def run(self, resume: bool) -> "RunResult":
         from tlapp.base.tfenv import quiet_import
 
+        from tlapp.training import strategy
+        from tlapp.training.finish import RunResult
+
         _, keras = quiet_import()
         p = self.project
+        # First: a multi-worker strategy must exist before TensorFlow runs any op in this process.
+        self.placement = place = strategy.make(p.train.strategy, p.train.devices, p.train.device,
+                                               p.train.batch_size)
         keras.utils.set_random_seed(p.train.seed)
         keras.mixed_precision.set_global_policy("float32")
         self.log.emit(RUN_START, run_dir=str(self.run_dir.root), project=p.name, backbone=p.backbone.name,
                       phases=[ph.name for ph in p.train.phases] if p.train.preset == "custom" else ["sft"],
                       resume=resume, device=p.train.device,
                       runs_on=describe_device(devices(), p.train.device), precision="float32",
-                      strategy="one device", replicas=1)
-        self.prepare(resume)
+                      strategy=place.plan.describe(), replicas=place.replicas)
+        chief = place.plan.chief
+        with place.scope():  # variables (the model's, the adapters', the optimizer's) live on its devices
+            self.prepare(resume)
         self.phases = phases = phases_of(p, len(self.split.train) if self.split else 0)
-        before_file = self.run_dir.root / "samples_before.json"
-        before = self.run_dir.read_json(before_file)
-        if before is None:  # the base model's answers, before anything trains
-            before = self.answers(self.sample_pairs(), "base")
+        before_file = self.src.root / "samples_before.json"
+        before = self.src.read_json(before_file)
+        if before is None and chief:  # the base model's answers, before anything trains; outside the scope:
+            before = self.answers(self.sample_pairs(), "base")  # variables made there are made on every worker
             before_file.write_text(json.dumps(before, indent=1))
-        start_phase, start_epoch, state = 0, 0, None
-        if resume:
-            warning = ckpt.choose(self.run_dir.checkpoints)
-            if warning:
-                self.log.emit(WARNING, message=warning)
-            state = ckpt.read_state(self.run_dir.last_checkpoint)
-        for i, phase in enumerate(phases):
-            if state and i < state["phase"]:
-                apply_plan(self.model_lm.backbone, self.model_lm.entry, phase.freeze)  # adapters exist before restore
-                continue
-            if state and i == state["phase"]:
-                start_phase, start_epoch = i, state["epoch_done"]
-            self.run_phase(i, phase, start_epoch if i == start_phase else 0, state if i == start_phase else None)
-        self.keep_best(phases)
+        with place.scope():
+            start_phase, start_epoch, state = 0, 0, None
+            if resume:
+                if self.shared is None:  # it may repair the folder: the chief's job alone
+                    warning = ckpt.choose(self.run_dir.checkpoints)
+                    if warning:
+                        self.log.emit(WARNING, message=warning)
+                state = ckpt.read_state(self.src.last_checkpoint)
+            for i, phase in enumerate(phases):
+                if state and i < state["phase"]:
+                    apply_plan(self.model_lm.backbone, self.model_lm.entry, phase.freeze)  # adapters before restore
+                    continue
+                if state and i == state["phase"]:
+                    start_phase, start_epoch = i, state["epoch_done"]
+                self.run_phase(i, phase, start_epoch if i == start_phase else 0,
+                               state if i == start_phase else None)
+            self.keep_best(phases)
+        if not chief:
+            note = f"worker {place.plan.worker} done; the chief evaluates, exports and writes the run folder"
+            self.log.emit(RUN_END, status="completed", worker=place.plan.worker, message=note)
+            return RunResult(str(self.src.root), "completed", [], note=note)
         from tlapp.training.sft_finish import finish_sft
 
-        return finish_sft(self, before)
+        return finish_sft(self, before or [])
 
     def run_phase(self, i: int, phase: Phase, start_epoch: int, state: Optional[dict[str, Any]]) -> None:
         lm, p = self.model_lm, self.project
@@ -238,14 +261,15 @@ class SftRun:
                       blocks=block_summary(table), learning_rate=phase.learning_rate,
                       freeze=phase.freeze.model_dump(mode="json"))
         opt = make_optimizer(phase, steps)
-        step = train_step(model, opt)
+        place = self.placement
+        step = train_step(model, opt, place.strategy if place is not None and place.distributed else None)
         if state:
-            trainables.load_weights(self.run_dir.last_checkpoint / "model.weights.h5")
-            ckpt.restore_optimizer(self.run_dir.last_checkpoint, opt, model.trainable_variables)
+            trainables.load_weights(self.src.last_checkpoint / "model.weights.h5")
+            ckpt.restore_optimizer(self.src.last_checkpoint, opt, model.trainable_variables)
             self.history, self.best = state.get("history", []), state.get("best", {})
-            if self.run_dir.best_weights.is_file() and self.best:
+            if self.src.best_weights.is_file() and self.best:
                 keep = trainables.values()
-                trainables.load_weights(self.run_dir.best_weights)
+                trainables.load_weights(self.src.best_weights)
                 self.best_values = trainables.values()
                 trainables.assign(keep)
             self.log.emit(RESUME, phase=i, epoch=start_epoch + 1)

@@ -50,10 +50,10 @@ class Placement:
     plan: Plan
     strategy: Any
     replicas: int
-    _scope: Any = field(default=None, repr=False)
+    _scope: Any = field(default=None, repr=False)  # makes a fresh context each time (a run enters it twice)
 
     def scope(self) -> ContextManager[Any]:
-        return self._scope if self._scope is not None else contextlib.nullcontext()
+        return self._scope() if self._scope is not None else contextlib.nullcontext()
 
     @property
     def distributed(self) -> bool:
@@ -135,7 +135,7 @@ def make(setting: str = "auto", devices: list[str] | None = None, device: str = 
     tf, _ = quiet_import()
     p = plan(setting, devices, device)
     if p.kind == "default":
-        return Placement(p, tf.distribute.get_strategy(), 1, device_scope(device))
+        return Placement(p, tf.distribute.get_strategy(), 1, lambda: device_scope(device))
     if p.kind == "mirrored":
         names = [f"/{d.split(':')[0].lower()}:{d.split(':')[1]}" for d in p.devices]
         ops = None if any(d.startswith("GPU") for d in p.devices) else tf.distribute.ReductionToOneDevice()
@@ -149,7 +149,7 @@ def make(setting: str = "auto", devices: list[str] | None = None, device: str = 
     if batch_size < replicas:
         raise TrainingError(f"train.batch_size: {batch_size} is smaller than the {replicas} replicas of "
                             f"train.strategy {setting!r}; it is the global batch, so use at least {replicas}")
-    return Placement(p, strategy, replicas, strategy.scope())
+    return Placement(p, strategy, replicas, strategy.scope)
 
 
 def fit_on_workers(model: Any, placement: Placement) -> None:
