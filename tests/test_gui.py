@@ -262,3 +262,56 @@ def test_backbone_leaderboard_ranks_and_a_click_chooses(window, qtbot, color_dat
     assert page.board.rowCount() == 2 and "Best on your data" in page.info.text()
     page._board_clicked(1, 0)
     assert page.selected_name() == "tiny_cnn" and page.size.value() == page._board_rows[1].image_size
+
+
+def test_language_model_wizard_from_pairs_to_chat(window, qtbot, tmp_path):
+    """Task sft in the wizard: pairs table, LoRA controls with the live count, the no-head note, the LM
+    presets, then a finished run's before/after table and a chat answer from the exported model."""
+    from test_sft import sft_dict, write_pairs
+
+    from tlapp.backbones.freeze import lora_params
+    from tlapp.config import project_from_dict
+    from tlapp.training.run import train
+
+    pairs = write_pairs(tmp_path / "pairs.jsonl")
+    dp = window.pages[0]
+    dp.kind.setCurrentText("Pairs (language model)")
+    scan_data(qtbot, window, pairs)
+    assert window.state.project.task.type.value == "sft" and window.state.project.data.source == "pairs"
+    assert dp.samples.rowCount() == 8 and dp.samples.horizontalHeaderItem(0).text() == "Prompt"
+    assert "8</b> usable prompt → response pairs" in dp.summary.text()
+    assert window.next(), window.problem.text()
+    bp = window.pages[1]
+    names = {bp.proxy.index(r, 1).data() for r in range(bp.proxy.rowCount())}
+    assert "smollm2_135m_instruct" in names and "minilm_l6" not in names
+    bp.select("tiny_llama")
+    bp.size.setValue(64)
+    bp.weights.setCurrentText("none")
+    assert window.next(), window.problem.text()
+    lp = window.pages[2]
+    qtbot.waitUntil(lambda: bool(lp.table), timeout=60000)
+    assert lp.lora_box.isVisible() and lp.lora.isChecked() and set(lp.targets) >= {"query", "value", "key"}
+    lp.rank.setValue(4)
+    lp.targets["key"].setChecked(True)
+    want = lora_params(lp.shapes, 4, ["query", "value", "key"])
+    assert f"<b>{want:,}</b> trainable" in lp.counts.text()
+    assert window.next(), window.problem.text()
+    assert window.state.project.train.phases[-1].freeze.rank == 4
+    assert window.pages[3].lm_note.isVisible() and "needs no head" in window.pages[3].lm_note.text()
+    assert window.next(), window.problem.text()
+    assert "LoRA rank 8" in window.training.presets["balanced"].text()
+
+    run = tmp_path / "run"
+    train(project_from_dict(sft_dict(pairs, epochs=1)), run)
+    window.state.dirty = False
+    assert window.open_run(run)
+    ev = window.pages[5]
+    assert ev.lm_view.isVisible() and ev.lm_view.table.rowCount() == 2
+    assert "Validation perplexity" in ev.lm_view.summary.text()
+    window.go(6, check=False)
+    ex = window.pages[6]
+    assert ex.chat.isVisible() and "Fresh-process check" in ex.parity.text()
+    ex.chat.prompt.setText("What is the code word?")
+    ex.chat.ask()
+    qtbot.waitUntil(lambda: "Model:" in ex.chat.transcript.toPlainText(), timeout=120000)
+    assert "You: What is the code word?" in ex.chat.transcript.toPlainText()

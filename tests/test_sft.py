@@ -133,6 +133,8 @@ def test_generate_cli_answers_from_the_export(sft_run, tmp_path, capsys):
     assert [a["prompt"] for a in got["answers"]] == ["What is the code word?", "Say it."]
     code, _, err = run_cli(["generate", str(tmp_path), "hello"], capsys)
     assert code == 2 and "no exported language model" in err
+    code, _, err = run_cli(["predict", str(run), "hello"], capsys)
+    assert code == 2 and "a fine-tuned language model; ask it with `tlapp generate" in err
 
 
 def test_init_and_config_errors_name_the_field(tmp_path, capsys):
@@ -207,3 +209,21 @@ def test_smollm2_lora_learns_a_made_up_fact_and_keeps_paris(tmp_path):
     held, paris = chat.answer([HELD_OUT, "What is the capital of France?"], 40)
     assert "brightwater" in held.lower(), held
     assert "paris" in paris.lower(), paris
+
+
+def test_gguf_export_reads_back_with_the_same_tensors_and_tokenizer(tmp_path):
+    """The f16 GGUF stretch: written with q/k permuted back, read back by gguf-py through the same
+    converter that turns SmolLM2's GGUF into a working Keras model."""
+    from dataclasses import replace
+
+    from tlapp.backbones.causal_lm import build_language_model
+    from tlapp.backbones.llama_folder import check_gguf, read_gguf, tensors_from_backbone, write_gguf
+    from tlapp.config import Backbone
+
+    lm = build_language_model(Backbone(name="tiny_llama", weights="none", sequence_length=64))
+    files = replace(lm.tokenizer.files, tensors=tensors_from_backbone(lm.backbone))
+    write_gguf(files, tmp_path / "m.gguf", "tiny")
+    res = check_gguf(tmp_path / "m.gguf", files)
+    assert res["ok"], res
+    back = read_gguf(tmp_path / "m.gguf", tensors=False)
+    assert back.bos == "<|im_start|>" and back.eos == "<|im_end|>" and back.specials == [0, 1, 2]

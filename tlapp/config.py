@@ -305,10 +305,12 @@ class Train(_Strict):
 
 
 class Export(_Strict):
-    formats: list[Literal["savedmodel", "keras", "h5", "tflite", "tflite_fp16", "tflite_int8", "onnx"]] = Field(
+    formats: list[Literal["savedmodel", "keras", "h5", "tflite", "tflite_fp16", "tflite_int8", "onnx", "gguf"]] = Field(
         default_factory=lambda: ["savedmodel", "keras"],
         description="savedmodel, keras, h5, and for image models tflite (float32), tflite_fp16, tflite_int8 "
-                    "(full-integer, calibrated on your training images) and onnx (needs tlapp[onnx]).")
+                    "(full-integer, calibrated on your training images) and onnx (needs tlapp[onnx]). A language "
+                    "model (task sft) always exports its merged folder and adapter; gguf adds an f16 GGUF for "
+                    "llama.cpp.")
     verify: bool = True
     verify_samples: int = Field(8, ge=1)
 

@@ -263,6 +263,9 @@ class TrainingPage(WizardPage):
         split.addWidget(self.charts_box)
         split.addWidget(self.log)
         split.setStretchFactor(1, 3)
+        split.setCollapsible(1, False)
+        self.charts_box.setMinimumHeight(220)  # the result card grows the top: the curves must stay readable
+        self.log.setMinimumHeight(60)
         lay = QVBoxLayout(self)
         lay.addWidget(split)
         self._device_probe = DeviceProbe()

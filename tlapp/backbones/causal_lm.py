@@ -143,7 +143,11 @@ def catalog_tokenizer(name: str) -> Tokenizer:
     if name == "tiny_llama":
         files = tiny_files()
         return Tokenizer(hf_tokenizer(files), files)
-    return folder_tokenizer(ensure_converted(name) if name == SMOLLM2 else store_folder(name))
+    folder, gguf = store_folder(name), smollm2_gguf() if name == SMOLLM2 else None
+    if not (folder / "tokenizer.json").is_file() and gguf is not None:  # counting tokens needs no conversion
+        files = read_gguf(gguf, tensors=False)
+        return Tokenizer(hf_tokenizer(files), files)
+    return folder_tokenizer(folder)
 
 
 def tiny_files(vocab_extra: Sequence[str] = ()) -> LlamaFiles:

@@ -55,8 +55,9 @@ _GGUF_NAMES = {
 }
 
 
-def read_gguf(path: Path) -> LlamaFiles:
-    """A llama-architecture GGUF (any quantization gguf-py can dequantize) as float32 HF tensors."""
+def read_gguf(path: Path, tensors: bool = True) -> LlamaFiles:
+    """A llama-architecture GGUF (any quantization gguf-py can dequantize) as float32 HF tensors
+    (``tensors=False``: the config and tokenizer only, in a fraction of a second)."""
     try:
         import gguf
         from gguf.quants import dequantize
@@ -78,16 +79,16 @@ def read_gguf(path: Path) -> LlamaFiles:
         raise WeightsError(f"{path}: tokenizer {field('tokenizer.ggml.model')!r}; only byte-level BPE (gpt2) "
                            "tokenizers convert")
     heads, kv = int(field("llama.attention.head_count")), int(field("llama.attention.head_count_kv"))
-    tensors: dict[str, np.ndarray] = {}
-    for t in reader.tensors:
+    out: dict[str, np.ndarray] = {}
+    for t in reader.tensors if tensors else []:
         a = dequantize(t.data, t.tensor_type).astype(np.float32).reshape([int(d) for d in reversed(t.shape)])
         name = t.name
         if name == "token_embd.weight":
-            tensors["model.embed_tokens.weight"] = a
+            out["model.embed_tokens.weight"] = a
         elif name == "output_norm.weight":
-            tensors["model.norm.weight"] = a
+            out["model.norm.weight"] = a
         elif name == "output.weight":
-            tensors["lm_head.weight"] = a
+            out["lm_head.weight"] = a
         elif name.startswith("blk."):
             _, i, kind, _ = name.split(".")
             if kind == "attn_q":
@@ -96,7 +97,7 @@ def read_gguf(path: Path) -> LlamaFiles:
                 a = _unpermute(a, kv)
             if kind not in _GGUF_NAMES:
                 raise WeightsError(f"{path}: unexpected tensor {name!r}")
-            tensors[f"model.layers.{i}.{_GGUF_NAMES[kind]}.weight"] = a
+            out[f"model.layers.{i}.{_GGUF_NAMES[kind]}.weight"] = a
     tokens = list(field("tokenizer.ggml.tokens"))
     types = list(field("tokenizer.ggml.token_type"))
     bos, eos = int(field("tokenizer.ggml.bos_token_id")), int(field("tokenizer.ggml.eos_token_id"))
@@ -107,11 +108,11 @@ def read_gguf(path: Path) -> LlamaFiles:
         "num_key_value_heads": kv, "rms_norm_eps": float(field("llama.attention.layer_norm_rms_epsilon")),
         "rope_theta": float(field("llama.rope.freq_base", 10000.0)),
         "max_position_embeddings": int(field("llama.context_length", 2048)),
-        "tie_word_embeddings": "lm_head.weight" not in tensors, "hidden_act": "silu",
+        "tie_word_embeddings": not any(t.name == "output.weight" for t in reader.tensors), "hidden_act": "silu",
         "bos_token_id": bos, "eos_token_id": eos, "pad_token_id": int(field("tokenizer.ggml.padding_token_id", eos)),
         "torch_dtype": "float32",
     }
-    return LlamaFiles(config, tensors, tokens, [str(m) for m in field("tokenizer.ggml.merges")],
+    return LlamaFiles(config, out, tokens, [str(m) for m in field("tokenizer.ggml.merges")],
                       [i for i, t in enumerate(types) if t == TOKEN_CONTROL], tokens[bos], tokens[eos],
                       str(field("tokenizer.chat_template", "")))
 
@@ -189,3 +190,85 @@ def tensors_from_backbone(backbone: Any) -> dict[str, np.ndarray]:
         out[p + "mlp.down_proj.weight"] = np.asarray(layer._feedforward_output_dense.kernel).T
     out["model.norm.weight"] = np.asarray(backbone.get_layer("sequence_output_layernorm").scale)
     return out
+
+
+_HF_TO_GGUF = {v: k for k, v in _GGUF_NAMES.items()}
+
+
+def write_gguf(files: LlamaFiles, dest: Path, name: str = "tlapp") -> Path:
+    """An f16 GGUF that llama.cpp runs: matrices in float16, norms in float32, q/k rows permuted back into
+    llama.cpp's rotary layout, the tokenizer (byte-level BPE, SmolLM-style splitting) and chat template
+    in the metadata. Written beside ``dest`` and moved into place."""
+    import gguf
+
+    from tlapp.base.fsutil import atomic_path
+
+    c = files.config
+    heads, kv, hidden = c["num_attention_heads"], c["num_key_value_heads"], c["hidden_size"]
+    with atomic_path(dest, suffix=".gguf") as tmp:
+        w = gguf.GGUFWriter(str(tmp), arch="llama")
+        w.add_name(name)
+        w.add_block_count(c["num_hidden_layers"])
+        w.add_context_length(c["max_position_embeddings"])
+        w.add_embedding_length(hidden)
+        w.add_feed_forward_length(c["intermediate_size"])
+        w.add_head_count(heads)
+        w.add_head_count_kv(kv)
+        w.add_rope_freq_base(c["rope_theta"])
+        w.add_rope_dimension_count(hidden // heads)
+        w.add_layer_norm_rms_eps(c["rms_norm_eps"])
+        w.add_vocab_size(len(files.tokens))
+        w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre("smollm")
+        w.add_token_list(files.tokens)
+        special = set(files.specials)
+        w.add_token_types([gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL
+                           for i in range(len(files.tokens))])
+        w.add_token_merges(files.merges)
+        w.add_bos_token_id(c["bos_token_id"])
+        w.add_eos_token_id(c["eos_token_id"])
+        w.add_pad_token_id(c["pad_token_id"])
+        w.add_add_bos_token(False)
+        if files.chat_template:
+            w.add_chat_template(files.chat_template)
+        for key, a in files.tensors.items():
+            if key == "model.embed_tokens.weight":
+                out, arr = "token_embd.weight", a.astype(np.float16)
+            elif key == "model.norm.weight":
+                out, arr = "output_norm.weight", a.astype(np.float32)
+            elif key == "lm_head.weight":
+                out, arr = "output.weight", a.astype(np.float16)
+            else:
+                _, _, i, *rest = key.split(".")
+                kind = _HF_TO_GGUF[".".join(rest[:-1])]
+                if kind == "attn_q":
+                    a = _permute(a, heads)
+                elif kind == "attn_k":
+                    a = _permute(a, kv)
+                out, arr = f"blk.{i}.{kind}.weight", a.astype(np.float32 if a.ndim == 1 else np.float16)
+            w.add_tensor(out, np.ascontiguousarray(arr))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+    return dest
+
+
+def check_gguf(path: Path, files: LlamaFiles) -> dict[str, Any]:
+    """Read a written GGUF back: same config, tokens and merges, and every tensor equal to the float32
+    original within float16 rounding (so q/k were permuted back correctly)."""
+    back = read_gguf(path)
+    worst = 0.0
+    for k, a in files.tensors.items():
+        b = back.tensors.get(k)
+        if b is None or b.shape != a.shape:
+            return {"ok": False, "summary": f"{k}: missing or misshapen after reading the GGUF back"}
+        worst = max(worst, float(np.max(np.abs(b - a)) / (np.max(np.abs(a)) + 1e-12)))
+    same = back.tokens == files.tokens and back.merges == files.merges and all(
+        back.config[k] == files.config[k] for k in ("num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                                                   "hidden_size", "intermediate_size", "vocab_size"))
+    ok = same and worst < 2e-3
+    return {"ok": ok, "max_relative_diff": worst,
+            "summary": f"read back: {len(back.tensors)} tensors, largest difference {worst:.1e} of each tensor's "
+                       f"range (float16 rounding), tokenizer and config {'identical' if same else 'DIFFERENT'}"}

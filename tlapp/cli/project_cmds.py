@@ -120,15 +120,26 @@ def scan_cmd(data: Path, as_json: bool = typer.Option(False, "--json"),
 
 
 def _scan_pairs(data: Path, as_json: bool) -> None:
-    from tlapp.data.pairs import scan_pairs
+    """Pairs, problems and repeats; token lengths too when the default language model's tokenizer is here."""
+    from tlapp.config import DEFAULT_LM_BACKBONE, project_from_dict
+    from tlapp.model.chat import scan_project_pairs
 
-    report = scan_pairs(data)
+    project = project_from_dict({"task": {"type": "sft"}, "data": {"source": "pairs", "path": str(data.resolve())},
+                                 "backbone": {"name": DEFAULT_LM_BACKBONE, "weights": "pretrained"}})
+    report = scan_project_pairs(project)
     if as_json:
         dump(report.as_dict())
     else:
-        c = report.chars
+        c, t = report.chars, report.tokens
         out.print(f"{report.source}: {len(report.pairs)} usable prompt/response pairs; length {c.get('min', 0)}-"
                   f"{c.get('max', 0)} characters (median {c.get('median', 0)})", highlight=False)
+        if t.get("error"):
+            out.print(f"token lengths unknown: {t['error']}", highlight=False)
+        elif t:
+            over = t["over_limit_lines"]
+            out.print(f"{DEFAULT_LM_BACKBONE} tokens per conversation: {t['min']}-{t['max']} (median {t['median']}); "
+                      f"{len(over)} over {t['max_tokens']}" + (f": lines {', '.join(map(str, over[:20]))}" if over
+                                                               else ""), highlight=False)
         for pr in report.problems:
             out.print(f"[red]unusable[/red] line {pr['line']}: {pr['reason']}", highlight=False)
         for lines in report.duplicates:
@@ -237,7 +248,7 @@ def layers(backbone: str, as_json: bool = typer.Option(False, "--json"),
            project: Optional[Path] = typer.Option(None, "--project", help="Show the plan of each phase of this project.")) -> None:
     """List the backbone's layers grouped by block, with parameter counts."""
     entry = get_entry(backbone)
-    size_key = "sequence_length" if entry.modality == "text" else "image_size"
+    size_key = "sequence_length" if entry.modality in ("text", "lm") else "image_size"
     built = build_any_backbone(Backbone(name=backbone, weights=weights, **{size_key: image_size}))
     table = layer_table(built.model, built.entry)
     if as_json:

@@ -10,10 +10,11 @@
 
 The check runs :data:`CHECK` with ``python -c``: it imports keras_hub and numpy only, loads the
 folder, decodes the same prompts greedily and scores the app's answers token by token. Every token
-must match, except where the app's two best logits were within :data:`TIE` of each other (merging
-an adapter into a kernel changes the float rounding, so an exact tie may break the other way; on a
-real model that is rare, on a random test model common), and the logits of the answer tokens must
-agree within :data:`LOGIT_TOLERANCE`.
+must match, except at a tie: where the app's two best logits were within :data:`TIE`, or where the
+exported model scores the app's token within :data:`LOGIT_TOLERANCE` of its own best (merging an
+adapter into a kernel changes the float rounding, so a near-tie may break the other way; on a real
+model that is rare, on a random test model common). The answer tokens' logits must agree within
+:data:`LOGIT_TOLERANCE`.
 """
 from __future__ import annotations
 
@@ -26,11 +27,11 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from tlapp.backbones.causal_lm import LanguageModel
-from tlapp.backbones.llama_folder import tensors_from_backbone, write_folder
+from tlapp.backbones.llama_folder import check_gguf, tensors_from_backbone, write_folder, write_gguf
 from tlapp.base.fsutil import atomic_write_text
 from tlapp.model.lm import Generator, Trainables
 
-PRESET, ADAPTER, SAMPLES = "preset", "lora.weights.h5", "samples.json"
+PRESET, ADAPTER, SAMPLES, GGUF = "preset", "lora.weights.h5", "samples.json", "model-f16.gguf"
 TIE = 1e-3
 LOGIT_TOLERANCE = 1e-2  # float32 logits of ~10-30 through 30 layers, kernels merged vs added at run time
 
@@ -59,7 +60,11 @@ for case in samples["cases"]:
     first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)
     if first is None and len(got) != len(want):
         first = min(len(got), len(want))
-    tie = first is not None and first < len(case["margins"]) and case["margins"][first] < samples["tie"]
+    tie = False
+    if first is not None:  # a tie: the app's token scores within rounding of the best one here too
+        row = logits[len(p) - 1 + first]
+        mine = want[first] if first < len(want) else samples["end_id"]
+        tie = case["margins"][first] < samples["tie"] or float(row.max() - row[mine]) <= samples["tolerance"]
     results.append({"match": first is None, "tie_at": first if tie else None, "tokens": len(want),
                     "max_logit_diff": diff, "ok": (first is None or tie) and diff <= samples["tolerance"]})
 print("RESULT " + json.dumps({"class": type(lm).__name__, "results": results}))
@@ -95,12 +100,17 @@ With tlapp: `tlapp generate RUN "your question"`.
 
 
 def export_lm(lm: LanguageModel, dest: Path, name: str, mode: str, lora: Optional[dict[str, Any]],
-              prompts: Sequence[Sequence[int]], max_new: int = 32) -> dict[str, Any]:
+              prompts: Sequence[Sequence[int]], max_new: int = 32, gguf: bool = False) -> dict[str, Any]:
     """Write the export folder; returns what was written (for metrics.json and the card)."""
     dest.mkdir(parents=True, exist_ok=True)
     files = replace(lm.tokenizer.files, tensors=tensors_from_backbone(lm.backbone))
     write_folder(files, dest / PRESET)
     written = [PRESET + "/"]
+    gguf_check = None
+    if gguf:
+        write_gguf(files, dest / GGUF, name)
+        gguf_check = check_gguf(dest / GGUF, files)
+        written.append(GGUF)
     if lora:
         variables = [w for w in lm.backbone.weights if "lora_kernel" in w.path]
         Trainables(variables, {k: json.dumps(v) for k, v in lora.items()}).save_weights(dest / ADAPTER)
@@ -111,6 +121,7 @@ def export_lm(lm: LanguageModel, dest: Path, name: str, mode: str, lora: Optiona
                                                   "tolerance": LOGIT_TOLERANCE, "cases": cases}))
     written.append(SAMPLES)
     lines = {PRESET + "/": "the merged model (config.json, model.safetensors, tokenizer.json, tokenizer_config.json)",
+             GGUF: "the merged model for llama.cpp (f16; `llama-cli -m model-f16.gguf -cnv`)",
              ADAPTER: "the LoRA adapter alone (attrs: rank, alpha, targets, base)",
              SAMPLES: "prompts and the app's greedy answers (token ids), for the parity check"}
     system_line = f"With no system turn, the model was tuned with its default system prompt: \"{lm.system}\".\n" \
@@ -121,7 +132,7 @@ def export_lm(lm: LanguageModel, dest: Path, name: str, mode: str, lora: Optiona
     written.append("README.md")
     size = sum(f.stat().st_size for f in dest.rglob("*") if f.is_file())
     return {"dir": str(dest), "formats": [f.rstrip("/") for f in written if f != "README.md"], "files": written,
-            "bytes": size}
+            "bytes": size, **({"gguf_check": gguf_check} if gguf_check else {})}
 
 
 def _case(model: Any, prompt: list[int], answer: list[int]) -> dict[str, Any]:
@@ -155,7 +166,7 @@ def verify_lm(dest: Path, timeout: float = 900) -> dict[str, Any]:
     ok = all(x["ok"] for x in res)
     tokens = sum(x["tokens"] for x in res)
     diff = max((x["max_logit_diff"] for x in res), default=0.0)
-    tie_note = f" ({ties} diverged only at an exact tie of the two best logits)" if ties else ""
+    tie_note = f" ({ties} diverged only where two tokens scored within rounding of each other)" if ties else ""
     return {"ok": ok, "loader": f"keras_hub.models.CausalLM.from_preset -> {out['class']}", "results": res,
             "max_logit_diff": diff,
             "summary": f"{same}/{len(res)} prompts give the same {tokens} greedy tokens from export/preset loaded "

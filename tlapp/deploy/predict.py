@@ -24,6 +24,9 @@ def find_export(path: Path) -> Path:
     for cand in (path / "export", path, path.parent):
         if (cand / "meta.json").is_file() and (cand / "saved_model").is_dir():
             return cand
+        if (cand / "preset" / "config.json").is_file() or (cand / "lora.weights.h5").is_file():
+            raise ExportError(f"{path}: a fine-tuned language model; ask it with `tlapp generate {path} \"your "
+                              "question\"` (predict, evaluate and export are for classifiers)")
     raise ExportError(f"{path}: no exported model found (expected export/saved_model and export/meta.json)")
 
 

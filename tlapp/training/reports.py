@@ -90,7 +90,7 @@ def content_hash(paths: list[str], known: Optional[dict[str, tuple[str, str]]] =
     return h.hexdigest()
 
 
-def _hardware() -> dict[str, Any]:
+def hardware() -> dict[str, Any]:
     import os
     import platform
 
@@ -148,11 +148,11 @@ def card_data(rec: RunRecord, metrics: dict[str, Any], export: Optional[dict[str
         "metrics": {"final": metrics.get("final"), "cross_validation": rec.recipe.get("cv"),
                     "val": metrics.get("evaluation"), "test": metrics.get("test")},
         "export": export,
-        "environment": {"packages": versions(), "hardware": _hardware(), "seconds": round(rec.seconds, 1)},
+        "environment": {"packages": versions(), "hardware": hardware(), "seconds": round(rec.seconds, 1)},
     }
 
 
-def _table(rows: list[list[Any]], head: list[str]) -> str:
+def md_table(rows: list[list[Any]], head: list[str]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
@@ -160,10 +160,10 @@ def _table(rows: list[list[Any]], head: list[str]) -> str:
 
 def _per_class_table(rep: dict[str, Any]) -> list[str]:
     if rep.get("per_class"):
-        return ["", _table([[c, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", m["support"]]
+        return ["", md_table([[c, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", m["support"]]
                             for c, m in rep["per_class"].items()], ["class", "precision", "recall", "F1", "support"])]
     if rep.get("per_label"):
-        return ["", _table([[c, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", m["support"],
+        return ["", md_table([[c, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", m["support"],
                              f"{m['tuned_threshold']:.2f}"] for c, m in rep["per_label"].items()],
                            ["label", "precision", "recall", "F1", "support", "best-F1 threshold (val)"])]
     return []
@@ -192,12 +192,12 @@ def render_card(card: dict[str, Any]) -> str:
         f"Source `{d['source']}`; content sha256 {d['content_sha256'][:16]}…; {d['usable']} usable, "
         f"{d['unusable']} unusable files skipped, {d['ignored']} ignored. Split seed {d['split']['seed']}: "
         f"train {d['split']['train']}, val {d['split']['val']}, test {d['split']['test']}.",
-        "", _table([[c, n] for c, n in d["class_counts"].items()], ["class", "examples"]) if d["class_counts"] else "",
+        "", md_table([[c, n] for c, n in d["class_counts"].items()], ["class", "examples"]) if d["class_counts"] else "",
         "", "## Training", "",
     ]
     if t["recipe"]:
         parts += [f"Recipe: {t['recipe'].get('summary', '')}", ""]
-    parts += [_table([[ph["index"], ph["name"], ph["epochs"], ph["learning_rate"], ph.get("solver") or "Adam/fit",
+    parts += [md_table([[ph["index"], ph["name"], ph["epochs"], ph["learning_rate"], ph.get("solver") or "Adam/fit",
                        ph["trainable_params"], "cached" if ph["embedding_cache"] else "images"]
                       for ph in t["phases"]],
                      ["#", "phase", "epochs", "lr", "solver", "trainable params", "input"]),
@@ -207,7 +207,7 @@ def render_card(card: dict[str, Any]) -> str:
     last = next((ph for ph in reversed(t["phases"]) if ph.get("blocks")), None)
     if last:
         parts += ["", f"Freeze map of phase '{last['name']}' (backbone blocks):", "",
-                  _table([[s["block"], s["layers"], s["params"], s["trainable_params"]] for s in last["blocks"]],
+                  md_table([[s["block"], s["layers"], s["params"], s["trainable_params"]] for s in last["blocks"]],
                          ["block", "layers", "params", "trainable params"])]
     m = card["metrics"]
     parts += ["", "## Metrics", ""]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import resource
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -46,6 +45,7 @@ from tlapp.rundir import RunDir
 from tlapp.training import checkpoint as ckpt
 from tlapp.training.callbacks import EventCallback
 from tlapp.training.devices import describe_device, devices
+from tlapp.training.sft_finish import finish_sft
 
 if TYPE_CHECKING:
     from tlapp.training.finish import RunResult
@@ -80,10 +80,6 @@ def split_pairs(pairs: list[Pair], val_fraction: float, test_fraction: float, se
     n_test = max(1, round(test_fraction * n)) if test_fraction > 0 and n - n_val >= 4 else 0
     pick = [pairs[i] for i in order]
     return PairSplit(pick[n_val + n_test:], pick[:n_val], pick[n_val:n_val + n_test], seed)
-
-
-def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
 
 
 @dataclass
@@ -240,8 +236,6 @@ class SftRun:
             note = f"worker {place.plan.worker} done; the chief evaluates, exports and writes the run folder"
             self.log.emit(RUN_END, status="completed", worker=place.plan.worker, message=note)
             return RunResult(str(self.src.root), "completed", [], note=note)
-        from tlapp.training.sft_finish import finish_sft
-
         return finish_sft(self, before or [])
 
     def run_phase(self, i: int, phase: Phase, start_epoch: int, state: Optional[dict[str, Any]]) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import statistics
 import time
 from typing import TYPE_CHECKING, Any
@@ -15,15 +16,17 @@ from tlapp.events import EXPORT, RUN_END, VERIFY
 from tlapp.model.lm import causal_lm, evaluator
 from tlapp.rundir import versions
 from tlapp.training.finish import RunResult
-from tlapp.training.reports import _hardware, _table
+from tlapp.training.reports import hardware, md_table
 
 if TYPE_CHECKING:
     from tlapp.training.sft import SftRun
 
 
-def finish_sft(run: SftRun, before: list[str]) -> RunResult:
-    from tlapp.training.sft import peak_rss_gb
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
 
+
+def finish_sft(run: SftRun, before: list[str]) -> RunResult:
     p, rd, lm = run.project, run.run_dir, run.model_lm
     split = run.split
     assert split is not None
@@ -42,7 +45,10 @@ def finish_sft(run: SftRun, before: list[str]) -> RunResult:
         t0 = time.time()
         run.stage("exporting the merged model and its adapter, then checking it in a fresh process")
         prompts = run.prompts(pairs[:2])
-        export = export_lm(lm, rd.export, p.name, f"LoRA rank {lora['rank']}" if lora else last.mode, lora, prompts)
+        export = export_lm(lm, rd.export, p.name, f"LoRA rank {lora['rank']}" if lora else last.mode, lora, prompts,
+                           gguf="gguf" in p.export.formats)
+        if export.get("gguf_check") and not export["gguf_check"]["ok"]:
+            raise ExportError(f"the GGUF export failed its read-back check: {export['gguf_check']['summary']}")
         export["seconds"] = {"write": round(time.time() - t0, 1)}
         run.log.emit(EXPORT, **export)
         if p.export.verify:
@@ -96,7 +102,7 @@ def card_data(run: SftRun, metrics: dict[str, Any]) -> dict[str, Any]:
         "samples": metrics["samples"],
         "export": {k: v for k, v in (metrics["export"] or {}).items() if k != "verify"} | (
             {"verify": (metrics["export"] or {}).get("verify", {}).get("summary")} if metrics["export"] else {}),
-        "environment": {"packages": versions(), "hardware": _hardware(), "seconds": metrics["seconds"]},
+        "environment": {"packages": versions(), "hardware": hardware(), "seconds": metrics["seconds"]},
     }
 
 
@@ -133,12 +139,14 @@ def render_card(card: dict[str, Any]) -> str:
               "## Before and after", "",
               "Greedy answers of the base model and of the tuned model to held-out prompts"
               + ("" if m["val"] else " (training prompts: there was no validation split)") + ":", "",
-              _table([[s["line"], _cell(s["prompt"], 80), _cell(s["before"]), _cell(s["after"])]
+              md_table([[s["line"], _cell(s["prompt"], 80), _cell(s["before"]), _cell(s["after"])]
                       for s in card["samples"]], ["line", "prompt", "base model", "tuned model"]), ""]
     ex = card["export"]
     if ex:
         parts += ["## Export", "", f"Folder `{ex.get('dir')}`: {', '.join(ex.get('files', []))}.",
                   f"Fresh-process check: {ex.get('verify', 'not run')}", ""]
+        if ex.get("gguf_check"):
+            parts += [f"GGUF (f16, llama.cpp): {ex['gguf_check']['summary']}", ""]
     parts += ["## Limits", "", "A small model tuned on few examples: it can state wrong facts fluently. Check its "
               "answers on prompts like your real ones before relying on it."]
     return "\n".join(parts) + "\n"
