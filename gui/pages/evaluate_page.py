@@ -31,6 +31,10 @@ class EvaluatePage(WizardPage):
              "confuses (rows: the true class, columns: what the model said) and per-class scores. Click a cell "
              "of the matrix to see those examples; then press Next to export and try the model.")
 
+    intro_lm = ("How the tuned model does on pairs it never trained on: perplexity of the expected answers (1 is "
+                "perfect) and the share of answer tokens it predicts, then the base and the tuned model's answers to "
+                "the same held-out questions, side by side. Press Next to chat with it.")
+
     def __init__(self, state) -> None:
         super().__init__(state)
         self.evaluation: dict[str, Any] = {}

@@ -54,6 +54,10 @@ class ExportPage(WizardPage):
              "it. Here you can add formats or export to another folder, open the folder, and try the exported "
              "model on your own images or texts.")
 
+    intro_lm = ("Training exported the tuned model — merged into one folder that keras-hub, transformers and "
+                "llama.cpp's converter load, plus the adapter alone — and checked it in a fresh process with keras-hub "
+                "only. Ask it questions below; open the folder to copy it anywhere.")
+
     def __init__(self, state) -> None:
         super().__init__(state)
         self.worker: Optional[FunctionWorker] = None
