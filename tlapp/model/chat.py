@@ -16,7 +16,6 @@ import numpy as np
 from tlapp.base.errors import DataError
 from tlapp.data.pairs import Pair, PairsReport, scan_pairs
 
-START, END = "<|im_start|>", "<|im_end|>"
 BUCKET = 32  # tokens: lengths are rounded up to a multiple of this
 
 
