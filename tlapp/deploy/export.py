@@ -279,6 +279,8 @@ def _write_formats(parts: ExportParts, tmp: Path, formats: list[str]) -> dict[st
         why = onnx_export.convert(parts.model, parts.size, tmp / onnx_export.FILE, parts.is_text)
         if why:
             errors["onnx"] = why
+    if "gguf" in formats:
+        errors["gguf"] = "GGUF holds language models (task sft); a classifier exports savedmodel, keras, tflite or onnx"
     if "h5" in formats:
         try:
             parts.model.save(tmp / "model.h5")
