@@ -103,6 +103,8 @@ def test_top_blocks_trains_only_the_last_transformer_layers(tmp_path):
 
 
 def test_cancel_then_resume_continues_from_the_checkpointed_adapter(tmp_path):
+    """A cancel mid-epoch checkpoints the adapter and optimizer after the last applied step; the resume
+    skips the batches already done (the same ones: same seed) and finishes the run."""
     from tlapp.training.run import train
 
     pairs = write_pairs(tmp_path / "pairs.jsonl")
@@ -114,13 +116,20 @@ def test_cancel_then_resume_continues_from_the_checkpointed_adapter(tmp_path):
     with pytest.raises(Cancelled):
         train(project_from_dict(sft_dict(pairs, epochs=3)), tmp_path / "run", seen.append, stop)
     assert (tmp_path / "run" / "checkpoints" / "last" / "model.weights.h5").is_file()
+    # Cancelled after the first step of epoch 2: that step is kept (a mid-epoch checkpoint), not lost.
+    state = json.loads((tmp_path / "run" / "checkpoints" / "last" / "state.json").read_text())
+    assert (state["epoch_done"], state["step_done"]) == (1, 1) and state["partial"][2] > 0
     events = []
     result = train(None, tmp_path / "run", events.append, resume=True)
     assert result.status == "completed"
     resumed = [e for e in events if e.type == "resume"]
-    assert resumed and resumed[0].data["epoch"] == 2
+    assert resumed and (resumed[0].data["epoch"], resumed[0].data["step"]) == (2, 2)
     hist = json.loads((tmp_path / "run" / "metrics.json").read_text())["history"]
     assert [h["epoch"] for h in hist] == [1, 2, 3]
+    # ...and the interrupted run trained exactly as an uninterrupted one.
+    twin = train(project_from_dict(sft_dict(pairs, epochs=3)), tmp_path / "twin").metrics["history"]
+    for a, b in zip(hist, twin):
+        assert abs(a["loss"] - b["loss"]) < 1e-5 and abs(a["val_loss"] - b["val_loss"]) < 1e-5, (hist, twin)
 
 
 def test_generate_cli_answers_from_the_export(sft_run, tmp_path, capsys):

@@ -24,7 +24,7 @@ import numpy as np
 
 from tlapp.backbones.causal_lm import LanguageModel, build_language_model
 from tlapp.backbones.freeze import apply_plan, block_summary, param_counts
-from tlapp.base.errors import DataError, TlappError, WeightsError
+from tlapp.base.errors import Cancelled, DataError, TlappError, WeightsError
 from tlapp.config import Phase, Project, sft_epochs, sft_phase
 from tlapp.data.pairs import Pair, PairsReport, scan_pairs
 from tlapp.events import (
@@ -52,6 +52,9 @@ if TYPE_CHECKING:
 
 SAMPLE_PROMPTS = 5  # validation prompts answered before and after training
 SAMPLE_TOKENS = 48
+# An epoch of a thousand pairs takes minutes on a CPU: within an epoch a checkpoint is also written this
+# often, and when the run is cancelled, so a resume loses at most this much work (not the epoch).
+CHECKPOINT_EVERY_S = 300.0
 
 
 def phases_of(project: Project, n_train: int) -> list[Phase]:
@@ -266,16 +269,28 @@ class SftRun:
                 trainables.load_weights(self.src.best_weights)
                 self.best_values = trainables.values()
                 trainables.assign(keep)
-            self.log.emit(RESUME, phase=i, epoch=start_epoch + 1)
+            self.log.emit(RESUME, phase=i, epoch=start_epoch + 1, step=int(state.get("step_done", 0)) + 1)
         evaluate = evaluator(model)
         val = self.batches(self.split.val, 0) if self.split and self.split.val else []
         cb = EventCallback(self.log, i, phase.name, phase.epochs, steps, p.train.batch_size, self.should_stop,
                            lambda e, logs: None, learning_rate=phase.learning_rate)
         es, wait = phase.early_stopping, 0
+        # A checkpoint written mid-epoch says how many of that epoch's batches are done, and their sums.
+        skip = int(state.get("step_done", 0)) if state else 0
+        partial = list(state.get("partial", [0.0, 0.0, 0.0])) if state and skip else [0.0, 0.0, 0.0]
+        saved_at = time.time()
+
+        def save(epoch: int, step_done: int, sums: list[float]) -> None:
+            ckpt.save_checkpoint(self.run_dir.last_checkpoint, trainables, opt, {
+                "phase": i, "epoch_done": epoch, "step_done": step_done, "partial": sums,
+                "phase_epochs": phase.epochs, "best": self.best, "history": self.history})
+
         for epoch in range(start_epoch, phase.epochs):
             cb.on_epoch_begin(epoch)
-            tot = acc = n = 0.0
+            tot, acc, n = partial if epoch == start_epoch else (0.0, 0.0, 0.0)
             for b, batch in enumerate(self.batches(train_pairs, p.train.seed + epoch)[:steps]):
+                if epoch == start_epoch and b < skip:
+                    continue  # done before the interruption (the batches are the same: same seed, same epoch)
                 if not self.step_seconds:
                     self.stage("preparing the first training step (tracing the model graph, once per run)")
                 t0 = time.time()
@@ -283,16 +298,23 @@ class SftRun:
                 self.step_seconds.append(time.time() - t0)
                 tot, acc, n = tot + loss * k, acc + a * k, n + k
                 cb.batch_size = batch["token_ids"].shape[0]  # pairs/s counts this batch, not the nominal size
-                cb.on_train_batch_end(b, {"loss": loss, "token_accuracy": a, "perplexity": math.exp(min(loss, 50.0))})
+                try:
+                    cb.on_train_batch_end(b, {"loss": loss, "token_accuracy": a,
+                                              "perplexity": math.exp(min(loss, 50.0))})
+                except Cancelled:
+                    save(epoch, b + 1, [tot, acc, n])  # this step is applied: keep it
+                    raise
+                if time.time() - saved_at >= CHECKPOINT_EVERY_S and b + 1 < steps:
+                    save(epoch, b + 1, [tot, acc, n])
+                    saved_at = time.time()
             logs = {"loss": tot / max(n, 1.0), "token_accuracy": acc / max(n, 1.0),
                     "perplexity": float(math.exp(min(tot / max(n, 1.0), 50.0)))}
             if val:
                 logs.update({f"val_{k}": v for k, v in evaluate(val).items()})
             cb.on_epoch_end(epoch, logs)
             improved = self.epoch_done(i, phase, epoch, logs, trainables)
-            ckpt.save_checkpoint(self.run_dir.last_checkpoint, trainables, opt, {
-                "phase": i, "epoch_done": epoch + 1, "phase_epochs": phase.epochs, "best": self.best,
-                "history": self.history})
+            save(epoch + 1, 0, [0.0, 0.0, 0.0])
+            saved_at = time.time()
             wait = 0 if improved else wait + 1
             if es and val and wait >= max(es.patience, 1):
                 self.log.emit(WARNING, message=f"val_loss has not improved for {wait} epoch(s): phase "
