@@ -144,6 +144,17 @@ def _start_workers(proj: Path, run: Path, tmp: Path, ports: list[int], resume: b
     return procs
 
 
+def _both_finish(proj: Path, run: Path, tmp: Path, resume: bool, tag: str) -> None:
+    """Start two workers, wait for both; each must exit 0 and the other worker must leave the writing
+    to the chief."""
+    procs = _start_workers(proj, run, tmp, _free_ports(2), resume=resume, tag=tag)
+    for p in procs:
+        p.wait(timeout=600)
+    logs = [(tmp / f"{tag}-worker{i}.log").read_text() for i in range(2)]
+    assert [p.returncode for p in procs] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    assert "worker 1 done; the chief evaluates" in logs[1]
+
+
 def _events(run: Path) -> list[dict]:
     try:
         return [json.loads(x) for x in (run / "events.jsonl").read_text().splitlines() if x.strip()]
@@ -175,12 +186,7 @@ def test_two_workers_train_the_chief_alone_writes_and_both_resume_after_a_kill(c
     assert done_before < 40 and (run / "checkpoints" / "last").is_dir()
     assert not (run / "export").exists()
 
-    procs = _start_workers(proj, run, tmp_path, _free_ports(2), resume=True, tag="second")
-    for p in procs:
-        p.wait(timeout=600)
-    logs = [(tmp_path / f"second-worker{i}.log").read_text() for i in range(2)]
-    assert [p.returncode for p in procs] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
-    assert "worker 1 done; the chief evaluates" in logs[1]
+    _both_finish(proj, run, tmp_path, resume=True, tag="second")
 
     ev = _events(run)
     resumed = [e["data"] for e in ev if e["type"] == "resume"]
@@ -239,12 +245,7 @@ def test_sft_on_two_workers_the_chief_alone_writes_and_exports(tmp_path):
     d["train"]["strategy"] = "multi_worker"
     proj, run = tmp_path / "p.yaml", tmp_path / "run"
     proj.write_text(json.dumps(d))
-    procs = _start_workers(proj, run, tmp_path, _free_ports(2), resume=False, tag="sft")
-    for p in procs:
-        p.wait(timeout=600)
-    logs = [(tmp_path / f"sft-worker{i}.log").read_text() for i in range(2)]
-    assert [p.returncode for p in procs] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
-    assert "worker 1 done; the chief evaluates" in logs[1]
+    _both_finish(proj, run, tmp_path, resume=False, tag="sft")
     ev = _events(run)
     assert [e["data"]["replicas"] for e in ev if e["type"] == "run_start"] == [2]
     assert [e["data"]["epoch"] for e in ev if e["type"] == "epoch_end"] == [1, 2]
