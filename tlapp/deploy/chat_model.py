@@ -14,7 +14,7 @@ import numpy as np
 from tlapp.backbones.causal_lm import default_system, load_folder
 from tlapp.base.errors import TlappError
 from tlapp.model.chat import prompt_ids
-from tlapp.model.lm import Generator, causal_lm
+from tlapp.model.lm import Generator, causal_lm, evaluator
 from tlapp.rundir import RunDir
 
 # Fixed prompts and sentences for checking a conversion: a broken one (q/k left permuted, a wrong
@@ -47,17 +47,13 @@ class ChatModel:
         return [tok.decode(a).strip() for a in self.generate(ids, max_new)]
 
     def perplexity(self, texts: Sequence[str]) -> float:
-        """exp(mean next-token loss) over plain sentences."""
-        model = causal_lm(self.backbone)
-        nll, n = 0.0, 0
+        """exp(mean next-token loss) over plain sentences, every token weighed (the training loss's rule)."""
+        batches = []
         for t in texts:
             ids = np.asarray([self.tokenizer.encode(t)], np.int32)
-            logits = np.asarray(model.predict_on_batch({"token_ids": ids, "padding_mask": np.ones_like(ids, bool)}))
-            z = logits[0, :-1] - logits[0, :-1].max(-1, keepdims=True)
-            logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
-            nll -= float(logp[np.arange(ids.shape[1] - 1), ids[0, 1:]].sum())
-            n += ids.shape[1] - 1
-        return float(np.exp(nll / max(n, 1)))
+            batches.append({"token_ids": ids[:, :-1], "padding_mask": np.ones_like(ids[:, :-1], bool),
+                            "labels": ids[:, 1:], "sample_weight": np.ones(ids[:, 1:].shape, np.float32)})
+        return evaluator(causal_lm(self.backbone))(batches)["perplexity"]
 
 
 def check_conversion(folder: Path) -> dict[str, Any]:

@@ -119,12 +119,18 @@ def token_report(items: list[Optional[Encoded]], pairs: list[Pair], max_len: int
             "max": max(full, default=0), "histogram": hist, "over_limit_lines": over}
 
 
+def encode_all(pairs: Sequence[Pair], tokenizer: Any, max_len: int, truncate: bool,
+               system: str = "") -> list[Optional[Encoded]]:
+    """Every pair through :func:`encode` with a model tokenizer (``encode``, ``start_id``, ``end_id``)."""
+    return [encode(p, tokenizer.encode, tokenizer.start_id, tokenizer.end_id, max_len, truncate, system)
+            for p in pairs]
+
+
 def scan_with_tokens(path: str, tokenizer: Any, max_len: int, truncate: bool, system: str = "") -> PairsReport:
     """The pairs scan plus token lengths and the pairs over ``max_len`` (the wizard's Data step, ``tlapp scan``)."""
     report = scan_pairs(path)
-    enc = [encode(p, tokenizer.encode, tokenizer.start_id, tokenizer.end_id, max_len, truncate, system)
-           for p in report.pairs]
-    report.tokens = token_report(enc, report.pairs, max_len)
+    report.tokens = token_report(encode_all(report.pairs, tokenizer, max_len, truncate, system), report.pairs,
+                                 max_len)
     return report
 
 

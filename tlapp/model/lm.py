@@ -25,6 +25,11 @@ def causal_lm(backbone: Any) -> Any:
     return quiet_keras_hub().models.Llama3CausalLM(backbone=backbone, preprocessor=None)
 
 
+def perplexity(loss: float) -> float:
+    """exp(mean next-token loss), capped so a diverged loss reads as a huge number, not an overflow."""
+    return float(np.exp(min(loss, 50.0)))
+
+
 def _masked_loss(model: Any, batch: dict[str, Any], training: bool, total: Any = None) -> tuple[Any, Any, Any]:
     """(weighted loss, correct weighted tokens, weighted tokens) of one batch. The loss is divided by
     ``total`` (the whole global batch's answer tokens, for a replica's share) or by this batch's own."""
@@ -80,7 +85,6 @@ def replica_rows(batch: dict[str, np.ndarray], replica: int, replicas: int) -> d
 
 def _replicated_step(model: Any, optimizer: Any, strategy: Any, variables: list[Any]) -> Callable[..., Any]:
     replicas = strategy.num_replicas_in_sync
-    total_spec = tf.TensorSpec([], tf.float32)
 
     def on_replica(batch: dict[str, Any], total: Any) -> tuple[Any, Any, Any]:
         with tf.GradientTape() as tape:
@@ -98,7 +102,7 @@ def _replicated_step(model: Any, optimizer: Any, strategy: Any, variables: list[
         total = np.float32(max(float(batch["sample_weight"].sum()), 1.0))
         dist = strategy.experimental_distribute_values_from_function(
             lambda ctx: replica_rows(batch, ctx.replica_id_in_sync_group, replicas))
-        loss, hit, n = step(dist, tf.constant(total, total_spec.dtype))
+        loss, hit, n = step(dist, tf.constant(total, tf.float32))
         return float(loss), float(hit) / max(float(n), 1.0), float(n)
 
     return run
@@ -118,7 +122,7 @@ def evaluator(model: Any) -> Callable[[list[dict[str, np.ndarray]]], dict[str, f
             a, c, k = one(b)
             s, h, n = s + float(a), h + float(c), n + float(k)
         loss = s / max(n, 1.0)
-        return {"loss": loss, "token_accuracy": h / max(n, 1.0), "perplexity": float(np.exp(min(loss, 50.0)))}
+        return {"loss": loss, "token_accuracy": h / max(n, 1.0), "perplexity": perplexity(loss)}
 
     return run
 

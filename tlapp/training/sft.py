@@ -15,7 +15,6 @@ checked in a fresh process. What differs from a classifier:
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -39,7 +38,7 @@ from tlapp.events import (
     EventLog,
 )
 from tlapp.model import chat
-from tlapp.model.lm import Generator, Trainables, causal_lm, evaluator, train_step
+from tlapp.model.lm import Generator, Trainables, causal_lm, evaluator, perplexity, train_step
 from tlapp.model.optim import make_optimizer
 from tlapp.rundir import RunDir
 from tlapp.training import checkpoint as ckpt
@@ -103,10 +102,12 @@ class SftRun:
     shared: Optional[RunDir] = None
     placement: Any = None
 
+    started: float = field(default_factory=time.time)
+    encoded: dict[int, chat.Encoded] = field(default_factory=dict)  # by line: tokenized once, in prepare()
+
     @property
     def src(self) -> RunDir:
         return self.shared or self.run_dir
-    started: float = field(default_factory=time.time)
 
     # ---- data ---------------------------------------------------------------
     def prepare(self, resume: bool) -> None:
@@ -119,8 +120,10 @@ class SftRun:
         if not self.lm.pretrained and not self.lm.entry.test_only:
             raise WeightsError(f"backbone.weights: 'none' would fine-tune a randomly initialised {self.lm.entry.name}; "
                                "use 'pretrained' or a model folder")
-        enc = [self.encode(pair) for pair in self.report.pairs]
-        tokens = chat.token_report(enc, self.report.pairs, self.lm.max_len)
+        lm = self.lm
+        enc = chat.encode_all(self.report.pairs, lm.tokenizer, lm.max_len, p.data.too_long == "truncate", lm.system)
+        self.encoded = {pair.line: e for pair, e in zip(self.report.pairs, enc) if e is not None}
+        tokens = chat.token_report(enc, self.report.pairs, lm.max_len)
         dropped = [pair.line for pair, e in zip(self.report.pairs, enc) if e is None]
         scan = {**self.report.as_dict(), "tokens": tokens, "dropped_lines": dropped}
         self.run_dir.scan.write_text(json.dumps(scan, indent=2))
@@ -156,14 +159,9 @@ class SftRun:
         n = total if done else count
         self.log.emit(PROGRESS, stage=what, done=n, total=total, unit="", per_s=0.0, eta_s=None, last=done)
 
-    def encode(self, pair: Pair) -> Optional[chat.Encoded]:
-        lm = self.model_lm
-        tok = lm.tokenizer
-        return chat.encode(pair, tok.encode, tok.start_id, tok.end_id, lm.max_len,
-                           truncate=self.project.data.too_long == "truncate", system=lm.system)
-
     def batches(self, pairs: list[Pair], seed: int) -> list[dict[str, np.ndarray]]:
-        items = [e for e in (self.encode(pair) for pair in pairs) if e is not None]
+        """Length-bucketed batches of ``pairs`` (only pairs that fit, as the scan decided), shuffled by ``seed``."""
+        items = [self.encoded[pair.line] for pair in pairs if pair.line in self.encoded]
         return chat.bucketed_batches(items, self.project.train.batch_size, self.model_lm.tokenizer.pad_id, seed)
 
     @property
@@ -300,7 +298,7 @@ class SftRun:
                 cb.batch_size = batch["token_ids"].shape[0]  # pairs/s counts this batch, not the nominal size
                 try:
                     cb.on_train_batch_end(b, {"loss": loss, "token_accuracy": a,
-                                              "perplexity": math.exp(min(loss, 50.0))})
+                                              "perplexity": perplexity(loss)})
                 except Cancelled:
                     save(epoch, b + 1, [tot, acc, n])  # this step is applied: keep it
                     raise
@@ -308,7 +306,7 @@ class SftRun:
                     save(epoch, b + 1, [tot, acc, n])
                     saved_at = time.time()
             logs = {"loss": tot / max(n, 1.0), "token_accuracy": acc / max(n, 1.0),
-                    "perplexity": float(math.exp(min(tot / max(n, 1.0), 50.0)))}
+                    "perplexity": perplexity(tot / max(n, 1.0))}
             if val:
                 logs.update({f"val_{k}": v for k, v in evaluate(val).items()})
             cb.on_epoch_end(epoch, logs)
