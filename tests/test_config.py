@@ -18,11 +18,17 @@ def run_cli(args, capsys):
     return code, o.out, o.err
 
 
-def test_defaults_are_valid_two_phase():
+def test_defaults_propose_head_then_finetune():
+    from tlapp.presets import phases_of
+
     p = project_from_dict({"data": {"path": "x"}})
     assert p.schema_version == SCHEMA_VERSION
-    assert [ph.name for ph in p.train.phases] == ["head", "finetune"]
-    assert p.train.phases[0].freeze.mode == "all" and p.train.phases[1].freeze.mode == "top_blocks"
+    assert p.train.phases == [] and p.train.preset == "balanced"  # the preset proposes the plan
+    phases = phases_of(p, 100)
+    assert [ph.name for ph in phases] == ["head", "finetune"] and phases[0].solver == "exact"
+    assert phases[0].freeze.mode == "all" and phases[1].freeze.mode == "top_blocks"
+    assert [ph.name for ph in phases_of(p.model_copy(update={"train": p.train.model_copy(
+        update={"preset": "fast"})}), 100)] == ["head"]
     assert p.backbone.name == "efficientnet_lite0"
 
 
@@ -52,8 +58,13 @@ def test_yaml_round_trip_and_overrides(tmp_path):
     f = tmp_path / "p.yaml"
     save_project(p, f)
     assert load_project(f) == p
-    q = apply_overrides(p, ["train.phases.0.epochs=7", "backbone.name=mobilenet_v2", "head.hidden=[64, 32]"])
-    assert q.train.phases[0].epochs == 7 and q.backbone.name == "mobilenet_v2" and q.head.hidden == [64, 32]
+    with pytest.raises(ConfigError, match="train.phases is empty: the preset proposes"):
+        apply_overrides(p, ["train.phases.1.epochs=7"])
+    from tlapp.presets import with_proposed_phases
+
+    q = apply_overrides(with_proposed_phases(p, 100), ["train.phases.1.epochs=7", "backbone.name=mobilenet_v2",
+                                                        "head.hidden=[64, 32]"])
+    assert q.train.phases[1].epochs == 7 and q.backbone.name == "mobilenet_v2" and q.head.hidden == [64, 32]
     with pytest.raises(ConfigError, match="no such field 'trian'"):
         apply_overrides(p, ["trian.x=1"])
     with pytest.raises(ConfigError, match="train.batch_size"):

@@ -11,7 +11,8 @@ from conftest import tiny_project_dict
 from tlapp.base.errors import ConfigError
 from tlapp.config import TaskType, project_from_dict
 from tlapp.training import linear_head as lh
-from tlapp.training.recipe import PRESETS, decide_finetune
+from tlapp.presets import FINETUNE, finetune_phase
+from tlapp.training.plan import decide, score_threshold
 
 
 def _preset_project(data, **train) -> dict:
@@ -30,26 +31,37 @@ def test_preset_schema(tmp_path):
         project_from_dict({"data": {"path": "x"}, "train": {"time_budget_s": 0}})
 
 
-def _fake_run(n_train: int, n_val: int, rate: float, **train) -> SimpleNamespace:
-    project = project_from_dict({"data": {"path": "x"}, "train": train})
-    return SimpleNamespace(project=project, embed_rate=rate, placement=None,
-                           splits=SimpleNamespace(train=[0] * n_train, val=[0] * n_val))
+def _decide(n_train: int, n_val: int, rate: float, score, preset: str = "balanced", **train):
+    project = project_from_dict({"data": {"path": "x"}, "train": {"preset": preset, **train}})
+    ft = [finetune_phase(TaskType.image_classification, "balanced", flip=True)]
+    return decide(project, ft, n_train, n_val, rate, score)
 
 
 def test_auto_decision_both_branches():
-    big_fast = _fake_run(800, 200, rate=1000.0)
-    yes = decide_finetune(big_fast, 0.80, PRESETS["balanced"])
-    assert yes.finetune and "fits" in yes.reason
-    assert not decide_finetune(big_fast, 0.995, PRESETS["balanced"]).finetune  # nothing left to find
-    slow = decide_finetune(_fake_run(800, 200, rate=5.0), 0.80, PRESETS["balanced"])
-    assert not slow.finetune and "budget" in slow.reason and slow.estimate_s > slow.budget_s
-    small_val = decide_finetune(_fake_run(40, 10, rate=1000.0), 0.90, PRESETS["balanced"])
-    assert not small_val.finetune and "noise" in small_val.reason
-    assert not decide_finetune(big_fast, 0.8, PRESETS["fast"]).finetune
-    assert decide_finetune(_fake_run(40, 10, 5.0, finetune="always"), 0.9, PRESETS["balanced"]).finetune
-    assert not decide_finetune(_fake_run(800, 200, 1000.0, finetune="never"), 0.5, PRESETS["best"]).finetune
-    budget = decide_finetune(_fake_run(800, 200, 1000.0, time_budget_s=0.5), 0.8, PRESETS["balanced"])
-    assert budget.budget_s == 0.5 and not budget.finetune
+    yes = _decide(800, 200, 1000.0, 0.80)
+    assert yes.finetune is True and "fits" in yes.reason
+    assert _decide(800, 200, 1000.0, 0.995).finetune is False  # nothing left to find
+    slow = _decide(800, 200, 5.0, 0.80)
+    assert slow.finetune is False and "budget" in slow.reason and slow.estimate_s > slow.budget_s
+    small_val = _decide(40, 10, 1000.0, 0.90)
+    assert small_val.finetune is False and "noise" in small_val.reason
+    assert _decide(800, 200, 1000.0, 0.8, preset="fast").finetune is False
+    assert _decide(40, 10, 5.0, 0.9, finetune="always").finetune is True
+    assert _decide(800, 200, 1000.0, 0.5, preset="best", finetune="never").finetune is False
+    budget = _decide(800, 200, 1000.0, 0.8, time_budget_s=0.5)
+    assert budget.budget_s == 0.5 and budget.finetune is False
+    project = project_from_dict({"data": {"path": "x"}})
+    assert decide(project, [], 800, 200, 1000.0, 0.5).finetune is False  # a plan without a fine-tune
+
+
+def test_decision_before_start_is_the_runs_threshold():
+    """Before Start the auto rule is a threshold; the run's decision on either side of it agrees."""
+    before = _decide(800, 200, 1000.0, None)
+    t = score_threshold(200)
+    assert before.finetune is None and before.below == pytest.approx(t) and f"{t:.3f}" in before.reason
+    assert _decide(800, 200, 1000.0, t - 0.01).finetune is True
+    assert _decide(800, 200, 1000.0, t + 0.01).finetune is False
+    assert FINETUNE["image"]["learning_rate"] == 1e-4
 
 
 def test_cv_picks_regularisation_and_folded_head_matches():

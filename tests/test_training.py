@@ -16,7 +16,7 @@ def test_event_sequence(trained_run):
     result, events, run_dir = trained_run
     types = [e.type for e in events]
     main = [t for t in types if t not in ("progress", "data_cache")]  # progress bars and cache plans interleave
-    assert main[:3] == ["run_start", "scan", "phase_start"] and types[-1] == "run_end"
+    assert main[:4] == ["run_start", "scan", "plan", "phase_start"] and types[-1] == "run_end"
     assert types[1] == "progress" and events[1].data["stage"].startswith("scanning")
     phases = [e.data for e in events if e.type == "phase_start"]
     assert [p["name"] for p in phases] == ["head", "finetune"]

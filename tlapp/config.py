@@ -197,53 +197,28 @@ class Phase(_Strict):
         description="Per-block LR multiplier going down the network (e.g. 0.5 halves it each block).",
     )
     use_embedding_cache: bool = True
+    solver: Literal["gradient", "exact"] = Field(
+        "gradient", description="gradient: epochs of the optimizer; exact: a linear head on a frozen backbone "
+                                "solved to convergence (L-BFGS), its L2 strength chosen by cross-validation "
+                                "(first phase only; it has no epochs or learning rate).")
     steps_per_epoch: Optional[int] = Field(None, ge=1, description="Limit batches per epoch (tests, smoke runs).")
 
 
-def _default_phases() -> list[Phase]:
-    return [
-        Phase(name="head", epochs=5, learning_rate=1e-3, freeze=FreezePlan(mode="all")),
-        Phase(
-            name="finetune", epochs=3, learning_rate=1e-4, schedule="cosine",
-            freeze=FreezePlan(mode="top_blocks", blocks=2),
-            early_stopping=EarlyStopping(metric="val_loss", patience=2),
-        ),
-    ]
-
-
-def sft_phase(epochs: int = 4) -> Phase:
-    """The default fine-tuning of a language model: LoRA rank 8 on query/value, AdamW at 1e-3 with cosine
-    decay, stop when held-out loss stops improving. (SmolLM2 on 12 paraphrases of a new fact: 36 steps at
-    1e-3 learnt it and kept "Paris"; 3e-3 learnt it too but then called France's capital "La Médicion".)"""
-    return Phase(name="sft", epochs=epochs, optimizer="adamw", learning_rate=1e-3, schedule="cosine",
-                 freeze=FreezePlan(mode="lora", rank=8), use_embedding_cache=False,
-                 early_stopping=EarlyStopping(metric="val_loss", patience=2))
-
-
-# Optimizer steps each preset aims for, and its epoch limits: a few pairs need many passes to be learnt,
-# thousands need one or two (more would only memorise them).
-SFT_STEPS = {"fast": (24, 1, 8), "balanced": (40, 2, 12), "best": (80, 2, 20)}
-
-
-def sft_epochs(preset: str, n_train: int, batch_size: int) -> int:
-    """Epochs for a language-model preset: enough passes for its target steps, within its limits."""
-    target, least, most = SFT_STEPS.get(preset, SFT_STEPS["balanced"])
-    steps = max(1, -(-max(n_train, 1) // batch_size))
-    return int(min(most, max(least, -(-target // steps))))
-PRESETS = ("fast", "balanced", "best", "custom")
-
-
 class Train(_Strict):
-    """How to train. ``preset`` picks a recipe that sets itself from the data (cross-validation);
-    ``custom`` runs ``phases`` exactly as written. A file that lists ``phases`` without a
-    ``preset`` is ``custom``, so projects written before presets existed train as before.
+    """How to train. ``phases`` is the plan; an empty list lets the preset propose it from the data
+    (``tlapp plan`` shows it, ``tlapp init`` writes it). Under a preset the first phase is the head and
+    the rest is a fine-tune that runs when the preset decides it pays (``finetune``); ``custom`` runs
+    ``phases`` exactly as written. A file that lists ``phases`` without a ``preset`` is ``custom``,
+    so projects written before presets existed train as before.
     """
 
     preset: Literal["fast", "balanced", "best", "custom"] = Field(
-        "balanced", description="fast: converged head only; balanced: + fine-tune when it pays within the "
-                                "time budget; best: more augmentation and fine-tuning; custom: run `phases`.")
+        "balanced", description="fast: the head only, solved exactly; balanced: the head, then the fine-tune "
+                                "phases when they pay within the time budget; best: a longer fine-tune and a "
+                                "larger budget; custom: run `phases` exactly as written.")
     finetune: Literal["auto", "always", "never"] = Field(
-        "auto", description="Presets: fine-tune the top blocks when it pays (auto), always, or never.")
+        "auto", description="Presets: run the fine-tune phases (those after the head) when they pay (auto), "
+                                "always, or never.")
     refit: Literal["auto", "always", "never"] = Field(
         "auto", description="Presets: refit the head on train+validation for the final model (auto: when "
                             "there is no fine-tune; the honest estimate is then the cross-validation one).")
@@ -255,7 +230,8 @@ class Train(_Strict):
         None, gt=0, description="Presets: the most seconds a fine-tune may take (default: from the preset "
                                 "and the measured speed of this machine).")
     batch_size: int = Field(32, ge=1)
-    phases: list[Phase] = Field(default_factory=_default_phases, description="Used when preset is 'custom'.")
+    phases: list[Phase] = Field(default_factory=list, description="The plan: the head, then fine-tune phases. "
+                                "Empty: the preset proposes them from the data.")
     class_weights: Literal["auto", "none"] = "auto"
     mixed_precision: Union[bool, Literal["auto"]] = Field(
         "auto", description="auto: float16 maths on GPUs with tensor cores (compute capability 7.0+), float32 "
@@ -296,12 +272,11 @@ class Train(_Strict):
             raise ValueError("train.devices: an empty list; leave it out to use every GPU")
         return out
 
-    @field_validator("phases")
-    @classmethod
-    def _nonempty(cls, v: list[Phase]) -> list[Phase]:
-        if not v:
-            raise ValueError("train.phases must contain at least one phase")
-        return v
+    @model_validator(mode="after")
+    def _custom_has_phases(self) -> "Train":
+        if self.preset == "custom" and not self.phases:
+            raise ValueError("train.phases must contain at least one phase when preset is 'custom'")
+        return self
 
 
 class Export(_Strict):
@@ -419,6 +394,11 @@ def load_project(path: str | Path) -> Project:
 def project_to_yaml(project: Project, exclude_defaults: bool = False) -> str:
     d = project.model_dump(mode="json", exclude_defaults=exclude_defaults)
     d["schema_version"] = project.schema_version
+    if d.get("train", {}).get("phases"):
+        # Each phase with only what differs from a phase's defaults: `{name: head, solver: exact}` reads as
+        # what it is, where every default spelled out would look like settings that apply.
+        d["train"]["phases"] = [{"name": ph.name, **ph.model_dump(mode="json", exclude_defaults=True)}
+                                for ph in project.train.phases]
     return yaml.safe_dump(d, sort_keys=False, allow_unicode=True)
 
 
@@ -449,7 +429,9 @@ def apply_overrides(project: Project, overrides: list[str]) -> Project:
             try:
                 node = node[int(p)] if isinstance(node, list) else node[p]
             except (KeyError, IndexError, ValueError):
-                raise ConfigError(f"--set {key}: no such field {'.'.join(parts[: i + 1])!r}") from None
+                empty = " (train.phases is empty: the preset proposes the phases; `tlapp plan` shows them)" \
+                    if parts[:2] == ["train", "phases"] and not d["train"]["phases"] else ""
+                raise ConfigError(f"--set {key}: no such field {'.'.join(parts[: i + 1])!r}{empty}") from None
         last = parts[-1]
         if isinstance(node, list):
             try:

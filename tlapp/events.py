@@ -20,6 +20,7 @@ EventSink = Callable[["Event"], None]
 RUN_START = "run_start"
 SCAN = "scan"
 RESUME = "resume"
+PLAN = "plan"  # the phases that will train, their expected times and the fine-tune decision, before training
 RECIPE_DECISION = "recipe_decision"
 PHASE_START = "phase_start"
 EMBEDDINGS = "embeddings"
@@ -27,6 +28,7 @@ DATA_CACHE = "data_cache"  # where a split's decoded images live between epochs,
 PROGRESS = "progress"  # a long step that is not an epoch (scan, embedding, evaluation, export): stage, done, total, unit, per_s, eta_s
 EPOCH_START = "epoch_start"
 BATCH_END = "batch_end"
+SOLVER_STEP = "solver_step"  # an exact head solve's iteration: iteration, x, metrics, per_s (a live curve point)
 EPOCH_END = "epoch_end"
 PHASE_END = "phase_end"
 WARNING = "warning"
@@ -94,6 +96,16 @@ def _phase_start(d: dict[str, Any]) -> str:
             f"{d['trainable_params']:,} trainable / {d['non_trainable_params']:,} frozen params{cache}")
 
 
+def _epoch_end(d: dict[str, Any]) -> str:
+    if d.get("stage") == "cv":
+        c = d.get("candidate", {})
+        how = ", ".join(k.replace("_", " ") for k in ("mirror", "class_weights") if c.get(k))
+        return (f"  CV candidate {d['epoch']}/{d['epochs']} (L2 {c.get('l2', 0):g}{', ' + how if how else ''}): "
+                f"out of fold {_metrics(d['metrics'])}")
+    speed = f"  ({d['images_per_s']:.0f} examples/s, {d['seconds']:.1f}s)" if d.get("images_per_s") else ""
+    return f"  epoch {d['epoch']}/{d['epochs']}: {_metrics(d['metrics'])}{speed}"
+
+
 def _scan(d: dict[str, Any]) -> str:
     if d.get("pairs"):
         t = d.get("tokens") or {}
@@ -116,12 +128,12 @@ _LINES: dict[str, Callable[[dict[str, Any]], Optional[str]]] = {
     RUN_START: lambda d: f"device: {d['runs_on']}, {d.get('precision', 'float32')}" if d.get("runs_on") else None,
     SCAN: _scan,
     DATA_CACHE: lambda d: f"  {d['split']} images: {d['why']}",
-    RESUME: lambda d: f"resuming at phase {d['phase'] + 1}, epoch {d['epoch']}",
+    RESUME: lambda d: d.get("message") or f"resuming at phase {d['phase'] + 1}, epoch {d['epoch']}",
+    PLAN: lambda d: "\n".join(d["lines"]),
     RECIPE_DECISION: lambda d: f"recipe: {d['summary']}",
     PHASE_START: _phase_start,
     EMBEDDINGS: lambda d: f"  embeddings for {d['n']} examples ({'from cache' if d['cached'] else 'computed'})",
-    EPOCH_END: lambda d: f"  epoch {d['epoch']}/{d['epochs']}: {_metrics(d['metrics'])}" + (
-        f"  ({d['images_per_s']:.0f} examples/s, {d['seconds']:.1f}s)" if d.get("images_per_s") else ""),
+    EPOCH_END: _epoch_end,
     WARNING: lambda d: f"warning: {d['message']}",
     VERIFY: lambda d: f"export check (fresh process): {d['summary']}",
     RUN_END: _run_end,

@@ -15,6 +15,7 @@ import typer
 
 from tlapp.base.errors import Cancelled, DataError, TlappError
 from tlapp.cli.app import app, dump, err, out
+from tlapp.cli.plan_cmds import project_with_overrides
 from tlapp.cli.render import ProgressRenderer
 from tlapp.config import Project, apply_overrides, load_project
 from tlapp.data.demo import demo_project
@@ -48,10 +49,14 @@ def run_training(project: Optional[Project], run_dir: Path, project_file: Option
     try:
         with ProgressRenderer(err) as r:
             return train(project, run_dir, r, stop.is_set, project_file=project_file, resume=resume)
-    except Cancelled:
-        err.print(f"interrupted: checkpoint kept. Resume with:\n  tlapp train {project_file or run_dir / 'config.yaml'} "
-                  f"--resume {run_dir}", highlight=False)
-        raise
+    except Cancelled as e:
+        if RunDir(run_dir).has_checkpoint():
+            err.print(f"interrupted ({e}): checkpoint kept. Resume with:\n  tlapp train "
+                      f"{project_file or run_dir / 'config.yaml'} --resume {run_dir}", highlight=False)
+        else:
+            err.print(f"interrupted ({e}) before any checkpoint was written; start again with:\n  tlapp train "
+                      f"{project_file or run_dir / 'config.yaml'}", highlight=False)
+        raise SystemExit(130) from None
 
 
 def _summary(result: Any) -> None:
@@ -75,7 +80,7 @@ def train(project: Path, out_dir: Optional[Path] = typer.Option(None, "--out", h
     if resume:
         result = run_training(None, resume, project, resume=True)
     else:
-        proj = apply_overrides(load_project(project), set_)
+        proj = project_with_overrides(project, set_)
         result = run_training(proj, out_dir or RunDir.new(proj.name).root, project)
     _summary(result)
 

@@ -136,3 +136,10 @@ def scan_pairs(source: str | Path) -> PairsReport:
     if lengths:
         report.chars = {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1]}
     return report
+
+
+def pair_split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """(validation, test) pairs of ``n``: at least one each when asked for and there are 4 or more."""
+    n_val = max(1, round(val_fraction * n)) if val_fraction > 0 and n >= 4 else 0
+    n_test = max(1, round(test_fraction * n)) if test_fraction > 0 and n - n_val >= 4 else 0
+    return n_val, n_test

@@ -15,12 +15,11 @@ from tlapp.config import (
     Project,
     TaskType,
     project_from_dict,
-    sft_epochs,
-    sft_phase,
 )
 from tlapp.data.examples import ScanReport
 from tlapp.data.imageio import IMAGE_EXTS
 from tlapp.data.pairs import scan_pairs
+from tlapp.presets import with_proposed_phases
 
 MAX_DEFAULT_SEQUENCE = 256  # longer default sequences cost more than they add for classification
 
@@ -81,22 +80,20 @@ def data_section(data: str, project_file: Path, task: Optional[TaskType] = None,
 def starter_project(name: str, task: TaskType, data: dict[str, Any], report: Optional[ScanReport] = None,
                     backbone: Optional[str] = None, image_size: Optional[int] = None,
                     sequence_length: Optional[int] = None, n_pairs: Optional[int] = None) -> Project:
-    """A valid project: the task's default backbone, and for text a sequence length from the scan."""
+    """A valid project: the task's default backbone, for text a sequence length from the scan, and the
+    default preset's proposed phases written out."""
     if task.is_generative:
         if n_pairs is None:  # epochs follow the number of pairs (a few need many passes)
             try:
                 n_pairs = len(scan_pairs(data.get("path") or "").pairs)
             except DataError:
                 n_pairs = None
-        return project_from_dict({"name": name, "task": {"type": task.value}, "data": data,
-                                  "backbone": {"name": backbone or DEFAULT_LM_BACKBONE, "weights": "pretrained",
-                                               "sequence_length": sequence_length},
-                                  # The preset sizes epochs from the data at run time; the phase written here is
-                                  # what Advanced (preset: custom) starts from, and what the Layers step edits.
-                                  "train": {"batch_size": SFT_BATCH, "preset": "balanced", "phases": [sft_phase(
-                                      sft_epochs("balanced", round(0.8 * (n_pairs or 100)), SFT_BATCH)
-                                  ).model_dump(mode="json")]}},
-                                 "init")
+        n_train = round((1 - data.get("val_fraction", 0.2)) * (n_pairs or 100))
+        return with_proposed_phases(project_from_dict({
+            "name": name, "task": {"type": task.value}, "data": data,
+            "backbone": {"name": backbone or DEFAULT_LM_BACKBONE, "weights": "pretrained",
+                         "sequence_length": sequence_length},
+            "train": {"batch_size": SFT_BATCH, "preset": "balanced"}}, "init"), n_train)
     if task.is_text:
         seq = None
         if report is not None and report.lengths:
@@ -104,4 +101,7 @@ def starter_project(name: str, task: TaskType, data: dict[str, Any], report: Opt
         bb = {"name": backbone or DEFAULT_TEXT_BACKBONE, "weights": "pretrained", "sequence_length": seq}
     else:
         bb = {"name": backbone or DEFAULT_IMAGE_BACKBONE, "image_size": image_size}
-    return project_from_dict({"name": name, "task": {"type": task.value}, "data": data, "backbone": bb}, "init")
+    n_train = round(len(report.examples) * 0.8) if report is not None else 0
+    return with_proposed_phases(project_from_dict({"name": name, "task": {"type": task.value}, "data": data,
+                                                   "backbone": bb}, "init"), n_train)
+

@@ -1,9 +1,10 @@
-"""How long a preset will take on this machine, before anything runs.
+"""How long a plan will take on this machine: the one cost model.
 
 Every run records how fast its backbone embedded examples here (examples/s per
 backbone and input size, in the local model store); the estimate uses that
 measurement, or, before the first run, a rough figure from the backbone's size
-— and says which. The GUI shows it beside each preset.
+— and says which. The recipe's fine-tune decision, ``tlapp plan``, and the
+wizard's preset labels all price phases with the functions below.
 """
 from __future__ import annotations
 
@@ -13,19 +14,24 @@ from typing import Optional
 
 from tlapp.base.fsutil import atomic_write_text
 from tlapp.base.paths import store_dir
-from tlapp.config import Project
-from tlapp.training.recipe import PRESETS, STEP_COST
+from tlapp.config import Phase, Project
+from tlapp.presets import PRESETS, modality, propose_phases
 
 FIXED_S = 25.0  # process start, model build, export and the fresh-process check (measured: 20-30 s here)
 # Rough speed before a measurement: 2 CPU cores ran EfficientNet-Lite0 (3.4 M params) at 224 px at ~42
-# images/s and MiniLM (22.7 M) at ~80 texts/s; cost grows with parameters and pixels.
-_ROUGH = {"image": (42.0, 3.4, 224), "text": (80.0, 22.7, 64)}
+# images/s and MiniLM (22.7 M) at ~80 texts/s, and SmolLM2-135M took 1-3 s per LoRA step of 4 x 128
+# tokens; cost grows with parameters and pixels (or tokens).
+_ROUGH = {"image": (42.0, 3.4, 224), "text": (80.0, 22.7, 64), "lm": (4.0, 135.0, 128)}
+# Cost of one fine-tune training step relative to a forward pass, top blocks trainable, measured on
+# this project's CPU machine (EfficientNet-Lite0 top 2 blocks: 42 img/s forward vs 29 img/s training,
+# validation included; MiniLM top 2 layers on length-trimmed batches: about 2x).
+STEP_COST = {"image": 1.5, "text": 2.0, "lm": 2.0}
 
 
 @dataclass
 class Estimate:
     low_s: float  # without a fine-tune
-    high_s: float  # with the longest fine-tune the preset allows
+    high_s: float  # with the fine-tune the preset proposes, within its budget
     measured: bool  # speed measured on this machine (else a rough guess)
 
 
@@ -52,30 +58,60 @@ def measured_speed(project: Project) -> Optional[float]:
 
 
 def _rough_speed(project: Project, params_m: float, size: int) -> float:
-    base, ref_params, ref_size = _ROUGH["text" if project.task.type.is_text else "image"]
-    scale = (ref_params / max(params_m, 0.1)) * (ref_size / max(size, 8)) ** (1 if project.task.type.is_text else 2)
+    kind = modality(project.task.type)
+    base, ref_params, ref_size = _ROUGH[kind]
+    scale = (ref_params / max(params_m, 0.1)) * (ref_size / max(size, 8)) ** (2 if kind == "image" else 1)
     return base * scale
 
 
-def estimate(project: Project, n_examples: int, params_m: float, size: int) -> dict[str, Estimate]:
-    """Expected wall time of each preset for ``n_examples`` (train + validation)."""
+def speed(project: Project, params_m: float, size: int) -> tuple[float, bool]:
+    """(examples/s of a forward pass here, whether it was measured rather than guessed)."""
     rate = measured_speed(project)
-    measured = rate is not None
-    rate = rate or _rough_speed(project, params_m, size)
-    text = project.task.type.is_text
+    return (rate, True) if rate else (_rough_speed(project, params_m, size), False)
+
+
+def phase_seconds(project: Project, phase: Phase, n_train: int, n_val: int, rate: float) -> float:
+    """Expected seconds of one phase, beyond the embedding pass that every run makes."""
+    if phase.solver == "exact" or (phase.freeze.mode == "all" and phase.use_embedding_cache
+                                   and not phase.augment.enabled):
+        return 0.0  # on cached embeddings: a fraction of a second
+    n = min(n_train, phase.steps_per_epoch * project.train.batch_size) if phase.steps_per_epoch else n_train
+    cost = 1.0 if phase.freeze.mode == "all" else STEP_COST[modality(project.task.type)]
+    return phase.epochs * (n * cost + n_val) / max(rate, 1e-9)
+
+
+def finetune_seconds(project: Project, phases: list[Phase], n_train: int, n_val: int, rate: float) -> float:
+    return sum(phase_seconds(project, ph, n_train, n_val, rate) for ph in phases)
+
+
+def budget_s(project: Project, n_train: int, n_val: int, rate: float) -> float:
+    """The most a preset's fine-tune may take: ``train.time_budget_s``, else so many passes, capped."""
+    preset = PRESETS.get(project.train.preset, PRESETS["balanced"])
+    return project.train.time_budget_s or min(preset["budget_passes"] * (n_train + n_val) / max(rate, 1e-9),
+                                              preset["budget_cap_s"])
+
+
+def embed_seconds(project: Project, n_examples: int, rate: float) -> float:
+    """The embedding pass (and its mirrored twin for images when the preset asks for one)."""
+    preset = PRESETS.get(project.train.preset, PRESETS["fast"])
+    passes = 2 if preset["flip"] and not project.task.type.is_text and project.train.mirror == "auto" else 1
+    return passes * n_examples / max(rate, 1e-9)
+
+
+def estimate(project: Project, n_examples: int, params_m: float, size: int) -> dict[str, Estimate]:
+    """Expected wall time of each preset's proposal for ``n_examples`` (train + validation)."""
+    rate, measured = speed(project, params_m, size)
+    n_train = round(n_examples * (1 - project.data.val_fraction - project.data.test_fraction))
+    n_val = round(n_examples * project.data.val_fraction)
     out: dict[str, Estimate] = {}
-    for name, preset in PRESETS.items():
-        passes = 2 if preset["flip"] and not text else 1
-        low = FIXED_S + passes * n_examples / rate
-        n_train = n_examples * (1 - project.data.val_fraction)
-        finetune = preset["epochs"] * (n_train * STEP_COST["text" if text else "image"] + n_examples - n_train) / rate
-        cap = min(preset["budget_passes"] * n_examples / rate, preset["budget_cap_s"])
-        out[name] = Estimate(low, low + min(finetune, project.train.time_budget_s or cap), measured)
+    for name in PRESETS:
+        p = project.model_copy(update={"train": project.train.model_copy(update={"preset": name})})
+        low = FIXED_S + embed_seconds(p, n_examples, rate)
+        ft = finetune_seconds(p, propose_phases(p, n_train)[1:], n_train, n_val, rate)
+        out[name] = Estimate(low, low + min(ft, budget_s(p, n_train, n_val, rate)), measured)
     return out
 
 
 def examples_used(counts: dict[str, int], max_per_class: Optional[int]) -> int:
     """How many examples a run will use (``data.max_per_class`` caps each class)."""
     return sum(min(n, max_per_class) if max_per_class else n for n in counts.values())
-
-

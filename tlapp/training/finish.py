@@ -90,7 +90,7 @@ def record(run: Run) -> RunRecord:
     b = run.model.backbone
     return RunRecord(run.project, run.run_dir, run.report, run.splits, run.classes, run.history,
                      run.best, b.entry, b.weights_source, b.size, block_summary(layer_table(b.model, b.entry)),
-                     run.recipe, time.time() - run.started)
+                     run.recipe, time.time() - run.started, run.phases)
 
 def finish_run(run: Run) -> RunResult:
     p = run.project

@@ -20,13 +20,18 @@ OpenBLAS spinning against TensorFlow's threads made each fit 50x slower (measure
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
+from tlapp.base.errors import Cancelled
 from tlapp.config import TaskType
+
+# Called after each solver iteration with (iteration, data loss, training score): the live curve of a head solve.
+OnIter = Callable[[int, float, float], None]
+StopCheck = Optional[Callable[[], bool]]
 
 L2_GRID = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)  # per-example penalty on scaled features
 MAX_ITER = 500
@@ -40,6 +45,7 @@ class LinearHead:
     kernel: np.ndarray
     bias: np.ndarray
     theta: Optional[np.ndarray] = None  # the solver's solution (scaled space), to warm-start a neighbour
+    iterations: int = 0  # solver iterations it took (0: closed form)
 
 
 @dataclass
@@ -85,9 +91,16 @@ def _loss(p: np.ndarray, t: np.ndarray, kind: str, w: np.ndarray) -> float:
     return float((per * w).sum() / w.sum())
 
 
+def _accuracy(p: np.ndarray, t: np.ndarray, kind: str) -> float:
+    if kind == "softmax":
+        return float((p.argmax(1) == t.argmax(1)).mean())
+    return float(((p >= 0.5) == (t >= 0.5)).mean())
+
+
 def _fit_scaled(xs: np.ndarray, t: np.ndarray, kind: str, l2: float, w: np.ndarray,
-                      start: Optional[np.ndarray]) -> np.ndarray:
-    """Minimise weighted mean loss + l2/2 |W|^2 by L-BFGS; returns the flat [W; b] vector."""
+                start: Optional[np.ndarray], on_iter: Optional[OnIter] = None,
+                should_stop: StopCheck = None) -> tuple[np.ndarray, int]:
+    """Minimise weighted mean loss + l2/2 |W|^2 by L-BFGS; returns the flat [W; b] vector and its iterations."""
     n, d = xs.shape
     k = t.shape[1]
     ww = (w / w.sum())[:, None]
@@ -95,7 +108,8 @@ def _fit_scaled(xs: np.ndarray, t: np.ndarray, kind: str, l2: float, w: np.ndarr
         xb = np.hstack([xs, np.ones((n, 1))])
         reg = l2 * np.eye(d + 1)
         reg[-1, -1] = 0.0
-        return np.linalg.solve(xb.T @ (xb * ww) + reg, xb.T @ (t * ww)).ravel()
+        return np.linalg.solve(xb.T @ (xb * ww) + reg, xb.T @ (t * ww)).ravel(), 0
+    last: dict[str, float] = {}
 
     def f(theta: np.ndarray) -> tuple[float, np.ndarray]:
         wmat, b = theta[:d * k].reshape(d, k), theta[d * k:]
@@ -103,26 +117,44 @@ def _fit_scaled(xs: np.ndarray, t: np.ndarray, kind: str, l2: float, w: np.ndarr
         # weights made numpy copy the whole matrix to float64 twice per step (341 MB at 45k x 1280).
         p = _outputs((xs @ wmat.astype(xs.dtype)).astype(np.float64) + b, kind)
         g = (p - t) * ww / (k if kind == "sigmoid" else 1)
-        value = _loss(p, t, kind, w) + 0.5 * l2 * float((wmat ** 2).sum())
+        data_loss = _loss(p, t, kind, w)
+        if on_iter is not None:  # L-BFGS-B accepts the point it evaluated last, so this is the iterate's
+            last.update(loss=data_loss, score=_accuracy(p, t, kind))
+        value = data_loss + 0.5 * l2 * float((wmat ** 2).sum())
         grad_w = (xs.T @ g.astype(xs.dtype)).astype(np.float64) + l2 * wmat
         return value, np.concatenate([grad_w.ravel(), g.sum(0)])
 
+    iters = [0]
+
+    def step(_xk: np.ndarray) -> None:
+        iters[0] += 1
+        if should_stop is not None and should_stop():
+            raise Cancelled(f"cancelled while solving the head (iteration {iters[0]})")
+        if on_iter is not None:
+            on_iter(iters[0], last["loss"], last["score"])
+
     x0 = start if start is not None else np.zeros(d * k + k)
     with threadpool_limits(1):
-        return minimize(f, x0, jac=True, method="L-BFGS-B", options={"maxiter": MAX_ITER, "ftol": FTOL}).x
+        res = minimize(f, x0, jac=True, method="L-BFGS-B", callback=step,
+                       options={"maxiter": MAX_ITER, "ftol": FTOL})
+    return res.x, int(res.nit)
 
 
 def fit_linear_head(x: np.ndarray, y: np.ndarray, task: TaskType, units: int, l2: float,
-                    sample_weight: Optional[np.ndarray] = None, start: Optional[np.ndarray] = None) -> LinearHead:
-    """Fit on ``x`` (n, d) and fold the centring and scaling into the returned Dense weights."""
+                    sample_weight: Optional[np.ndarray] = None, start: Optional[np.ndarray] = None,
+                    on_iter: Optional[OnIter] = None, should_stop: StopCheck = None) -> LinearHead:
+    """Fit on ``x`` (n, d) and fold the centring and scaling into the returned Dense weights.
+
+    ``on_iter(iteration, loss, score)`` follows the solver live; ``should_stop()`` cancels it.
+    """
     kind = _kind(task)
     mu, sd = x.mean(0), np.full(x.shape[1], x.std() + 1e-6)
     w = np.ones(len(x)) if sample_weight is None else sample_weight
-    theta = _fit_scaled((x - mu) / sd, _targets(y, kind, units), kind, l2, w, start)
+    theta, iters = _fit_scaled((x - mu) / sd, _targets(y, kind, units), kind, l2, w, start, on_iter, should_stop)
     d = x.shape[1]
     wmat, b = theta[:d * units].reshape(d, units), theta[d * units:]
     kernel = wmat / sd[:, None]
-    return LinearHead(kernel.astype(np.float32), (b - mu @ kernel).astype(np.float32), theta)
+    return LinearHead(kernel.astype(np.float32), (b - mu @ kernel).astype(np.float32), theta, iters)
 
 
 def predict(head: LinearHead, x: np.ndarray, task: TaskType) -> np.ndarray:
@@ -154,11 +186,14 @@ def fold_ids(y: np.ndarray, task: TaskType, folds: int, seed: int) -> np.ndarray
 def cross_validate(x: np.ndarray, y: np.ndarray, task: TaskType, units: int,
                    sample_weight: Optional[np.ndarray] = None, extra_x: Optional[np.ndarray] = None,
                    extra_of: Optional[np.ndarray] = None, folds: int = 5, seed: int = 0,
-                   grid: tuple[float, ...] = L2_GRID) -> CVResult:
+                   grid: tuple[float, ...] = L2_GRID,
+                   on_candidate: Optional[Callable[[dict[str, float]], None]] = None,
+                   should_stop: StopCheck = None) -> CVResult:
     """Choose the L2 strength by k-fold CV (best score, ties to the lower loss).
 
     ``extra_x`` rows are augmented copies of examples ``extra_of`` (indices into ``x``):
-    they train with their example's fold, never score.
+    they train with their example's fold, never score. ``on_candidate(row)`` hears each L2
+    value's out-of-fold score as it finishes; ``should_stop()`` cancels between fits.
     """
     kind = _kind(task)
     w = np.ones(len(x)) if sample_weight is None else sample_weight
@@ -166,6 +201,7 @@ def cross_validate(x: np.ndarray, y: np.ndarray, task: TaskType, units: int,
     rows: list[dict[str, float]] = []
     best: Optional[tuple[tuple[float, float], float, np.ndarray]] = None
     starts: dict[int, Optional[np.ndarray]] = {}
+    iters = 0
     for l2 in sorted(grid, reverse=True):  # strong to weak: each fold warm-starts from its previous solution
         oof = np.zeros((len(x), units))
         for f in range(folds):
@@ -176,11 +212,17 @@ def cross_validate(x: np.ndarray, y: np.ndarray, task: TaskType, units: int,
                 xt = np.vstack([xt, extra_x[keep]])
                 yt = np.concatenate([yt, y[extra_of[keep]]])
                 wt = np.concatenate([wt, w[extra_of[keep]]])
-            head = fit_linear_head(xt, yt, task, units, l2, wt, starts.get(f))
+            if should_stop is not None and should_stop():
+                raise Cancelled(f"cancelled while cross-validating the head (L2 {l2:g}, fold {f + 1} of {folds})")
+            head = fit_linear_head(xt, yt, task, units, l2, wt, starts.get(f), should_stop=should_stop)
             starts[f] = head.theta
+            iters += head.iterations
             oof[va] = predict(head, x[va], task)
         s, loss = score(oof, y, task), _loss(oof, _targets(y, kind, units), kind, w)
-        rows.append({"l2": l2, "score": s, "loss": loss})
+        rows.append({"l2": l2, "score": s, "loss": loss, "iterations": iters / folds})
+        iters = 0
+        if on_candidate is not None:
+            on_candidate(rows[-1])
         if best is None or (s, -loss) > best[0]:
             best = ((s, -loss), l2, oof)
     assert best is not None

@@ -18,7 +18,7 @@ from tlapp.data.examples import ScanReport
 from tlapp.data.split import Splits
 from tlapp.rundir import RunDir, versions
 
-_NOT_METRICS = ("phase", "phase_name", "epoch")
+_NOT_METRICS = ("phase", "phase_name", "epoch", "stage", "step", "l2", "mirror", "class_weights")
 
 
 @dataclass
@@ -38,6 +38,7 @@ class RunRecord:
     freeze_map: list[dict[str, Any]]  # tlapp.backbones.freeze.block_summary of the final model
     recipe: dict[str, Any] = field(default_factory=dict)  # what the recipe decided, and its CV estimate
     seconds: float = 0.0  # wall time of the (last) training session, scan to export
+    phases: list[Any] = field(default_factory=list)  # the plan that trained (train.phases or the proposal)
 
 
 def metric_mode(key: str) -> str:
@@ -48,6 +49,8 @@ def metric_mode(key: str) -> str:
 def _phase_summary(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out: dict[int, dict[str, Any]] = {}
     for row in history:
+        if row.get("stage"):  # a head solve's CV candidate or solver iteration: a chart point, not an epoch
+            continue
         ph = out.setdefault(row["phase"], {"phase": row["phase_name"], "epochs": 0, "final": {}, "best": {}})
         ph["epochs"] += 1
         metrics = {k: v for k, v in row.items() if k not in _NOT_METRICS}
@@ -141,8 +144,8 @@ def card_data(rec: RunRecord, metrics: dict[str, Any], export: Optional[dict[str
             "phases": [{k: ph.get(k) for k in ("index", "name", "epochs", "learning_rate", "solver",
                                                 "trainable_params", "non_trainable_params", "embedding_cache",
                                                 "blocks")} for ph in phases],
-            "configured_phases": [ph.model_dump(mode="json") for ph in p.train.phases]
-            if p.train.preset == "custom" else None,
+            "planned_phases": [ph.model_dump(mode="json", exclude_defaults=True) | {"name": ph.name}
+                               for ph in (rec.phases or p.train.phases)],
             "best": rec.best,
         },
         "metrics": {"final": metrics.get("final"), "cross_validation": rec.recipe.get("cv"),
@@ -197,7 +200,8 @@ def render_card(card: dict[str, Any]) -> str:
     ]
     if t["recipe"]:
         parts += [f"Recipe: {t['recipe'].get('summary', '')}", ""]
-    parts += [md_table([[ph["index"], ph["name"], ph["epochs"], ph["learning_rate"], ph.get("solver") or "Adam/fit",
+    parts += [md_table([[ph["index"], ph["name"], "—" if ph.get("solver") else ph["epochs"],
+                        "—" if ph["learning_rate"] is None else ph["learning_rate"], ph.get("solver") or "Adam/fit",
                        ph["trainable_params"], "cached" if ph["embedding_cache"] else "images"]
                       for ph in t["phases"]],
                      ["#", "phase", "epochs", "lr", "solver", "trainable params", "input"]),

@@ -40,6 +40,7 @@ from tlapp.events import (
     PHASE_END,
     PHASE_START,
     PROGRESS,
+    PLAN,
     RESUME,
     RUN_END,
     RUN_START,
@@ -59,7 +60,10 @@ from tlapp.training import embcache, strategy
 from tlapp.training.augment import augmented
 from tlapp.training.callbacks import EventCallback
 from tlapp.training.devices import describe_device, devices, tensor_cores
-from tlapp.training.estimate import examples_used, record_speed
+from tlapp.presets import phases_of
+from tlapp.training.estimate import examples_used, measured_speed, record_speed
+from tlapp.training.estimate import speed as estimate_speed
+from tlapp.training.plan import make_plan, plan_lines
 from tlapp.training.finish import RunResult, finish_run
 from tlapp.training.recipe import run_recipe
 from tlapp.training.sft import SftRun
@@ -97,6 +101,7 @@ class Run:
         self.encoder: LabelEncoder = LabelEncoder(project.task.type, [])
         self.asm: Optional[Assembled] = None
         self.recipe: dict[str, Any] = {}
+        self.phases: list[Phase] = []  # the plan that trains: train.phases, or the preset's proposal
         self.use_class_weights = True  # a recipe turns them off when cross-validation says they hurt
         self.embed_rate: Optional[float] = None  # examples/s of the last computed embedding pass
         self.evaluation: Optional[dict[str, Any]] = None  # set by a recipe that evaluated without a val pass
@@ -251,16 +256,25 @@ class Run:
         train_ds = augmented(self.input_ds(train_ex, shuffle=True, split="train"), phase.augment)
         return asm.model, train_ds, self.input_ds(val_ex, shuffle=False, split="val") if val_ex else None
 
+    def announce_phase(self, i: int, phase: Phase, start_epoch: int, cached: bool, table: Optional[list[Any]] = None,
+                       **extra: Any) -> list[Any]:
+        """Apply the phase's freeze plan (unless ``table`` is its result) and say what trains (PHASE_START)."""
+        asm = self.model
+        table = table if table is not None else apply_plan(asm.backbone.model, asm.backbone.entry, phase.freeze)
+        tr, non = param_counts(asm.model)
+        self.log.emit(PHASE_START, index=i, name=phase.name, epochs=phase.epochs, start_epoch=start_epoch,
+                      trainable_params=tr, non_trainable_params=non, embedding_cache=cached,
+                      blocks=block_summary(table),
+                      learning_rate=None if phase.solver == "exact" else phase.learning_rate, **extra)
+        return table
+
     def run_phase(self, i: int, phase: Phase, start_epoch: int, restore: bool) -> None:
         p, asm = self.project, self.model
         table = apply_plan(asm.backbone.model, asm.backbone.entry, phase.freeze)
         trainable_backbone = any(r.trainable for r in table)
         cached = phase.use_embedding_cache and not trainable_backbone and not phase.augment.enabled
         self._cached_phase, self._base_saved = (i if cached else None), False
-        tr, non = param_counts(asm.model)
-        self.log.emit(PHASE_START, index=i, name=phase.name, epochs=phase.epochs, start_epoch=start_epoch,
-                      trainable_params=tr, non_trainable_params=non, embedding_cache=cached,
-                      blocks=block_summary(table), learning_rate=phase.learning_rate)
+        self.announce_phase(i, phase, start_epoch, cached, table)
         if phase.epochs <= start_epoch:
             self.log.emit(PHASE_END, index=i, name=phase.name, skipped=True)
             return
@@ -373,19 +387,22 @@ class Run:
         self.set_precision()
         runs_on = describe_device(devices(), p.train.device)
         self.log.emit(RUN_START, run_dir=str(self.run_dir.root), project=p.name, backbone=p.backbone.name,
-                      phases=[ph.name for ph in p.train.phases], resume=resume, device=p.train.device,
+                      phases=[ph.name for ph in phases_of(p, 0)], resume=resume, device=p.train.device,
                       runs_on=runs_on, precision=keras.mixed_precision.global_policy().name,
                       strategy=place.plan.describe(), replicas=place.replicas)
         with place.scope():
             self.prepare_data(resume)
             self.build()
-            if p.train.preset != "custom":
+            self.show_plan()
+            if p.train.preset != "custom" or self.phases[0].solver == "exact":
                 if resume:  # a recipe re-decides from the data; its embeddings come back from the cache
-                    self.log.emit(RESUME, phase=0, epoch=1, restart=True)
+                    self.log.emit(RESUME, phase=0, epoch=1, restart=True, message=(
+                        "resuming a preset run starts it again: the head is solved again from the cached "
+                        "embeddings and the fine-tune, if it runs, starts from its first epoch"))
                 run_recipe(self)
             else:
                 start_phase, start_epoch, restore = self.restore_checkpoint() if resume else (0, 0, False)
-                for i, phase in enumerate(p.train.phases):
+                for i, phase in enumerate(self.phases):
                     if i >= start_phase:
                         self.run_phase(i, phase, start_epoch if i == start_phase else 0,
                                        restore and i == start_phase)
@@ -398,6 +415,15 @@ class Run:
             self.log.emit(RUN_END, status="completed", worker=place.plan.worker, message=note)
             return RunResult(str(self.shared.root), "completed", self.classes, note=note)
         return self.finish()
+
+    def show_plan(self) -> None:
+        """The plan, before anything trains: its phases, expected times and the fine-tune decision (PLAN)."""
+        self.phases = phases_of(self.project, len(self.splits.train))
+        b = self.model.backbone
+        rate = measured_speed(self.project)
+        plan = make_plan(self.project, len(self.splits.train), len(self.splits.val),
+                         rate or estimate_speed(self.project, b.entry.params_m, b.size)[0], rate is not None)
+        self.log.emit(PLAN, **plan.as_dict(), lines=plan_lines(plan))
 
     def unwrap(self) -> None:
         """The trained weights in a model built outside the strategy, for evaluation and export.
@@ -492,6 +518,8 @@ def train(project: Optional[Project], run_dir: str | Path, on_event: Optional[Ev
     ``should_stop()`` turns true.
     """
     rd = RunDir(Path(run_dir).resolve())
+    if project is not None:
+        phases_of(project, 0)  # a plan setting that cannot apply fails here, before a run folder exists
     worker = _other_worker(project, rd, resume)
     if worker is not None:  # trains beside the chief and writes nothing to the run folder
         scratch = RunDir(tempfile.mkdtemp(prefix=f"tlapp-worker{worker}-"))

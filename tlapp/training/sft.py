@@ -24,11 +24,12 @@ import numpy as np
 from tlapp.backbones.causal_lm import LanguageModel, build_language_model
 from tlapp.backbones.freeze import apply_plan, block_summary, param_counts
 from tlapp.base.errors import Cancelled, DataError, TlappError, WeightsError
-from tlapp.config import Phase, Project, sft_epochs, sft_phase
-from tlapp.data.pairs import Pair, PairsReport, scan_pairs
+from tlapp.config import Phase, Project
+from tlapp.data.pairs import Pair, PairsReport, pair_split_sizes, scan_pairs
 from tlapp.events import (
     PHASE_END,
     PHASE_START,
+    PLAN,
     PROGRESS,
     RUN_END,
     RESUME,
@@ -40,6 +41,9 @@ from tlapp.events import (
 from tlapp.model import chat
 from tlapp.model.lm import Generator, Trainables, causal_lm, evaluator, perplexity, train_step
 from tlapp.model.optim import make_optimizer
+from tlapp.presets import phases_of
+from tlapp.training.estimate import speed as estimate_speed
+from tlapp.training.plan import make_plan, plan_lines
 from tlapp.rundir import RunDir
 from tlapp.training import checkpoint as ckpt
 from tlapp.training.callbacks import EventCallback
@@ -54,12 +58,6 @@ SAMPLE_TOKENS = 48
 # An epoch of a thousand pairs takes minutes on a CPU: within an epoch a checkpoint is also written this
 # often, and when the run is cancelled, so a resume loses at most this much work (not the epoch).
 CHECKPOINT_EVERY_S = 300.0
-
-
-def phases_of(project: Project, n_train: int) -> list[Phase]:
-    """A custom project's phases as written; a preset's: the default LoRA phase, its epochs from the data."""
-    p = project.train
-    return list(p.phases) if p.preset == "custom" else [sft_phase(sft_epochs(p.preset, n_train, p.batch_size))]
 
 
 @dataclass
@@ -77,9 +75,7 @@ class PairSplit:
 def split_pairs(pairs: list[Pair], val_fraction: float, test_fraction: float, seed: int) -> PairSplit:
     """A seeded shuffle; validation gets at least one pair when asked for and there are 4 or more."""
     order = np.random.default_rng(seed).permutation(len(pairs))
-    n = len(pairs)
-    n_val = max(1, round(val_fraction * n)) if val_fraction > 0 and n >= 4 else 0
-    n_test = max(1, round(test_fraction * n)) if test_fraction > 0 and n - n_val >= 4 else 0
+    n_val, n_test = pair_split_sizes(len(pairs), val_fraction, test_fraction)
     pick = [pairs[i] for i in order]
     return PairSplit(pick[n_val + n_test:], pick[:n_val], pick[n_val:n_val + n_test], seed)
 
@@ -203,7 +199,7 @@ class SftRun:
         keras.utils.set_random_seed(p.train.seed)
         keras.mixed_precision.set_global_policy("float32")
         self.log.emit(RUN_START, run_dir=str(self.run_dir.root), project=p.name, backbone=p.backbone.name,
-                      phases=[ph.name for ph in p.train.phases] if p.train.preset == "custom" else ["sft"],
+                      phases=[ph.name for ph in phases_of(p, 0)],
                       resume=resume, device=p.train.device,
                       runs_on=describe_device(devices(), p.train.device), precision="float32",
                       strategy=place.plan.describe(), replicas=place.replicas)
@@ -211,6 +207,9 @@ class SftRun:
         with place.scope():  # variables (the model's, the adapters', the optimizer's) live on its devices
             self.prepare(resume)
         self.phases = phases = phases_of(p, len(self.split.train) if self.split else 0)
+        n_train, n_val = (len(self.split.train), len(self.split.val)) if self.split else (0, 0)
+        plan = make_plan(p, n_train, n_val, *estimate_speed(p, self.model_lm.entry.params_m, p.backbone.sequence_length or 128))
+        self.log.emit(PLAN, **plan.as_dict(), lines=plan_lines(plan))
         before_file = self.src.root / "samples_before.json"
         before = self.src.read_json(before_file)
         if before is None and chief:  # the base model's answers, before anything trains; outside the scope:

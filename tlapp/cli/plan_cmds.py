@@ -1,0 +1,85 @@
+"""``tlapp plan``: the phases that will train, what each trains, its expected time, and the fine-tune
+decision — before anything runs — and the one way the CLI applies ``--set`` to a project's plan."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List
+
+import typer
+
+from tlapp.cli.app import app, dump, out
+from tlapp.config import Project, apply_overrides, load_project, resolve_data_path, save_project
+from tlapp.presets import with_proposed_phases
+
+
+def _report(project: Project, project_file: Path) -> Any:
+    """The data as the run will see it (a scan of images/texts, or of prompt/response pairs)."""
+    if project.task.type.is_generative:
+        from tlapp.data.pairs import scan_pairs
+
+        return scan_pairs(resolve_data_path(project, project_file) or Path(project.data.path or ""))
+    from tlapp.data.sources import scan_project
+
+    return scan_project(project, project_file)
+
+
+def project_with_overrides(project_file: Path, overrides: list[str], report: Any = None) -> Project:
+    """The project file with ``--set`` applied. A file whose plan the preset proposes gets that proposal
+    written out first when an override names ``train.phases``, so ``--set train.phases.1.epochs=10``
+    changes the fine-tune that runs instead of failing on an empty list."""
+    proj = load_project(project_file)
+    if not proj.train.phases and any(o.split("=", 1)[0].strip().startswith("train.phases") for o in overrides):
+        from tlapp.training.plan import split_sizes
+
+        proj = with_proposed_phases(proj, split_sizes(proj, report or _report(proj, project_file))[0])
+    return apply_overrides(proj, overrides)
+
+
+def backbone_trainables(project: Project, phases: list[Any]) -> list[dict[str, Any]]:
+    """Per phase: backbone parameters that train, and the blocks (builds the backbone without weights)."""
+    from tlapp.backbones.build import build_any_backbone
+    from tlapp.backbones.freeze import apply_plan, block_summary
+
+    if project.task.type.is_generative:
+        return [{} for _ in phases]
+    built = build_any_backbone(project.backbone.model_copy(update={"weights": "none"}))
+    rows = []
+    for ph in phases:
+        table = apply_plan(built.model, built.entry, ph.freeze)
+        rows.append({"backbone_trainable_params": sum(r.params for r in table if r.trainable),
+                     "backbone_params": sum(r.params for r in table),
+                     "trainable_blocks": [b["block"] for b in block_summary(table) if b["trainable_params"]]})
+    return rows
+
+
+@app.command()
+def plan(project: Path, set_: List[str] = typer.Option([], "--set", help="dotted.key=value override (repeatable)"),
+         as_json: bool = typer.Option(False, "--json"),
+         write: bool = typer.Option(False, "--write", help="Write the plan's phases (with --set applied) into "
+                                                           "the project file, to edit them there.")) -> None:
+    """Show what will train: each phase, what it trains, its expected time, and the fine-tune decision."""
+    from tlapp.config import Phase
+    from tlapp.training.plan import plan_for, plan_lines
+
+    proj = load_project(project)
+    report = _report(proj, project)
+    proj = project_with_overrides(project, set_, report)
+    p = plan_for(proj, report)
+    counts = backbone_trainables(proj, [Phase.model_validate(r.phase) for r in p.phases])
+    if write:
+        save_project(with_proposed_phases(proj, p.n_train), project)
+    if as_json:
+        d = p.as_dict()
+        for row, c in zip(d["phases"], counts):
+            row.update(c)
+        dump(d)
+        return
+    lines = plan_lines(p)
+    for i, c in enumerate(counts):
+        if c:
+            blocks = ", ".join(c["trainable_blocks"]) or "none"
+            lines[1 + i] += (f"\n       backbone: {c['backbone_trainable_params']:,} of {c['backbone_params']:,} "
+                             f"params train (blocks: {blocks})")
+    out.print("\n".join(lines), highlight=False, markup=False)
+    if write:
+        out.print(f"wrote the plan's phases into {project}", highlight=False)

@@ -1,0 +1,156 @@
+"""Presets as data, in one home: what ``fast``, ``balanced`` and ``best`` propose.
+
+A preset is not a second engine beside the person's plan: it proposes ordinary
+phases (the head, then a fine-tune) that ``tlapp init`` writes into the project
+file, the wizard's Layers step shows as its starting ticks, and ``tlapp plan``
+prints. Whatever the person then sets in ``train.phases`` is what trains; the
+preset only decides whether the fine-tune phases run (``train.finetune``) and
+shows that decision before Start (:mod:`tlapp.training.plan`).
+
+Learning-rate defaults live here too, so the recipe, the CLI and the GUI never
+carry their own copies. (keras-hub keeps each family's presets in one
+``*_presets.py`` dict; AutoGluon's ``presets=`` expand into plain settings.)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from tlapp.base.errors import ConfigError
+from tlapp.config import Augment, EarlyStopping, FreezePlan, Phase, Project, TaskType
+
+# Per preset: mirrored embeddings for the head, fine-tune epochs, and the default fine-tune budget: so
+# many passes over the data (a hand-written Keras recipe spends 10: five frozen and five fine-tune
+# epochs), and never more than so many seconds unless train.time_budget_s says otherwise.
+PRESETS: dict[str, dict[str, Any]] = {
+    "fast": {"flip": False, "epochs": 0, "budget_passes": 0.0, "budget_cap_s": 0.0,
+             "about": "the head only, solved exactly"},
+    "balanced": {"flip": True, "epochs": 3, "budget_passes": 6.0, "budget_cap_s": 300.0,
+                 "about": "the head, then a short fine-tune when it pays within the time budget"},
+    "best": {"flip": True, "epochs": 6, "budget_passes": 15.0, "budget_cap_s": 1800.0,
+             "about": "the head, then a longer fine-tune with a larger time budget"},
+}
+PRESET_NAMES = (*PRESETS, "custom")
+
+# Learning rates, one home. A head trained by gradient steps (hidden layers, or preset: custom).
+HEAD_LR = 1e-3
+# What a fine-tune trains: images the top 2 blocks at 1e-4; text the whole transformer at 2e-5 (the usual
+# BERT-family recipe; on SMS spam the top 2 layers at 5e-5 lost 1.5 points on validation in 3 epochs).
+FINETUNE = {"image": {"learning_rate": 1e-4, "freeze": FreezePlan(mode="top_blocks", blocks=2)},
+            "text": {"learning_rate": 2e-5, "freeze": FreezePlan(mode="none")}}
+# A language model: LoRA rank 8 on query/value, AdamW at 1e-3 with cosine decay. (SmolLM2 on 12
+# paraphrases of a new fact: 36 steps at 1e-3 learnt it and kept "Paris"; 3e-3 learnt it too but then
+# called France's capital "La Médicion".)
+SFT_LR = 1e-3
+# Optimizer steps each preset aims for, and its epoch limits: a few pairs need many passes to be learnt,
+# thousands need one or two (more would only memorise them).
+SFT_STEPS = {"fast": (24, 1, 8), "balanced": (40, 2, 12), "best": (80, 2, 20)}
+# Adam on cached embeddings until validation loss stalls: a head with hidden layers is not convex.
+HIDDEN_HEAD_EPOCHS = 200
+
+
+def modality(task: TaskType) -> str:
+    """'image', 'text' (a classifier of texts) or 'lm' (a language model): what prices a step and proposes a plan."""
+    return "lm" if task.is_generative else "text" if task.is_text else "image"
+
+
+def finetune_epochs(preset: str) -> int:
+    """The preset's fine-tune epochs (``fast`` proposes none; a forced one takes balanced's)."""
+    return PRESETS[preset]["epochs"] or PRESETS["balanced"]["epochs"]
+
+
+def sft_epochs(preset: str, n_train: int, batch_size: int) -> int:
+    """Epochs for a language-model preset: enough passes for its target steps, within its limits."""
+    target, least, most = SFT_STEPS.get(preset, SFT_STEPS["balanced"])
+    steps = max(1, -(-max(n_train, 1) // batch_size))
+    return int(min(most, max(least, -(-target // steps))))
+
+
+def sft_phase(epochs: int = 4) -> Phase:
+    """The default fine-tuning of a language model (stops when held-out loss stops improving)."""
+    return Phase(name="sft", epochs=epochs, optimizer="adamw", learning_rate=SFT_LR, schedule="cosine",
+                 freeze=FreezePlan(mode="lora", rank=8), use_embedding_cache=False,
+                 early_stopping=EarlyStopping(metric="val_loss", patience=2))
+
+
+def head_phase(hidden: bool) -> Phase:
+    """The head on a frozen backbone: solved exactly (a linear head), or by Adam (hidden layers)."""
+    if hidden:
+        return Phase(name="head", epochs=HIDDEN_HEAD_EPOCHS, learning_rate=HEAD_LR,
+                     early_stopping=EarlyStopping(patience=10))
+    return Phase(name="head", solver="exact")
+
+
+def finetune_phase(task: TaskType, preset: str, flip: bool) -> Phase:
+    ft = FINETUNE[modality(task)]
+    return Phase(name="finetune", epochs=finetune_epochs(preset), learning_rate=ft["learning_rate"],
+                 schedule="cosine", freeze=ft["freeze"], augment=Augment(flip=flip), use_embedding_cache=False,
+                 early_stopping=EarlyStopping(metric="val_loss", patience=1))
+
+
+def propose_phases(project: Project, n_train: int) -> list[Phase]:
+    """The phases ``project``'s preset proposes for ``n_train`` training examples.
+
+    Example::
+
+        propose_phases(project, 200)  # [head (solver exact), finetune (top 2 blocks, 3 epochs)]
+    """
+    t, task = project.train, project.task.type
+    preset = "balanced" if t.preset == "custom" else t.preset
+    if task.is_generative:
+        return [sft_phase(sft_epochs(preset, n_train, t.batch_size))]
+    phases = [head_phase(bool(project.head.hidden))]
+    if PRESETS[preset]["epochs"] or t.finetune == "always":
+        flip = PRESETS[preset]["flip"] and not task.is_text and t.mirror == "auto"
+        phases.append(finetune_phase(task, preset, flip))
+    return phases
+
+
+def with_proposed_phases(project: Project, n_train: int) -> Project:
+    """``project`` with its preset's proposal written out as ``train.phases`` (when it has none): the plan
+    the person sees and edits (the Layers step's ticks, ``--set train.phases.1.epochs=...``) and that trains."""
+    if project.train.phases:
+        return project
+    phases = propose_phases(project, n_train)
+    return project.model_copy(update={"train": project.train.model_copy(update={"phases": phases})})
+
+
+def phases_of(project: Project, n_train: int) -> list[Phase]:
+    """What trains: the person's ``train.phases`` when there are any, else the preset's proposal."""
+    phases = list(project.train.phases) or propose_phases(project, n_train)
+    check_phases(project, phases)
+    return phases
+
+
+# Settings of a phase that an exact head solve has no use for (it has no epochs, steps or optimizer).
+_EXACT_UNUSED = ("epochs", "optimizer", "learning_rate", "schedule", "weight_decay", "early_stopping",
+                 "discriminative_lr", "steps_per_epoch", "augment")
+
+
+def check_phases(project: Project, phases: list[Phase]) -> None:
+    """Refuse, naming the field, a setting in ``phases`` that could not apply (never ignore it silently)."""
+    t = project.train
+    for i, ph in enumerate(phases):
+        where = f"train.phases.{i}"
+        if ph.solver != "exact":
+            continue
+        if i != 0 or project.task.type.is_generative:
+            raise ConfigError(f"{where}.solver: 'exact' solves a classifier's head on a frozen backbone, so only "
+                              "the first phase of a classifier can use it")
+        if project.head.hidden:
+            raise ConfigError(f"{where}.solver: 'exact' needs a linear head, but head.hidden is "
+                              f"{project.head.hidden}; use solver: gradient")
+        if ph.freeze.mode != "all":
+            raise ConfigError(f"{where}.freeze.mode: the exact head solve needs a frozen backbone (mode 'all'), "
+                              f"got {ph.freeze.mode!r}")
+        default = Phase()
+        for name in _EXACT_UNUSED:
+            if getattr(ph, name) != getattr(default, name):
+                raise ConfigError(f"{where}.{name}: the head is solved exactly (solver: exact), so "
+                                  f"{name} cannot apply (got {getattr(ph, name)!r}); remove it, or set "
+                                  f"{where}.solver: gradient to train the head by epochs")
+    if t.preset == "custom" or project.task.type.is_generative:
+        return
+    if phases[0].freeze.mode != "all":
+        raise ConfigError(f"train.phases.0.freeze.mode: under preset {t.preset!r} the first phase is the head on "
+                          f"a frozen backbone (mode 'all'), got {phases[0].freeze.mode!r}; put the fine-tune "
+                          "after it, or use preset: custom")

@@ -1,0 +1,201 @@
+"""The plan a run will follow, shown before Start, and the fine-tune decision's one rule.
+
+A preset fills in the person's plan (:func:`tlapp.presets.phases_of`) and then
+decides one thing: whether the fine-tune phases run. Part of that decision is
+known before any data passes through the backbone (``never``/``always``,
+preset ``fast``, no validation split, a fine-tune over the time budget); the
+rest depends on how well the head alone does, so before Start it is given as a
+threshold ("runs if the head scores below 0.83 in cross-validation"), and the
+run takes it with the real score. Both use :func:`decide`, so what ``tlapp
+plan``, the wizard and the run say can never disagree.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+from tlapp.backbones.catalog import check_backbone
+from tlapp.config import Phase, Project
+from tlapp.data.pairs import pair_split_sizes
+from tlapp.data.split import split_examples
+from tlapp.presets import PRESETS, phases_of
+from tlapp.training.estimate import FIXED_S, budget_s, embed_seconds, finetune_seconds, phase_seconds, speed
+
+SATURATED = 0.99  # a CV score at or above this leaves nothing for a fine-tune to find
+# A short fine-tune is expected to remove about this share of the head's remaining error (a prior, and a
+# generous one: in benchmarks/recipe.py the kept fine-tunes gained 0.5-1.1 points on validation and then
+# scored 0.6-1.0 below the head refit on all data on held-out images). It is only tried when the
+# validation split can tell such a gain from noise, and only kept when it does.
+GAIN_SHARE = 1 / 3
+PROOF_SE = 2.0  # "tell from noise": a gain of at least this many standard errors of the validation score
+ANYWAY = "train.finetune: always"
+
+
+def standard_error(score: float, n: int) -> float:
+    """Standard error of an accuracy ``score`` measured on ``n`` examples."""
+    return math.sqrt(max(score * (1 - score), 1e-6) / max(n, 1))
+
+
+def score_threshold(n_val: int) -> float:
+    """The highest head score at which ``n_val`` validation examples could still see a fine-tune's likely
+    gain: GAIN_SHARE (1 - s) >= PROOF_SE sqrt(s (1 - s) / n)  <=>  s <= g^2 n / (g^2 n + k^2)."""
+    g2n = GAIN_SHARE ** 2 * n_val
+    return min(SATURATED, g2n / (g2n + PROOF_SE ** 2))
+
+
+@dataclass
+class Decision:
+    """Whether the fine-tune phases run. ``finetune`` None: it depends on the head's score (before Start)."""
+
+    finetune: Optional[bool]
+    reason: str
+    estimate_s: float
+    budget_s: float
+    below: Optional[float] = None  # runs when the head's score is below this (finetune None)
+
+
+def decide(project: Project, finetunes: list[Phase], n_train: int, n_val: int, rate: float,
+           score: Optional[float] = None, scored_by: str = "cross-validation") -> Decision:
+    """The fine-tune decision: the person's ``always``/``never``, else the ``auto`` rule.
+
+    ``score`` is the head's (None before Start: the answer is then a threshold).
+    """
+    p = project.train
+    est = finetune_seconds(project, finetunes, n_train, n_val, rate)
+    budget = budget_s(project, n_train, n_val, rate)
+
+    def out(run: Optional[bool], why: str, below: Optional[float] = None) -> Decision:
+        return Decision(run, why, est, budget, below)
+
+    if not finetunes:
+        return out(False, "the plan has no fine-tune phase (add one on the Layers step or in train.phases)")
+    if p.preset == "custom":
+        return out(True, "preset custom runs every phase as written")
+    if p.finetune == "never":
+        return out(False, "fine-tune turned off (train.finetune: never)")
+    if p.finetune == "always":
+        return out(True, f"fine-tune forced ({ANYWAY}), about {est:.0f}s")
+    if not PRESETS[p.preset]["epochs"]:
+        return out(False, f"preset 'fast' trains the head only ({ANYWAY} runs the fine-tune)")
+    if not n_val:
+        return out(False, f"no validation split to check a fine-tune against ({ANYWAY} runs it unchecked)")
+    if est > budget:
+        return out(False, f"a fine-tune would take about {est:.0f}s here, over the {budget:.0f}s budget "
+                          f"(train.time_budget_s; {ANYWAY} runs it)")
+    below = score_threshold(n_val)
+    if score is None:
+        return out(None, f"runs if the head scores below {below:.3f} in {scored_by}: {n_val} validation examples "
+                         f"cannot tell a smaller gain from noise; about {est:.0f}s, within the {budget:.0f}s budget",
+                   below)
+    if score >= SATURATED:
+        return out(False, f"the head alone scores {score:.3f} in {scored_by}: nothing left for a fine-tune to "
+                          f"find ({ANYWAY} runs it)", below)
+    if score >= below:
+        se = standard_error(score, n_val)
+        return out(False, f"the head scores {score:.3f} in {scored_by}; {n_val} validation examples could not "
+                          f"tell a fine-tune's likely gain (~{GAIN_SHARE * (1 - score):.1%}) from noise "
+                          f"({PROOF_SE:g} x {se:.1%} standard error), so all the data trains the head instead "
+                          f"({ANYWAY} runs it)", below)
+    return out(True, f"about {est:.0f}s of fine-tuning fits the {budget:.0f}s budget and the head leaves "
+                     f"{1 - score:.1%} error", below)
+
+
+@dataclass
+class PlannedPhase:
+    index: int
+    name: str
+    trains: str  # in words: "the head, solved exactly" / "top 2 blocks at lr 0.0001, 3 epochs"
+    expected_s: float
+    runs: str  # "yes" | "no" | "if the head scores below 0.83"
+    phase: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    preset: str
+    n_train: int
+    n_val: int
+    speed: float  # examples/s of a forward pass here
+    measured: bool
+    phases: list[PlannedPhase]
+    decision: Decision
+    total_low_s: float
+    total_high_s: float
+    proposed: bool  # the phases come from the preset (train.phases is empty)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def trains_text(phase: Phase) -> str:
+    """What a phase trains, in words a person reads on the plan."""
+    f = phase.freeze
+    if phase.solver == "exact":
+        return "the head, solved exactly (L2 strength by cross-validation)"
+    what = {"all": "the head only", "none": "every layer", "top_blocks": lambda: f"the top {f.blocks} block(s)",
+            "up_to": lambda: f"the layers after {f.layer!r}", "fraction": lambda: f"the top {f.fraction:.0%} of layers",
+            "patterns": lambda: f"layers matching {', '.join(f.patterns)}",
+            "lora": lambda: f"LoRA adapters, rank {f.rank}, on {', '.join(f.targets)}"}[f.mode]
+    what = what if isinstance(what, str) else what()
+    aug = [k for k in ("flip", "rotation", "zoom", "contrast") if getattr(phase.augment, k)]
+    return (f"{what}, {phase.epochs} epoch(s) at lr {phase.learning_rate:g} ({phase.optimizer}, {phase.schedule})"
+            + (f", augment {'+'.join(aug)}" if aug else ""))
+
+
+def make_plan(project: Project, n_train: int, n_val: int, rate: float, measured: bool) -> Plan:
+    """The plan for ``project`` on ``n_train``/``n_val`` examples at ``rate`` examples/s, before Start."""
+    phases = phases_of(project, n_train)
+    generative = project.task.type.is_generative
+    head_exact = phases[0].solver == "exact"
+    finetunes = [] if generative else phases[1:]
+    dec = decide(project, finetunes, n_train, n_val, rate,
+                 scored_by="cross-validation" if head_exact else "validation")
+    runs = {True: "yes", False: "no", None: f"if the head scores below {dec.below or 0:.3f}"}[dec.finetune]
+    rows = []
+    for i, ph in enumerate(phases):
+        first = i == 0 and not generative
+        rows.append(PlannedPhase(i, ph.name, trains_text(ph), phase_seconds(project, ph, n_train, n_val, rate),
+                                 "yes" if first or generative else runs, ph.model_dump(mode="json")))
+    low = FIXED_S + (0.0 if generative else embed_seconds(project, n_train + n_val, rate)) \
+        + sum(r.expected_s for r in rows if r.runs == "yes")
+    high = low + sum(r.expected_s for r in rows if r.runs != "yes" and r.runs != "no")
+    return Plan(project.train.preset, n_train, n_val, rate, measured, rows, dec, low, high,
+                not project.train.phases)
+
+
+def split_sizes(project: Project, report: Any) -> tuple[int, int]:
+    """(training, validation) examples the run will have: its own split of a scan report (or a pairs report)."""
+    d = project.data
+    if hasattr(report, "pairs"):
+        n = len(report.pairs)
+        n_val, n_test = pair_split_sizes(n, d.val_fraction, d.test_fraction)
+        return n - n_val - n_test, n_val
+    s = split_examples(report.examples, project.task.type, d.val_fraction, d.test_fraction, d.seed,
+                       d.max_per_class)
+    return len(s.train), len(s.val)
+
+
+def plan_for(project: Project, report: Any) -> Plan:
+    """The plan for ``project`` on the data a scan ``report`` found, at this machine's speed."""
+    n_train, n_val = split_sizes(project, report)
+    entry, size, _ = check_backbone(project.backbone)
+    return make_plan(project, n_train, n_val, *speed(project, entry.params_m, size))
+
+
+def plan_lines(plan: Plan) -> list[str]:
+    """The plan as the lines ``tlapp plan`` and the start of ``tlapp train`` print."""
+    speed = "measured here" if plan.measured else "a rough guess until a first run measures it"
+    src = "proposed by the preset" if plan.proposed else "from train.phases"
+    out = [f"plan (preset {plan.preset}, {plan.n_train} training / {plan.n_val} validation examples, "
+           f"phases {src}; speed {plan.speed:.0f} examples/s, {speed}):"]
+    for r in plan.phases:
+        t = f", ~{r.expected_s:.0f}s" if r.expected_s >= 1 else ""
+        out.append(f"  {r.index}. {r.name}: {r.trains}{t}; runs: {r.runs}")
+    d = plan.decision
+    verdict = {True: "fine-tune: yes", False: "fine-tune: no", None: "fine-tune: decided after the head"}
+    out.append(f"  {verdict[d.finetune]} — {d.reason}")
+    span = f"{plan.total_low_s:.0f}s" if plan.total_high_s - plan.total_low_s < 5 else \
+        f"{plan.total_low_s:.0f}-{plan.total_high_s:.0f}s"
+    out.append(f"  expected time: about {span} in all")
+    return out
