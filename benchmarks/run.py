@@ -264,8 +264,10 @@ os._exit(0)
                        env={**os.environ, "QT_QPA_PLATFORM": "offscreen", "TLAPP_PROJECTS": str(tmp / "projects")},
                        timeout=1800)
     if r.returncode != 0:
-        return [row("gui_max_stall_ms", None, 100.0, False, f"did not run: {r.stderr.strip()[-300:]}")]
+        raise RuntimeError(f"the GUI run failed: {r.stderr.strip()[-300:]}")
     out = json.loads(r.stdout.strip().splitlines()[-1])
+    if out["status"] != "completed":  # a stall measured over a run that failed measures nothing
+        raise RuntimeError(f"the training the probe watched ended {out['status']!r}, not completed")
     return [row("gui_max_stall_ms", out["max_ms"], 100.0, False,
                 f"{out['n']} probes over a real scan, embedding pass and training run ({out['status']})")]
 
@@ -281,7 +283,7 @@ def gui_vs_headless(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]
     try:
         value = float(line.rsplit("GUI/CLI", 1)[1].strip())
     except (IndexError, ValueError):
-        return [row("gui_vs_headless", None, 0.95, True, f"did not run: {(r.stderr or r.stdout)[-300:]}")]
+        raise RuntimeError(f"gui_vs_cli.py printed no GUI/CLI ratio: {(r.stderr or r.stdout)[-300:]}") from None
     return [row("gui_vs_headless", value, 0.95, True, line.strip())]
 
 
@@ -315,11 +317,8 @@ def large_set(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
         ips = sum(e["n"] for e in emb) / max(sum(e["seconds"] for e in emb), 1e-9)
         return peak, ips
 
-    try:
-        peak_big, ips_big = run(n, "large")
-        peak_small, ips_small = run(2000, "small")
-    except (RuntimeError, StopIteration, subprocess.TimeoutExpired) as e:
-        return [row("large_set_peak_rss_gb", None, 3.0, False, f"did not run: {e}")]
+    peak_big, ips_big = run(n, "large")  # a failure raises: a benchmark that errors fails the suite
+    peak_small, ips_small = run(2000, "small")
     return [row("large_set_peak_rss_gb", peak_big, 3.0, False,
                 f"{n:,} generated JPEG/PNG images, 10 classes, efficientnet_lite0@96, preset fast, peak RSS of the "
                 f"training process ({peak_small:.2f} GB for 2,000 images)"),
@@ -332,9 +331,11 @@ def text_rows(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
                        text=True, timeout=3600)
     lines = [x for x in r.stdout.splitlines() if "texts/s" in x or x.startswith("ratio:")]
     ratio = next((x for x in lines if x.startswith("ratio:")), "")
-    value = float(ratio.split(":")[1].strip().rstrip("x")) if r.returncode == 0 and ratio else None
+    if r.returncode != 0 or not ratio:
+        raise RuntimeError(f"text_finetune.py failed: {r.stderr[-300:]}")
+    value = float(ratio.split(":")[1].strip().rstrip("x"))
     detail = "; ".join(lines) + " (padded strings = the usual keras-hub recipe: preprocessor in ds.map, padded)"
-    return [row("text_finetune_vs_keras_hub", value, 1.5, True, detail if lines else f"did not run: {r.stderr[-300:]}"),
+    return [row("text_finetune_vs_keras_hub", value, 1.5, True, detail),
             *text_frozen(args, tmp)]
 
 
@@ -400,11 +401,13 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
         ap.error(f"unknown benchmark(s): {', '.join(unknown)}")
     tmp = Path(tempfile.mkdtemp(prefix="tlapp-bench-"))
     rows: list[dict[str, Any]] = []
+    failed: list[str] = []
     for name in chosen:
         t0 = time.time()
         try:
             got = BENCHMARKS[name](args, tmp)
-        except Exception as e:  # one failing benchmark must not hide the others
+        except Exception as e:  # one failing benchmark must not hide the others, but it fails the run
+            failed.append(name)
             got = [row(name, None, 0.0, True, f"failed: {type(e).__name__}: {str(e)[:300]}")]
         for r in got:
             r["detail"] += f" [{time.time() - t0:.0f}s]"
@@ -413,6 +416,9 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=1))
+    if failed:
+        print(f"benchmarks that failed: {', '.join(failed)}", file=sys.stderr)
+        raise SystemExit(1)
     return rows
 
 

@@ -1,5 +1,7 @@
 """Live training charts (pyqtgraph): loss and metric per batch (smoothed) and
-per epoch for train and val, with phase boundaries marked.
+per epoch for train and val, with phase boundaries marked. An exact head solve
+draws too: each cross-validation candidate's out-of-fold score as a validation
+point, and the solver's iterations as the per-step line (events carry ``x``).
 
 Colours follow the application palette (light or dark); the legend is a line
 of text above the plots, so it never covers data."""
@@ -10,7 +12,7 @@ from typing import Any
 import pyqtgraph as pg
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from tlapp.events import BATCH_END, EPOCH_END, PHASE_START
+from tlapp.events import BATCH_END, EPOCH_END, PHASE_START, SOLVER_STEP
 
 from .theme import SERIES as _COLORS
 from .theme import muted_color, text_color
@@ -56,8 +58,8 @@ class _Panel(pg.PlotWidget):
             if isinstance(item, pg.InfiniteLine):
                 self.removeItem(item)
 
-    def add_batch(self, x: float, value: float) -> None:
-        self._ema = value if self._ema is None else 0.8 * self._ema + 0.2 * value
+    def add_batch(self, x: float, value: float, smooth: bool = True) -> None:
+        self._ema = value if self._ema is None or not smooth else 0.8 * self._ema + 0.2 * value
         self.bx.append(x)
         self.by.append(self._ema)
         self.batch.setData(self.bx, self.by)
@@ -88,8 +90,10 @@ class TrainingCharts(QWidget):
         self.metric = _Panel("Accuracy", "accuracy")
         self.legend = QLabel(
             f"<span style='color:{_hex(_COLORS['train'])}'>●━ train (per epoch)</span> &nbsp; "
-            f"<span style='color:{_hex(_COLORS['val'])}'>●━ validation (per epoch)</span> &nbsp; "
-            f"<span style='color:{_hex(_COLORS['batch'])}'>━ train (per batch, smoothed)</span> &nbsp; "
+            f"<span style='color:{_hex(_COLORS['val'])}'>●━ validation (per epoch; head: per CV candidate)</span>"
+            " &nbsp; "
+            f"<span style='color:{_hex(_COLORS['batch'])}'>━ train (per batch, smoothed; head: per solver "
+            "iteration)</span> &nbsp; "
             "┆ phase start")
         plots = QHBoxLayout()
         plots.setContentsMargins(0, 0, 0, 0)
@@ -102,11 +106,12 @@ class TrainingCharts(QWidget):
         self.reset()
 
     def epoch_points(self) -> int:
-        """Epoch points drawn so far (a one-step head solve gives one: nothing worth a chart)."""
-        return len(self.loss.ex)
+        """Points drawn so far on the loss chart (per step, per epoch and validation)."""
+        return len(self.loss.bx) + len(self.loss.ex) + len(self.loss.vx)
 
     def reset(self) -> None:
-        self.offset = 0.0  # epochs completed in earlier phases
+        self.offset = 0.0  # chart x where the current phase starts (epochs, or a head solve's 2 units)
+        self.end = 0.0  # the largest x drawn so far
         self.updates = 0
         self.loss.reset()
         self.metric.reset()
@@ -118,19 +123,22 @@ class TrainingCharts(QWidget):
     def on_event(self, ev: dict[str, Any]) -> None:
         t, d = ev["type"], ev.get("data", {})
         if t == PHASE_START:
-            self.offset = float(len(self.loss.ex)) if self.loss.ex else self.offset
+            self.offset = self.end
             for p in (self.loss, self.metric):
+                p._ema = None  # a new phase's first step starts its own line, not the last phase's average
                 p.mark_phase(self.offset + d.get("start_epoch", 0), d.get("name", ""))
-        elif t == BATCH_END:
-            x = self.offset + d["epoch"] - 1 + d["batch"] / max(d["steps"], 1)
-            m = d.get("metrics", {})
+        elif t in (BATCH_END, SOLVER_STEP):
+            x = self.offset + (d["x"] if "x" in d else d["epoch"] - 1 + d["batch"] / max(d["steps"], 1))
+            m, smooth = d.get("metrics", {}), t == BATCH_END  # a solver's iterations are exact, not noisy
             if "loss" in m:
-                self.loss.add_batch(x, m["loss"])
+                self.loss.add_batch(x, m["loss"], smooth)
             if self.metric.key in m:
-                self.metric.add_batch(x, m[self.metric.key])
+                self.metric.add_batch(x, m[self.metric.key], smooth)
+            self.end = max(self.end, x)
             self.updates += 1
         elif t == EPOCH_END:
-            x = self.offset + d["epoch"]
+            x = self.offset + d.get("x", d["epoch"])
             self.loss.add_epoch(x, d["metrics"])
             self.metric.add_epoch(x, d["metrics"])
+            self.end = max(self.end, x)
             self.updates += 1

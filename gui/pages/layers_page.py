@@ -1,8 +1,8 @@
 """Step 3 — Layers: the backbone's blocks and layers with trainable checkboxes,
 quick freeze plans, live parameter counts and a memory estimate.
 
-It edits the freeze plan of the last (fine-tune) phase; earlier phases keep
-their own plans (by default: everything frozen).
+It edits the freeze plan of the fine-tune phase (:func:`tlapp.presets.with_finetune_freeze`):
+the ticks start as the preset's proposal, and what is ticked is what the fine-tune trains.
 """
 from __future__ import annotations
 
@@ -27,7 +27,10 @@ from PySide6.QtWidgets import (
 
 from tlapp.backbones.build import build_any_backbone
 from tlapp.backbones.freeze import LayerInfo, effective_mask, layer_table, lora_params, lora_shapes, middle_blocks
+from tlapp.base.errors import ConfigError
 from tlapp.config import Backbone, FreezePlan
+from tlapp.presets import finetune_freeze, phases_of, with_finetune_freeze
+from tlapp.training.plan import trains_text
 
 from ..empty import EmptyState
 from ..widgets import show_error
@@ -171,20 +174,12 @@ class LayersPage(WizardPage):
 
     def refresh(self) -> None:
         p = self.state.project
-        preset = p.train.preset
         lm = self.is_lm()
-        self.recipe_note.setVisible(preset != "custom")
-        self.recipe_note.setText(
-            f"Note: the <b>{preset.capitalize()}</b> recipe (Training step) "
-            + ("trains LoRA adapters of rank 8 on the attention queries and values." if lm else
-               "chooses what to fine-tune from your data: it trains the top blocks only when cross-validation says "
-               "it pays.")
-            + " Your choices here are used when you turn on <i>Advanced: write the phases myself</i> on the "
-              "Training step.")
+        self.recipe_note.setText(self._note())
         for w in (self.image_plans, self.keep_bn, self.freeze_all):
             w.setVisible(not lm)
         self.lora_box.setVisible(lm)
-        self.plan = p.train.phases[-1].freeze
+        self.plan = finetune_freeze(p)
         self._set_lora_controls()
         self.keep_bn.setChecked(not self.plan.train_batchnorm)
         key = (p.backbone.name, p.backbone.image_size, p.backbone.sequence_length,
@@ -194,6 +189,26 @@ class LayersPage(WizardPage):
             self.load_structure()
         else:
             self.render()
+
+    def _note(self) -> str:
+        """Whose plan these ticks are, and who decides whether it runs."""
+        p = self.state.project
+        try:
+            phases = phases_of(p, self.state.n_train())
+        except ConfigError as e:
+            return f"<b>This plan cannot run:</b> {e}"
+        last = phases[-1]
+        if p.train.preset == "custom":
+            return (f"These ticks set what phase '{last.name}' trains ({trains_text(last)}); the phases run exactly "
+                    "as written (Training step, Advanced).")
+        if self.is_lm():
+            return f"The language model trains {trains_text(last)}. Change it here; this is what trains."
+        if len(phases) == 1:
+            return (f"The <b>{p.train.preset.capitalize()}</b> plan trains the head only, solved exactly. Tick layers "
+                    "to add a fine-tune that trains them; the Training step shows whether the preset runs it.")
+        return (f"The <b>{p.train.preset.capitalize()}</b> plan: the head, solved exactly, then a fine-tune of "
+                f"{trains_text(last)}. Your ticks are what the fine-tune trains; the preset decides whether it runs "
+                "(shown before Start on the Training step, with <i>Fine-tune anyway</i>).")
 
     def load_structure(self) -> None:
         b = self.state.project.backbone
@@ -337,9 +352,9 @@ class LayersPage(WizardPage):
         self.render()
 
     def commit(self) -> None:
-        d = self.state.project.model_dump(mode="json")
-        d["train"]["phases"][-1]["freeze"] = self.plan.model_dump(mode="json")
-        self.state.set_dict(d)
+        p = self.state.project
+        if self.plan != finetune_freeze(p):
+            self.state.set_project(with_finetune_freeze(p, self.plan, self.state.n_train()))
 
     def validate(self) -> Optional[str]:
         if not self.table:

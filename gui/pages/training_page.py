@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from tlapp.backbones.catalog import check_backbone
+from tlapp.base.errors import TlappError
 from tlapp.base.paths import projects_dir
 from tlapp.base.progress import describe_seconds, progress_text
 from tlapp.config import EarlyStopping, Phase
@@ -39,8 +40,10 @@ from tlapp.events import (
     CRASH,
     EPOCH_END,
     PHASE_START,
+    PLAN,
     PROGRESS,
     RUN_END,
+    SOLVER_STEP,
     describe,
 )
 from tlapp.model.tasks import metric_name
@@ -50,7 +53,7 @@ from tlapp.training.devices import describe_device
 # train.strategy values and how the wizard names them.
 STRATEGIES = (("auto", "Automatic"), ("default", "One device"), ("mirrored", "Mirrored on this machine"),
               ("multi_worker", "Several machines (TF_CONFIG)"))
-from tlapp.config import sft_epochs
+from tlapp.presets import PRESETS, phases_of, sft_epochs, with_preset, with_proposed_phases
 from tlapp.training.estimate import estimate, examples_used
 
 from ..charts import TrainingCharts
@@ -59,32 +62,34 @@ from ..theme import GOOD
 from ..widgets import open_folder, show_error
 from ..workers import DeviceProbe, TrainingProcess
 from .base import WizardPage
+from .plan_view import PlanView
 
 PHASE_COLUMNS = ["Name", "Epochs", "LR", "Schedule", "Optimizer", "Freeze", "Patience", "Flip aug."]
-PRESET_LABELS = {"fast": "Fast — the head only, fitted to convergence",
-                 "balanced": "Balanced — also fine-tunes when it pays (recommended)",
-                 "best": "Best — more augmentation and a longer fine-tune"}
+PRESET_LABELS = {name: f"{name.capitalize()} — {p['about']}" + (" (recommended)" if name == "balanced" else "")
+                 for name, p in PRESETS.items()}
 PRESET_HELP = {
     "fast": "One pass of the backbone over your data, then a linear head solved exactly, its strength chosen "
             "by cross-validation and refit on all your data. Usually within a point of Balanced.",
-    "balanced": "Fast, plus mirrored copies when cross-validation says they help, and a short fine-tune of the "
-                "top blocks when your data can show its gain and it fits the time budget. The default.",
+    "balanced": "Fast, plus mirrored copies when cross-validation says they help, and the fine-tune phase (what "
+                "you ticked on the Layers step) when your data can show its gain and it fits the time budget. "
+                "The default.",
     "best": "Balanced with a longer fine-tune and a larger time budget (train.time_budget_s).",
 }
 
 
-CHARTS_BEFORE = ("Press Start: loss and accuracy curves appear here as the model trains. With the recipes, most "
-                 "of the time is one pass of the backbone over your examples (the progress bar above), then the "
-                 "head is fitted in seconds; curves are drawn for fine-tune epochs.")
-CHARTS_ONE_STEP = ("The head was fitted exactly in one step, so there are no epochs to chart — the result is in "
-                   "the card above. Curves appear here when the recipe fine-tunes the backbone (Best, or "
-                   "Advanced phases).")
+CHARTS_BEFORE = ("Press Start: loss and accuracy curves appear here as the model trains. With the presets, the "
+                 "backbone first reads your examples once (the progress bar above); then each cross-validation "
+                 "candidate of the head adds a validation point, the solver draws its curve, and a fine-tune adds "
+                 "its batches and epochs.")
 
 
 STAGE_HELP = {
     "scanning": "Reading every file once, so no broken image can stop training half-way.",
     "embedding": "The backbone's one pass over your data (each example once, then cached); the head is then "
                  "fitted in seconds.",
+    "cross-validating": "Choosing the head's regularisation: each candidate is scored on examples it never saw "
+                        "(a validation point on the charts).",
+    "solving the head": "Fitting the head to convergence (L-BFGS): the per-step line on the charts.",
     "evaluating": "Scoring the validation examples with the final model.",
     "exporting": "Writing the model in each format, then loading it in a fresh process to check its answers.",
     "loading the language model": "Reading the model's weights from tlapp's model store (a few seconds).",
@@ -251,6 +256,8 @@ class TrainingPage(WizardPage):
         tl = QVBoxLayout(top)
         tl.setContentsMargins(0, 0, 0, 0)
         tl.addWidget(preset_box)
+        self.plan_view = PlanView(state)
+        tl.addWidget(self.plan_view)
         tl.addWidget(self.phases)
         tl.addLayout(buttons)
         tl.addLayout(form)
@@ -318,15 +325,20 @@ class TrainingPage(WizardPage):
             rb.setChecked(name == p.train.preset)
             rb.setEnabled(not custom)
             rb.blockSignals(False)
-        self._show_phases(custom)
+        self._show_phases(True)  # the phases are the plan under every preset; Advanced only drops its decisions
         self._estimates()
+        self.plan_view.refresh()
         self.batch.setValue(p.train.batch_size)
         self.strategy.setCurrentIndex(max(0, self.strategy.findData(p.train.strategy)))
         for w in (self.strategy, self.strategy_note):  # a language model trains on one device (for now)
             self.form.setRowVisible(w, not p.task.type.is_generative)
         self.mixed.setChecked(p.train.mixed_precision is not False)  # auto: on where the GPU has tensor cores
         self.phases.setRowCount(0)
-        for ph in p.train.phases:
+        try:
+            shown = phases_of(p, self.state.n_train())
+        except TlappError:
+            shown = p.train.phases  # the plan view says what is wrong with them
+        for ph in shown:
             self._append_row(ph.model_dump(mode="json"))
         metric = metric_name(p.task.type)
         self.charts.set_metric(metric, metric.upper() if metric == "mae" else metric.capitalize())
@@ -347,8 +359,7 @@ class TrainingPage(WizardPage):
             self.preset_note.setText("Scan your pairs (step 1) to see how many steps training takes.")
             return
         steps = -(-n_train // p.train.batch_size)
-        epochs = sum(ph.epochs for ph in p.train.phases) if p.train.preset == "custom" else \
-            sft_epochs(p.train.preset, n_train, p.train.batch_size)
+        epochs = sum(ph.epochs for ph in phases_of(p, n_train))
         self.preset_note.setText(
             f"{n_train} training pairs at batch {p.train.batch_size}: {steps} step(s) per epoch, {steps * epochs} in "
             "all; on a 2-core CPU SmolLM2 takes 1–3 s a step, plus ~25 s to start.")
@@ -361,15 +372,12 @@ class TrainingPage(WizardPage):
     def _preset_changed(self) -> None:
         name = next((n for n, rb in self.presets.items() if rb.isChecked()), "balanced")
         if not self.advanced.isChecked() and name != self.state.project.train.preset:
-            self.state.update("train", preset=name)
+            self.state.set_project(with_preset(self.state.project, name, self.state.n_train()))
 
     def _advanced_changed(self, on: bool) -> None:
         self.commit()
-        if on:
-            self.state.update("train", preset="custom")
-        else:
-            name = next((n for n, rb in self.presets.items() if rb.isChecked()), "balanced")
-            self.state.update("train", preset=name if name != "custom" else "balanced")
+        name = next((n for n, rb in self.presets.items() if rb.isChecked()), "balanced")
+        self.state.set_project(with_preset(self.state.project, "custom" if on else name, self.state.n_train()))
         self.refresh()
 
     def _estimates(self) -> None:
@@ -402,15 +410,20 @@ class TrainingPage(WizardPage):
         self.phases.insertRow(r)
         freeze = ph["freeze"]["mode"] + (f" {ph['freeze']['blocks']}" if ph["freeze"]["mode"] == "top_blocks" else "")
         es = ph.get("early_stopping")
-        cells = [ph["name"], str(ph["epochs"]), f"{ph['learning_rate']:g}", None, None, freeze,
-                 str(es["patience"]) if es else "", None]
+        exact = ph.get("solver") == "exact"
+        cells = [ph["name"], "exact" if exact else str(ph["epochs"]), "—" if exact else f"{ph['learning_rate']:g}",
+                 None, None, freeze, "" if exact or not es else str(es["patience"]), None]
         for c, text in enumerate(cells):
             if text is not None:
                 item = QTableWidgetItem(text)
-                if c == 5:
+                if c == 5 or (exact and c in (1, 2, 6)):
                     item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
-                    item.setToolTip("Edit on the Layers step (last phase) or in the project file")
+                    item.setToolTip("Edit on the Layers step (last phase) or in the project file" if c == 5 else
+                                    "Solved exactly (L-BFGS, L2 strength by cross-validation): no epochs or "
+                                    "learning rate")
                 self.phases.setItem(r, c, item)
+        if exact:
+            return
         sched = QComboBox()
         sched.addItems(["constant", "cosine", "step"])
         sched.setCurrentText(ph["schedule"])
@@ -442,11 +455,16 @@ class TrainingPage(WizardPage):
         self.refresh()
 
     def commit(self) -> None:
-        d = self.state.project.model_dump(mode="json")
+        project = self.state.project
+        if not project.train.phases and self.phases.rowCount():  # the table shows the preset's proposal
+            project = with_proposed_phases(project, self.state.n_train())
+        d = project.model_dump(mode="json")
         phases = d["train"]["phases"]
         for r in range(min(self.phases.rowCount(), len(phases))):
             ph = phases[r]
             ph["name"] = self.phases.item(r, 0).text().strip() or f"phase{r + 1}"
+            if ph.get("solver") == "exact":
+                continue
             ph["epochs"] = int(self.phases.item(r, 1).text())
             ph["learning_rate"] = float(self.phases.item(r, 2).text())
             ph["schedule"] = self.phases.cellWidget(r, 3).currentText()
@@ -462,6 +480,8 @@ class TrainingPage(WizardPage):
 
     def validate(self) -> Optional[str]:
         for r in range(self.phases.rowCount()):
+            if self.phases.cellWidget(r, 3) is None:  # an exact head solve: nothing to type
+                continue
             for c, kind in ((1, int), (2, float)):
                 text = self.phases.item(r, c).text() if self.phases.item(r, c) else ""
                 try:
@@ -536,6 +556,17 @@ class TrainingPage(WizardPage):
             self.charts_box.show_content()
             self.counters.setText(f"{getattr(self, 'phase_info', '')} · epoch {d['epoch']} · batch {d['batch']}/"
                                   f"{d['steps']} · {d['images_per_s']:.0f} examples/s")
+        elif t == PLAN:
+            self.plan_view.on_plan_event(d)
+        elif t == SOLVER_STEP:
+            self.charts_box.show_content()
+            self.counters.setText(f"{getattr(self, 'phase_info', '')} · solver iteration {d['iteration']} · "
+                                  f"{d['per_s']:.0f} iterations/s · {d['examples_per_s']:,.0f} examples/s")
+        elif t == EPOCH_END and d.get("stage") == "cv":
+            self.charts_box.show_content()
+            self.counters.setText(f"{getattr(self, 'phase_info', '')} · cross-validation candidate {d['epoch']}/"
+                                  f"{d['epochs']} (L2 {d['candidate']['l2']:g}) · {d['images_per_s']:,.0f} "
+                                  f"examples/s fitted · ETA {d['eta_s']:.0f}s")
         elif t == EPOCH_END:
             self.step_progress.setVisible(False)
             if self.charts.epoch_points() >= 2:
@@ -562,7 +593,7 @@ class TrainingPage(WizardPage):
         if self.charts.epoch_points() >= 2:
             self.charts_box.show_content()
         else:
-            self.charts_box.show_empty(CHARTS_ONE_STEP)
+            self.charts_box.show_empty("This run drew no curves (it ended before its first points).")
 
     def _show_progress(self, d: dict) -> None:
         """A long step that is not an epoch (scan, embedding pass, evaluation, export): a bar with
@@ -590,10 +621,10 @@ class TrainingPage(WizardPage):
             except Exception as e:  # the card is a convenience; the run and its files are fine
                 self.log.appendPlainText(f"(could not summarise the run: {e})")
         if self.charts.epoch_points() < 2:
-            self.charts_box.show_empty(CHARTS_ONE_STEP if status == "completed" else
-                                       f"The run {status} before any epoch finished; nothing to chart.")
+            self.charts_box.show_empty(f"The run {status} before its first points; nothing to chart.")
         if status == "cancelled":
-            self.log.appendPlainText("Cancelled: checkpoint kept; press Resume to continue.")
+            self.log.appendPlainText("Cancelled: checkpoint kept; press Resume to continue." if self.resume_btn.isEnabled()
+                                     else "Cancelled before any checkpoint was written; press Start to train again.")
         self.run_done.emit(str(self.state.run_dir), status)
         if status == "completed":
             self.state.run_finished.emit(str(self.state.run_dir))

@@ -17,7 +17,7 @@ from tlapp.base.errors import Cancelled, DataError, TlappError
 from tlapp.cli.app import app, dump, err, out
 from tlapp.cli.plan_cmds import project_with_overrides
 from tlapp.cli.render import ProgressRenderer
-from tlapp.config import Project, apply_overrides, load_project
+from tlapp.config import Project
 from tlapp.data.demo import demo_project
 from tlapp.data.scan_text import decode_bytes
 from tlapp.deploy.predict import Predictor, expand_inputs

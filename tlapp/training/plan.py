@@ -86,7 +86,8 @@ def decide(project: Project, finetunes: list[Phase], n_train: int, n_val: int, r
     below = score_threshold(n_val)
     if score is None:
         return out(None, f"runs if the head scores below {below:.3f} in {scored_by}: {n_val} validation examples "
-                         f"cannot tell a smaller gain from noise; about {est:.0f}s, within the {budget:.0f}s budget",
+                         f"cannot tell a smaller gain from noise; about {est:.0f}s, within the {budget:.0f}s budget "
+                         f"({ANYWAY} runs it whatever the head scores)",
                    below)
     if score >= SATURATED:
         return out(False, f"the head alone scores {score:.3f} in {scored_by}: nothing left for a fine-tune to "
