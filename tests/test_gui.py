@@ -237,19 +237,57 @@ def test_text_wizard_steps(window, qtbot, tmp_path):
 
 
 def test_training_step_offers_presets_with_times(window, qtbot, color_data):
-    """Three presets with expected times once the data is scanned; Advanced reveals the phase table."""
+    """Three presets with expected times once the data is scanned; the plan (phases, decision) before Start."""
     scan_data(qtbot, window, color_data)
     tp = window.pages[4]
     window.go(4)
     assert window.state.project.train.preset == "balanced" and tp.presets["balanced"].isChecked()
     assert "≈" in tp.presets["fast"].text() and "machine" in tp.preset_note.text()
-    assert not tp.phases.isVisibleTo(tp)  # recipe: no phase table to puzzle over
+    assert "Best — the head, then a longer fine-tune" in tp.presets["best"].text()
+    assert tp.phases.isVisibleTo(tp) and tp.phases.rowCount() == 2  # the plan's phases, under a preset too
+    assert tp.phases.item(0, 1).text() == "exact" and "fine-tune:" in tp.plan_view.text.text()
+    tp.presets["best"].setChecked(True)  # an untouched proposal follows the preset
+    assert window.state.project.train.phases[1].epochs == 6 and tp.phases.item(1, 1).text() == "6"
     tp.presets["fast"].setChecked(True)
-    assert window.state.project.train.preset == "fast"
+    assert window.state.project.train.preset == "fast" and tp.phases.rowCount() == 1
+    assert "fine-tune: no" in tp.plan_view.text.text() and tp.plan_view.anyway.isVisibleTo(tp)
+    tp.plan_view.anyway.click()  # Fine-tune anyway: adds the fine-tune phase and forces it
+    assert window.state.project.train.finetune == "always" and tp.phases.rowCount() == 2
+    assert "fine-tune: yes" in tp.plan_view.text.text() and tp.plan_view.anyway.text() == "Let the preset decide"
     tp.advanced.setChecked(True)
-    assert window.state.project.train.preset == "custom" and tp.phases.isVisibleTo(tp)
+    assert window.state.project.train.preset == "custom"
     tp.advanced.setChecked(False)
-    assert window.state.project.train.preset == "fast" and not tp.phases.isVisibleTo(tp)
+    assert window.state.project.train.preset == "fast"
+
+
+@pytest.mark.parametrize("start_window", [TrainingProcess], indirect=True)
+def test_a_clicked_project_trains_for_real_as_its_plan_says(window, qtbot, tmp_path, color_data):
+    """Ticks on Layers and "Fine-tune anyway" on Training, then Start: the child process trains exactly that
+    project (the real trainer, not a fake), and the head stage draws curves, not one point."""
+    to_training(qtbot, window, color_data)
+    window.go(2)
+    window.pages[2].blocks.setValue(1)  # the slider: train the top block only
+    window.go(4)
+    tp = window.pages[4]
+    tp.plan_view.anyway.click()
+    # Not a click: the export is not what this test is about, and it would add a fresh-process check.
+    window.state.update("export", formats=[])
+    tp.new_run_dir = lambda: tmp_path / "run"
+    tp.start()
+    qtbot.waitUntil(lambda: tp.status_text != "running", timeout=240000)
+    assert tp.status_text == "completed", tp.log.toPlainText()[-2000:]
+    events = [json.loads(x) for x in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    starts = {e["data"]["name"]: e["data"] for e in events if e["type"] == "phase_start"}
+    assert [b["block"] for b in starts["finetune"]["blocks"] if b["trainable_params"]] == ["block3"]
+    decision = next(e["data"] for e in events if e["type"] == "recipe_decision")
+    assert decision["finetune"]["finetune"] is True and "train.finetune: always" in decision["finetune"]["reason"]
+    from tlapp.config import load_project
+
+    trained = load_project(tmp_path / "run" / "config.yaml")
+    assert trained.train.phases == window.state.project.train.phases
+    head_x = [x for x in tp.charts.loss.bx if x <= 2.0]  # the head stage: CV candidates, then the solver
+    assert len(head_x) > 1 and len([x for x in tp.charts.loss.vx if x <= 1.0]) > 1
+    assert len([x for x in tp.charts.metric.vx if x <= 1.0]) > 1
 
 
 def test_backbone_leaderboard_ranks_and_a_click_chooses(window, qtbot, color_data):

@@ -204,3 +204,16 @@ def with_finetune_choice(project: Project, choice: str, n_train: int = 0) -> Pro
     if choice == "always" and not p.task.type.is_generative and len(phases_of(p, n_train)) < 2:
         p = with_finetune_freeze(p, FINETUNE[modality(p.task.type)]["freeze"], n_train)
     return p
+
+
+def with_head(project: Project) -> Project:
+    """``project`` whose head phase fits its head: a head with hidden layers cannot be solved exactly, so a
+    proposed exact head becomes the proposed gradient one (and back). A head phase the person wrote
+    themselves is left alone (a mismatch is then an error that names it)."""
+    if not project.train.phases or project.task.type.is_generative:
+        return project
+    first, hidden = project.train.phases[0], bool(project.head.hidden)
+    if first not in (head_phase(True), head_phase(False)) or first == head_phase(hidden):
+        return project
+    phases = [head_phase(hidden), *project.train.phases[1:]]
+    return project.model_copy(update={"train": project.train.model_copy(update={"phases": phases})})

@@ -14,7 +14,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from tlapp.config import project_from_dict
 from tlapp.model.tasks import output_spec
+from tlapp.presets import with_head
 
 from ..empty import EmptyState
 from .base import WizardPage
@@ -119,7 +121,7 @@ class HeadPage(WizardPage):
         d = self.state.project.model_dump(mode="json")
         d["task"]["type"] = getattr(self, "tasks", IMAGE_TASKS)[self.task.currentText()]
         d["head"].update(pooling=self.pooling.currentText(), dropout=self.dropout.value(), hidden=self._hidden())
-        self.state.set_dict(d)
+        self.state.set_project(with_head(project_from_dict(d, "project")))
 
     def validate(self) -> Optional[str]:
         try:

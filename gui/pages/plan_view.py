@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
 from tlapp.base.errors import TlappError
@@ -15,6 +15,8 @@ from tlapp.training.plan import plan_for, plan_lines
 
 
 class PlanView(QGroupBox):
+    changed = Signal()  # the person changed the plan here ("Fine-tune anyway"): the page shows it again
+
     def __init__(self, state) -> None:
         super().__init__("Plan — what will train")
         self.state = state
@@ -67,3 +69,4 @@ class PlanView(QGroupBox):
         p = self.state.project
         choice = "auto" if p.train.finetune == "always" else "always"
         self.state.set_project(with_finetune_choice(p, choice, self.state.n_train()))
+        self.changed.emit()

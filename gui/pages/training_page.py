@@ -257,6 +257,7 @@ class TrainingPage(WizardPage):
         tl.setContentsMargins(0, 0, 0, 0)
         tl.addWidget(preset_box)
         self.plan_view = PlanView(state)
+        self.plan_view.changed.connect(self.refresh)
         tl.addWidget(self.plan_view)
         tl.addWidget(self.phases)
         tl.addLayout(buttons)
@@ -373,6 +374,7 @@ class TrainingPage(WizardPage):
         name = next((n for n, rb in self.presets.items() if rb.isChecked()), "balanced")
         if not self.advanced.isChecked() and name != self.state.project.train.preset:
             self.state.set_project(with_preset(self.state.project, name, self.state.n_train()))
+            self.refresh()
 
     def _advanced_changed(self, on: bool) -> None:
         self.commit()
