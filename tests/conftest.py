@@ -135,10 +135,11 @@ def trained_run(color_data: Path, tmp_path_factory: pytest.TempPathFactory):
 def start_window(qtbot, tmp_path, request):
     """The main window as a user first sees it (the start page), with a fake trainer
     (``indirect`` param: another factory) and settings in a temp file."""
-    from gui_fakes import FakeTrainer
     from PySide6.QtCore import QSettings
 
     from gui.main_window import MainWindow
+
+    from gui_fakes import FakeTrainer
 
     factory = getattr(request, "param", FakeTrainer)
     w = MainWindow(trainer_factory=factory, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))

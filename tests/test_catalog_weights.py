@@ -6,11 +6,12 @@ import sys
 
 import numpy as np
 import pytest
+from test_config import run_cli
 
-from conftest import lite0_pth, shared
 from tlapp.backbones.catalog import all_entries, check_options, get_entry, weights_file
 from tlapp.base.errors import BackboneError, WeightsError
-from test_config import run_cli
+
+from conftest import lite0_pth, shared
 
 
 def test_catalog_covers_keras_applications():
@@ -108,8 +109,8 @@ def test_import_rejects_bad_files(tmp_path):
 def test_shared_imagenet_weights_import_and_load(capsys):
     """Real weights: import the shared Keras cache files, then load via weights: imagenet."""
     from tlapp.backbones.image import build_backbone
-    from tlapp.config import Backbone
     from tlapp.backbones.weights import available
+    from tlapp.config import Backbone
 
     for name in ("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_128_no_top.h5", "mobilenet_2_5_224_tf_no_top.h5"):
         code, _, err = run_cli(["weights", "import", str(shared("weights", name))], capsys)

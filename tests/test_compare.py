@@ -5,10 +5,11 @@ import json
 
 import pytest
 
-from conftest import shared, tiny_project_dict
 from tlapp.base.errors import BackboneError, ConfigError
 from tlapp.config import project_from_dict
 from tlapp.training import compare
+
+from conftest import shared, tiny_project_dict
 
 
 def test_specs_parse_with_size_and_options():

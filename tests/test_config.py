@@ -3,9 +3,9 @@ import json
 import pytest
 import yaml
 
+from tlapp.base.errors import ConfigError
 from tlapp.cli.main import main
 from tlapp.config import SCHEMA_VERSION, apply_overrides, load_project, project_from_dict, project_to_yaml, save_project
-from tlapp.base.errors import ConfigError
 
 
 def run_cli(args, capsys):

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tiny_project_dict
 from tlapp.base.errors import ConfigError
 from tlapp.config import project_from_dict
 from tlapp.training import strategy
+
+from conftest import tiny_project_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,11 +17,12 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import make_color_dataset, tiny_project_dict
 from tlapp.base.errors import ConfigError, DataError, TlappError, TrainingError
 from tlapp.config import load_project, project_from_dict
 from tlapp.data.scan_images import scan
 from tlapp.rundir import RunDir
+
+from conftest import make_color_dataset, tiny_project_dict
 
 
 def _img(path: Path, value: int = 128) -> None:
@@ -450,6 +451,7 @@ def test_30_predict_many_files_with_bad_ones_into_a_closed_pipe(trained_run, tmp
 def test_2_5_exported_bytes_signature_decodes_like_training(tmp_path):
     """serving_bytes's decoder against training's (imageio.load_rgb) on every odd format."""
     from badfixtures import make_bad_dataset
+
     from tlapp.base.tfenv import quiet_import
     from tlapp.data.imageio import load_rgb
     from tlapp.deploy.export import decode_like_training
@@ -541,6 +543,7 @@ def test_1_corrupt_files_are_named_before_any_epoch_and_training_finishes(tmp_pa
     import shutil
 
     from badfixtures import make_bad_dataset
+
     from tlapp.training.run import train
 
     expected = make_bad_dataset(tmp_path / "bad")
@@ -563,9 +566,9 @@ def test_1_corrupt_files_are_named_before_any_epoch_and_training_finishes(tmp_pa
 # 21 ---------------------------------------------------------------------------
 def test_21_closing_mid_training_and_answering_no_keeps_training(window, qtbot, color_data, monkeypatch):
     from PySide6.QtWidgets import QMessageBox
+    from test_gui import to_training
 
     from gui_fakes import FakeTrainer
-    from test_gui import to_training
 
     to_training(qtbot, window, color_data)
     tp = window.training

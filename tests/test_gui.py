@@ -6,14 +6,14 @@ import json
 import time
 from pathlib import Path
 
-import pytest
-
 import PySide6  # noqa: E402,F401  (a dependency of tlapp: missing, the tests fail, never skip)
-from conftest import tiny_project_dict  # noqa: E402
-from gui_fakes import FakeTrainer  # noqa: E402
+import pytest
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
 from gui.workers import TrainingProcess  # noqa: E402
+
+from conftest import tiny_project_dict  # noqa: E402
+from gui_fakes import FakeTrainer  # noqa: E402
 
 
 def scan_data(qtbot, w, path: Path) -> None:

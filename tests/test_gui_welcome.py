@@ -7,12 +7,12 @@ import shutil
 import time
 from pathlib import Path
 
-
 import PySide6  # noqa: E402,F401  (a dependency of tlapp: missing, the tests fail, never skip)
-from conftest import make_color_dataset  # noqa: E402
-from gui_fakes import FakeTrainer  # noqa: E402
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
+
+from conftest import make_color_dataset  # noqa: E402
+from gui_fakes import FakeTrainer  # noqa: E402
 
 
 def drop(widget, path: Path) -> None:
@@ -227,9 +227,9 @@ def test_backbone_table_ranks_by_accuracy_and_measures_speed(window, qtbot, colo
 def test_layout_is_remembered_and_keys_walk_the_steps(qtbot, tmp_path, color_data):
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QSplitter
+    from test_gui import scan_data
 
     from gui.main_window import MainWindow
-    from test_gui import scan_data
 
     ini = str(tmp_path / "s.ini")
     w = MainWindow(trainer_factory=FakeTrainer, settings=QSettings(ini, QSettings.Format.IniFormat))

@@ -8,11 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import make_color_dataset, tiny_project_dict
 
 from tlapp.base.errors import ConfigError
 from tlapp.config import TaskType, project_from_dict
-from tlapp.presets import phases_of, with_finetune_choice, with_finetune_freeze, with_preset, with_proposed_phases
+from tlapp.presets import (
+    finetune_freeze,
+    phases_of,
+    with_finetune_choice,
+    with_finetune_freeze,
+    with_preset,
+    with_proposed_phases,
+)
+
+from conftest import make_color_dataset, tiny_project_dict
 
 
 def _preset(data: Path, **train) -> dict:
@@ -155,10 +163,17 @@ def test_settings_that_cannot_apply_are_one_line_errors(color_data, tmp_path, ca
     code, text = _cli(["plan", str(f), "--set", "train.phases.0.epochs=10"], capsys)
     assert code == 2 and "train.phases.0.epochs" in text and "solver: exact" in text
     assert text.strip().count("\n") == 0
-    code, text = _cli(["train", str(f), "--set", "head.hidden=[16]", "--set", "train.phases.1.epochs=2",
-                       "--out", str(tmp_path / "never")], capsys)
+    d = _preset(color_data)
+    d["train"]["phases"] = [{"name": "my head", "solver": "exact"}]  # the person's own exact head
+    code, text = _cli(["train", str(_write(tmp_path, d)), "--set", "head.hidden=[16]", "--out",
+                       str(tmp_path / "never")], capsys)
     assert code == 2 and "train.phases.0.solver" in text and "head.hidden" in text
     assert not (tmp_path / "never").exists()  # refused before a run folder was made
+    from tlapp.cli.plan_cmds import project_with_overrides
+
+    proposed = project_with_overrides(_write(tmp_path, _preset(color_data)), ["head.hidden=[16]",
+                                                                             "train.phases.1.epochs=2"])
+    assert proposed.train.phases[0].solver == "gradient"  # the proposal follows the head, as on the Head step
     with pytest.raises(ConfigError, match="train.phases.0.freeze.mode"):
         phases_of(project_from_dict({"data": {"path": "x"}, "train": {"preset": "balanced", "phases": [
             {"name": "ft", "freeze": {"mode": "none"}}]}}), 10)
@@ -186,8 +201,11 @@ def test_preset_proposals_and_the_layers_step_rules():
 
     ticked = with_finetune_freeze(best, FreezePlan(mode="top_blocks", blocks=1))
     assert with_preset(ticked, "balanced").train.phases[1].freeze.blocks == 1  # the person's edit stays
-    head_only = with_finetune_freeze(ticked, FreezePlan(mode="all"))
-    assert [ph.name for ph in head_only.train.phases] == ["head"]
+    head_only = with_finetune_freeze(ticked, FreezePlan(mode="all"))  # untick everything: no fine-tune...
+    assert head_only.train.finetune == "never" and finetune_freeze(head_only).mode == "all"
+    assert head_only.train.phases[1] == ticked.train.phases[1]  # ...but its epochs and LR are kept
+    again = with_finetune_freeze(head_only, FreezePlan(mode="top_blocks", blocks=2))
+    assert again.train.finetune == "auto" and again.train.phases[1].freeze.blocks == 2
     forced = with_finetune_choice(with_preset(p, "fast"), "always")
     assert forced.train.finetune == "always" and len(phases_of(forced, 10)) == 2
     lm = project_from_dict({"task": {"type": "sft"}, "data": {"source": "pairs", "path": "x.jsonl"},

@@ -5,13 +5,14 @@ import json
 
 import numpy as np
 import pytest
-from conftest import tiny_project_dict
 
 from tlapp.base.errors import ConfigError
 from tlapp.config import TaskType, project_from_dict
-from tlapp.training import linear_head as lh
 from tlapp.presets import FINETUNE, finetune_phase
+from tlapp.training import linear_head as lh
 from tlapp.training.plan import decide, score_threshold
+
+from conftest import tiny_project_dict
 
 
 def _preset_project(data, **train) -> dict:

@@ -8,12 +8,13 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import tiny_project_dict
 from test_config import run_cli
 
 from tlapp.base.errors import Cancelled, ConfigError, DataError, TrainingError
 from tlapp.config import project_from_dict
 from tlapp.rundir import RunDir
+
+from conftest import tiny_project_dict
 
 
 def _worsening_project(color_data) -> dict:
@@ -122,10 +123,10 @@ def test_predictions_are_right_not_just_well_formed(trained_run, color_data, cap
 
 
 def test_class_weights_reach_fit(tmp_path, monkeypatch):
-    from conftest import make_color_dataset
-
     from tlapp.base.tfenv import quiet_import
     from tlapp.training.run import train
+
+    from conftest import make_color_dataset
 
     _, keras = quiet_import()
     data = make_color_dataset(tmp_path / "data", classes=("red", "blue"), n=12)

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import tiny_project_dict
 from tlapp.config import TaskType, project_from_dict
 from tlapp.data import pipelines
 from tlapp.data.examples import Example
 from tlapp.data.labels import LabelEncoder
+
+from conftest import tiny_project_dict
 
 
 @pytest.fixture(scope="module")

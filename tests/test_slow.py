@@ -5,13 +5,15 @@ import json
 
 import pytest
 
-from conftest import shared
 from tlapp.config import project_from_dict
+
+from conftest import shared
 
 
 @pytest.mark.slow
 def test_mobilenet_v2_035_sign_language_digits(tmp_path, capsys):
     from test_config import run_cli
+
     from tlapp.training.run import train
 
     data = shared("data", "sign_language_digits", "Dataset")

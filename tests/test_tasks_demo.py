@@ -2,10 +2,11 @@
 import json
 
 import numpy as np
+from test_config import run_cli
+
+from tlapp.config import project_from_dict
 
 from conftest import lite0_pth, tiny_project_dict
-from tlapp.config import project_from_dict
-from test_config import run_cli
 
 
 def test_multi_label_and_regression_train_and_export(color_data, tmp_path):
@@ -80,9 +81,9 @@ def test_keras_hub_image_backbone_offline_from_imported_folder(tmp_path):
     """A keras-hub catalog entry works offline once its folder is imported under the entry's name,
     with the preset's own preprocessing (never a guessed scaling)."""
     from tlapp.backbones import effnet_lite
-    from tlapp.model.image_model import build_model
     from tlapp.backbones.torchfile import load_state_dict
     from tlapp.backbones.weights import import_weights, offline_status
+    from tlapp.model.image_model import build_model
 
     pth = lite0_pth()
     effnet_lite.write_timm_folder(load_state_dict(pth), tmp_path / "timm")

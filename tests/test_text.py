@@ -7,11 +7,12 @@ import sys
 
 import numpy as np
 import pytest
+from test_config import run_cli
+
+from tlapp.base.errors import DataError
+from tlapp.config import project_from_dict
 
 from conftest import shared
-from tlapp.config import project_from_dict
-from tlapp.base.errors import DataError
-from test_config import run_cli
 
 SPAM = ["free cash prize claim now", "win money now call", "urgent claim your prize reply", "free mobile offer text stop"]
 HAM = ["see you later at home", "going to dinner tonight", "sorry i am late today", "love you good night"]
@@ -87,8 +88,8 @@ def test_sms_style_tsv_without_header_or_quoting(tmp_path):
 
 def test_duplicates_stay_in_one_split(tmp_path):
     from tlapp.config import TaskType
-    from tlapp.data.split import cross_split_duplicates, split_examples
     from tlapp.data.scan_text import scan_text
+    from tlapp.data.split import cross_split_duplicates, split_examples
 
     f = tmp_path / "d.csv"
     f.write_text("text,label\n" + "".join(f"same text,ham\nother {i},ham\nspam {i},spam\n" for i in range(10)))
@@ -155,9 +156,9 @@ def test_init_text_project(tmp_path, capsys):
 
 
 def test_text_backbone_rejects_image_task_mixup():
-    from tlapp.config import Backbone
-    from tlapp.base.errors import BackboneError
     from tlapp.backbones.text import build_text_backbone
+    from tlapp.base.errors import BackboneError
+    from tlapp.config import Backbone
 
     with pytest.raises(BackboneError, match="is an image backbone"):
         build_text_backbone(Backbone(name="mobilenet_v2"))

@@ -5,11 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_config import run_cli
+
+from tlapp.base.errors import Cancelled, TrainingError
+from tlapp.config import load_project, project_from_dict
 
 from conftest import tiny_project_dict
-from tlapp.config import load_project, project_from_dict
-from tlapp.base.errors import Cancelled, TrainingError
-from test_config import run_cli
 
 
 def test_event_sequence(trained_run):
@@ -90,8 +91,8 @@ def test_embedding_cache_head_matches_full_model(color_data, tmp_path):
 
 
 def test_atomic_checkpoint_survives_failed_write(tmp_path):
-    from tlapp.training.checkpoint import read_state, save_checkpoint
     from tlapp.base.tfenv import quiet_import
+    from tlapp.training.checkpoint import read_state, save_checkpoint
 
     _, keras = quiet_import()
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
@@ -135,8 +136,8 @@ def test_cancel_then_resume_continues_at_next_epoch(color_data, tmp_path, cached
 
 def test_resume_restores_optimizer_iterations(color_data, tmp_path):
     """The LR schedule continues: optimizer.iterations comes back from the checkpoint."""
-    from tlapp.training.checkpoint import restore_optimizer, save_checkpoint
     from tlapp.base.tfenv import quiet_import
+    from tlapp.training.checkpoint import restore_optimizer, save_checkpoint
 
     _, keras = quiet_import()
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
@@ -184,6 +185,29 @@ def test_evaluate_and_reexport_cli(trained_run, tmp_path, capsys):
                               "--out", str(tmp_path / "x")], capsys)
     assert code == 0, err
     assert (tmp_path / "x" / "saved_model").is_dir() and "passed" in out
+    import keras
+
+    h5 = keras.saving.load_model(tmp_path / "x" / "model.h5", compile=False)  # the .h5 it asked for, usable
+    assert h5.output_shape[-1] == 3
+
+
+def test_reexport_in_place_adds_a_format_and_loses_none(trained_run, tmp_path, capsys, color_data):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run[2], run)
+    before = sorted(p.name for p in (run / "export").iterdir())
+    code, out, err = run_cli(["export", str(run), "--format", "tflite"], capsys)
+    assert code == 0, err
+    after = sorted(p.name for p in (run / "export").iterdir())
+    assert set(before) - {"report.json"} <= set(after) and "model.tflite" in after
+    readme = (run / "export" / "README.md").read_text()
+    assert "saved_model" in readme and "model.tflite" in readme and "model.keras" in readme
+    report = json.loads((run / "export" / "report.json").read_text())
+    assert "saved_model" in json.dumps(report) and "tflite" in json.dumps(report)
+    image = str(sorted((color_data / "red").iterdir())[0])
+    code, out, err = run_cli(["predict", str(run), image, "--json"], capsys)
+    assert code == 0 and json.loads(out.splitlines()[0])["label"] == "red", err
 
 
 def test_saved_model_bytes_signature_in_plain_tensorflow(trained_run, color_data):
@@ -202,9 +226,9 @@ def test_saved_model_bytes_signature_in_plain_tensorflow(trained_run, color_data
 
 def test_discriminative_lr_scales_updates_per_block():
     """Lower blocks move less: the same gradient, half the step one block further down."""
+    from tlapp.base.tfenv import quiet_import
     from tlapp.config import Phase
     from tlapp.model.optim import block_multipliers, make_optimizer
-    from tlapp.base.tfenv import quiet_import
 
     _, keras = quiet_import()
     lower, upper = keras.Variable(np.zeros(3), name="lower"), keras.Variable(np.zeros(3), name="upper")
@@ -216,8 +240,8 @@ def test_discriminative_lr_scales_updates_per_block():
 
 
 def test_mixed_precision_on_cpu_warns_and_uses_float32(color_data, tmp_path):
-    from tlapp.training.run import train
     from tlapp.base.tfenv import quiet_import
+    from tlapp.training.run import train
 
     _, keras = quiet_import()
     d = tiny_project_dict(color_data)

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import make_color_dataset
 
 from tlapp.backbones import speed
 from tlapp.backbones.catalog import all_entries, get_entry, weights_origin
@@ -17,6 +16,8 @@ from tlapp.config import Backbone, TaskType
 from tlapp.data.scan_images import scan
 from tlapp.data.starter import guess_task
 from tlapp.deploy.summary import latest_run, summarize_run
+
+from conftest import make_color_dataset
 
 
 def test_guess_task_from_a_dropped_path(tmp_path, color_data):

@@ -204,6 +204,14 @@ class Phase(_Strict):
     steps_per_epoch: Optional[int] = Field(None, ge=1, description="Limit batches per epoch (tests, smoke runs).")
 
 
+# What Train.phases defaulted to before presets proposed the plan (schema 1, until 2026-12).
+_OLD_DEFAULT_PHASES = [
+    Phase(name="head", epochs=5, learning_rate=1e-3, freeze=FreezePlan(mode="all")),
+    Phase(name="finetune", epochs=3, learning_rate=1e-4, schedule="cosine",
+          freeze=FreezePlan(mode="top_blocks", blocks=2), early_stopping=EarlyStopping(metric="val_loss", patience=2)),
+]
+
+
 class Train(_Strict):
     """How to train. ``phases`` is the plan; an empty list lets the preset propose it from the data
     (``tlapp plan`` shows it, ``tlapp init`` writes it). Under a preset the first phase is the head and
@@ -276,6 +284,10 @@ class Train(_Strict):
     def _custom_has_phases(self) -> "Train":
         if self.preset == "custom" and not self.phases:
             raise ValueError("train.phases must contain at least one phase when preset is 'custom'")
+        if self.preset != "custom" and self.phases == _OLD_DEFAULT_PHASES:
+            # Files saved before the plan was the preset's (every default spelled out) carry these two
+            # phases, which a preset then ignored: they mean "the preset proposes", as they always did.
+            object.__setattr__(self, "phases", [])
         return self
 
 
@@ -391,10 +403,10 @@ def load_project(path: str | Path) -> Project:
     return project_from_dict(d, str(path))
 
 
-def project_to_yaml(project: Project, exclude_defaults: bool = False) -> str:
+def project_to_yaml(project: Project, exclude_defaults: bool = False, compact_phases: bool = True) -> str:
     d = project.model_dump(mode="json", exclude_defaults=exclude_defaults)
     d["schema_version"] = project.schema_version
-    if d.get("train", {}).get("phases"):
+    if compact_phases and d.get("train", {}).get("phases"):
         # Each phase with only what differs from a phase's defaults: `{name: head, solver: exact}` reads as
         # what it is, where every default spelled out would look like settings that apply.
         d["train"]["phases"] = [{"name": ph.name, **ph.model_dump(mode="json", exclude_defaults=True)}

@@ -100,9 +100,15 @@ def propose_phases(project: Project, n_train: int) -> list[Phase]:
         return [sft_phase(sft_epochs(preset, n_train, t.batch_size))]
     phases = [head_phase(bool(project.head.hidden))]
     if PRESETS[preset]["epochs"] or t.finetune == "always":
-        flip = PRESETS[preset]["flip"] and not task.is_text and t.mirror == "auto"
-        phases.append(finetune_phase(task, preset, flip))
+        phases.append(finetune_phase(task, preset, mirrors(project)))
     return phases
+
+
+def mirrors(project: Project) -> bool:
+    """Whether mirrored images take part: the head's CV candidates, and the proposed fine-tune's flips
+    (images only; ``train.mirror: never`` and preset ``fast`` turn them off; ``custom`` mirrors as balanced)."""
+    preset = PRESETS.get(project.train.preset, PRESETS["balanced"])
+    return preset["flip"] and not project.task.type.is_text and project.train.mirror == "auto"
 
 
 def with_proposed_phases(project: Project, n_train: int) -> Project:
@@ -122,13 +128,16 @@ def phases_of(project: Project, n_train: int) -> list[Phase]:
 
 
 # Settings of a phase that an exact head solve has no use for (it has no epochs, steps or optimizer).
-_EXACT_UNUSED = ("epochs", "optimizer", "learning_rate", "schedule", "weight_decay", "early_stopping",
-                 "discriminative_lr", "steps_per_epoch", "augment")
+_EXACT_UNUSED = ("epochs", "optimizer", "learning_rate", "schedule", "step_every", "step_factor", "weight_decay",
+                 "early_stopping", "discriminative_lr", "steps_per_epoch", "augment", "use_embedding_cache")
 
 
 def check_phases(project: Project, phases: list[Phase]) -> None:
     """Refuse, naming the field, a setting in ``phases`` that could not apply (never ignore it silently)."""
     t = project.train
+    if project.task.type.is_generative and t.finetune != "auto":
+        raise ConfigError(f"train.finetune: {t.finetune!r} decides a classifier's fine-tune after its head; a language "
+                          "model trains its phases as written (remove it, or change train.phases)")
     for i, ph in enumerate(phases):
         where = f"train.phases.{i}"
         if ph.solver != "exact":
@@ -160,7 +169,9 @@ def finetune_freeze(project: Project) -> FreezePlan:
     """What the Layers step shows and edits: the last fine-tune phase's freeze plan (``all`` when the plan
     has no fine-tune; under ``custom`` the last phase's, whatever it is)."""
     phases = project.train.phases or propose_phases(project, 0)
-    if len(phases) > 1 or project.task.type.is_generative or project.train.preset == "custom":
+    if project.task.type.is_generative or project.train.preset == "custom":
+        return phases[-1].freeze
+    if len(phases) > 1 and project.train.finetune != "never":
         return phases[-1].freeze
     return FreezePlan(mode="all")
 
@@ -168,28 +179,42 @@ def finetune_freeze(project: Project) -> FreezePlan:
 def with_finetune_freeze(project: Project, plan: FreezePlan, n_train: int = 0) -> Project:
     """``project`` whose fine-tune trains what ``plan`` says (the Layers step's ticks).
 
-    Under a preset, ``all`` (nothing of the backbone trains) leaves the head alone as the plan, and ticks on
-    a plan without a fine-tune add the default fine-tune phase, training what is ticked.
+    Under a preset, ``all`` (nothing of the backbone trains) turns the fine-tune off (``train.finetune:
+    never``) and keeps its phase as written, epochs and learning rate included, for when layers are ticked
+    again; ticks on a plan without a fine-tune add the default fine-tune phase, training what is ticked.
     """
     p = with_proposed_phases(project, n_train)
     phases, t, task = list(p.train.phases), p.train, p.task.type
+    finetune = t.finetune
     if task.is_generative or t.preset == "custom":
         phases[-1] = phases[-1].model_copy(update={"freeze": plan})
     elif plan.mode == "all":
-        phases = phases[:1]
+        finetune = "never" if len(phases) > 1 else finetune
     elif len(phases) > 1:
         phases[-1] = phases[-1].model_copy(update={"freeze": plan})
+        finetune = "auto" if finetune == "never" else finetune
     else:
         preset = t.preset if PRESETS[t.preset]["epochs"] else "balanced"
-        flip = PRESETS[preset]["flip"] and not task.is_text and t.mirror == "auto"
-        phases.append(finetune_phase(task, preset, flip).model_copy(update={"freeze": plan}))
-    return p.model_copy(update={"train": t.model_copy(update={"phases": phases})})
+        phases.append(finetune_phase(task, preset, mirrors(p)).model_copy(update={"freeze": plan}))
+        finetune = "auto" if finetune == "never" else finetune
+    return p.model_copy(update={"train": t.model_copy(update={"phases": phases, "finetune": finetune})})
+
+
+def _untouched(project: Project, n_train: int) -> bool:
+    """The phases are the preset's own proposal (a language model's: whatever epochs the data sized)."""
+    phases, proposal = project.train.phases, propose_phases(project, n_train)
+    if not phases:
+        return True
+    if project.task.type.is_generative:
+        strip = lambda phs: [ph.model_copy(update={"epochs": 0}) for ph in phs]  # noqa: E731
+        return strip(phases) == strip(proposal)
+    return phases == proposal
 
 
 def with_preset(project: Project, preset: str, n_train: int = 0) -> Project:
     """``project`` under another preset. Phases that are the old preset's untouched proposal become the new
     one's (``best`` proposes a longer fine-tune than ``balanced``); phases the person edited stay as they are."""
-    untouched = not project.train.phases or project.train.phases == propose_phases(project, n_train)
+    untouched = _untouched(project, n_train)
     t = project.train.model_copy(update={"preset": preset, "phases": [] if untouched else project.train.phases})
     if preset == "custom" and not t.phases:
         t = t.model_copy(update={"phases": propose_phases(project, n_train)})

@@ -42,6 +42,7 @@ from tlapp.events import (
     PHASE_START,
     PLAN,
     PROGRESS,
+    RESUME,
     RUN_END,
     SOLVER_STEP,
     describe,
@@ -564,6 +565,12 @@ class TrainingPage(WizardPage):
             self.charts_box.show_content()
             self.counters.setText(f"{getattr(self, 'phase_info', '')} · solver iteration {d['iteration']} · "
                                   f"{d['per_s']:.0f} iterations/s · {d['examples_per_s']:,.0f} examples/s")
+        elif t == EPOCH_END and d.get("stage") == "fit":
+            self.step_progress.setVisible(False)
+            self.counters.setText(f"{getattr(self, 'phase_info', '')} · head solved in {d['seconds']:.1f}s · "
+                                  + " · ".join(f"{k} {v:.3f}" for k, v in d["metrics"].items()))
+        elif t == RESUME and d.get("restart"):
+            self.charts.reset()  # a preset run starts again: its curves (and history.csv) start again too
         elif t == EPOCH_END and d.get("stage") == "cv":
             self.charts_box.show_content()
             self.counters.setText(f"{getattr(self, 'phase_info', '')} · cross-validation candidate {d['epoch']}/"
@@ -606,6 +613,8 @@ class TrainingPage(WizardPage):
         stage = d["stage"]
         self.step_progress.setFormat(f"{stage}: " + progress_text(d["done"], d["total"], d.get("unit", ""),
                                                                   d.get("per_s"), d.get("eta_s")))
+        if stage in ("cross-validating the head", "solving the head"):
+            return  # their own events set the counters (speeds, ETA, the candidate), as epochs do
         what = next((text for prefix, text in STAGE_HELP.items() if stage.startswith(prefix)), "")
         self.counters.setText(what)
         if stage.startswith("embedding") and self.charts.epoch_points() < 2:

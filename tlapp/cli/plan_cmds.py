@@ -9,7 +9,7 @@ import typer
 
 from tlapp.cli.app import app, dump, out
 from tlapp.config import Project, apply_overrides, load_project, resolve_data_path, save_project
-from tlapp.presets import with_proposed_phases
+from tlapp.presets import with_head, with_preset, with_proposed_phases
 
 
 def _report(project: Project, project_file: Path) -> Any:
@@ -24,15 +24,30 @@ def _report(project: Project, project_file: Path) -> Any:
 
 
 def project_with_overrides(project_file: Path, overrides: list[str], report: Any = None) -> Project:
-    """The project file with ``--set`` applied. A file whose plan the preset proposes gets that proposal
-    written out first when an override names ``train.phases``, so ``--set train.phases.1.epochs=10``
-    changes the fine-tune that runs instead of failing on an empty list."""
-    proj = load_project(project_file)
-    if not proj.train.phases and any(o.split("=", 1)[0].strip().startswith("train.phases") for o in overrides):
+    """The project file with ``--set`` applied, as the wizard would apply the same changes:
+
+    - ``train.preset=best`` on phases that are the old preset's untouched proposal proposes best's;
+    - a file whose plan the preset proposes gets that proposal written out first when an override names
+      ``train.phases``, so ``--set train.phases.1.epochs=10`` changes the fine-tune that runs;
+    - ``head.hidden=[64]`` turns a proposed exact head into the proposed gradient one (as the Head step).
+    """
+    def key(o: str) -> str:
+        return o.split("=", 1)[0].strip()
+
+    phase_sets = [o for o in overrides if key(o).startswith("train.phases")]
+    preset_sets = [o for o in overrides if key(o) == "train.preset"]
+    others = [o for o in overrides if o not in phase_sets and o not in preset_sets]
+    proj = apply_overrides(load_project(project_file), others)
+    n_train = 0
+    if proj.task.type.is_generative and (phase_sets or preset_sets):  # a language model's epochs follow the data
         from tlapp.training.plan import split_sizes
 
-        proj = with_proposed_phases(proj, split_sizes(proj, report or _report(proj, project_file))[0])
-    return apply_overrides(proj, overrides)
+        n_train = split_sizes(proj, report or _report(proj, project_file))[0]
+    for o in preset_sets:
+        proj = with_preset(proj, str(apply_overrides(proj, [o]).train.preset), n_train)
+    if phase_sets:
+        proj = with_proposed_phases(proj, n_train)
+    return apply_overrides(with_head(proj), phase_sets)
 
 
 def backbone_trainables(project: Project, phases: list[Any]) -> list[dict[str, Any]]:
@@ -61,9 +76,8 @@ def plan(project: Path, set_: List[str] = typer.Option([], "--set", help="dotted
     from tlapp.config import Phase
     from tlapp.training.plan import plan_for, plan_lines
 
-    proj = load_project(project)
-    report = _report(proj, project)
-    proj = project_with_overrides(project, set_, report)
+    proj = project_with_overrides(project, set_)
+    report = _report(proj, project)  # the data as the overrides describe it
     p = plan_for(proj, report)
     counts = backbone_trainables(proj, [Phase.model_validate(r.phase) for r in p.phases])
     if write:

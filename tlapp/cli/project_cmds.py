@@ -18,10 +18,11 @@ from tlapp.backbones.text import minilm_path
 from tlapp.backbones.weights import available, import_weights, offline_status
 from tlapp.base.errors import TlappError
 from tlapp.cli.doctor import collect
-from tlapp.config import Backbone, Project, TaskType, apply_overrides, load_project, project_to_yaml, save_project
+from tlapp.config import Backbone, Project, TaskType, load_project, project_to_yaml, save_project
 from tlapp.data.examples import ScanReport
 from tlapp.data.sources import scan_data
 from tlapp.data.starter import data_section, starter_project
+from tlapp.presets import phases_of
 from tlapp.cli.app import app, dump, err, out, weights_app
 
 
@@ -101,7 +102,11 @@ def schema() -> None:
 @app.command("render-config")
 def render_config(project: Path, set_: List[str] = typer.Option([], "--set", help="dotted.key=value")) -> None:
     """Print the project with every default filled in."""
-    sys.stdout.write(project_to_yaml(apply_overrides(load_project(project), set_)))
+    from tlapp.cli.plan_cmds import project_with_overrides
+    from tlapp.presets import with_proposed_phases
+
+    proj = with_proposed_phases(project_with_overrides(project, set_), 0)  # the plan's phases, spelled out
+    sys.stdout.write(project_to_yaml(proj, compact_phases=False))
 
 
 @app.command("scan")
@@ -255,7 +260,7 @@ def layers(backbone: str, as_json: bool = typer.Option(False, "--json"),
         result = {"backbone": backbone, "blocks": block_summary(table), "layers": [r.as_dict() for r in table]}
         if project:
             result["phases"] = [{"phase": ph.name, "blocks": block_summary(apply_plan(built.model, built.entry, ph.freeze))}
-                                for ph in load_project(project).train.phases]
+                                for ph in phases_of(load_project(project), 0)]
         dump(result)
         return
     t = Table(title=f"{backbone}: {len(table)} layers")
@@ -267,7 +272,7 @@ def layers(backbone: str, as_json: bool = typer.Option(False, "--json"),
     for b in block_summary(table):
         out.print(f"{b['block']}: {b['layers']} layers, {b['params']:,} params")
     if project:
-        for ph in load_project(project).train.phases:
+        for ph in phases_of(load_project(project), 0):
             rows = apply_plan(built.model, built.entry, ph.freeze)
             tr = sum(r.params for r in rows if r.trainable)
             out.print(f"phase {ph.name!r}: {tr:,} of {sum(r.params for r in rows):,} backbone params trainable")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -255,6 +257,37 @@ def usage_readme(meta: dict[str, Any], formats: list[str]) -> str:
     return "\n".join(parts)
 
 
+def artifacts(fmt: str) -> list[str]:
+    """The files/folders a format writes into an export folder."""
+    return {"savedmodel": ["saved_model"], "keras": ["model.keras", "preprocessor"], "h5": ["model.h5"],
+            "onnx": [onnx_export.FILE]}.get(fmt) or ([TFLITE_FILES[fmt]] if fmt in TFLITE_FILES else [])
+
+
+def present_formats(folder: Path) -> list[str]:
+    """The formats whose artifacts are in an export folder."""
+    fmts = ("savedmodel", "keras", "h5", "tflite", "tflite_fp16", "tflite_int8", "onnx")
+    return [f for f in fmts if (Path(folder) / artifacts(f)[0]).exists()]
+
+
+def _carry_over(src: Path, tmp: Path, keep: list[str]) -> None:
+    """Copy the artifacts of formats ``keep`` from the export being replaced (hard links where possible:
+    nothing is rewritten, and the old folder is only removed once the new one is in place)."""
+    for fmt in keep:
+        for name in artifacts(fmt):
+            path = src / name
+            if path.is_dir():
+                shutil.copytree(path, tmp / name, copy_function=_link_or_copy)
+            elif path.is_file():
+                _link_or_copy(str(path), str(tmp / name))
+
+
+def _link_or_copy(a: str, b: str) -> None:
+    try:
+        os.link(a, b)
+    except OSError:
+        shutil.copy2(a, b)
+
+
 def _write_formats(parts: ExportParts, tmp: Path, formats: list[str]) -> dict[str, str]:
     """Write each requested format into ``tmp``; returns {format: error} for formats that cannot hold the model."""
     key, errors = output_key(parts.task), {}
@@ -302,8 +335,11 @@ def _write_samples(parts: ExportParts, samples: np.ndarray, path: Path) -> None:
 def export_model(parts: ExportParts, out_dir: Path, formats: list[str], samples: Optional[np.ndarray] = None,
                  verify: bool = True, verifier: Optional["FreshVerifier"] = None,
                  progress: Optional[Callable[[int, int], None]] = None,
-                 should_stop: Optional[Callable[[], bool]] = None) -> dict[str, Any]:
+                 should_stop: Optional[Callable[[], bool]] = None, keep_existing: bool = False) -> dict[str, Any]:
     """Write all requested formats to ``out_dir`` atomically; verify in a fresh process.
+
+    ``keep_existing``: the formats already in ``out_dir`` that are not asked for stay (a re-export adds
+    a format; it never loses the others), and the README, meta and check cover all of them.
 
     Pass a ``verifier`` started earlier (:meth:`FreshVerifier.start`) to overlap its
     TensorFlow import with other work; otherwise one is started here. ``progress(done, total)``
@@ -332,12 +368,15 @@ def export_model(parts: ExportParts, out_dir: Path, formats: list[str], samples:
                 verifier.cancel()
             raise Cancelled("cancelled while exporting; the previous export (if any) is untouched")
 
+    kept = [f for f in present_formats(out_dir) if f not in formats] if keep_existing and out_dir.is_dir() else []
     with atomic_dir(out_dir) as tmp:
         (tmp / "labels.txt").write_text("".join(f"{c}\n" for c in parts.classes))
+        _carry_over(Path(out_dir), tmp, kept)
         errors: dict[str, str] = {}
         for fmt in formats:
             errors.update(_write_formats(parts, tmp, [fmt]))
             step()
+        formats = sorted(set(formats) | set(kept))
         if check:
             _write_samples(parts, samples, tmp / SAMPLES_FILE)
             step()

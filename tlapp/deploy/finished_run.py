@@ -68,7 +68,8 @@ def evaluate_run(run_dir: Path, data: Optional[Path] = None, split: str = "val")
 
 
 def reexport(run_dir: Path, formats: list[str], out_dir: Optional[Path] = None) -> dict[str, Any]:
-    """Export a finished run again (other formats or another folder), verified in a fresh process."""
+    """Export a finished run again (other formats or another folder), verified in a fresh process. Into
+    the run's own ``export/``, the requested formats are added to (or replace) those already there."""
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise ExportError(f"--format {bad[0]!r}: expected one of {', '.join(FORMATS)}")
@@ -81,4 +82,5 @@ def reexport(run_dir: Path, formats: list[str], out_dir: Optional[Path] = None) 
     target = Path(out_dir) if out_dir else src
     # Re-exporting in place keeps model.keras: it is the source of every later re-export.
     fmts = sorted(set(formats) | ({"keras"} if target == src else set()))
-    return export_model(parts, target, fmts, load_samples(src))
+    # In place, the formats already there stay (and are checked again with the new ones).
+    return export_model(parts, target, fmts, load_samples(src), keep_existing=target == src)

@@ -58,10 +58,12 @@ def _headline_metric(metrics: dict[str, Any], task_metric: str) -> tuple[Optiona
     ev, fin = metrics.get("evaluation") or {}, metrics.get("final") or {}
     n_val = metrics.get("n_val") or 0
     if ev.get("accuracy") is not None and ev.get("method") == "cross-validation":
-        folds = (metrics.get("recipe") or {}).get("cv", {}).get("folds", "k")
+        recipe = metrics.get("recipe") or {}
+        folds = recipe.get("cv", {}).get("folds", "k")
         n = (metrics.get("n_train") or 0) + n_val
+        final = "refit on all of them" if recipe.get("refit") else "trained on the training split only"
         return ("accuracy", float(ev["accuracy"]), f"estimated by {folds}-fold cross-validation on {n:,} examples "
-                "(each scored by a head that never saw it; the final model was refit on all of them)")
+                f"(each scored by a head that never saw it; the final model was {final})")
     if ev.get("accuracy") is not None:
         return "accuracy", float(ev["accuracy"]), f"on {n_val:,} validation examples (exported model)"
     for key in (f"val_{task_metric}", "val_loss"):

@@ -15,7 +15,7 @@ from typing import Optional
 from tlapp.base.fsutil import atomic_write_text
 from tlapp.base.paths import store_dir
 from tlapp.config import Phase, Project
-from tlapp.presets import PRESETS, modality, propose_phases
+from tlapp.presets import PRESETS, mirrors, modality, propose_phases
 
 FIXED_S = 25.0  # process start, model build, export and the fresh-process check (measured: 20-30 s here)
 # Rough speed before a measurement: 2 CPU cores ran EfficientNet-Lite0 (3.4 M params) at 224 px at ~42
@@ -93,9 +93,7 @@ def budget_s(project: Project, n_train: int, n_val: int, rate: float) -> float:
 
 def embed_seconds(project: Project, n_examples: int, rate: float) -> float:
     """The embedding pass (and its mirrored twin for images when the preset asks for one)."""
-    preset = PRESETS.get(project.train.preset, PRESETS["fast"])
-    passes = 2 if preset["flip"] and not project.task.type.is_text and project.train.mirror == "auto" else 1
-    return passes * n_examples / max(rate, 1e-9)
+    return (2 if mirrors(project) else 1) * n_examples / max(rate, 1e-9)
 
 
 def estimate(project: Project, n_examples: int, params_m: float, size: int) -> dict[str, Estimate]:

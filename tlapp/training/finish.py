@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
 
@@ -20,25 +19,35 @@ from tlapp.deploy.export import ExportParts, FreshVerifier, backbone_config, exp
 from tlapp.deploy.html_report import write_html
 from tlapp.deploy.plots import write_plots
 from tlapp.deploy.tflite import representative_images
-from tlapp.events import EXPORT, RUN_END, VERIFY
+from tlapp.events import EXPORT, VERIFY
+from tlapp.training.lifecycle import RunResult, completed
 from tlapp.training.reports import RunRecord, write_metrics, write_model_card
 
-if TYPE_CHECKING:
-    from tlapp.training.run import Run
 
 
-@dataclass
-class RunResult:
-    run_dir: str
-    status: str
+class Run(Protocol):
+    """What finishing reads of a trained run (:class:`tlapp.training.run.Run` provides it; this module never
+    imports it, so the run calls its finish and nothing calls back up)."""
+
+    project: Any
+    run_dir: Any
+    log: Any
+    report: Any
+    splits: Any
+    encoder: Any
     classes: list[str]
-    metrics: dict[str, Any] = field(default_factory=dict)
-    export: Optional[dict[str, Any]] = None
-    note: str = ""  # set when this process did not write the run (a multi-worker run's other workers)
+    history: list[dict[str, Any]]
+    best: dict[str, Any]
+    recipe: dict[str, Any]
+    evaluation: Optional[dict[str, Any]]
+    phases: list[Any]
+    started: float
+    should_stop: Optional[Callable[[], bool]]
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
+    @property
+    def model(self) -> Any: ...
+    def input_ds(self, examples: list[Any], shuffle: bool, split: str, with_labels: bool = True) -> Any: ...
+    def progress(self, stage: str, unit: str = "") -> Callable[[int, int], None]: ...
 
 
 def parity_samples(run: Run) -> Optional[np.ndarray]:
@@ -122,7 +131,4 @@ def finish_run(run: Run) -> RunResult:
             f.unlink()
         except OSError:  # still mapped on Windows; the next run's folder is another one anyway
             pass
-    run.run_dir.write_status("completed")
-    run.log.emit(RUN_END, status="completed", metrics=metrics.get("final", {}),
-                  export=(export_info or {}).get("dir"), verified=(export_info or {}).get("verified"))
-    return RunResult(str(run.run_dir.root), "completed", run.classes, metrics, export_info)
+    return completed(run.run_dir, run.log, run.classes, metrics, export_info, metrics.get("final", {}))

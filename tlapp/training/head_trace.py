@@ -6,7 +6,8 @@ candidate's out-of-fold score arrives as it finishes (an ``epoch_end`` with
 curve (``solver_step``). Every point a chart draws is also a row of
 ``history.csv`` (with its ``stage`` and ``step``), so the file and the charts
 always agree. ``x`` is where the point sits on the chart within the head phase:
-the candidates share (0, 1], the solver (1, 2].
+the candidates share (0, 1], the solver (1, 2) (iteration i at 1 + i / (i + expected),
+so a solve that runs longer than expected never runs off its part of the chart).
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from tlapp.config import TaskType
 from tlapp.events import EPOCH_END, PROGRESS, SOLVER_STEP
 from tlapp.model.tasks import metric_name
 
-SOLVER_POINTS = 40  # about this many solver points per curve: enough for its shape, few enough to read
+SPACING = 1.15  # after the first 10, a solver point each time the iteration count grows by this factor:
+# about 40 points for the longest solve (500 iterations), enough for the curve's shape
 
 
 def score_key(task: TaskType) -> str:
@@ -47,7 +49,8 @@ class HeadTrace:
         elapsed = max(now - self.t0, 1e-9)
         per_s = self.done / elapsed
         eta = (self.total - self.done) / per_s
-        metrics = {"val_loss": row["loss"], f"val_{self.key}": row["score"]}
+        metrics = {"val_loss": row["loss"], f"val_{self.key}": row["score"],
+                   **({"val_mae": row["mae"]} if "mae" in row else {})}
         what = {"l2": row["l2"], "mirror": mirror, "class_weights": class_weights}
         self.run.log.emit(EPOCH_END, phase=0, phase_name="head", stage="cv", epoch=self.done, epochs=self.total,
                           x=self.done / self.total, metrics=metrics, candidate=what,
@@ -64,33 +67,40 @@ class HeadTrace:
 
 
 class SolverTrace:
-    """The final fit's iterations: a point every few iterations (and the last one), each also a history row."""
+    """The final fit's iterations: the first ten, then log-spaced points, and the last one; each also a
+    history row."""
 
     def __init__(self, head: HeadTrace, n_fit: int) -> None:
         self.head, self.n_fit = head, n_fit
-        self.every = max(1, round(head.expected_iters / SOLVER_POINTS))
         self.t0 = time.time()
         self.last: Optional[tuple[int, float, float]] = None
         self.sent = 0
+        self.next = 1
 
     def __call__(self, it: int, loss: float, score: float) -> None:
         self.last = (it, loss, score)
-        if it <= 5 or it % self.every == 0:
+        if it >= self.next:
             self._send(it, loss, score)
+            self.next = it + 1 if it < 10 else max(it + 1, int(it * SPACING))
 
-    def _send(self, it: int, loss: float, score: float) -> None:
+    def _send(self, it: int, loss: float, score: float, last: bool = False) -> None:
         h = self.head
-        total = max(h.expected_iters, it)
+        expected = max(h.expected_iters, 1.0)
         elapsed = max(time.time() - self.t0, 1e-9)
         metrics = {"loss": loss, h.key: score}
-        h.run.log.emit(SOLVER_STEP, phase=0, iteration=it, expected=round(total), x=1 + it / total,
-                       metrics=metrics, per_s=round(it / elapsed, 1), examples_per_s=round(it * self.n_fit / elapsed))
-        h.run.log.emit(PROGRESS, stage="solving the head", done=it, total=round(total), unit="iterations",
-                       per_s=round(it / elapsed, 1), eta_s=round(max(total - it, 0) * elapsed / it, 1), last=False)
+        total = it if last else round(max(expected, it * 1.25))
+        h.run.log.emit(SOLVER_STEP, phase=0, iteration=it, x=1 + it / (it + expected), metrics=metrics,
+                       per_s=round(it / elapsed, 1), examples_per_s=round(it * self.n_fit / elapsed))
+        h.run.log.emit(PROGRESS, stage="solving the head", done=it, total=total, unit="iterations",
+                       per_s=round(it / elapsed, 1), eta_s=round((total - it) * elapsed / it, 1), last=last)
         h._row("solver", it, metrics)
         self.sent = it
 
     def finish(self) -> None:
         """The last iteration always reaches the chart (the curve ends where the solver stopped)."""
-        if self.last is not None and self.last[0] != self.sent:
-            self._send(*self.last)
+        if self.last is not None:
+            if self.last[0] != self.sent:
+                self._send(*self.last, last=True)
+            else:
+                self.head.run.log.emit(PROGRESS, stage="solving the head", done=self.sent, total=self.sent,
+                                       unit="iterations", per_s=0.0, eta_s=0.0, last=True)

@@ -219,7 +219,8 @@ def cross_validate(x: np.ndarray, y: np.ndarray, task: TaskType, units: int,
             iters += head.iterations
             oof[va] = predict(head, x[va], task)
         s, loss = score(oof, y, task), _loss(oof, _targets(y, kind, units), kind, w)
-        rows.append({"l2": l2, "score": s, "loss": loss, "iterations": iters / folds})
+        rows.append({"l2": l2, "score": s, "loss": loss, "iterations": iters / folds,
+                     **({"mae": float(np.abs(oof - y.reshape(len(y), -1)).mean())} if kind == "regression" else {})})
         iters = 0
         if on_candidate is not None:
             on_candidate(rows[-1])

@@ -56,10 +56,11 @@ class Decision:
 
 
 def decide(project: Project, finetunes: list[Phase], n_train: int, n_val: int, rate: float,
-           score: Optional[float] = None, scored_by: str = "cross-validation") -> Decision:
+           score: Optional[float] = None, scored_by: str = "cross-validation", judged: bool = True) -> Decision:
     """The fine-tune decision: the person's ``always``/``never``, else the ``auto`` rule.
 
-    ``score`` is the head's (None before Start: the answer is then a threshold).
+    ``score`` is the head's (None before Start: the answer is then a threshold). ``judged`` False: the
+    head has no accuracy to judge by (a head trained by epochs on a task monitored by its loss).
     """
     p = project.train
     est = finetune_seconds(project, finetunes, n_train, n_val, rate)
@@ -83,6 +84,9 @@ def decide(project: Project, finetunes: list[Phase], n_train: int, n_val: int, r
     if est > budget:
         return out(False, f"a fine-tune would take about {est:.0f}s here, over the {budget:.0f}s budget "
                           f"(train.time_budget_s; {ANYWAY} runs it)")
+    if not judged:
+        return out(False, f"a head trained by epochs on this task has no validation accuracy to judge a fine-tune "
+                          f"by ({ANYWAY} runs it)")
     below = score_threshold(n_val)
     if score is None:
         return out(None, f"runs if the head scores below {below:.3f} in {scored_by}: {n_val} validation examples "
@@ -124,6 +128,7 @@ class Plan:
     total_low_s: float
     total_high_s: float
     proposed: bool  # the phases come from the preset (train.phases is empty)
+    generative: bool = False  # a language model: no head, no fine-tune decision
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,9 +154,12 @@ def make_plan(project: Project, n_train: int, n_val: int, rate: float, measured:
     phases = phases_of(project, n_train)
     generative = project.task.type.is_generative
     head_exact = phases[0].solver == "exact"
-    finetunes = [] if generative else phases[1:]
-    dec = decide(project, finetunes, n_train, n_val, rate,
-                 scored_by="cross-validation" if head_exact else "validation")
+    if generative:
+        est = sum(phase_seconds(project, ph, n_train, n_val, rate) for ph in phases)
+        dec = Decision(True, "a language model trains its phases as written", est, est)
+    else:
+        dec = decide(project, phases[1:], n_train, n_val, rate, scored_by="cross-validation" if head_exact else
+                     "validation", judged=head_exact or project.task.type.is_single_label)
     runs = {True: "yes", False: "no", None: f"if the head scores below {dec.below or 0:.3f}"}[dec.finetune]
     rows = []
     for i, ph in enumerate(phases):
@@ -162,7 +170,7 @@ def make_plan(project: Project, n_train: int, n_val: int, rate: float, measured:
         + sum(r.expected_s for r in rows if r.runs == "yes")
     high = low + sum(r.expected_s for r in rows if r.runs != "yes" and r.runs != "no")
     return Plan(project.train.preset, n_train, n_val, rate, measured, rows, dec, low, high,
-                not project.train.phases)
+                not project.train.phases, generative)
 
 
 def split_sizes(project: Project, report: Any) -> tuple[int, int]:
@@ -195,7 +203,7 @@ def plan_lines(plan: Plan) -> list[str]:
         out.append(f"  {r.index}. {r.name}: {r.trains}{t}; runs: {r.runs}")
     d = plan.decision
     verdict = {True: "fine-tune: yes", False: "fine-tune: no", None: "fine-tune: decided after the head"}
-    out.append(f"  {verdict[d.finetune]} — {d.reason}")
+    out.append(f"  {'training: yes' if plan.generative else verdict[d.finetune]} — {d.reason}")
     span = f"{plan.total_low_s:.0f}s" if plan.total_high_s - plan.total_low_s < 5 else \
         f"{plan.total_low_s:.0f}-{plan.total_high_s:.0f}s"
     out.append(f"  expected time: about {span} in all")

@@ -30,7 +30,7 @@ from tlapp.config import Phase, TaskType
 from tlapp.deploy.evaluate import report_from_outputs
 from tlapp.events import EPOCH_END, PHASE_END, RECIPE_DECISION
 from tlapp.model.tasks import metric_name
-from tlapp.presets import PRESETS, phases_of
+from tlapp.presets import mirrors, phases_of
 from tlapp.training.estimate import measured_speed
 from tlapp.training.head_trace import HeadTrace, SolverTrace
 from tlapp.training.linear_head import (L2_GRID, CVResult, LinearHead, choose_folds, cross_validate,
@@ -171,11 +171,8 @@ def run_recipe(run: Run) -> None:
 
 
 def _decide(run: Run, finetunes: list[Phase], score: Optional[float], scored_by: str) -> Decision:
-    d = decide(run.project, finetunes, len(run.splits.train), len(run.splits.val), _rate(run), score, scored_by)
-    if d.finetune is None:  # no score to judge by (a head without an accuracy)
-        d = Decision(False, "the head has no validation accuracy to judge a fine-tune by (train.finetune: always "
-                            "runs it)", d.estimate_s, d.budget_s)
-    return d
+    return decide(run.project, finetunes, len(run.splits.train), len(run.splits.val), _rate(run), score, scored_by,
+                  judged=score is not None)
 
 
 def _announce(run: Run, decision: Decision, summary: str, **extra: Any) -> None:
@@ -191,8 +188,7 @@ def _exact_head(run: Run, head: Phase, finetunes: list[Phase]) -> None:
     run.announce_phase(0, head, 0, True, solver="exact: L2 strength by cross-validation, then L-BFGS to convergence")
     # float32 as computed: a float64 copy of 50,000 x 1280 embeddings (and their mirrors) was 1 GB of peak RSS.
     x = run.embeddings(examples)
-    flip_ok = PRESETS.get(p.train.preset, {"flip": True})["flip"] and not task.is_text and p.train.mirror == "auto"
-    xf = run.embeddings(examples, flip=True) if flip_ok else None
+    xf = run.embeddings(examples, flip=True) if mirrors(p) else None
     y = run.encoder.encode_all(examples)
     choice, trace = _cv(run, x, y, xf, units)
     cv, w = choice.cv, choice.weights
@@ -208,7 +204,7 @@ def _exact_head(run: Run, head: Phase, finetunes: list[Phase]) -> None:
         return
     n_train = len(run.splits.train)
     t0 = time.time()
-    fitted = _fit(run, x, y, xf, np.arange(n_train), cv.l2, units, w, trace.solver(n_train))
+    fitted = _fit(run, x, y, xf, np.arange(n_train), cv.l2, units, w, trace.solver(n_train * (1 + (xf is not None))))
     _set_head(run, fitted)
     logs = {**_logs(run, predict(fitted, x[:n_train], task), y[:n_train]),
             **_logs(run, predict(fitted, x[n_train:], task), y[n_train:], "val_")}
@@ -238,9 +234,13 @@ def _finetune(run: Run, finetunes: list[Phase]) -> bool:
     head_val = float(head_best.get("value", 0.0))
     for i, phase in enumerate(finetunes, start=1):
         run.run_phase(i, phase, 0, False)
-    gain = float(run.best.get("value", 0.0)) - head_val if run.best.get("phase", 0) > 0 else 0.0
-    if run.project.train.preset == "custom":  # phases as written: Keras's best epoch decides, as without a preset
-        kept = run.best.get("phase", 0) > 0
+    improved = run.best.get("phase", 0) > 0  # a fine-tune epoch beat the head (the best key: metric, then loss)
+    gain = float(run.best.get("value", 0.0)) - head_val if improved else 0.0
+    accuracy = str(run.best.get("metric", "")).endswith("accuracy")
+    if not accuracy:
+        gain = -gain  # a loss: lower is better
+    if run.project.train.preset == "custom" or not accuracy:
+        kept = improved  # phases as written, or a loss with no standard error: Keras's best epoch decides
     else:
         kept = gain >= PROOF_SE * standard_error(head_val, len(run.splits.val))
     run.recipe["finetune_kept"], run.recipe["finetune_gain"] = kept, gain
@@ -262,7 +262,7 @@ def _refit_on_all(run: Run, head: Phase, x: np.ndarray, y: np.ndarray, xf: Optio
     refit = run.project.train.refit != "never"
     idx = np.arange(len(x)) if refit else np.arange(len(run.splits.train))
     t0 = time.time()
-    fitted = _fit(run, x, y, xf, idx, cv.l2, units, w, trace.solver(len(idx)) if trace else None)
+    fitted = _fit(run, x, y, xf, idx, cv.l2, units, w, trace.solver(len(idx) * (1 + (xf is not None))) if trace else None)
     _set_head(run, fitted)
     if trace is not None:
         logs = {**_logs(run, predict(fitted, x[idx], task), y[idx]), **_logs(run, cv.oof, y, "val_")}

@@ -25,7 +25,6 @@ from tlapp.backbones.freeze import apply_plan, block_order, block_summary, param
 from tlapp.base.errors import Cancelled, TlappError, TrainingError
 from tlapp.base.fsutil import atomic_path
 from tlapp.base.paths import store_dir
-from tlapp.base.progress import Rate
 from tlapp.base.tfenv import quiet_import, visible_gpus
 from tlapp.config import Phase, Project, TaskType, load_project
 from tlapp.data.duplicates import leaked_images
@@ -39,8 +38,6 @@ from tlapp.events import (
     EMBEDDINGS,
     PHASE_END,
     PHASE_START,
-    PROGRESS,
-    PLAN,
     RESUME,
     RUN_END,
     RUN_START,
@@ -63,8 +60,9 @@ from tlapp.training.devices import describe_device, devices, tensor_cores
 from tlapp.presets import phases_of
 from tlapp.training.estimate import examples_used, measured_speed, record_speed
 from tlapp.training.estimate import speed as estimate_speed
-from tlapp.training.plan import make_plan, plan_lines
-from tlapp.training.finish import RunResult, finish_run
+from tlapp.training import lifecycle
+from tlapp.training.finish import finish_run
+from tlapp.training.lifecycle import RunResult
 from tlapp.training.recipe import run_recipe
 from tlapp.training.sft import SftRun
 
@@ -180,17 +178,8 @@ class Run:
                              shard=(plan.workers, plan.worker) if plan and split != "eval" else (1, 0))
 
     def progress(self, stage: str, unit: str = "") -> Callable[[int, int], None]:
-        """A ``(done, total)`` callback that emits PROGRESS events for one long step, with speed and
-        time left (``stage`` may name ``{total}``; ``unit`` "" counts steps). The one home of progress events."""
-        rate = Rate()
-
-        def emit(done: int, total: int) -> None:
-            eta = rate.eta_s(done, total)
-            self.log.emit(PROGRESS, stage=stage.format(total=total), done=done, total=total, unit=unit,
-                          per_s=round(rate.per_s(done), 1), eta_s=None if eta is None else round(eta, 1),
-                          last=done >= total)
-
-        return emit
+        """A ``(done, total)`` callback for one long step (see :func:`tlapp.training.lifecycle.progress`)."""
+        return lifecycle.progress(self.log, stage, unit)
 
     def class_weight(self) -> Optional[dict[int, float]]:
         if self.project.train.class_weights != "auto" or not self.project.task.type.is_single_label \
@@ -411,9 +400,7 @@ class Run:
                 return self.finish()  # still on the device train.device chose
         self.unwrap()
         if not place.plan.chief:
-            note = f"worker {place.plan.worker} done; the chief evaluates, exports and writes the run folder"
-            self.log.emit(RUN_END, status="completed", worker=place.plan.worker, message=note)
-            return RunResult(str(self.shared.root), "completed", self.classes, note=note)
+            return lifecycle.worker_done(self.log, self.shared, place.plan.worker, self.classes)
         return self.finish()
 
     def show_plan(self) -> None:
@@ -421,9 +408,8 @@ class Run:
         self.phases = phases_of(self.project, len(self.splits.train))
         b = self.model.backbone
         rate = measured_speed(self.project)
-        plan = make_plan(self.project, len(self.splits.train), len(self.splits.val),
-                         rate or estimate_speed(self.project, b.entry.params_m, b.size)[0], rate is not None)
-        self.log.emit(PLAN, **plan.as_dict(), lines=plan_lines(plan))
+        lifecycle.show_plan(self.log, self.project, len(self.splits.train), len(self.splits.val),
+                            rate or estimate_speed(self.project, b.entry.params_m, b.size)[0], rate is not None)
 
     def unwrap(self) -> None:
         """The trained weights in a model built outside the strategy, for evaluation and export.

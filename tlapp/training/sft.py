@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -29,9 +29,6 @@ from tlapp.data.pairs import Pair, PairsReport, pair_split_sizes, scan_pairs
 from tlapp.events import (
     PHASE_END,
     PHASE_START,
-    PLAN,
-    PROGRESS,
-    RUN_END,
     RESUME,
     RUN_START,
     SCAN,
@@ -43,15 +40,14 @@ from tlapp.model.lm import Generator, Trainables, causal_lm, evaluator, perplexi
 from tlapp.model.optim import make_optimizer
 from tlapp.presets import phases_of
 from tlapp.training.estimate import speed as estimate_speed
-from tlapp.training.plan import make_plan, plan_lines
+from tlapp.training import lifecycle
+from tlapp.training.lifecycle import RunResult
 from tlapp.rundir import RunDir
 from tlapp.training import checkpoint as ckpt
 from tlapp.training.callbacks import EventCallback
 from tlapp.training.devices import describe_device, devices
 from tlapp.training.sft_finish import finish_sft
 
-if TYPE_CHECKING:
-    from tlapp.training.finish import RunResult
 
 SAMPLE_PROMPTS = 5  # validation prompts answered before and after training
 SAMPLE_TOKENS = 48
@@ -100,6 +96,7 @@ class SftRun:
 
     started: float = field(default_factory=time.time)
     encoded: dict[int, chat.Encoded] = field(default_factory=dict)  # by line: tokenized once, in prepare()
+    _stages: dict[str, Callable[[int, int], None]] = field(default_factory=dict)  # progress per stage
 
     @property
     def src(self) -> RunDir:
@@ -151,9 +148,10 @@ class SftRun:
 
     def stage(self, what: str, done: bool = False, total: int = 1, count: int = 0) -> None:
         """A step that is not an epoch, for the progress bar (the first training step's graph tracing, the
-        base model's answers, the export)."""
-        n = total if done else count
-        self.log.emit(PROGRESS, stage=what, done=n, total=total, unit="", per_s=0.0, eta_s=None, last=done)
+        base model's answers, the export): through the one home of progress events."""
+        if what not in self._stages:
+            self._stages[what] = lifecycle.progress(self.log, what)
+        self._stages[what](total if done else count, total)
 
     def batches(self, pairs: list[Pair], seed: int) -> list[dict[str, np.ndarray]]:
         """Length-bucketed batches of ``pairs`` (only pairs that fit, as the scan decided), shuffled by ``seed``."""
@@ -185,11 +183,10 @@ class SftRun:
         return (s.val or s.train)[:SAMPLE_PROMPTS]
 
     # ---- training -----------------------------------------------------------
-    def run(self, resume: bool) -> "RunResult":
+    def run(self, resume: bool) -> RunResult:
         from tlapp.base.tfenv import quiet_import
 
         from tlapp.training import strategy
-        from tlapp.training.finish import RunResult
 
         _, keras = quiet_import()
         p = self.project
@@ -208,8 +205,8 @@ class SftRun:
             self.prepare(resume)
         self.phases = phases = phases_of(p, len(self.split.train) if self.split else 0)
         n_train, n_val = (len(self.split.train), len(self.split.val)) if self.split else (0, 0)
-        plan = make_plan(p, n_train, n_val, *estimate_speed(p, self.model_lm.entry.params_m, p.backbone.sequence_length or 128))
-        self.log.emit(PLAN, **plan.as_dict(), lines=plan_lines(plan))
+        lifecycle.show_plan(self.log, p, n_train, n_val,
+                            *estimate_speed(p, self.model_lm.entry.params_m, p.backbone.sequence_length or 128))
         before_file = self.src.root / "samples_before.json"
         before = self.src.read_json(before_file)
         if before is None and chief:  # the base model's answers, before anything trains; outside the scope:
@@ -233,9 +230,7 @@ class SftRun:
                                state if i == start_phase else None)
             self.keep_best(phases)
         if not chief:
-            note = f"worker {place.plan.worker} done; the chief evaluates, exports and writes the run folder"
-            self.log.emit(RUN_END, status="completed", worker=place.plan.worker, message=note)
-            return RunResult(str(self.src.root), "completed", [], note=note)
+            return lifecycle.worker_done(self.log, self.src, place.plan.worker, [])
         return finish_sft(self, before or [])
 
     def run_phase(self, i: int, phase: Phase, start_epoch: int, state: Optional[dict[str, Any]]) -> None:

@@ -5,21 +5,42 @@ import json
 import resource
 import statistics
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from tlapp.backbones.catalog import weights_origin
 from tlapp.backbones.freeze import block_summary, layer_table, param_counts
 from tlapp.base.errors import ExportError
 from tlapp.base.fsutil import atomic_write_text
 from tlapp.deploy.lm_export import export_lm, verify_lm
-from tlapp.events import EXPORT, RUN_END, VERIFY
+from tlapp.events import EXPORT, VERIFY
 from tlapp.model.lm import causal_lm, evaluator
 from tlapp.rundir import versions
-from tlapp.training.finish import RunResult
+from tlapp.training.lifecycle import RunResult, completed
 from tlapp.training.reports import hardware, md_table
 
-if TYPE_CHECKING:
-    from tlapp.training.sft import SftRun
+
+class SftRun(Protocol):
+    """What finishing reads of a trained language-model run (:class:`tlapp.training.sft.SftRun` provides it;
+    this module never imports it)."""
+
+    project: Any
+    run_dir: Any
+    log: Any
+    report: Any
+    split: Any
+    history: list[dict[str, Any]]
+    best: dict[str, Any]
+    phases: list[Any]
+    step_seconds: list[float]
+    started: float
+
+    @property
+    def model_lm(self) -> Any: ...
+    def batches(self, pairs: list[Any], seed: int) -> list[dict[str, Any]]: ...
+    def sample_pairs(self) -> list[Any]: ...
+    def answers(self, pairs: list[Any], who: str) -> list[str]: ...
+    def prompts(self, pairs: list[Any]) -> list[list[int]]: ...
+    def stage(self, what: str, done: bool = False, total: int = 1, count: int = 0) -> None: ...
 
 
 def peak_rss_gb() -> float:
@@ -77,10 +98,7 @@ def finish_sft(run: SftRun, before: list[str]) -> RunResult:
     card = card_data(run, metrics)
     atomic_write_text(rd.model_card_json, json.dumps(card, indent=1, default=float))
     atomic_write_text(rd.model_card, render_card(card))
-    rd.write_status("completed")
-    run.log.emit(RUN_END, status="completed", metrics=final, export=(export or {}).get("dir"),
-                 verified=(export or {}).get("verified"))
-    return RunResult(str(rd.root), "completed", [], metrics, export)
+    return completed(rd, run.log, [], metrics, export, final)
 
 
 def card_data(run: SftRun, metrics: dict[str, Any]) -> dict[str, Any]:
