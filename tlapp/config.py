@@ -228,8 +228,10 @@ class Train(_Strict):
         "auto", description="Presets: run the fine-tune phases (those after the head) when they pay (auto), "
                                 "always, or never.")
     refit: Literal["auto", "always", "never"] = Field(
-        "auto", description="Presets: refit the head on train+validation for the final model (auto: when "
-                            "there is no fine-tune; the honest estimate is then the cross-validation one).")
+        "auto", description="Presets: refit the head on train+validation for the final model. auto: when no "
+                            "fine-tune is kept (the honest estimate is then the cross-validation one); always: "
+                            "also after a kept fine-tune (one more pass of the fine-tuned backbone; the "
+                            "reported score is measured before that refit); never: the head sees train only.")
     mirror: Literal["auto", "never"] = Field(
         "auto", description="Presets, images: embed mirrored copies as extra training rows for the head; "
                             "auto keeps them when cross-validation says they help (never: for data where "

@@ -73,8 +73,12 @@ class EventLog:
             self._last_batch = now
         ev = Event(type_, now, data)
         if self._fh:
-            self._fh.write(ev.to_json() + "\n")
-            self._fh.flush()
+            try:
+                self._fh.write(ev.to_json() + "\n")
+                self._fh.flush()
+            except OSError as e:  # a full disk: stop writing the log (the sink still hears the end) and say where
+                self._fh = None
+                raise OSError(e.errno, e.strerror, str(self.path)) from e
         if self.sink:
             self.sink(ev)
 

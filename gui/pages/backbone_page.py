@@ -213,6 +213,9 @@ class BackbonePage(WizardPage):
             for it in items[1:3]:
                 it.setToolTip(e.notes or e.name)
             self.model.appendRow(items)
+        # The recommended row first, then by published ImageNet top-1 (stable sorts: the second keeps the first's
+        # order among equals).
+        self.table.sortByColumn(3, Qt.SortOrder.DescendingOrder)
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         if keep:
             self.select(keep)

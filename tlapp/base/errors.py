@@ -40,3 +40,21 @@ class Cancelled(TlappError):
     """The user asked training to stop; the last checkpoint is kept."""
 
     exit_code = 130
+
+
+def os_error_line(e: OSError) -> str:
+    """``path: reason`` in one line for a failed write, whoever raised it: Python's ``OSError`` (errno and
+    filename), or h5py's, whose message is several lines of HDF5 detail with ``errno = N`` and
+    ``filename = '...'`` inside."""
+    import errno as errnos
+    import os
+    import re
+
+    text = str(e)
+    code = e.errno if isinstance(e.errno, int) and e.errno in errnos.errorcode else None
+    found = re.search(r"errno = (\d+)", text)
+    if found:
+        code = int(found.group(1))
+    where = e.filename or (re.search(r"filename = '([^']+)'", text) or [None, None])[1]
+    reason = os.strerror(code) if code is not None else (e.strerror or text).splitlines()[0].strip()
+    return f"{where}: {reason}" if where else reason

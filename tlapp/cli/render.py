@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from tlapp.events import BATCH_END, EPOCH_START, PROGRESS, WARNING, Event, describe
+from tlapp.events import BATCH_END, EPOCH_START, PROGRESS, RUN_END, WARNING, Event, describe
 
 
 class ProgressRenderer:
@@ -46,6 +46,8 @@ class ProgressRenderer:
             info = " ".join(f"{k} {v:.4f}" for k, v in d.get("metrics", {}).items())
             self.progress.update(self.task, completed=d["batch"], total=d["steps"],
                                  info=f"{info}  {d.get('images_per_s', 0):.0f} ex/s")
+        if t == RUN_END and d.get("status") in ("failed", "cancelled"):
+            return  # the CLI says it once, as the command's own last line (exit 2 or 130)
         line = describe(t, d)
         if line is not None:
             self.console.print(Text(line, style="yellow" if t == WARNING else ""))

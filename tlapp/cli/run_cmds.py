@@ -125,12 +125,15 @@ def _print_prediction(r: dict, as_json: bool) -> None:
 
 @app.command()
 def evaluate(run_dir: Path, data: Optional[Path] = typer.Option(None, "--data", help="Other labelled data."),
-             split: str = typer.Option("val", "--split", help="The run's split to score: val or test."),
+             split: Optional[str] = typer.Option(None, "--split", help="The run's split to score: val or test "
+                                                                       "(default: test when the run has one)."),
              as_json: bool = typer.Option(False, "--json")) -> None:
-    """Evaluate the exported model on the run's validation (or test) split, or on other data."""
+    """Evaluate the exported model on the run's test (or validation) split, or on other data."""
     from tlapp.deploy.finished_run import evaluate_run  # loads TensorFlow
 
     rep = evaluate_run(run_dir, data, split)
+    if rep.get("warning"):
+        err.print(f"warning: {rep['warning']}", highlight=False)
     if as_json:
         dump(rep)
         return

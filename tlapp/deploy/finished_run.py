@@ -39,12 +39,19 @@ def _examples(run_dir: Path, data: Optional[Path], task: str, split: str) -> lis
     return scan_data(data, task).examples
 
 
-def evaluate_run(run_dir: Path, data: Optional[Path] = None, split: str = "val") -> dict[str, Any]:
+def evaluate_run(run_dir: Path, data: Optional[Path] = None, split: Optional[str] = None) -> dict[str, Any]:
     """The exported model's metrics (every task: see :mod:`tlapp.deploy.metrics`) on the run's
     validation or test split, or on other labelled data (``data``), as ``tlapp predict`` computes
-    its outputs: what a deployment of the export would score."""
+    its outputs: what a deployment of the export would score.
+
+    ``split`` None: the test split when the run has one, else validation. When the final model was refit
+    on the validation examples, scoring them measures data it saw: the report carries a ``warning``.
+    """
     pred = Predictor.load(run_dir)
     task = TaskType(pred.meta["task"])
+    if split is None:
+        rows = RunDir(run_dir).read_json(RunDir(run_dir).split) or {}
+        split = "test" if rows.get("test") and data is None else "val"
     examples = _examples(Path(run_dir), data, task.value, split)
     classes = pred.meta.get("classes") or []
     if task != TaskType.regression:
@@ -64,6 +71,10 @@ def evaluate_run(run_dir: Path, data: Optional[Path] = None, split: str = "val")
                               pred.meta.get("thresholds"))
     rep["n"], rep["split"] = len(kept), "data" if data else split
     rep["unreadable"] = [r["path"] for r in results if "error" in r]
+    if data is None and split == "val" and pred.meta.get("validation_seen_in_training"):
+        rep["warning"] = ("the final model was refit on these validation examples, so this score is optimistic; "
+                          "the honest estimate is the run's cross-validation (evaluation.json), or train with "
+                          "data.test_fraction and use --split test")
     return rep
 
 

@@ -209,10 +209,28 @@ def _exact_head(run: Run, head: Phase, finetunes: list[Phase]) -> None:
     logs = {**_logs(run, predict(fitted, x[:n_train], task), y[:n_train]),
             **_logs(run, predict(fitted, x[n_train:], task), y[n_train:], "val_")}
     _record_head(run, head, logs, time.time() - t0)
-    if not _finetune(run, finetunes) and p.train.refit != "never":
-        # The attempt cost time, not accuracy: back to the head, now refit on all the data.
-        run.recipe["summary"] += "; the head was refit on all the data"
-        _refit_on_all(run, head, x, y, xf, cv, units, w, examples, None)
+    if not _finetune(run, finetunes):
+        if p.train.refit != "never":  # the attempt cost time, not accuracy: back to the head, refit on all the data
+            run.recipe["summary"] += "; the head was refit on all the data"
+            _refit_on_all(run, head, x, y, xf, cv, units, w, examples, None)
+    elif p.train.refit == "always":
+        _refit_after_finetune(run, cv.l2, units, w, examples)
+
+
+def _refit_after_finetune(run: Run, l2: float, units: int, w: Optional[np.ndarray], examples: list[Any]) -> None:
+    """``train.refit: always`` after a kept fine-tune: the head again, on train+validation vectors of the
+    fine-tuned backbone (a fresh pass). The reported score is the fine-tuned model's on validation,
+    measured before the refit (afterwards the model has seen those examples)."""
+    task, n_train = run.project.task.type, len(run.splits.train)
+    x = run.embeddings(examples, fresh=True)
+    y = run.encoder.encode_all(examples)
+    before = predict(LinearHead(*run.model.head.get_layer("predictions").get_weights()), x[n_train:], task)
+    run.evaluation = {**report_from_outputs(before, run.splits.val, run.encoder), "method": "validation",
+                      "note": "the fine-tuned model on the validation split, before its head was refit on "
+                              "train+validation (train.refit: always)"}
+    _set_head(run, fit_linear_head(x, y, task, units, l2, w, should_stop=run.should_stop))
+    run.recipe["refit"] = True
+    run.recipe["summary"] += "; the head was then refit on all the data (train.refit: always)"
 
 
 def _gradient_head(run: Run, head: Phase, finetunes: list[Phase]) -> None:

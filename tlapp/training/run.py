@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from tlapp.backbones.freeze import apply_plan, block_order, block_summary, param_counts
-from tlapp.base.errors import Cancelled, TlappError, TrainingError
+from tlapp.base.errors import Cancelled, TlappError, TrainingError, os_error_line
 from tlapp.base.fsutil import atomic_path
 from tlapp.base.paths import store_dir
 from tlapp.base.tfenv import quiet_import, visible_gpus
@@ -187,11 +187,13 @@ class Run:
             return None
         return {self.encoder.index[c]: w for c, w in self.report.class_weights.items() if c in self.encoder.index}
 
-    def embeddings(self, examples: list[Example], flip: bool = False) -> np.ndarray:
+    def embeddings(self, examples: list[Example], flip: bool = False, fresh: bool = False) -> np.ndarray:
         """Pooled backbone vectors, computed once per data + backbone (memory or disk cache).
 
         ``flip=True``: of the horizontally mirrored images (an augmentation the head can learn
-        from without another pass per epoch). The pass's speed is kept in ``embed_rate``.
+        from without another pass per epoch). ``fresh=True``: computed now and not cached (a
+        fine-tuned backbone's vectors, which no cache key tells from the original's). The pass's
+        speed is kept in ``embed_rate``.
         """
         asm, p = self.model, self.project
         key = embcache.cache_key(examples, embcache.identity(asm, p, flip))
@@ -207,9 +209,9 @@ class Run:
                                      self.should_stop, flip,
                                      self.run_dir.cache / f"embeddings-{key}.npy" if big else None)
         t0 = time.time()
-        arr, hit = embcache.get_or_compute(
+        arr, hit = (compute(), False) if fresh else embcache.get_or_compute(
             key, mode, store_dir("cache", "embeddings") if mode == "disk" else Path("."), compute)
-        if not hit:
+        if not hit and not fresh:
             self.embed_rate = len(examples) / max(time.time() - t0, 1e-6)
             record_speed(p, self.embed_rate)
         self.log.emit(EMBEDDINGS, n=len(examples), dim=int(arr.shape[-1]) if arr.size else 0, cached=hit,
@@ -483,9 +485,8 @@ def _plain_error(e: BaseException, project: Project) -> BaseException:
         return TrainingError(f"out of memory at batch size {bs}: set train.batch_size to {max(bs // 2, 1)} "
                              "(or a smaller backbone.image_size) and resume or start again; the last checkpoint "
                              "is kept")
-    if isinstance(e, OSError) and not isinstance(e, TlappError) and e.errno is not None:
-        where = f"{e.filename}: " if e.filename else ""
-        return TrainingError(f"{where}{e.strerror} — free some space or choose a writable folder, then resume; "
+    if isinstance(e, OSError) and not isinstance(e, TlappError):
+        return TrainingError(f"{os_error_line(e)} — free some space or choose a writable folder, then resume; "
                              "files already written are intact")
     return e
 
@@ -555,7 +556,8 @@ def _train_locked(rd: RunDir, project: Optional[Project], on_event: Optional[Eve
         return run.run(resume)
     except Cancelled as e:
         rd.write_status("cancelled", str(e))
-        log.emit(RUN_END, status="cancelled", message=str(e), resume=f"tlapp train {rd.config} --resume {rd.root}")
+        log.emit(RUN_END, status="cancelled", message=str(e),
+                 resume=f"tlapp train {rd.config} --resume {rd.root}" if rd.has_checkpoint() else None)
         raise
     except Exception as e:
         err = _plain_error(e, project)
