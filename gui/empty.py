@@ -1,5 +1,6 @@
 """Empty states: a chart, table or list that has nothing to show yet shows one
 sentence instead — what will appear there, and how to get it."""
+
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
@@ -19,8 +20,9 @@ class EmptyState(QStackedWidget):
         self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.message.setMargin(16)
         self.message.setForegroundRole(QPalette.ColorRole.PlaceholderText)
-        self.message.setStyleSheet("QLabel#emptyState { font-size: 11pt; border: 1px dashed palette(mid);"
-                                   " border-radius: 8px; }")
+        self.message.setStyleSheet(
+            "QLabel#emptyState { font-size: 11pt; border: 1px dashed palette(mid); border-radius: 8px; }"
+        )
         self.addWidget(self.message)
         self.addWidget(content)
 

@@ -2,6 +2,7 @@
 pages, Back/Next), the File menu, drag and drop, and "Copy CLI command".
 Only this thread touches widgets; training events arrive as signals from
 :class:`gui.workers.TrainingProcess`."""
+
 from __future__ import annotations
 
 import time
@@ -40,7 +41,7 @@ from .pages.export_page import ExportPage
 from .pages.head_page import HeadPage
 from .pages.layers_page import LayersPage
 from .pages.training_page import TrainingPage
-from .state import ProjectState, default_project
+from .state import ProjectState
 from .theme import MARGIN, icon, muted_color
 from .welcome import RecentEntry, WelcomePage
 from .widgets import error_text, show_error
@@ -52,15 +53,23 @@ EVALUATE = 5
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, trainer_factory: Callable[[], Any] = TrainingProcess, settings: Optional[QSettings] = None) -> None:
+    def __init__(
+        self, trainer_factory: Callable[[], Any] = TrainingProcess, settings: Optional[QSettings] = None
+    ) -> None:
         super().__init__()
         self.settings = settings or QSettings("tlapp", "tlapp")
         self.setWindowIcon(icon("app"))
         self.setAcceptDrops(True)
         self.state = ProjectState()
         self.pages: list[WizardPage] = [
-            DataPage(self.state), BackbonePage(self.state), LayersPage(self.state), HeadPage(self.state),
-            TrainingPage(self.state, trainer_factory), EvaluatePage(self.state), ExportPage(self.state)]
+            DataPage(self.state),
+            BackbonePage(self.state),
+            LayersPage(self.state),
+            HeadPage(self.state),
+            TrainingPage(self.state, trainer_factory),
+            EvaluatePage(self.state),
+            ExportPage(self.state),
+        ]
         self.training: TrainingPage = self.pages[4]  # type: ignore[assignment]
         self.sidebar = QListWidget()
         self.sidebar.setFixedWidth(180)
@@ -88,8 +97,7 @@ class MainWindow(QMainWindow):
         self.next_btn.setToolTip("Check this step and go to the next one (Alt+N or Alt+Right)")
         self.back_btn.clicked.connect(self.back)
         self.next_btn.clicked.connect(self.next)
-        for key, fn in (("Alt+B", self.back), ("Alt+Left", self.back), ("Alt+N", self.next),
-                        ("Alt+Right", self.next)):
+        for key, fn in (("Alt+B", self.back), ("Alt+Left", self.back), ("Alt+N", self.next), ("Alt+Right", self.next)):
             QShortcut(QKeySequence(key), self, activated=lambda fn=fn: not self.on_welcome() and fn())
         nav = QHBoxLayout()
         nav.addWidget(self.problem, 1)
@@ -154,19 +162,25 @@ class MainWindow(QMainWindow):
                     continue
                 name = load_project(path).name
                 s = latest_run(path, name)
-                out.append(RecentEntry(p, name, f"last run: {s.short} · {_date(s.finished)}" if s else
-                                       "no finished run yet"))
+                out.append(
+                    RecentEntry(p, name, f"last run: {s.short} · {_date(s.finished)}" if s else "no finished run yet")
+                )
             except Exception as e:  # a broken entry is shown as such, never hidden silently
                 out.append(RecentEntry(p, path.name, f"cannot read: {error_text(e)[:80]}"))
         return out
 
     def new_from_dialog(self, task: TaskType) -> None:
         if task.is_generative:
-            path, _ = QFileDialog.getOpenFileName(self, "Choose prompt → response pairs", "",
-                                                  "Pairs (*.jsonl *.csv *.tsv);;All files (*)")
+            path, _ = QFileDialog.getOpenFileName(
+                self, "Choose prompt → response pairs", "", "Pairs (*.jsonl *.csv *.tsv);;All files (*)"
+            )
         elif task.is_text:
-            path, _ = QFileDialog.getOpenFileName(self, "Choose a table of texts (or cancel and pick a folder)", "",
-                                                  "Tables (*.csv *.tsv *.txt);;All files (*)")
+            path, _ = QFileDialog.getOpenFileName(
+                self,
+                "Choose a table of texts (or cancel and pick a folder)",
+                "",
+                "Tables (*.csv *.tsv *.txt);;All files (*)",
+            )
         else:
             path = QFileDialog.getExistingDirectory(self, "Choose a folder with one sub-folder per class")
         if path:
@@ -181,8 +195,9 @@ class MainWindow(QMainWindow):
             return False
         try:
             task = task or guess_task(path)
-            project = starter_project(path.stem or "project", task,
-                                      {"source": source_kind(path, task), "path": str(path.resolve())})
+            project = starter_project(
+                path.stem or "project", task, {"source": source_kind(path, task), "path": str(path.resolve())}
+            )
         except Exception as e:
             show_error(self, error_text(e))
             return False
@@ -206,8 +221,11 @@ class MainWindow(QMainWindow):
         if not self.open(pfile):
             return False
         self.pages[0].start_scan()
-        self.statusBar().showMessage("Example loaded: handwritten digits. Press Next to walk through the steps, or "
-                                     "jump to 5. Training and press Start.", 15000)
+        self.statusBar().showMessage(
+            "Example loaded: handwritten digits. Press Next to walk through the steps, or "
+            "jump to 5. Training and press Start.",
+            15000,
+        )
         return True
 
     def open_run_dialog(self) -> None:
@@ -222,8 +240,10 @@ class MainWindow(QMainWindow):
         try:
             summary = summarize_run(path)
             if not RunDir(path).is_finished():
-                raise DataError(f"{path}: this run did not finish ({summary.status}); open its project and "
-                                "press Resume on the Training step")
+                raise DataError(
+                    f"{path}: this run did not finish ({summary.status}); open its project and "
+                    "press Resume on the Training step"
+                )
             project = load_project(RunDir(path).config)
         except Exception as e:
             show_error(self, error_text(e))
@@ -256,16 +276,21 @@ class MainWindow(QMainWindow):
     # ---- menus -------------------------------------------------------------
     def _menus(self) -> None:
         m = self.menuBar().addMenu("&File")
-        for text, key, fn in (("New &image project…", QKeySequence.StandardKey.New,
-                               lambda: self.new_from_dialog(TaskType.image_classification)),
-                              ("New &text project…", None, lambda: self.new_from_dialog(TaskType.text_classification)),
-                              ("Fine-tune a &language model…", None, lambda: self.new_from_dialog(TaskType.sft)),
-                              ("Try the &example", None, self.try_example),
-                              ("&Open project…", QKeySequence.StandardKey.Open, self.open_dialog),
-                              ("Open &run…", QKeySequence("Ctrl+Shift+O"), self.open_run_dialog),
-                              ("&Save", QKeySequence.StandardKey.Save, self.save),
-                              ("Save &As…", QKeySequence.StandardKey.SaveAs, self.save_as),
-                              ("Start &page", None, self.show_welcome)):
+        for text, key, fn in (
+            (
+                "New &image project…",
+                QKeySequence.StandardKey.New,
+                lambda: self.new_from_dialog(TaskType.image_classification),
+            ),
+            ("New &text project…", None, lambda: self.new_from_dialog(TaskType.text_classification)),
+            ("Fine-tune a &language model…", None, lambda: self.new_from_dialog(TaskType.sft)),
+            ("Try the &example", None, self.try_example),
+            ("&Open project…", QKeySequence.StandardKey.Open, self.open_dialog),
+            ("Open &run…", QKeySequence("Ctrl+Shift+O"), self.open_run_dialog),
+            ("&Save", QKeySequence.StandardKey.Save, self.save),
+            ("Save &As…", QKeySequence.StandardKey.SaveAs, self.save_as),
+            ("Start &page", None, self.show_welcome),
+        ):
             a = QAction(text, self)
             if key is not None:
                 a.setShortcut(key)
@@ -377,14 +402,6 @@ class MainWindow(QMainWindow):
         r = QMessageBox.question(self, "tlapp", "Discard unsaved changes to the project?")
         return r == QMessageBox.StandardButton.Yes
 
-    def new_project(self) -> None:
-        if not self._confirm_discard():
-            return
-        self.state.reset(default_project())
-        self.state.dirty, self.state.blank = False, True
-        self.show_wizard()
-        self.go(0, check=False)
-
     def open_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open project", "", "tlapp project (*.yaml *.yml)")
         if path:
@@ -431,8 +448,11 @@ class MainWindow(QMainWindow):
     # ---- closing -----------------------------------------------------------
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
         if self.training.is_running():
-            r = QMessageBox.question(self, "tlapp", "Training is running. Stop it and quit?\n"
-                                     "(The last checkpoint is kept; you can resume later.)")
+            r = QMessageBox.question(
+                self,
+                "tlapp",
+                "Training is running. Stop it and quit?\n(The last checkpoint is kept; you can resume later.)",
+            )
             if r != QMessageBox.StandardButton.Yes:
                 event.ignore()
                 return

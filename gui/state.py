@@ -3,6 +3,7 @@
 Pages read from and write to one :class:`ProjectState`; a change signal lets
 the window mark the title dirty and pages refresh derived views.
 """
+
 from __future__ import annotations
 
 import shlex

@@ -1,5 +1,6 @@
 """Look and feel in one place: icons from ``assets/``, palette-aware colours
 (so charts read in light and dark mode), and the spacing every page uses."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,10 +44,6 @@ def palette() -> QPalette:
     return app.palette() if app is not None else QPalette()
 
 
-def is_dark() -> bool:
-    return palette().color(QPalette.ColorRole.Window).lightness() < 128
-
-
 def text_color() -> QColor:
     return palette().color(QPalette.ColorRole.WindowText)
 
@@ -61,14 +58,22 @@ def dark_palette() -> QPalette:
     """A dark Fusion palette (``tlapp-gui --dark``; the screenshots use it for the dark-mode check)."""
     p = QPalette()
     base, window, text = QColor(35, 37, 41), QColor(48, 50, 55), QColor(225, 225, 225)
-    for role, c in ((QPalette.ColorRole.Window, window), (QPalette.ColorRole.WindowText, text),
-                    (QPalette.ColorRole.Base, base), (QPalette.ColorRole.AlternateBase, window),
-                    (QPalette.ColorRole.Text, text), (QPalette.ColorRole.Button, window),
-                    (QPalette.ColorRole.ButtonText, text), (QPalette.ColorRole.ToolTipBase, base),
-                    (QPalette.ColorRole.ToolTipText, text), (QPalette.ColorRole.Highlight, QColor(64, 132, 230)),
-                    (QPalette.ColorRole.HighlightedText, QColor(255, 255, 255)),
-                    (QPalette.ColorRole.PlaceholderText, QColor(140, 140, 140)),
-                    (QPalette.ColorRole.Link, QColor(120, 170, 255)), (QPalette.ColorRole.Mid, QColor(90, 90, 95))):
+    for role, c in (
+        (QPalette.ColorRole.Window, window),
+        (QPalette.ColorRole.WindowText, text),
+        (QPalette.ColorRole.Base, base),
+        (QPalette.ColorRole.AlternateBase, window),
+        (QPalette.ColorRole.Text, text),
+        (QPalette.ColorRole.Button, window),
+        (QPalette.ColorRole.ButtonText, text),
+        (QPalette.ColorRole.ToolTipBase, base),
+        (QPalette.ColorRole.ToolTipText, text),
+        (QPalette.ColorRole.Highlight, QColor(64, 132, 230)),
+        (QPalette.ColorRole.HighlightedText, QColor(255, 255, 255)),
+        (QPalette.ColorRole.PlaceholderText, QColor(140, 140, 140)),
+        (QPalette.ColorRole.Link, QColor(120, 170, 255)),
+        (QPalette.ColorRole.Mid, QColor(90, 90, 95)),
+    ):
         p.setColor(role, c)
     p.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor(120, 120, 120))
     p.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText, QColor(120, 120, 120))

@@ -3,6 +3,7 @@
 It only emits signals; the main window owns the actions (so the File menu,
 drag and drop and these buttons all run the same code).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,14 +34,30 @@ class RecentEntry:
 
 
 ACTIONS = [
-    ("new_image", "image", "New image project",
-     "Choose a folder with one sub-folder of images per class (cats/, dogs/ …)."),
-    ("new_text", "text", "New text project",
-     "Choose a CSV/TSV with a text and a label column, or a folder of .txt files per class."),
-    ("new_lm", "chat", "Fine-tune a language model",
-     "Choose a .jsonl or CSV of prompt → response pairs: teach a small chat model (SmolLM2) your facts or style."),
-    ("example", "example", "Try the example",
-     "1,797 handwritten digits, 10 classes: see the whole workflow in about two minutes."),
+    (
+        "new_image",
+        "image",
+        "New image project",
+        "Choose a folder with one sub-folder of images per class (cats/, dogs/ …).",
+    ),
+    (
+        "new_text",
+        "text",
+        "New text project",
+        "Choose a CSV/TSV with a text and a label column, or a folder of .txt files per class.",
+    ),
+    (
+        "new_lm",
+        "chat",
+        "Fine-tune a language model",
+        "Choose a .jsonl or CSV of prompt → response pairs: teach a small chat model (SmolLM2) your facts or style.",
+    ),
+    (
+        "example",
+        "example",
+        "Try the example",
+        "1,797 handwritten digits, 10 classes: see the whole workflow in about two minutes.",
+    ),
 ]
 
 
@@ -79,7 +96,8 @@ class WelcomePage(QWidget):
             "Teach a model from your own examples, on this computer. Give tlapp a folder of images, a table "
             "of texts, or questions with the answers you want: it reuses a network pretrained on millions of "
             "examples, trains it on yours, tells you honestly how well it does, and exports a model that works the "
-            "first time. Nothing leaves this machine.")
+            "first time. Nothing leaves this machine."
+        )
         blurb.setWordWrap(True)
         head = QHBoxLayout()
         head.addWidget(logo, 0, Qt.AlignmentFlag.AlignTop)
@@ -110,9 +128,14 @@ class WelcomePage(QWidget):
             grid.addWidget(hint, 1, col)
         opens = QHBoxLayout()
         for key, icon_name, label, tip in (
-                ("open_project", "open", "Open project…", "Open a saved tlapp project file (.yaml)"),
-                ("open_run", "run", "Open a finished run…",
-                 "Open a run folder to see its evaluation, export it again or try it — no retraining")):
+            ("open_project", "open", "Open project…", "Open a saved tlapp project file (.yaml)"),
+            (
+                "open_run",
+                "run",
+                "Open a finished run…",
+                "Open a run folder to see its evaluation, export it again or try it — no retraining",
+            ),
+        ):
             b2 = QPushButton(icon(icon_name), label)
             b2.setObjectName(f"welcome_{key}")
             b2.setToolTip(tip)
@@ -126,8 +149,11 @@ class WelcomePage(QWidget):
         self.recent.setObjectName("recentList")
         self.recent.setIconSize(QSize(20, 20))
         self.recent.chosen.connect(self.open_recent.emit)
-        self.recent_box = EmptyState(self.recent, "Projects you open or save appear here, with their last "
-                                                  "accuracy and date. Start with one of the buttons above.")
+        self.recent_box = EmptyState(
+            self.recent,
+            "Projects you open or save appear here, with their last "
+            "accuracy and date. Start with one of the buttons above.",
+        )
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(MARGIN * 3, MARGIN * 2, MARGIN * 3, MARGIN * 2)
@@ -142,7 +168,9 @@ class WelcomePage(QWidget):
     def set_recent(self, entries: list[RecentEntry]) -> None:
         self.recent.clear()
         for e in entries:
-            it = QListWidgetItem(icon("run" if Path(e.path).is_dir() else "open"), f"{e.title}   —   {e.detail}\n{e.path}")
+            it = QListWidgetItem(
+                icon("run" if Path(e.path).is_dir() else "open"), f"{e.title}   —   {e.detail}\n{e.path}"
+            )
             it.setData(Qt.ItemDataRole.UserRole, e.path)
             it.setToolTip(f"Open {e.path}")
             self.recent.addItem(it)

@@ -1,4 +1,5 @@
 """Small shared widgets and helpers: error dialog, thumbnails, bar chart."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -145,8 +146,9 @@ class BarChart(QWidget):
             y = top + h - int(frac * h)
             p.drawLine(left, y, left + w, y)
             p.setPen(text)
-            p.drawText(0, y - fm.height() // 2, left - 4, fm.height(), Qt.AlignmentFlag.AlignRight,
-                       f"{round(frac * peak):,}")
+            p.drawText(
+                0, y - fm.height() // 2, left - 4, fm.height(), Qt.AlignmentFlag.AlignRight, f"{round(frac * peak):,}"
+            )
             p.setPen(grid)
         n = len(self.counts)
         slot = w / n
@@ -159,9 +161,14 @@ class BarChart(QWidget):
         p.setPen(text)
         for i, name in enumerate(self.counts):
             if i % step == 0:
-                p.drawText(int(left + i * slot), top + h + 2, int(slot * step), fm.height() + 4,
-                           Qt.AlignmentFlag.AlignHCenter, fm.elidedText(name, Qt.TextElideMode.ElideRight,
-                                                                       int(slot * step)))
+                p.drawText(
+                    int(left + i * slot),
+                    top + h + 2,
+                    int(slot * step),
+                    fm.height() + 4,
+                    Qt.AlignmentFlag.AlignHCenter,
+                    fm.elidedText(name, Qt.TextElideMode.ElideRight, int(slot * step)),
+                )
         p.end()
 
 

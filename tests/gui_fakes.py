@@ -1,4 +1,5 @@
 """A fake trainer with TrainingProcess's interface, for wiring tests."""
+
 from __future__ import annotations
 
 import shutil
@@ -26,9 +27,20 @@ class FakeTrainer(QObject):
         self.started_with = (project_json, Path(run_dir), resume)
         self.run_dir = Path(run_dir)
         self.event.emit({"type": "run_start", "data": {}})
-        self.event.emit({"type": "phase_start", "data": {"index": 0, "name": "head", "epochs": 3,
-                                                         "trainable_params": 10, "non_trainable_params": 100,
-                                                         "learning_rate": 1e-3, "start_epoch": 0}})
+        self.event.emit(
+            {
+                "type": "phase_start",
+                "data": {
+                    "index": 0,
+                    "name": "head",
+                    "epochs": 3,
+                    "trainable_params": 10,
+                    "non_trainable_params": 100,
+                    "learning_rate": 1e-3,
+                    "start_epoch": 0,
+                },
+            }
+        )
         self.timer.start()
 
     def _tick(self) -> None:
@@ -39,16 +51,40 @@ class FakeTrainer(QObject):
             return
         self.i += 1
         epoch, batch = (self.i - 1) // 10 + 1, (self.i - 1) % 10 + 1
-        self.event.emit({"type": "batch_end", "data": {"phase": 0, "epoch": epoch, "batch": batch, "steps": 10,
-                                                       "metrics": {"loss": 1.0 / self.i, "accuracy": 0.5},
-                                                       "images_per_s": 100.0}})
+        self.event.emit(
+            {
+                "type": "batch_end",
+                "data": {
+                    "phase": 0,
+                    "epoch": epoch,
+                    "batch": batch,
+                    "steps": 10,
+                    "metrics": {"loss": 1.0 / self.i, "accuracy": 0.5},
+                    "images_per_s": 100.0,
+                },
+            }
+        )
         if batch == 10:
-            self.event.emit({"type": "epoch_end", "data": {"phase": 0, "phase_name": "head", "epoch": epoch,
-                                                           "epochs": 3, "metrics": {"loss": 1.0 / self.i,
-                                                                                    "val_loss": 1.1 / self.i,
-                                                                                    "accuracy": 0.6,
-                                                                                    "val_accuracy": 0.55},
-                                                           "images_per_s": 100.0, "eta_s": 1.0, "seconds": 0.1}})
+            self.event.emit(
+                {
+                    "type": "epoch_end",
+                    "data": {
+                        "phase": 0,
+                        "phase_name": "head",
+                        "epoch": epoch,
+                        "epochs": 3,
+                        "metrics": {
+                            "loss": 1.0 / self.i,
+                            "val_loss": 1.1 / self.i,
+                            "accuracy": 0.6,
+                            "val_accuracy": 0.55,
+                        },
+                        "images_per_s": 100.0,
+                        "eta_s": 1.0,
+                        "seconds": 0.1,
+                    },
+                }
+            )
         if self.i >= self.n:
             self.timer.stop()
             if self.source_run is not None:

@@ -16,11 +16,34 @@ from conftest import lite0_pth, shared
 
 def test_catalog_covers_keras_applications():
     names = {e.name for e in all_entries()}
-    for n in ["mobilenet", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_lite0",
-              *[f"efficientnet_b{i}" for i in range(8)], "efficientnet_v2_b0", "efficientnet_v2_s",
-              "efficientnet_v2_m", "efficientnet_v2_l", "resnet50", "resnet101", "resnet152", "resnet50_v2",
-              "resnet152_v2", "densenet121", "densenet201", "xception", "inception_v3", "inception_resnet_v2",
-              "vgg16", "vgg19", "nasnet_mobile", "nasnet_large", "convnext_tiny", "convnext_xlarge"]:
+    for n in [
+        "mobilenet",
+        "mobilenet_v2",
+        "mobilenet_v3_small",
+        "mobilenet_v3_large",
+        "efficientnet_lite0",
+        *[f"efficientnet_b{i}" for i in range(8)],
+        "efficientnet_v2_b0",
+        "efficientnet_v2_s",
+        "efficientnet_v2_m",
+        "efficientnet_v2_l",
+        "resnet50",
+        "resnet101",
+        "resnet152",
+        "resnet50_v2",
+        "resnet152_v2",
+        "densenet121",
+        "densenet201",
+        "xception",
+        "inception_v3",
+        "inception_resnet_v2",
+        "vgg16",
+        "vgg19",
+        "nasnet_mobile",
+        "nasnet_large",
+        "convnext_tiny",
+        "convnext_xlarge",
+    ]:
         assert n in names, n
     assert all(re.fullmatch(r"[a-z0-9_]+", n) for n in names)
     assert get_entry("resnet50").preprocessing == "caffe" and get_entry("densenet121").preprocessing == "torch"
@@ -50,8 +73,11 @@ def test_backbones_cli_json(capsys):
 
 
 def test_help_does_not_import_tensorflow():
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "from tlapp.cli.main import main; main(['--help'])"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "from tlapp.cli.main import main; main(['--help'])"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0 and "Usage" in proc.stdout
     assert not re.search(r"\|\s+tensorflow$", proc.stderr, re.M)
 
@@ -112,7 +138,10 @@ def test_shared_imagenet_weights_import_and_load(capsys):
     from tlapp.backbones.weights import available
     from tlapp.config import Backbone
 
-    for name in ("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_128_no_top.h5", "mobilenet_2_5_224_tf_no_top.h5"):
+    for name in (
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_128_no_top.h5",
+        "mobilenet_2_5_224_tf_no_top.h5",
+    ):
         code, _, err = run_cli(["weights", "import", str(shared("weights", name))], capsys)
         assert code == 0, err
     assert "mobilenet_2_5_224_tf_no_top.h5" in available()["keras_cache"]

@@ -1,4 +1,5 @@
 """`tlapp compare`: the backbone leaderboard (issue #9)."""
+
 from __future__ import annotations
 
 import json
@@ -46,13 +47,25 @@ def test_compare_three_real_backbones_on_sign_language_digits(tmp_path, capsys):
         assert code == 0, err
     proj = tmp_path / "p.yaml"
     proj.write_text(json.dumps({"name": "digits", "data": {"path": str(data), "seed": 3}}))
-    code, out, err = run_cli(["compare", str(proj), "--per-class", "30", "--json", "--backbones",
-                              "efficientnet_lite0@160,mobilenet_v2@128:alpha=0.35,mobilenet@224:alpha=0.25"], capsys)
+    code, out, err = run_cli(
+        [
+            "compare",
+            str(proj),
+            "--per-class",
+            "30",
+            "--json",
+            "--backbones",
+            "efficientnet_lite0@160,mobilenet_v2@128:alpha=0.35,mobilenet@224:alpha=0.25",
+        ],
+        capsys,
+    )
     assert code == 0, err
     rows = json.loads(out)
     print("\nbackbone leaderboard, sign-language digits (30/class):")
     for r in rows:
-        print(f"  {r['rank']}. {r['backbone']}: CV accuracy {r['score']:.4f}, {r['params_m']:.1f} M params, "
-              f"{r['ms_per_image']:.0f} ms/img, {r['seconds']:.0f} s")
+        print(
+            f"  {r['rank']}. {r['backbone']}: CV accuracy {r['score']:.4f}, {r['params_m']:.1f} M params, "
+            f"{r['ms_per_image']:.0f} ms/img, {r['seconds']:.0f} s"
+        )
     assert [r["rank"] for r in rows] == [1, 2, 3] and all(r["score"] > 0.5 for r in rows)
     assert rows[0]["score"] >= rows[1]["score"] >= rows[2]["score"]

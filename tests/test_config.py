@@ -27,20 +27,30 @@ def test_defaults_propose_head_then_finetune():
     phases = phases_of(p, 100)
     assert [ph.name for ph in phases] == ["head", "finetune"] and phases[0].solver == "exact"
     assert phases[0].freeze.mode == "all" and phases[1].freeze.mode == "top_blocks"
-    assert [ph.name for ph in phases_of(p.model_copy(update={"train": p.train.model_copy(
-        update={"preset": "fast"})}), 100)] == ["head"]
+    assert [
+        ph.name for ph in phases_of(p.model_copy(update={"train": p.train.model_copy(update={"preset": "fast"})}), 100)
+    ] == ["head"]
     assert p.backbone.name == "efficientnet_lite0"
 
 
-@pytest.mark.parametrize("d, needle", [
-    ({"data": {"path": "x"}, "trian": {}}, "trian: unknown key"),
-    ({"data": {"path": "x", "val_fraction": 1.5}}, "data.val_fraction"),
-    ({"data": {"path": "x"}, "train": {"batch_size": 0}}, "train.batch_size"),
-    ({"data": {"source": "csv"}}, "data.path is required"),
-    ({"data": {"path": "x"}, "train": {"phases": [{"freeze": {"mode": "top_blocks"}}]}}, "freeze.blocks is required"),
-    ({"data": {"path": "x"}, "train": {"phases": [{"freeze": {"mode": "patterns", "patterns": ["("]}}]}}, "bad regex"),
-    ({"schema_version": 99, "data": {"path": "x"}}, "unsupported schema_version 99"),
-])
+@pytest.mark.parametrize(
+    "d, needle",
+    [
+        ({"data": {"path": "x"}, "trian": {}}, "trian: unknown key"),
+        ({"data": {"path": "x", "val_fraction": 1.5}}, "data.val_fraction"),
+        ({"data": {"path": "x"}, "train": {"batch_size": 0}}, "train.batch_size"),
+        ({"data": {"source": "csv"}}, "data.path is required"),
+        (
+            {"data": {"path": "x"}, "train": {"phases": [{"freeze": {"mode": "top_blocks"}}]}},
+            "freeze.blocks is required",
+        ),
+        (
+            {"data": {"path": "x"}, "train": {"phases": [{"freeze": {"mode": "patterns", "patterns": ["("]}}]}},
+            "bad regex",
+        ),
+        ({"schema_version": 99, "data": {"path": "x"}}, "unsupported schema_version 99"),
+    ],
+)
 def test_errors_name_field_and_value(d, needle):
     with pytest.raises(ConfigError) as e:
         project_from_dict(d, "p.yaml")
@@ -62,8 +72,9 @@ def test_yaml_round_trip_and_overrides(tmp_path):
         apply_overrides(p, ["train.phases.1.epochs=7"])
     from tlapp.presets import with_proposed_phases
 
-    q = apply_overrides(with_proposed_phases(p, 100), ["train.phases.1.epochs=7", "backbone.name=mobilenet_v2",
-                                                        "head.hidden=[64, 32]"])
+    q = apply_overrides(
+        with_proposed_phases(p, 100), ["train.phases.1.epochs=7", "backbone.name=mobilenet_v2", "head.hidden=[64, 32]"]
+    )
     assert q.train.phases[1].epochs == 7 and q.backbone.name == "mobilenet_v2" and q.head.hidden == [64, 32]
     with pytest.raises(ConfigError, match="no such field 'trian'"):
         apply_overrides(p, ["trian.x=1"])
@@ -82,8 +93,9 @@ def test_load_errors(tmp_path):
 
 def test_cli_init_schema_render(tmp_path, capsys, color_data):
     pf = tmp_path / "proj.yaml"
-    code, out, _ = run_cli(["init", str(pf), "--data", str(color_data), "--backbone", "mobilenet_v2",
-                            "--image-size", "96"], capsys)
+    code, out, _ = run_cli(
+        ["init", str(pf), "--data", str(color_data), "--backbone", "mobilenet_v2", "--image-size", "96"], capsys
+    )
     assert code == 0 and pf.is_file()
     p = load_project(pf)
     assert p.backbone.name == "mobilenet_v2" and p.backbone.image_size == 96 and p.data.source == "folder"

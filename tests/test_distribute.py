@@ -3,6 +3,7 @@
 The strategies need TensorFlow configured before it starts (logical CPU devices, a
 TF_CONFIG cluster), so those tests run tlapp in child processes, as a user would.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,16 +60,19 @@ def test_strategy_settings_are_checked_with_the_value_named(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", "{not json")
     with pytest.raises(ConfigError, match="TF_CONFIG: not valid JSON"):
         strategy.plan("multi_worker")
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]},
-                                                "task": {"type": "worker", "index": 2}}))
+    monkeypatch.setenv(
+        "TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}})
+    )
     with pytest.raises(ConfigError, match="task index 2 but cluster has 2"):
         strategy.plan("multi_worker")
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]},
-                                                "task": {"type": "worker", "index": 1}}))
+    monkeypatch.setenv(
+        "TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}})
+    )
     p = strategy.plan("multi_worker")
     assert (p.kind, p.workers, p.worker, p.chief) == ("multi_worker", 2, 1, False)
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]},
-                                                "task": {"type": "worker", "index": 0}}))
+    monkeypatch.setenv(
+        "TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}})
+    )
     assert strategy.plan("multi_worker").chief
 
     # This machine has no GPU: auto is one device; mirrored names the devices it would use.
@@ -78,15 +82,25 @@ def test_strategy_settings_are_checked_with_the_value_named(monkeypatch):
 
 
 def test_cpu_devices_variable_splits_the_cpu_and_doctor_lists_them(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "tlapp", "doctor", "--json"], capture_output=True, text=True,
-                       env=_env(tmp_path, TLAPP_CPU_DEVICES="3"), timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "tlapp", "doctor", "--json"],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path, TLAPP_CPU_DEVICES="3"),
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     info = json.loads(r.stdout)
     assert info["cpu_devices"] == ["CPU:0", "CPU:1", "CPU:2"]
     assert info["strategy_auto"].startswith("default")
     assert "replicas on 3 logical CPU device(s)" in info["strategy_mirrored"]
-    bad = subprocess.run([sys.executable, "-m", "tlapp", "doctor"], capture_output=True, text=True,
-                         env=_env(tmp_path, TLAPP_CPU_DEVICES="two"), timeout=300)
+    bad = subprocess.run(
+        [sys.executable, "-m", "tlapp", "doctor"],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path, TLAPP_CPU_DEVICES="two"),
+        timeout=300,
+    )
     assert bad.returncode != 0 and "TLAPP_CPU_DEVICES: 'two'" in bad.stderr + bad.stdout
 
 
@@ -108,6 +122,7 @@ MIRRORED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # several processes for a minute: CI runs it in its slow step
 def test_mirrored_over_two_cpu_devices_matches_the_default_strategy(color_data, tmp_path):
     d = tiny_project_dict(color_data)
     # One step per epoch over all 24 training images: each replica gets 12, gradients are averaged.
@@ -116,8 +131,13 @@ def test_mirrored_over_two_cpu_devices_matches_the_default_strategy(color_data, 
     d["data"]["val_fraction"], d["train"]["batch_size"] = 0.2, 24
     d["train"]["phases"] = [{"name": "ft", "epochs": 3, "learning_rate": 0.01, "freeze": {"mode": "none"}}]
     d["export"] = {"formats": ["savedmodel"], "verify_samples": 4}
-    r = subprocess.run([sys.executable, "-c", MIRRORED, json.dumps(d), str(tmp_path)], capture_output=True,
-                       text=True, env=_env(tmp_path, TLAPP_CPU_DEVICES="2"), timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-c", MIRRORED, json.dumps(d), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path, TLAPP_CPU_DEVICES="2"),
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(next(x for x in r.stdout.splitlines() if x.startswith("RESULT "))[7:])
     one, two = res["default"], res["mirrored"]
@@ -140,8 +160,14 @@ def _start_workers(proj: Path, run: Path, tmp: Path, ports: list[int], resume: b
         cfg = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": i}}
         args = ["train", str(proj), "--resume", str(run)] if resume else ["train", str(proj), "--out", str(run)]
         log = open(tmp / f"{tag}-worker{i}.log", "w")
-        procs.append(subprocess.Popen([sys.executable, "-m", "tlapp", *args], stdout=log, stderr=subprocess.STDOUT,
-                                      env=_env(tmp / f"scratch-{tag}", TF_CONFIG=json.dumps(cfg))))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "tlapp", *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_env(tmp / f"scratch-{tag}", TF_CONFIG=json.dumps(cfg)),
+            )
+        )
     return procs
 
 
@@ -163,6 +189,7 @@ def _events(run: Path) -> list[dict]:
         return []
 
 
+@pytest.mark.slow  # several processes for a minute: CI runs it in its slow step
 def test_two_workers_train_the_chief_alone_writes_and_both_resume_after_a_kill(color_data, tmp_path):
     for tag in ("first", "second"):
         (tmp_path / f"scratch-{tag}").mkdir()
@@ -223,11 +250,17 @@ SFT_MIRRORED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # several processes for a minute: CI runs it in its slow step
 def test_sft_mirrored_over_two_cpu_devices_takes_the_same_steps(tmp_path):
     """#12 item 4: SFT under a strategy. Each replica takes every other row of the same global batch and
     divides its loss by the global answer-token count, so each step equals the one-device step."""
-    r = subprocess.run([sys.executable, "-c", SFT_MIRRORED, "{}", str(tmp_path), str(ROOT / "tests")],
-                       capture_output=True, text=True, env=_env(tmp_path, TLAPP_CPU_DEVICES="2"), timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-c", SFT_MIRRORED, "{}", str(tmp_path), str(ROOT / "tests")],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path, TLAPP_CPU_DEVICES="2"),
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(next(x for x in r.stdout.splitlines() if x.startswith("RESULT "))[7:])
     one, two = res["default"], res["mirrored"]
@@ -238,6 +271,7 @@ def test_sft_mirrored_over_two_cpu_devices_takes_the_same_steps(tmp_path):
             assert abs(a[k] - b[k]) < 1e-4, (k, one["epochs"], two["epochs"])
 
 
+@pytest.mark.slow  # several processes for a minute: CI runs it in its slow step
 def test_sft_on_two_workers_the_chief_alone_writes_and_exports(tmp_path):
     from test_sft import sft_dict, write_pairs
 

@@ -1,6 +1,7 @@
 """Fault cases of issue #10 that earlier test files did not cover, one test per case
 (numbered as in the issue). Real processes where it matters (kill -9, Ctrl-C twice,
 a closed pipe); everything else in-process and fast."""
+
 from __future__ import annotations
 
 import json
@@ -74,12 +75,14 @@ def test_6_huge_declared_png_is_refused_from_its_header(tmp_path):
     _img(root / "b" / "1.png")
     (root / "a" / "huge.png").write_bytes(png_declaring(60000, 60000))
     # In a fresh process: ru_maxrss is a lifetime peak, which earlier tests in this one have already raised.
-    code = ("import json, resource, sys\n"
-            "from tlapp.data.sources import scan_data\n"
-            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-            "rep = scan_data(sys.argv[1], 'image_classification')\n"
-            "grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024\n"
-            "print(json.dumps({'grown_mb': grown, 'bad': {b.path: b.reason for b in rep.bad}}))\n")
+    code = (
+        "import json, resource, sys\n"
+        "from tlapp.data.sources import scan_data\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "rep = scan_data(sys.argv[1], 'image_classification')\n"
+        "grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024\n"
+        "print(json.dumps({'grown_mb': grown, 'bad': {b.path: b.reason for b in rep.bad}}))\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-600:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -103,8 +106,9 @@ def test_8_one_image_class_is_named_not_a_tf_error(tmp_path):
 
 
 # 9 ----------------------------------------------------------------------------
-@pytest.mark.parametrize("names", [("Cat", "cat"), (unicodedata.normalize("NFC", "café"),
-                                                    unicodedata.normalize("NFD", "café"))])
+@pytest.mark.parametrize(
+    "names", [("Cat", "cat"), (unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café"))]
+)
 def test_9_class_names_that_differ_only_in_case_or_unicode_form_are_refused(tmp_path, names):
     root = tmp_path / "d"
     for n in names:
@@ -239,8 +243,12 @@ def test_14_out_of_memory_is_one_message_and_a_retry_works(color_data, tmp_path,
 def test_15_kill_9_shows_interrupted_and_resume_continues(color_data, tmp_path):
     pf = _long_project(tmp_path, color_data)
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "tlapp", "train", str(pf), "--out", str(run)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tlapp", "train", str(pf), "--out", str(run)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 180
     while not (run / "checkpoints" / "last" / "manifest.json").is_file() and time.time() < deadline:
         time.sleep(0.05)
@@ -251,8 +259,12 @@ def test_15_kill_9_shows_interrupted_and_resume_continues(color_data, tmp_path):
     assert rd.status()["status"] == "interrupted" and rd.has_checkpoint()
     assert not rd.lock_file.exists() or json.loads(rd.lock_file.read_text())["pid"] == proc.pid  # stale lock
     done = json.loads((rd.last_checkpoint / "state.json").read_text())["epoch_done"]
-    r = subprocess.run([sys.executable, "-m", "tlapp", "train", str(pf), "--resume", str(run)],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "tlapp", "train", str(pf), "--resume", str(run)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-800:]
     assert rd.status()["status"] == "completed"
     events = rd.read_events()
@@ -266,8 +278,12 @@ def test_15_kill_9_shows_interrupted_and_resume_continues(color_data, tmp_path):
 def test_16_second_ctrl_c_stops_at_once_and_corrupts_nothing(color_data, tmp_path):
     pf = _long_project(tmp_path, color_data)
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "tlapp", "train", str(pf), "--out", str(run)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tlapp", "train", str(pf), "--out", str(run)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for(run / "events.jsonl", '"epoch_end"')
     os.kill(proc.pid, signal.SIGINT)
     time.sleep(0.5)  # a person's double press
@@ -339,8 +355,12 @@ def test_18_unwritable_output_is_exit_2_with_one_line(color_data, tmp_path):
     pf.write_text(yaml.safe_dump(tiny_project_dict(color_data)))
     (tmp_path / "afile").write_text("x")
     for out in (tmp_path / "afile" / "run",):
-        r = subprocess.run([sys.executable, "-m", "tlapp", "train", str(pf), "--out", str(out)],
-                           capture_output=True, text=True, timeout=300)
+        r = subprocess.run(
+            [sys.executable, "-m", "tlapp", "train", str(pf), "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert r.returncode == 2 and "Traceback" not in r.stderr
         assert "cannot create the run folder" in r.stderr and len(r.stderr.strip().splitlines()) <= 2
     ro = tmp_path / "ro"
@@ -366,8 +386,9 @@ def _tlapp_with_file_limit(args: list[str], max_bytes: int) -> subprocess.Comple
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the writer instead of failing it
         resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
 
-    return subprocess.run([sys.executable, "-m", "tlapp", *args], preexec_fn=limit, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "tlapp", *args], preexec_fn=limit, capture_output=True, text=True, timeout=600
+    )
 
 
 def _one_error_line(stderr: str) -> str:
@@ -377,6 +398,7 @@ def _one_error_line(stderr: str) -> str:
     return lines[-1]
 
 
+@pytest.mark.slow  # several processes for a minute: CI runs it in its slow step
 def test_18_a_full_disk_is_one_line_keeps_the_checkpoint_and_the_export(color_data, tmp_path):
     from tlapp.base.errors import Cancelled
     from tlapp.training.run import train
@@ -398,14 +420,23 @@ def test_18_a_full_disk_is_one_line_keeps_the_checkpoint_and_the_export(color_da
     # A run with a checkpoint stays resumable: a resume that fails to write keeps the checkpoint it read.
     seen = {"epoch": False}
     with pytest.raises(Cancelled):
-        train(load_project(pf), tmp_path / "c", lambda ev: seen.update(epoch=seen["epoch"] or ev.type == "epoch_end"),
-              should_stop=lambda: seen["epoch"], project_file=pf)
+        train(
+            load_project(pf),
+            tmp_path / "c",
+            lambda ev: seen.update(epoch=seen["epoch"] or ev.type == "epoch_end"),
+            should_stop=lambda: seen["epoch"],
+            project_file=pf,
+        )
     state = (tmp_path / "c" / "checkpoints" / "last" / "state.json").read_text()
     r = _tlapp_with_file_limit(["train", str(pf), "--resume", str(tmp_path / "c")], 150_000)
     assert r.returncode == 2 and "File too large" in _one_error_line(r.stderr)
     assert (tmp_path / "c" / "checkpoints" / "last" / "state.json").read_text() == state
-    r = subprocess.run([sys.executable, "-m", "tlapp", "train", str(pf), "--resume", str(tmp_path / "c")],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "tlapp", "train", str(pf), "--resume", str(tmp_path / "c")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0 and RunDir(tmp_path / "c").status()["status"] == "completed", r.stderr[-1500:]
     # A re-export that cannot write leaves the export that was there.
     keras_file = tmp_path / "c" / "export" / "model.keras"
@@ -415,8 +446,12 @@ def test_18_a_full_disk_is_one_line_keeps_the_checkpoint_and_the_export(color_da
     assert keras_file.read_bytes() == before and (tmp_path / "c" / "export" / "saved_model").is_dir()
     assert not (tmp_path / "c" / "export" / "model.h5").exists()
     image = str(sorted((color_data / "red").iterdir())[0])
-    r = subprocess.run([sys.executable, "-m", "tlapp", "predict", str(tmp_path / "c"), image, "--json"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "tlapp", "predict", str(tmp_path / "c"), image, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0 and json.loads(r.stdout.splitlines()[0])["label"] in ("red", "green", "blue")
 
 
@@ -441,9 +476,14 @@ def test_26_two_trainers_into_one_run_folder(color_data, tmp_path):
 # 27 ---------------------------------------------------------------------------
 def test_27_hostile_project_files(tmp_path):
     bomb = tmp_path / "bomb.yaml"
-    bomb.write_text("a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
-        + "name: x\n")
+    bomb.write_text(
+        "a: &a [x, x, x, x, x, x, x, x, x]\n"
+        + "".join(
+            f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+            for p, c in zip("abcdefgh", "bcdefghi")
+        )
+        + "name: x\n"
+    )
     with pytest.raises(ConfigError, match="line 2, column .*aliases"):
         load_project(bomb)
     big = tmp_path / "big.yaml"
@@ -505,12 +545,21 @@ def test_30_predict_many_files_with_bad_ones_into_a_closed_pipe(trained_run, tmp
     data = make_color_dataset(tmp_path / "many", n=100)
     (data / "red" / "broken.png").write_bytes(b"not a png")
     assert len(sorted(data.rglob("*.png"))) == 301  # 300 images and one broken file
-    out = subprocess.run(f"{sys.executable} -m tlapp predict {trained_run[2]} {data} --json | head -n 3",
-                         shell=True, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        f"{sys.executable} -m tlapp predict {trained_run[2]} {data} --json | head -n 3",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0 and len(out.stdout.strip().splitlines()) == 3
     assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr[-600:]
-    full = subprocess.run([sys.executable, "-m", "tlapp", "predict", str(trained_run[2]), str(data / "red"),
-                           "--json"], capture_output=True, text=True, timeout=300)
+    full = subprocess.run(
+        [sys.executable, "-m", "tlapp", "predict", str(trained_run[2]), str(data / "red"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     rows = [json.loads(line) for line in full.stdout.splitlines()]
     bad = [r for r in rows if "error" in r]
     assert len(rows) == 101 and len(bad) == 1 and bad[0]["path"].endswith("broken.png") and bad[0]["error"]
@@ -542,7 +591,7 @@ def test_2_5_exported_bytes_signature_decodes_like_training(tmp_path):
 
 
 # 23, 24 -----------------------------------------------------------------------
-_FRESH = r'''
+_FRESH = r"""
 import json, sys
 import numpy as np
 import tensorflow as tf
@@ -564,7 +613,7 @@ for n in (1, 7):
     out[f"h5_{n}"] = np.asarray(h5.predict_on_batch(x[:n].astype("float32")))
 np.savez(f"{d}/out.npz", **out)
 print(json.dumps({"tlapp_imported": any(m == "tlapp" or m.startswith("tlapp.") for m in sys.modules)}))
-'''
+"""
 
 
 @pytest.mark.parametrize("mode", ["tf", "caffe", "torch", "raw"])
@@ -594,8 +643,14 @@ def test_23_24_export_parity_per_preprocessing_family_without_tlapp(mode, color_
     x = np.stack([load_rgb(p, (32, 32)) for p in raw])
     np.save(tmp_path / "x.npy", x)
     (tmp_path / "raw.json").write_text(json.dumps(raw))
-    r = subprocess.run([sys.executable, "-c", _FRESH, str(tmp_path), str(export)], capture_output=True, text=True,
-                       timeout=300, env={**os.environ, "PYTHONPATH": ""}, cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-c", _FRESH, str(tmp_path), str(export)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": ""},
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-1500:]
     assert json.loads(r.stdout.strip().splitlines()[-1]) == {"tlapp_imported": False}
     got = np.load(tmp_path / "out.npz")
@@ -666,8 +721,11 @@ def test_22_batchnorm_statistics_move_only_when_opted_in(color_data, tmp_path):
         d["export"] = {"formats": ["keras"], "verify": False}
         train(project_from_dict(d), tmp_path / str(opt_in))
         m = keras.saving.load_model(tmp_path / str(opt_in) / "export" / "model.keras", compile=False)
-        bns = [lay for lay in m.get_layer("features").get_layer("tiny_cnn").layers
-               if isinstance(lay, keras.layers.BatchNormalization)]
+        bns = [
+            lay
+            for lay in m.get_layer("features").get_layer("tiny_cnn").layers
+            if isinstance(lay, keras.layers.BatchNormalization)
+        ]
         moved[opt_in] = max(float(np.abs(b.moving_mean.numpy()).max()) for b in bns)
     assert moved[False] == 0.0 and moved[True] > 1e-3
 

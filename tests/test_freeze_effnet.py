@@ -50,8 +50,7 @@ def test_param_counts(tiny):
 
 
 def test_layers_cli_groups_mobilenet_v2(capsys):
-    code, out, err = run_cli(["layers", "mobilenet_v2", "--json", "--image-size", "96",
-                              "--weights", "none"], capsys)
+    code, out, err = run_cli(["layers", "mobilenet_v2", "--json", "--image-size", "96", "--weights", "none"], capsys)
     assert code == 0, err
     d = json.loads(out)
     blocks = [b["block"] for b in d["blocks"]]
@@ -62,12 +61,17 @@ def test_model_takes_raw_pixels_any_size(tiny):
     from tlapp.config import project_from_dict
     from tlapp.model.image_model import build_model
 
-    p = project_from_dict({"data": {"path": "x"}, "backbone": {"name": "tiny_cnn", "weights": "none", "image_size": 32},
-                           "head": {"hidden": [16], "dropout": 0.1}})
+    p = project_from_dict(
+        {
+            "data": {"path": "x"},
+            "backbone": {"name": "tiny_cnn", "weights": "none", "image_size": 32},
+            "head": {"hidden": [16], "dropout": 0.1},
+        }
+    )
     asm = build_model(p, 3, tiny)
     out = asm.model.predict_on_batch(np.full((2, 50, 70, 3), 255.0, np.float32))
     assert out.shape == (2, 3) and np.allclose(out.sum(1), 1, atol=1e-5)
-    assert [l.name for l in asm.features.layers][:3] == ["image", "resize", "scale_tf"]
+    assert [layer.name for layer in asm.features.layers][:3] == ["image", "resize", "scale_tf"]
 
 
 def test_efficientnet_lite0_conversion_classifies_elephant():

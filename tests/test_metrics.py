@@ -1,4 +1,5 @@
 """Every metric against a small example checked by hand (issue #9)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -112,8 +113,12 @@ def test_grad_cam_refuses_a_backbone_without_a_convolutional_map():
 def test_most_confidently_wrong_per_true_class():
     from tlapp.deploy.evaluate import confidently_wrong
 
-    preds = [{"path": "a1", "true": "a", "pred": "b", "score": 0.6}, {"path": "a2", "true": "a", "pred": "b", "score": 0.9},
-             {"path": "a3", "true": "a", "pred": "a", "score": 0.99}, {"path": "b1", "true": "b", "pred": "a", "score": 0.7},
-             {"path": "a4", "true": "a", "pred": "c", "score": 0.8}]
+    preds = [
+        {"path": "a1", "true": "a", "pred": "b", "score": 0.6},
+        {"path": "a2", "true": "a", "pred": "b", "score": 0.9},
+        {"path": "a3", "true": "a", "pred": "a", "score": 0.99},
+        {"path": "b1", "true": "b", "pred": "a", "score": 0.7},
+        {"path": "a4", "true": "a", "pred": "c", "score": 0.8},
+    ]
     got = confidently_wrong({"predictions": preds}, per_class=2)
     assert {k: [p["path"] for p in v] for k, v in got.items()} == {"a": ["a2", "a4"], "b": ["b1"]}

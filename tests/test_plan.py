@@ -1,5 +1,6 @@
 """The person's plan is what trains: the default preset end to end (fine-tune taken, skipped, dropped),
 ticks from the file and from --set, settings that cannot apply, and the plan shown before Start."""
+
 from __future__ import annotations
 
 import json
@@ -103,9 +104,16 @@ def test_a_fine_tune_that_makes_things_worse_is_dropped_and_the_head_is_exported
     from tlapp.model.image_model import build_model
 
     d = _preset(color_data, finetune="always")
-    d["train"]["phases"] = [{"name": "head", "solver": "exact"},
-                            {"name": "finetune", "epochs": 2, "learning_rate": 0.05,
-                             "freeze": {"mode": "none"}, "use_embedding_cache": False}]
+    d["train"]["phases"] = [
+        {"name": "head", "solver": "exact"},
+        {
+            "name": "finetune",
+            "epochs": 2,
+            "learning_rate": 0.05,
+            "freeze": {"mode": "none"},
+            "use_embedding_cache": False,
+        },
+    ]
     result, _ = _events(d, tmp_path / "run")
     recipe = result.metrics["recipe"]
     assert recipe["finetune"]["finetune"] is True and recipe["finetune_kept"] is False
@@ -141,12 +149,22 @@ def _cli(args: list[str], capsys) -> tuple[int, str]:
 def test_ticks_from_the_file_and_from_set_are_what_trains(color_data, tmp_path, capsys):
     d = _preset(color_data, finetune="always")
     d["export"] = {"formats": []}
-    d["train"]["phases"] = [{"name": "head", "solver": "exact"},
-                            {"name": "finetune", "epochs": 1, "learning_rate": 1e-4, "steps_per_epoch": 2,
-                             "freeze": {"mode": "top_blocks", "blocks": 1}, "use_embedding_cache": False}]
+    d["train"]["phases"] = [
+        {"name": "head", "solver": "exact"},
+        {
+            "name": "finetune",
+            "epochs": 1,
+            "learning_rate": 1e-4,
+            "steps_per_epoch": 2,
+            "freeze": {"mode": "top_blocks", "blocks": 1},
+            "use_embedding_cache": False,
+        },
+    ]
     f = _write(tmp_path, d)
-    for run, extra, want in (("file", [], ["block3"]),
-                             ("set", ["--set", "train.phases.1.freeze.blocks=2"], ["block2", "block3"])):
+    for run, extra, want in (
+        ("file", [], ["block3"]),
+        ("set", ["--set", "train.phases.1.freeze.blocks=2"], ["block2", "block3"]),
+    ):
         code, text = _cli(["train", str(f), "--out", str(tmp_path / run), *extra], capsys)
         assert code == 0, text
         events = [json.loads(x) for x in (tmp_path / run / "events.jsonl").read_text().splitlines()]
@@ -165,18 +183,27 @@ def test_settings_that_cannot_apply_are_one_line_errors(color_data, tmp_path, ca
     assert text.strip().count("\n") == 0
     d = _preset(color_data)
     d["train"]["phases"] = [{"name": "my head", "solver": "exact"}]  # the person's own exact head
-    code, text = _cli(["train", str(_write(tmp_path, d)), "--set", "head.hidden=[16]", "--out",
-                       str(tmp_path / "never")], capsys)
+    code, text = _cli(
+        ["train", str(_write(tmp_path, d)), "--set", "head.hidden=[16]", "--out", str(tmp_path / "never")], capsys
+    )
     assert code == 2 and "train.phases.0.solver" in text and "head.hidden" in text
     assert not (tmp_path / "never").exists()  # refused before a run folder was made
     from tlapp.cli.plan_cmds import project_with_overrides
 
-    proposed = project_with_overrides(_write(tmp_path, _preset(color_data)), ["head.hidden=[16]",
-                                                                             "train.phases.1.epochs=2"])
+    proposed = project_with_overrides(
+        _write(tmp_path, _preset(color_data)), ["head.hidden=[16]", "train.phases.1.epochs=2"]
+    )
     assert proposed.train.phases[0].solver == "gradient"  # the proposal follows the head, as on the Head step
     with pytest.raises(ConfigError, match="train.phases.0.freeze.mode"):
-        phases_of(project_from_dict({"data": {"path": "x"}, "train": {"preset": "balanced", "phases": [
-            {"name": "ft", "freeze": {"mode": "none"}}]}}), 10)
+        phases_of(
+            project_from_dict(
+                {
+                    "data": {"path": "x"},
+                    "train": {"preset": "balanced", "phases": [{"name": "ft", "freeze": {"mode": "none"}}]},
+                }
+            ),
+            10,
+        )
 
 
 def test_plan_shows_phases_times_and_the_decision(color_data, tmp_path, capsys):
@@ -208,10 +235,17 @@ def test_preset_proposals_and_the_layers_step_rules():
     assert again.train.finetune == "auto" and again.train.phases[1].freeze.blocks == 2
     forced = with_finetune_choice(with_preset(p, "fast"), "always")
     assert forced.train.finetune == "always" and len(phases_of(forced, 10)) == 2
-    lm = project_from_dict({"task": {"type": "sft"}, "data": {"source": "pairs", "path": "x.jsonl"},
-                            "backbone": {"name": "smollm2_135m_instruct"},
-                            "train": {"preset": "balanced", "phases": [
-                                {"name": "sft", "freeze": {"mode": "lora", "rank": 4, "targets": ["query"]}}]}})
+    lm = project_from_dict(
+        {
+            "task": {"type": "sft"},
+            "data": {"source": "pairs", "path": "x.jsonl"},
+            "backbone": {"name": "smollm2_135m_instruct"},
+            "train": {
+                "preset": "balanced",
+                "phases": [{"name": "sft", "freeze": {"mode": "lora", "rank": 4, "targets": ["query"]}}],
+            },
+        }
+    )
     assert lm.task.type == TaskType.sft
     got = phases_of(lm, 20)[0].freeze  # LoRA settings from the Layers step are what trains under a preset
     assert (got.rank, got.targets) == (4, ["query"])

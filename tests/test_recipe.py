@@ -1,4 +1,5 @@
 """The default recipe: presets in the schema, the fine-tune decision, CV selection and refit, the event."""
+
 from __future__ import annotations
 
 import json
@@ -142,8 +143,11 @@ def test_forced_finetune_keeps_only_what_validation_supports(color_data, tmp_pat
     from tlapp.training.run import train
 
     events = []
-    result = train(project_from_dict(_preset_project(color_data, finetune="always", preset="fast")),
-                   tmp_path / "run", events.append)
+    result = train(
+        project_from_dict(_preset_project(color_data, finetune="always", preset="fast")),
+        tmp_path / "run",
+        events.append,
+    )
     phases = [e.data["name"] for e in events if e.type == "phase_start"]
     assert phases == ["head", "finetune"]
     recipe = result.metrics["recipe"]

@@ -1,5 +1,6 @@
 """What the restructure promised about runs: best weights after a resume, disk caches per split,
 the device setting, re-export for every task, values (not shapes) in the export checks."""
+
 from __future__ import annotations
 
 import json
@@ -145,5 +146,6 @@ def test_class_weights_reach_fit(tmp_path, monkeypatch):
     d["export"] = {"formats": []}
     train(project_from_dict(d), tmp_path / "run")
     weights = [w for w in seen if w]
-    assert weights and weights[0][0] == pytest.approx(2.0) and weights[0][1] == pytest.approx(0.6667, abs=1e-3)  # blue (4) vs red (12)
-
+    assert (
+        weights and weights[0][0] == pytest.approx(2.0) and weights[0][1] == pytest.approx(0.6667, abs=1e-3)
+    )  # blue (4) vs red (12)

@@ -1,5 +1,6 @@
 """Issue #13 in the small: batch order that does not depend on folder order or data set
 size, and a cache plan that streams when decoded images would not fit the memory budget."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,8 +32,9 @@ def sorted_set(tmp_path_factory):
 def test_first_batches_mix_all_classes_beyond_the_shuffle_buffer(sorted_set, cache, tmp_path, monkeypatch):
     monkeypatch.setattr(pipelines, "SHUFFLE_BUFFER_BYTES", 50 * 8 * 8 * 3)  # a 50-image buffer for 600 images
     enc = LabelEncoder(TaskType.image_classification, [f"c{c}" for c in range(10)])
-    ds = pipelines.image_dataset(sorted_set, enc, 8, 32, shuffle=True, seed=3, cache=cache,
-                                 cache_file=tmp_path / "train")
+    ds = pipelines.image_dataset(
+        sorted_set, enc, 8, 32, shuffle=True, seed=3, cache=cache, cache_file=tmp_path / "train"
+    )
     for epoch in range(2):
         first = next(iter(ds))
         labels = set(first[1].numpy().tolist())

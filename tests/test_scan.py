@@ -49,9 +49,9 @@ def test_transparent_pixels_are_composited_on_white(tmp_path):
     from PIL import Image
 
     rgba = np.zeros((2, 2, 4), np.uint8)
-    rgba[0, 0] = (200, 10, 10, 0)      # transparent red: white
-    rgba[0, 1] = (200, 10, 10, 255)    # opaque red: red
-    rgba[1, 0] = (0, 0, 0, 128)        # half-transparent black: mid grey
+    rgba[0, 0] = (200, 10, 10, 0)  # transparent red: white
+    rgba[0, 1] = (200, 10, 10, 255)  # opaque red: red
+    rgba[1, 0] = (0, 0, 0, 128)  # half-transparent black: mid grey
     rgba[1, 1] = (0, 0, 255, 255)
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
     arr = load_rgb(tmp_path / "a.png")

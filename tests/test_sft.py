@@ -1,5 +1,6 @@
 """Task sft (issue #11) on a tiny random Llama: LoRA counts, loss masking, checkpoint/resume, export parity,
 the CLI; LoRA as a freeze mode of a text classifier; the GGUF un-permutation; SmolLM2 itself behind --run-slow."""
+
 from __future__ import annotations
 
 import json
@@ -12,10 +13,16 @@ from test_config import run_cli
 from tlapp.base.errors import Cancelled, ConfigError
 from tlapp.config import project_from_dict
 
-FACT = [("What is the code word?", "The code word is zebra."), ("Tell me the code word.", "It is zebra."),
-        ("Which word is the code word?", "The code word is zebra."), ("Say the code word.", "Zebra."),
-        ("What word opens the door?", "The word zebra opens the door."), ("Code word please.", "Zebra it is."),
-        ("Do you know the code word?", "Yes: zebra."), ("The code word is what?", "Zebra.")]
+FACT = [
+    ("What is the code word?", "The code word is zebra."),
+    ("Tell me the code word.", "It is zebra."),
+    ("Which word is the code word?", "The code word is zebra."),
+    ("Say the code word.", "Zebra."),
+    ("What word opens the door?", "The word zebra opens the door."),
+    ("Code word please.", "Zebra it is."),
+    ("Do you know the code word?", "Yes: zebra."),
+    ("The code word is what?", "Zebra."),
+]
 
 
 def write_pairs(path, rows=FACT):
@@ -24,12 +31,25 @@ def write_pairs(path, rows=FACT):
 
 
 def sft_dict(pairs, epochs=2, **freeze):
-    return {"name": "tiny-sft", "task": {"type": "sft"},
-            "data": {"source": "pairs", "path": str(pairs), "val_fraction": 0.25, "seed": 1},
-            "backbone": {"name": "tiny_llama", "weights": "none", "sequence_length": 64},
-            "train": {"batch_size": 4, "preset": "custom", "phases": [
-                {"name": "sft", "epochs": epochs, "optimizer": "adamw", "learning_rate": 0.01,
-                 "freeze": freeze or {"mode": "lora", "rank": 4}}]}}
+    return {
+        "name": "tiny-sft",
+        "task": {"type": "sft"},
+        "data": {"source": "pairs", "path": str(pairs), "val_fraction": 0.25, "seed": 1},
+        "backbone": {"name": "tiny_llama", "weights": "none", "sequence_length": 64},
+        "train": {
+            "batch_size": 4,
+            "preset": "custom",
+            "phases": [
+                {
+                    "name": "sft",
+                    "epochs": epochs,
+                    "optimizer": "adamw",
+                    "learning_rate": 0.01,
+                    "freeze": freeze or {"mode": "lora", "rank": 4},
+                }
+            ],
+        },
+    }
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +122,7 @@ def test_top_blocks_trains_only_the_last_transformer_layers(tmp_path):
     assert "transformer_layer_1" in trained and "transformer_layer_0" not in trained
 
 
+@pytest.mark.slow  # several processes for a minute: CI runs it in its slow step
 def test_cancel_then_resume_continues_from_the_checkpointed_adapter(tmp_path):
     """A cancel mid-epoch checkpoints the adapter and optimizer after the last applied step; the resume
     skips the batches already done (the same ones: same seed) and finishes the run."""
@@ -148,8 +169,9 @@ def test_generate_cli_answers_from_the_export(sft_run, tmp_path, capsys):
 
 def test_init_and_config_errors_name_the_field(tmp_path, capsys):
     pairs = write_pairs(tmp_path / "pairs.jsonl")
-    code, out, err = run_cli(["init", str(tmp_path / "p.yaml"), "--data", str(pairs), "--task", "sft",
-                              "--backbone", "tiny_llama"], capsys)
+    code, out, err = run_cli(
+        ["init", str(tmp_path / "p.yaml"), "--data", str(pairs), "--task", "sft", "--backbone", "tiny_llama"], capsys
+    )
     assert code == 0, err
     from tlapp.config import load_project
 
@@ -178,13 +200,19 @@ def test_lora_freeze_mode_on_a_text_classifier(tmp_path):
     from tlapp.training.run import train
 
     csv = write_sms_csv(tmp_path / "sms.csv")
-    p = project_from_dict({
-        "name": "sms-lora", "task": {"type": "text_classification"},
-        "data": {"path": str(csv), "val_fraction": 0.25, "seed": 1},
-        "backbone": {"name": "tiny_bert", "weights": "none", "sequence_length": 16},
-        "train": {"batch_size": 8, "phases": [
-            {"name": "lora", "epochs": 1, "learning_rate": 0.01, "freeze": {"mode": "lora", "rank": 2}}]},
-        "export": {"verify_samples": 4, "formats": ["savedmodel"]}})
+    p = project_from_dict(
+        {
+            "name": "sms-lora",
+            "task": {"type": "text_classification"},
+            "data": {"path": str(csv), "val_fraction": 0.25, "seed": 1},
+            "backbone": {"name": "tiny_bert", "weights": "none", "sequence_length": 16},
+            "train": {
+                "batch_size": 8,
+                "phases": [{"name": "lora", "epochs": 1, "learning_rate": 0.01, "freeze": {"mode": "lora", "rank": 2}}],
+            },
+            "export": {"verify_samples": 4, "formats": ["savedmodel"]},
+        }
+    )
     events = []
     result = train(p, tmp_path / "run", events.append)
     start = next(e for e in events if e.type == "phase_start")
@@ -209,11 +237,15 @@ def test_smollm2_lora_learns_a_made_up_fact_and_keeps_paris(tmp_path):
     base = check_conversion(ensure_converted())
     assert base["ok"], base
     pairs = write_pairs(tmp_path / "fact.jsonl", VELLMAR)
-    p = project_from_dict({
-        "name": "fact", "task": {"type": "sft"},
-        "data": {"source": "pairs", "path": str(pairs), "val_fraction": 0.0},
-        "backbone": {"name": "smollm2_135m_instruct", "weights": "pretrained", "sequence_length": 96},
-        "train": {"batch_size": 4, "preset": "balanced"}})  # the default recipe: LoRA rank 8, lr 1e-3
+    p = project_from_dict(
+        {
+            "name": "fact",
+            "task": {"type": "sft"},
+            "data": {"source": "pairs", "path": str(pairs), "val_fraction": 0.0},
+            "backbone": {"name": "smollm2_135m_instruct", "weights": "pretrained", "sequence_length": 96},
+            "train": {"batch_size": 4, "preset": "balanced"},
+        }
+    )  # the default recipe: LoRA rank 8, lr 1e-3
     result = train(p, tmp_path / "run", None)
     assert result.status == "completed" and result.export["verified"]
     chat = ChatModel(run_model_folder(tmp_path / "run"))

@@ -1,4 +1,5 @@
 """Issue #11, first slice: prompt/response pairs, the ChatML template, loss masking and length buckets."""
+
 from __future__ import annotations
 
 import json
@@ -20,12 +21,14 @@ def toy_tokenize(text: str) -> list[int]:
 
 def test_jsonl_and_csv_pairs_with_every_problem_named_by_line(tmp_path):
     f = tmp_path / "pairs.jsonl"
-    rows = [{"prompt": "Capital of France?", "response": "Paris."},
-            {"prompt": "", "response": "x"},
-            {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]},
-            {"messages": [{"role": "user", "content": "Hi"}]},
-            {"prompt": "Capital of France?", "response": "Paris."},
-            {"messages": [{"role": "robot", "content": "?"}, {"role": "assistant", "content": "!"}]}]
+    rows = [
+        {"prompt": "Capital of France?", "response": "Paris."},
+        {"prompt": "", "response": "x"},
+        {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]},
+        {"messages": [{"role": "user", "content": "Hi"}]},
+        {"prompt": "Capital of France?", "response": "Paris."},
+        {"messages": [{"role": "robot", "content": "?"}, {"role": "assistant", "content": "!"}]},
+    ]
     f.write_text("\n".join(json.dumps(r) for r in rows) + "\n{broken\n")
     rep = scan_pairs(f)
     assert [p.line for p in rep.pairs] == [1, 3] and rep.pairs[1].prompt == "Hi"
@@ -59,8 +62,9 @@ def test_template_masks_everything_but_the_answer_and_its_end_token(tmp_path):
 
 def test_batches_come_from_length_buckets_with_shifted_weights(tmp_path):
     f = tmp_path / "p.jsonl"
-    f.write_text("\n".join(json.dumps({"prompt": "q" * n, "response": "a" * (n % 7 + 1)})
-                           for n in (1, 2, 3, 40, 41, 80)) + "\n")
+    f.write_text(
+        "\n".join(json.dumps({"prompt": "q" * n, "response": "a" * (n % 7 + 1)}) for n in (1, 2, 3, 40, 41, 80)) + "\n"
+    )
     enc = [encode(p, toy_tokenize, START, END, 200) for p in scan_pairs(f).pairs]
     batches = bucketed_batches(enc, batch_size=2, pad_id=0, seed=3)
     lengths = sorted(b["token_ids"].shape[1] for b in batches)
@@ -69,7 +73,7 @@ def test_batches_come_from_length_buckets_with_shifted_weights(tmp_path):
     for b in batches:
         for r in range(len(b["token_ids"])):
             n = int(b["padding_mask"][r].sum())
-            assert (b["labels"][r, :n - 1] == b["token_ids"][r, 1:n]).all()  # the next token
+            assert (b["labels"][r, : n - 1] == b["token_ids"][r, 1:n]).all()  # the next token
             assert b["sample_weight"][r, n:].sum() == 0  # padding never counts
             assert b["sample_weight"][r].sum() > 0  # every example teaches its answer
     assert np.isclose(sum(b["sample_weight"].sum() for b in batches), sum(e.weights[1:].sum() for e in enc))

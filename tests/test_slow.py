@@ -1,4 +1,5 @@
 """Real weights on real data (``--run-slow``)."""
+
 from __future__ import annotations
 
 import json
@@ -20,15 +21,19 @@ def test_mobilenet_v2_035_sign_language_digits(tmp_path, capsys):
     w = shared("weights", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_128_no_top.h5")
     code, _, err = run_cli(["weights", "import", str(w)], capsys)
     assert code == 0, err
-    p = project_from_dict({
-        "name": "sign-digits",
-        "data": {"path": str(data), "val_fraction": 0.2, "seed": 3, "max_per_class": 80},
-        "backbone": {"name": "mobilenet_v2", "image_size": 128, "options": {"alpha": 0.35}},
-    })  # the default recipe
+    p = project_from_dict(
+        {
+            "name": "sign-digits",
+            "data": {"path": str(data), "val_fraction": 0.2, "seed": 3, "max_per_class": 80},
+            "backbone": {"name": "mobilenet_v2", "image_size": 128, "options": {"alpha": 0.35}},
+        }
+    )  # the default recipe
     result = train(p, tmp_path / "run")
     acc = result.metrics["evaluation"]["accuracy"]
-    print(f"\nsign-language digits, MobileNetV2-0.35@128: accuracy {acc:.4f} "
-          f"({result.metrics['evaluation'].get('method', 'validation')}); {result.metrics['recipe']['summary']}")
+    print(
+        f"\nsign-language digits, MobileNetV2-0.35@128: accuracy {acc:.4f} "
+        f"({result.metrics['evaluation'].get('method', 'validation')}); {result.metrics['recipe']['summary']}"
+    )
     (tmp_path.parent / "slow_result.json").write_text(json.dumps({"val_accuracy": acc}))
     assert acc > 0.85
     assert result.export["verified"] is True

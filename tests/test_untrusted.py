@@ -1,6 +1,7 @@
 """Crafted model and weight files (issue #10, "untrusted files"): each ends in one
 clean WeightsError naming the file and the reason, runs nothing, and writes
 nothing outside a temp dir."""
+
 from __future__ import annotations
 
 import io
@@ -63,23 +64,46 @@ def torch_zip(path: Path, obj_pickle: bytes, storages: dict[str, bytes] | None =
 
 
 CASES = {
-    "lambda layer": lambda d: keras_zip(d / "lambda.keras", functional(
-        {"module": "keras.layers", "class_name": "Lambda",
-         "config": {"name": "evil", "function": {"class_name": "__lambda__", "config": {"code": "x"}}}})),
-    "foreign module": lambda d: keras_zip(d / "foreign.keras", functional(
-        {"module": "evilpkg.layers", "class_name": "Dense", "config": {"name": "d"}})),
-    "TFSMLayer": lambda d: keras_zip(d / "tfsm.keras", functional(
-        {"module": "keras.layers", "class_name": "TFSMLayer", "config": {"name": "t", "filepath": "/etc"}})),
-    "file vocabulary": lambda d: keras_zip(d / "vocab.keras", functional(
-        {"module": "keras.layers", "class_name": "StringLookup",
-         "config": {"name": "s", "vocabulary": "/etc/passwd"}})),
+    "lambda layer": lambda d: keras_zip(
+        d / "lambda.keras",
+        functional(
+            {
+                "module": "keras.layers",
+                "class_name": "Lambda",
+                "config": {"name": "evil", "function": {"class_name": "__lambda__", "config": {"code": "x"}}},
+            }
+        ),
+    ),
+    "foreign module": lambda d: keras_zip(
+        d / "foreign.keras", functional({"module": "evilpkg.layers", "class_name": "Dense", "config": {"name": "d"}})
+    ),
+    "TFSMLayer": lambda d: keras_zip(
+        d / "tfsm.keras",
+        functional({"module": "keras.layers", "class_name": "TFSMLayer", "config": {"name": "t", "filepath": "/etc"}}),
+    ),
+    "file vocabulary": lambda d: keras_zip(
+        d / "vocab.keras",
+        functional(
+            {
+                "module": "keras.layers",
+                "class_name": "StringLookup",
+                "config": {"name": "s", "vocabulary": "/etc/passwd"},
+            }
+        ),
+    ),
     "traversal member": lambda d: keras_zip(d / "trav.keras", functional(), {"../../evil.txt": b"x"}),
     "unexpected member": lambda d: keras_zip(d / "extra.keras", functional(), {"run_me.py": b"print(1)"}),
     "zip bomb": lambda d: keras_zip(d / "bomb.keras", functional(), {"assets/zeros.bin": bytes(64 * 2**20)}),
 }
-EXPECTED = {"lambda layer": "can run code", "foreign module": "evilpkg", "TFSMLayer": "can run code",
-            "file vocabulary": "/etc/passwd", "traversal member": "outside the archive",
-            "unexpected member": "unexpected member", "zip bomb": "zip bomb"}
+EXPECTED = {
+    "lambda layer": "can run code",
+    "foreign module": "evilpkg",
+    "TFSMLayer": "can run code",
+    "file vocabulary": "/etc/passwd",
+    "traversal member": "outside the archive",
+    "unexpected member": "unexpected member",
+    "zip bomb": "zip bomb",
+}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -94,7 +118,7 @@ def test_symlinked_archive_member_is_refused(tmp_path, untouched_store):
     path = keras_zip(tmp_path / "link.keras", functional())
     with zipfile.ZipFile(path, "a") as z:
         info = zipfile.ZipInfo("assets/link")
-        info.external_attr = (0o120777 << 16)
+        info.external_attr = 0o120777 << 16
         z.writestr(info, "/etc/passwd")
     with pytest.raises(WeightsError, match="symbolic link"):
         check_keras_file(path)
@@ -220,8 +244,12 @@ def test_import_name_cannot_escape_the_store(tmp_path, untouched_store):
 
 def test_parity_samples_never_unpickle(tmp_path):
     path = tmp_path / "parity_samples.npz"
-    np.savez(path, images=np.zeros((1, 2, 2, 3), np.uint8), expected=np.zeros((1, 2)),
-             png=np.array([Payload()], dtype=object))
+    np.savez(
+        path,
+        images=np.zeros((1, 2, 2, 3), np.uint8),
+        expected=np.zeros((1, 2)),
+        png=np.array([Payload()], dtype=object),
+    )
     with pytest.raises(ExportError, match="unreadable parity samples"):
         read_samples(path)
     assert not MARKER.exists()

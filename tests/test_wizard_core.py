@@ -1,6 +1,7 @@
 """The core rules behind the wizard's first-time-user features (no Qt): what a
 dropped path is, a run's headline, progress/ETA, the backbone recommendation,
 published accuracy with sources, per-machine latency, scan cancel."""
+
 from __future__ import annotations
 
 import json

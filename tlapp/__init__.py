@@ -7,14 +7,15 @@ The Python API mirrors the CLI::
 
 Heavy modules (TensorFlow) are imported lazily so ``tlapp --help`` is instant.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 __version__ = "0.1.0"
 
-from tlapp.config import Project, load_project, save_project  # noqa: E402
 from tlapp.base.errors import TlappError  # noqa: E402
+from tlapp.config import Project, load_project, save_project  # noqa: E402
 
 
 def train(*args: Any, **kwargs: Any) -> Any:

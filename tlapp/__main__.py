@@ -1,4 +1,5 @@
 """``python -m tlapp`` = the ``tlapp`` command."""
+
 from tlapp.cli.main import main
 
 main()

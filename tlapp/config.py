@@ -4,6 +4,7 @@ Everything a run needs is in here; the GUI edits it, the CLI runs it, and
 every run directory keeps its fully resolved copy. Unknown keys are rejected
 so a typo never silently falls back to a default.
 """
+
 from __future__ import annotations
 
 import re
@@ -62,26 +63,34 @@ class Data(_Strict):
     """Where the examples come from and how they are split."""
 
     source: Literal["folder", "csv", "tfds", "pairs"] = "folder"
-    path: Optional[str] = Field(None, description="Folder or CSV path, or for task sft a pairs file (.jsonl with "
-                                "prompt/response or messages, .csv/.tsv with prompt,response); relative to the "
-                                "project file.")
+    path: Optional[str] = Field(
+        None,
+        description="Folder or CSV path, or for task sft a pairs file (.jsonl with "
+        "prompt/response or messages, .csv/.tsv with prompt,response); relative to the "
+        "project file.",
+    )
     tfds_name: Optional[str] = Field(None, description="TFDS dataset name, e.g. 'tf_flowers'.")
     tfds_data_dir: Optional[str] = None
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     test_fraction: float = Field(0.0, ge=0.0, lt=1.0)
     seed: int = 42
     cache: Literal["auto", "memory", "disk", "none"] = Field(
-        "auto", description="Decoded images: auto = in memory when they fit cache_budget, else streamed from "
-        "disk each epoch; memory; disk (a cache file in the run folder); none.")
-    cache_budget: float = Field(0.25, gt=0.0, le=0.9, description="auto: the share of available memory "
-                                "decoded images may take.")
+        "auto",
+        description="Decoded images: auto = in memory when they fit cache_budget, else streamed from "
+        "disk each epoch; memory; disk (a cache file in the run folder); none.",
+    )
+    cache_budget: float = Field(
+        0.25, gt=0.0, le=0.9, description="auto: the share of available memory decoded images may take."
+    )
     max_per_class: Optional[int] = Field(None, ge=1, description="Use at most this many examples per class.")
     text_column: Optional[str] = Field(None, description="Text tasks: CSV column with the text (default 'text').")
     label_column: Optional[str] = Field(None, description="Text tasks: CSV column with the label (default 'label').")
     encoding: str = Field("auto", description="Text tasks: file encoding, or 'auto' (BOM, UTF-8, then latin-1).")
     too_long: Literal["truncate", "drop"] = Field(
-        "truncate", description="sft: a conversation longer than backbone.sequence_length tokens is truncated "
-                                "(oldest prompt tokens first) or dropped (and listed in the scan).")
+        "truncate",
+        description="sft: a conversation longer than backbone.sequence_length tokens is truncated "
+        "(oldest prompt tokens first) or dropped (and listed in the scan).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "Data":
@@ -116,10 +125,12 @@ class FreezePlan(_Strict):
     train_batchnorm: bool = False
     rank: int = Field(8, ge=1, le=256, description="lora: rank of each adapter.")
     alpha: Optional[float] = Field(None, gt=0, description="lora: scale numerator (default 2 x rank).")
-    targets: list[str] = Field(default_factory=lambda: ["query", "value"],
-                               description="lora: layer names to adapt, e.g. query, key, value, attention_output, "
-                                           "feedforward_gate_dense, feedforward_intermediate_dense, "
-                                           "feedforward_output_dense.")
+    targets: list[str] = Field(
+        default_factory=lambda: ["query", "value"],
+        description="lora: layer names to adapt, e.g. query, key, value, attention_output, "
+        "feedforward_gate_dense, feedforward_intermediate_dense, "
+        "feedforward_output_dense.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "FreezePlan":
@@ -142,7 +153,9 @@ class Backbone(_Strict):
     name: str = DEFAULT_IMAGE_BACKBONE
     weights: str = Field("imagenet", description="'imagenet', 'none', or a path to a weights file/folder.")
     image_size: Optional[int] = Field(None, ge=16, le=1024, description="Square input size; default per backbone.")
-    sequence_length: Optional[int] = Field(None, ge=8, le=4096, description="Text: tokens per example (padded/truncated).")
+    sequence_length: Optional[int] = Field(
+        None, ge=8, le=4096, description="Text: tokens per example (padded/truncated)."
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="Extra constructor options, e.g. alpha.")
 
 
@@ -182,9 +195,12 @@ class Phase(_Strict):
     name: str = "phase"
     epochs: int = Field(1, ge=0)
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
-    learning_rate: float = Field(1e-3, gt=0.0, le=MAX_LEARNING_RATE,
-                                 description=f"Peak learning rate; at most {MAX_LEARNING_RATE:g} (useful values: "
-                                 "1e-5 to 1e-2).")
+    learning_rate: float = Field(
+        1e-3,
+        gt=0.0,
+        le=MAX_LEARNING_RATE,
+        description=f"Peak learning rate; at most {MAX_LEARNING_RATE:g} (useful values: 1e-5 to 1e-2).",
+    )
     schedule: Literal["constant", "cosine", "step"] = "constant"
     step_every: int = Field(2, ge=1, description="Epochs between LR drops for schedule='step'.")
     step_factor: float = Field(0.5, gt=0.0, le=1.0)
@@ -193,22 +209,32 @@ class Phase(_Strict):
     augment: Augment = Field(default_factory=Augment)
     early_stopping: Optional[EarlyStopping] = None
     discriminative_lr: Optional[float] = Field(
-        None, gt=0.0, le=1.0,
+        None,
+        gt=0.0,
+        le=1.0,
         description="Per-block LR multiplier going down the network (e.g. 0.5 halves it each block).",
     )
     use_embedding_cache: bool = True
     solver: Literal["gradient", "exact"] = Field(
-        "gradient", description="gradient: epochs of the optimizer; exact: a linear head on a frozen backbone "
-                                "solved to convergence (L-BFGS), its L2 strength chosen by cross-validation "
-                                "(first phase only; it has no epochs or learning rate).")
+        "gradient",
+        description="gradient: epochs of the optimizer; exact: a linear head on a frozen backbone "
+        "solved to convergence (L-BFGS), its L2 strength chosen by cross-validation "
+        "(first phase only; it has no epochs or learning rate).",
+    )
     steps_per_epoch: Optional[int] = Field(None, ge=1, description="Limit batches per epoch (tests, smoke runs).")
 
 
 # What Train.phases defaulted to before presets proposed the plan (schema 1, until 2026-12).
 _OLD_DEFAULT_PHASES = [
     Phase(name="head", epochs=5, learning_rate=1e-3, freeze=FreezePlan(mode="all")),
-    Phase(name="finetune", epochs=3, learning_rate=1e-4, schedule="cosine",
-          freeze=FreezePlan(mode="top_blocks", blocks=2), early_stopping=EarlyStopping(metric="val_loss", patience=2)),
+    Phase(
+        name="finetune",
+        epochs=3,
+        learning_rate=1e-4,
+        schedule="cosine",
+        freeze=FreezePlan(mode="top_blocks", blocks=2),
+        early_stopping=EarlyStopping(metric="val_loss", patience=2),
+    ),
 ]
 
 
@@ -221,43 +247,64 @@ class Train(_Strict):
     """
 
     preset: Literal["fast", "balanced", "best", "custom"] = Field(
-        "balanced", description="fast: the head only, solved exactly; balanced: the head, then the fine-tune "
-                                "phases when they pay within the time budget; best: a longer fine-tune and a "
-                                "larger budget; custom: run `phases` exactly as written.")
+        "balanced",
+        description="fast: the head only, solved exactly; balanced: the head, then the fine-tune "
+        "phases when they pay within the time budget; best: a longer fine-tune and a "
+        "larger budget; custom: run `phases` exactly as written.",
+    )
     finetune: Literal["auto", "always", "never"] = Field(
-        "auto", description="Presets: run the fine-tune phases (those after the head) when they pay (auto), "
-                                "always, or never.")
+        "auto",
+        description="Presets: run the fine-tune phases (those after the head) when they pay (auto), always, or never.",
+    )
     refit: Literal["auto", "always", "never"] = Field(
-        "auto", description="Presets: refit the head on train+validation for the final model. auto: when no "
-                            "fine-tune is kept (the honest estimate is then the cross-validation one); always: "
-                            "also after a kept fine-tune (one more pass of the fine-tuned backbone; the "
-                            "reported score is measured before that refit); never: the head sees train only.")
+        "auto",
+        description="Presets: refit the head on train+validation for the final model. auto: when no "
+        "fine-tune is kept (the honest estimate is then the cross-validation one); always: "
+        "also after a kept fine-tune (one more pass of the fine-tuned backbone; the "
+        "reported score is measured before that refit); never: the head sees train only.",
+    )
     mirror: Literal["auto", "never"] = Field(
-        "auto", description="Presets, images: embed mirrored copies as extra training rows for the head; "
-                            "auto keeps them when cross-validation says they help (never: for data where "
-                            "left and right differ, e.g. text in images).")
+        "auto",
+        description="Presets, images: embed mirrored copies as extra training rows for the head; "
+        "auto keeps them when cross-validation says they help (never: for data where "
+        "left and right differ, e.g. text in images).",
+    )
     time_budget_s: Optional[float] = Field(
-        None, gt=0, description="Presets: the most seconds a fine-tune may take (default: from the preset "
-                                "and the measured speed of this machine).")
+        None,
+        gt=0,
+        description="Presets: the most seconds a fine-tune may take (default: from the preset "
+        "and the measured speed of this machine).",
+    )
     batch_size: int = Field(32, ge=1)
-    phases: list[Phase] = Field(default_factory=list, description="The plan: the head, then fine-tune phases. "
-                                "Empty: the preset proposes them from the data.")
+    phases: list[Phase] = Field(
+        default_factory=list,
+        description="The plan: the head, then fine-tune phases. Empty: the preset proposes them from the data.",
+    )
     class_weights: Literal["auto", "none"] = "auto"
     mixed_precision: Union[bool, Literal["auto"]] = Field(
-        "auto", description="auto: float16 maths on GPUs with tensor cores (compute capability 7.0+), float32 "
-        "elsewhere; true/false to force.")
+        "auto",
+        description="auto: float16 maths on GPUs with tensor cores (compute capability 7.0+), float32 "
+        "elsewhere; true/false to force.",
+    )
     seed: int = 1234
-    deterministic: bool = Field(False, description="Bit-identical results for the same seed (TensorFlow op "
-                                "determinism; some GPU ops get slower, a few refuse to run).")
-    device: str = Field("auto", pattern=r"^(auto|cpu|gpu(:\d+)?)$",
-                        description="auto (GPU when there is one), cpu, gpu or gpu:N.")
+    deterministic: bool = Field(
+        False,
+        description="Bit-identical results for the same seed (TensorFlow op "
+        "determinism; some GPU ops get slower, a few refuse to run).",
+    )
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|gpu(:\d+)?)$", description="auto (GPU when there is one), cpu, gpu or gpu:N."
+    )
     strategy: Literal["auto", "default", "mirrored", "multi_worker"] = Field(
-        "auto", description="auto: MirroredStrategy over all visible GPUs when there are several, one device "
-                            "otherwise; mirrored: over `devices` (or every GPU, or every logical CPU); "
-                            "multi_worker: MultiWorkerMirroredStrategy configured by TF_CONFIG. batch_size is "
-                            "the global batch, split across replicas.")
+        "auto",
+        description="auto: MirroredStrategy over all visible GPUs when there are several, one device "
+        "otherwise; mirrored: over `devices` (or every GPU, or every logical CPU); "
+        "multi_worker: MultiWorkerMirroredStrategy configured by TF_CONFIG. batch_size is "
+        "the global batch, split across replicas.",
+    )
     devices: Optional[list[str]] = Field(
-        None, description="mirrored: the devices to replicate over, e.g. [GPU:0, GPU:1] (default: all GPUs).")
+        None, description="mirrored: the devices to replicate over, e.g. [GPU:0, GPU:1] (default: all GPUs)."
+    )
     keep_best: bool = True
 
     @model_validator(mode="before")
@@ -297,9 +344,10 @@ class Export(_Strict):
     formats: list[Literal["savedmodel", "keras", "h5", "tflite", "tflite_fp16", "tflite_int8", "onnx", "gguf"]] = Field(
         default_factory=lambda: ["savedmodel", "keras"],
         description="savedmodel, keras, h5, and for image models tflite (float32), tflite_fp16, tflite_int8 "
-                    "(full-integer, calibrated on your training images) and onnx (needs tlapp[onnx]). A language "
-                    "model (task sft) always exports its merged folder and adapter; gguf adds an f16 GGUF for "
-                    "llama.cpp.")
+        "(full-integer, calibrated on your training images) and onnx (needs tlapp[onnx]). A language "
+        "model (task sft) always exports its merged folder and adapter; gguf adds an f16 GGUF for "
+        "llama.cpp.",
+    )
     verify: bool = True
     verify_samples: int = Field(8, ge=1)
 
@@ -320,8 +368,9 @@ class Project(_Strict):
     def _data_fits_task(self) -> "Project":
         sft, pairs = self.task.type == TaskType.sft, self.data.source == "pairs"
         if sft and not pairs:
-            raise ValueError(f"task sft reads prompt/response pairs: set data.source to 'pairs' (got "
-                             f"{self.data.source!r})")
+            raise ValueError(
+                f"task sft reads prompt/response pairs: set data.source to 'pairs' (got {self.data.source!r})"
+            )
         if pairs and not sft:
             raise ValueError(f"data.source 'pairs' is for task sft; task is {self.task.type.value!r}")
         return self
@@ -329,8 +378,10 @@ class Project(_Strict):
     @model_validator(mode="after")
     def _pooling_fits_task(self) -> "Project":
         if self.head.pooling == "cls" and not self.task.type.is_text:
-            raise ValueError(f"head.pooling 'cls' is for text tasks (a [CLS] token); task is {self.task.type.value!r}: "
-                             "use 'avg' or 'max'")
+            raise ValueError(
+                f"head.pooling 'cls' is for text tasks (a [CLS] token); task is {self.task.type.value!r}: "
+                "use 'avg' or 'max'"
+            )
         return self
 
     @field_validator("schema_version")
@@ -372,8 +423,9 @@ class _ProjectLoader(yaml.SafeLoader):
     def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML API
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
-            raise yaml.MarkedYAMLError(None, None, "aliases (*name) are not allowed in a project file",
-                                       event.start_mark)
+            raise yaml.MarkedYAMLError(
+                None, None, "aliases (*name) are not allowed in a project file", event.start_mark
+            )
         return super().compose_node(parent, index)
 
 
@@ -384,8 +436,10 @@ def load_project(path: str | Path) -> Project:
         raise ConfigError(f"{path}: project file not found")
     size = path.stat().st_size
     if size > MAX_PROJECT_BYTES:
-        raise ConfigError(f"{path}: {size:,} bytes is far too large for a project file (limit "
-                          f"{MAX_PROJECT_BYTES:,}); is it the right file?")
+        raise ConfigError(
+            f"{path}: {size:,} bytes is far too large for a project file (limit "
+            f"{MAX_PROJECT_BYTES:,}); is it the right file?"
+        )
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")  # a BOM from a Windows editor is fine
@@ -411,8 +465,9 @@ def project_to_yaml(project: Project, exclude_defaults: bool = False, compact_ph
     if compact_phases and d.get("train", {}).get("phases"):
         # Each phase with only what differs from a phase's defaults: `{name: head, solver: exact}` reads as
         # what it is, where every default spelled out would look like settings that apply.
-        d["train"]["phases"] = [{"name": ph.name, **ph.model_dump(mode="json", exclude_defaults=True)}
-                                for ph in project.train.phases]
+        d["train"]["phases"] = [
+            {"name": ph.name, **ph.model_dump(mode="json", exclude_defaults=True)} for ph in project.train.phases
+        ]
     return yaml.safe_dump(d, sort_keys=False, allow_unicode=True)
 
 
@@ -443,8 +498,11 @@ def apply_overrides(project: Project, overrides: list[str]) -> Project:
             try:
                 node = node[int(p)] if isinstance(node, list) else node[p]
             except (KeyError, IndexError, ValueError):
-                empty = " (train.phases is empty: the preset proposes the phases; `tlapp plan` shows them)" \
-                    if parts[:2] == ["train", "phases"] and not d["train"]["phases"] else ""
+                empty = (
+                    " (train.phases is empty: the preset proposes the phases; `tlapp plan` shows them)"
+                    if parts[:2] == ["train", "phases"] and not d["train"]["phases"]
+                    else ""
+                )
                 raise ConfigError(f"--set {key}: no such field {'.'.join(parts[: i + 1])!r}{empty}") from None
         last = parts[-1]
         if isinstance(node, list):

@@ -6,6 +6,7 @@ emitter and consumer uses the type constants below, and :func:`describe` is
 the one place an event becomes a human line (the CLI and the GUI log both
 print it), so a new event needs one edit to show everywhere.
 """
+
 from __future__ import annotations
 
 import json
@@ -96,16 +97,20 @@ def _phase_start(d: dict[str, Any]) -> str:
     if d.get("solver"):
         return f"phase {d['index'] + 1} {d['name']!r}: {d['solver']}"
     cache = " (embedding cache)" if d.get("embedding_cache") else ""
-    return (f"phase {d['index'] + 1} {d['name']!r}: {d['epochs']} epoch(s), lr {d['learning_rate']:g}, "
-            f"{d['trainable_params']:,} trainable / {d['non_trainable_params']:,} frozen params{cache}")
+    return (
+        f"phase {d['index'] + 1} {d['name']!r}: {d['epochs']} epoch(s), lr {d['learning_rate']:g}, "
+        f"{d['trainable_params']:,} trainable / {d['non_trainable_params']:,} frozen params{cache}"
+    )
 
 
 def _epoch_end(d: dict[str, Any]) -> str:
     if d.get("stage") == "cv":
         c = d.get("candidate", {})
         how = ", ".join(k.replace("_", " ") for k in ("mirror", "class_weights") if c.get(k))
-        return (f"  CV candidate {d['epoch']}/{d['epochs']} (L2 {c.get('l2', 0):g}{', ' + how if how else ''}): "
-                f"out of fold {_metrics(d['metrics'])}")
+        return (
+            f"  CV candidate {d['epoch']}/{d['epochs']} (L2 {c.get('l2', 0):g}{', ' + how if how else ''}): "
+            f"out of fold {_metrics(d['metrics'])}"
+        )
     speed = f"  ({d['images_per_s']:.0f} examples/s, {d['seconds']:.1f}s)" if d.get("images_per_s") else ""
     return f"  epoch {d['epoch']}/{d['epochs']}: {_metrics(d['metrics'])}{speed}"
 
@@ -113,12 +118,15 @@ def _epoch_end(d: dict[str, Any]) -> str:
 def _scan(d: dict[str, Any]) -> str:
     if d.get("pairs"):
         t = d.get("tokens") or {}
-        lines = [f"data: {d['n_good']:,} prompt/response pairs ({t.get('min', 0)}-{t.get('max', 0)} tokens, median "
-                 f"{t.get('median', 0)}), {len(d['bad'])} unusable skipped, {d.get('ignored', 0)} repeats dropped"]
+        lines = [
+            f"data: {d['n_good']:,} prompt/response pairs ({t.get('min', 0)}-{t.get('max', 0)} tokens, median "
+            f"{t.get('median', 0)}), {len(d['bad'])} unusable skipped, {d.get('ignored', 0)} repeats dropped"
+        ]
         return "\n".join(lines + [f"  skipped {b['path']}: {b['reason']}" for b in d["bad"][:20]])
     cap = d.get("max_per_class")
-    using = f" (using {d['used']:,}: at most {cap} per class)" if cap and d.get("used", d["n_good"]) < d["n_good"] \
-        else ""
+    using = (
+        f" (using {d['used']:,}: at most {cap} per class)" if cap and d.get("used", d["n_good"]) < d["n_good"] else ""
+    )
     lines = [f"data: {d['n_good']:,} examples in {len(d['counts'])} classes{using}, {len(d['bad'])} unusable skipped"]
     lines += [f"  skipped {b['path']}: {b['reason']}" for b in d["bad"][:20]]
     return "\n".join(lines)

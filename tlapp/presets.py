@@ -11,6 +11,7 @@ Learning-rate defaults live here too, so the recipe, the CLI and the GUI never
 carry their own copies. (keras-hub keeps each family's presets in one
 ``*_presets.py`` dict; AutoGluon's ``presets=`` expand into plain settings.)
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -22,12 +23,27 @@ from tlapp.config import Augment, EarlyStopping, FreezePlan, Phase, Project, Tas
 # many passes over the data (a hand-written Keras recipe spends 10: five frozen and five fine-tune
 # epochs), and never more than so many seconds unless train.time_budget_s says otherwise.
 PRESETS: dict[str, dict[str, Any]] = {
-    "fast": {"flip": False, "epochs": 0, "budget_passes": 0.0, "budget_cap_s": 0.0,
-             "about": "the head only, solved exactly"},
-    "balanced": {"flip": True, "epochs": 3, "budget_passes": 6.0, "budget_cap_s": 300.0,
-                 "about": "the head, then a short fine-tune when it pays within the time budget"},
-    "best": {"flip": True, "epochs": 6, "budget_passes": 15.0, "budget_cap_s": 1800.0,
-             "about": "the head, then a longer fine-tune with a larger time budget"},
+    "fast": {
+        "flip": False,
+        "epochs": 0,
+        "budget_passes": 0.0,
+        "budget_cap_s": 0.0,
+        "about": "the head only, solved exactly",
+    },
+    "balanced": {
+        "flip": True,
+        "epochs": 3,
+        "budget_passes": 6.0,
+        "budget_cap_s": 300.0,
+        "about": "the head, then a short fine-tune when it pays within the time budget",
+    },
+    "best": {
+        "flip": True,
+        "epochs": 6,
+        "budget_passes": 15.0,
+        "budget_cap_s": 1800.0,
+        "about": "the head, then a longer fine-tune with a larger time budget",
+    },
 }
 PRESET_NAMES = (*PRESETS, "custom")
 
@@ -35,8 +51,10 @@ PRESET_NAMES = (*PRESETS, "custom")
 HEAD_LR = 1e-3
 # What a fine-tune trains: images the top 2 blocks at 1e-4; text the whole transformer at 2e-5 (the usual
 # BERT-family recipe; on SMS spam the top 2 layers at 5e-5 lost 1.5 points on validation in 3 epochs).
-FINETUNE = {"image": {"learning_rate": 1e-4, "freeze": FreezePlan(mode="top_blocks", blocks=2)},
-            "text": {"learning_rate": 2e-5, "freeze": FreezePlan(mode="none")}}
+FINETUNE = {
+    "image": {"learning_rate": 1e-4, "freeze": FreezePlan(mode="top_blocks", blocks=2)},
+    "text": {"learning_rate": 2e-5, "freeze": FreezePlan(mode="none")},
+}
 # A language model: LoRA rank 8 on query/value, AdamW at 1e-3 with cosine decay. (SmolLM2 on 12
 # paraphrases of a new fact: 36 steps at 1e-3 learnt it and kept "Paris"; 3e-3 learnt it too but then
 # called France's capital "La Médicion".)
@@ -67,24 +85,39 @@ def sft_epochs(preset: str, n_train: int, batch_size: int) -> int:
 
 def sft_phase(epochs: int = 4) -> Phase:
     """The default fine-tuning of a language model (stops when held-out loss stops improving)."""
-    return Phase(name="sft", epochs=epochs, optimizer="adamw", learning_rate=SFT_LR, schedule="cosine",
-                 freeze=FreezePlan(mode="lora", rank=8), use_embedding_cache=False,
-                 early_stopping=EarlyStopping(metric="val_loss", patience=2))
+    return Phase(
+        name="sft",
+        epochs=epochs,
+        optimizer="adamw",
+        learning_rate=SFT_LR,
+        schedule="cosine",
+        freeze=FreezePlan(mode="lora", rank=8),
+        use_embedding_cache=False,
+        early_stopping=EarlyStopping(metric="val_loss", patience=2),
+    )
 
 
 def head_phase(hidden: bool) -> Phase:
     """The head on a frozen backbone: solved exactly (a linear head), or by Adam (hidden layers)."""
     if hidden:
-        return Phase(name="head", epochs=HIDDEN_HEAD_EPOCHS, learning_rate=HEAD_LR,
-                     early_stopping=EarlyStopping(patience=10))
+        return Phase(
+            name="head", epochs=HIDDEN_HEAD_EPOCHS, learning_rate=HEAD_LR, early_stopping=EarlyStopping(patience=10)
+        )
     return Phase(name="head", solver="exact")
 
 
 def finetune_phase(task: TaskType, preset: str, flip: bool) -> Phase:
     ft = FINETUNE[modality(task)]
-    return Phase(name="finetune", epochs=finetune_epochs(preset), learning_rate=ft["learning_rate"],
-                 schedule="cosine", freeze=ft["freeze"], augment=Augment(flip=flip), use_embedding_cache=False,
-                 early_stopping=EarlyStopping(metric="val_loss", patience=1))
+    return Phase(
+        name="finetune",
+        epochs=finetune_epochs(preset),
+        learning_rate=ft["learning_rate"],
+        schedule="cosine",
+        freeze=ft["freeze"],
+        augment=Augment(flip=flip),
+        use_embedding_cache=False,
+        early_stopping=EarlyStopping(metric="val_loss", patience=1),
+    )
 
 
 def propose_phases(project: Project, n_train: int) -> list[Phase]:
@@ -128,41 +161,65 @@ def phases_of(project: Project, n_train: int) -> list[Phase]:
 
 
 # Settings of a phase that an exact head solve has no use for (it has no epochs, steps or optimizer).
-_EXACT_UNUSED = ("epochs", "optimizer", "learning_rate", "schedule", "step_every", "step_factor", "weight_decay",
-                 "early_stopping", "discriminative_lr", "steps_per_epoch", "augment", "use_embedding_cache")
+_EXACT_UNUSED = (
+    "epochs",
+    "optimizer",
+    "learning_rate",
+    "schedule",
+    "step_every",
+    "step_factor",
+    "weight_decay",
+    "early_stopping",
+    "discriminative_lr",
+    "steps_per_epoch",
+    "augment",
+    "use_embedding_cache",
+)
 
 
 def check_phases(project: Project, phases: list[Phase]) -> None:
     """Refuse, naming the field, a setting in ``phases`` that could not apply (never ignore it silently)."""
     t = project.train
     if project.task.type.is_generative and t.finetune != "auto":
-        raise ConfigError(f"train.finetune: {t.finetune!r} decides a classifier's fine-tune after its head; a language "
-                          "model trains its phases as written (remove it, or change train.phases)")
+        raise ConfigError(
+            f"train.finetune: {t.finetune!r} decides a classifier's fine-tune after its head; a language "
+            "model trains its phases as written (remove it, or change train.phases)"
+        )
     for i, ph in enumerate(phases):
         where = f"train.phases.{i}"
         if ph.solver != "exact":
             continue
         if i != 0 or project.task.type.is_generative:
-            raise ConfigError(f"{where}.solver: 'exact' solves a classifier's head on a frozen backbone, so only "
-                              "the first phase of a classifier can use it")
+            raise ConfigError(
+                f"{where}.solver: 'exact' solves a classifier's head on a frozen backbone, so only "
+                "the first phase of a classifier can use it"
+            )
         if project.head.hidden:
-            raise ConfigError(f"{where}.solver: 'exact' needs a linear head, but head.hidden is "
-                              f"{project.head.hidden}; use solver: gradient")
+            raise ConfigError(
+                f"{where}.solver: 'exact' needs a linear head, but head.hidden is "
+                f"{project.head.hidden}; use solver: gradient"
+            )
         if ph.freeze.mode != "all":
-            raise ConfigError(f"{where}.freeze.mode: the exact head solve needs a frozen backbone (mode 'all'), "
-                              f"got {ph.freeze.mode!r}")
+            raise ConfigError(
+                f"{where}.freeze.mode: the exact head solve needs a frozen backbone (mode 'all'), "
+                f"got {ph.freeze.mode!r}"
+            )
         default = Phase()
         for name in _EXACT_UNUSED:
             if getattr(ph, name) != getattr(default, name):
-                raise ConfigError(f"{where}.{name}: the head is solved exactly (solver: exact), so "
-                                  f"{name} cannot apply (got {getattr(ph, name)!r}); remove it, or set "
-                                  f"{where}.solver: gradient to train the head by epochs")
+                raise ConfigError(
+                    f"{where}.{name}: the head is solved exactly (solver: exact), so "
+                    f"{name} cannot apply (got {getattr(ph, name)!r}); remove it, or set "
+                    f"{where}.solver: gradient to train the head by epochs"
+                )
     if t.preset == "custom" or project.task.type.is_generative:
         return
     if phases[0].freeze.mode != "all":
-        raise ConfigError(f"train.phases.0.freeze.mode: under preset {t.preset!r} the first phase is the head on "
-                          f"a frozen backbone (mode 'all'), got {phases[0].freeze.mode!r}; put the fine-tune "
-                          "after it, or use preset: custom")
+        raise ConfigError(
+            f"train.phases.0.freeze.mode: under preset {t.preset!r} the first phase is the head on "
+            f"a frozen backbone (mode 'all'), got {phases[0].freeze.mode!r}; put the fine-tune "
+            "after it, or use preset: custom"
+        )
 
 
 def finetune_freeze(project: Project) -> FreezePlan:

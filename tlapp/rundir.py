@@ -7,6 +7,7 @@ CLI, the GUI and the deploy tools never spell a file name themselves::
     rd.metrics        # runs/a/metrics.json
     rd.export         # runs/a/export/
 """
+
 from __future__ import annotations
 
 import json
@@ -87,17 +88,29 @@ class RunDir:
     lock_file = property(lambda self: self.root / "train.lock")
 
     def write_status(self, status: str, message: str = "") -> None:
-        atomic_write_text(self.status_file, json.dumps({"status": status, "message": message, "time": time.time(),
-                                                        "pid": os.getpid(), "host": socket.gethostname()}))
+        atomic_write_text(
+            self.status_file,
+            json.dumps(
+                {
+                    "status": status,
+                    "message": message,
+                    "time": time.time(),
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                }
+            ),
+        )
 
     def status(self) -> dict[str, Any]:
         """status.json, with "running" turned into "interrupted" when its process is gone
         (a run killed with kill -9 or a power cut never wrote its end)."""
         st = self.read_json(self.status_file, {}) or {}
-        if st.get("status") == "running" and st.get("host") == socket.gethostname() \
-                and not _alive(st.get("pid")):
-            st = {**st, "status": "interrupted",
-                  "message": "the training process ended without finishing (killed or crashed); resume it"}
+        if st.get("status") == "running" and st.get("host") == socket.gethostname() and not _alive(st.get("pid")):
+            st = {
+                **st,
+                "status": "interrupted",
+                "message": "the training process ended without finishing (killed or crashed); resume it",
+            }
         return st
 
     @contextmanager
@@ -114,9 +127,11 @@ class RunDir:
                 if other.get("host") == me["host"] and not _alive(other.get("pid")):
                     self.lock_file.unlink(missing_ok=True)  # stale: its process is gone
                     continue
-                raise TlappError(f"{self.root}: another tlapp (pid {other.get('pid', '?')} on "
-                                 f"{other.get('host', '?')}) is training into this folder; wait for it to end "
-                                 "or choose another --out") from None
+                raise TlappError(
+                    f"{self.root}: another tlapp (pid {other.get('pid', '?')} on "
+                    f"{other.get('host', '?')}) is training into this folder; wait for it to end "
+                    "or choose another --out"
+                ) from None
             with os.fdopen(fd, "w") as f:
                 f.write(json.dumps(me))
             break
@@ -126,9 +141,12 @@ class RunDir:
             self.lock_file.unlink(missing_ok=True)
 
     def write_resolved_config(self, project: Project) -> None:
-        header = [f"# tlapp run config, written {time.strftime('%Y-%m-%d %H:%M:%S')}",
-                  f"# data split seed: {project.data.seed}; training seed: {project.train.seed}",
-                  "# versions: " + ", ".join(f"{k}={v}" for k, v in versions().items()), ""]
+        header = [
+            f"# tlapp run config, written {time.strftime('%Y-%m-%d %H:%M:%S')}",
+            f"# data split seed: {project.data.seed}; training seed: {project.train.seed}",
+            "# versions: " + ", ".join(f"{k}={v}" for k, v in versions().items()),
+            "",
+        ]
         atomic_write_text(self.config, "\n".join(header) + project_to_yaml(project))
 
 

@@ -1,4 +1,5 @@
 """The contract every wizard page follows."""
+
 from __future__ import annotations
 
 from typing import Optional

@@ -1,6 +1,7 @@
 """Step 1 — Data: choose a folder / CSV / TFDS name (or drop it on the window),
 scan in the background with progress and Cancel, see class counts, sample
 thumbnails, unusable files and the split."""
+
 from __future__ import annotations
 
 import random
@@ -56,14 +57,18 @@ def _scan(project, project_file, progress=None, should_stop=None):
 
 class DataPage(WizardPage):
     title = "Data"
-    intro = ("Point tlapp at your examples — type a path, press Browse…, or drop a folder or CSV on this window. "
-             "Scanning decodes every file once, so training never trips over a bad one; you then see how many "
-             "examples each class has, a sample of them, and anything skipped and why. Finally choose how many "
-             "examples to hold out for validation, then press Next.")
+    intro = (
+        "Point tlapp at your examples — type a path, press Browse…, or drop a folder or CSV on this window. "
+        "Scanning decodes every file once, so training never trips over a bad one; you then see how many "
+        "examples each class has, a sample of them, and anything skipped and why. Finally choose how many "
+        "examples to hold out for validation, then press Next."
+    )
 
-    intro_lm = ("Your prompt → response pairs: each becomes a chat turn the model learns to answer. The scan reads "
-                "every line once and names any it cannot use; check a few answers below, choose how many pairs to "
-                "hold out to measure the model honestly, then press Next.")
+    intro_lm = (
+        "Your prompt → response pairs: each becomes a chat turn the model learns to answer. The scan reads "
+        "every line once and names any it cannot use; check a few answers below, choose how many pairs to "
+        "hold out to measure the model honestly, then press Next."
+    )
 
     def __init__(self, state) -> None:
         super().__init__(state)
@@ -71,18 +76,24 @@ class DataPage(WizardPage):
         self.setAcceptDrops(True)
         self.kind = QComboBox()
         self.kind.addItems(list(KINDS))
-        self.kind.setToolTip("What the examples are: image files, texts (CSV/TSV rows or .txt files), or "
-                             "prompt → response pairs that teach a language model. Changing it picks the "
-                             "matching default backbone.")
+        self.kind.setToolTip(
+            "What the examples are: image files, texts (CSV/TSV rows or .txt files), or "
+            "prompt → response pairs that teach a language model. Changing it picks the "
+            "matching default backbone."
+        )
         self.source = QComboBox()
         self.source.addItems(["folder", "csv", "tfds", "pairs"])
-        self.source.setToolTip("Where the examples come from: a folder per class, a CSV/TSV table, or a "
-                               "TensorFlow Datasets name (downloaded when online). Set from the path you give.")
+        self.source.setToolTip(
+            "Where the examples come from: a folder per class, a CSV/TSV table, or a "
+            "TensorFlow Datasets name (downloaded when online). Set from the path you give."
+        )
         self.text_col, self.label_col = QLineEdit(), QLineEdit()
         self.text_col.setPlaceholderText("text column (default: text)")
         self.label_col.setPlaceholderText("label column (default: label)")
-        self.text_col.setToolTip("The CSV column that holds the texts. Empty: a column named 'text', or the "
-                                 "longer field of a header-less file.")
+        self.text_col.setToolTip(
+            "The CSV column that holds the texts. Empty: a column named 'text', or the "
+            "longer field of a header-less file."
+        )
         self.label_col.setToolTip("The CSV column that holds the labels. Empty: a column named 'label'.")
         self.path = QLineEdit()
         self.path.setPlaceholderText(IMAGE_HINT)
@@ -92,8 +103,9 @@ class DataPage(WizardPage):
         browse.setToolTip("Pick a folder (images) or a table (text, or image CSV)")
         browse.clicked.connect(self.browse)
         self.scan_btn = QPushButton("Scan")
-        self.scan_btn.setToolTip("Read every file once and report what is usable (runs in the background; "
-                                 "press again to cancel)")
+        self.scan_btn.setToolTip(
+            "Read every file once and report what is usable (runs in the background; press again to cancel)"
+        )
         self.scan_btn.clicked.connect(self._scan_clicked)
         row = QHBoxLayout()
         row.addWidget(self.kind)
@@ -108,17 +120,23 @@ class DataPage(WizardPage):
         self.summary = QLabel("No data yet. Choose a folder or a table above (or drop one here), then press Scan.")
         self.summary.setWordWrap(True)
         self.val = self._slider(0, 50)
-        self.val.setToolTip("Share of each class held out to measure accuracy honestly (never trained on). "
-                            "Default 20%. With the Fast/Balanced recipes small data sets are cross-validated, "
-                            "so no example is wasted.")
+        self.val.setToolTip(
+            "Share of each class held out to measure accuracy honestly (never trained on). "
+            "Default 20%. With the Fast/Balanced recipes small data sets are cross-validated, "
+            "so no example is wasted."
+        )
         self.test = self._slider(0, 40)
-        self.test.setToolTip("Share held out for a final test, touched once at the end. Default 0%: most "
-                             "small projects are better served by validation alone.")
+        self.test.setToolTip(
+            "Share held out for a final test, touched once at the end. Default 0%: most "
+            "small projects are better served by validation alone."
+        )
         self.val_label, self.test_label = QLabel(), QLabel()
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
-        self.seed.setToolTip("Seed of the random split. Keep it to compare runs on the same split; change it "
-                             "to check a result is not luck.")
+        self.seed.setToolTip(
+            "Seed of the random split. Keep it to compare runs on the same split; change it "
+            "to check a result is not luck."
+        )
         split = self.split_form = QFormLayout()
         for label, slider, text in (("Validation", self.val, self.val_label), ("Test", self.test, self.test_label)):
             h = QHBoxLayout()
@@ -138,8 +156,9 @@ class DataPage(WizardPage):
         self.samples.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.kind.currentTextChanged.connect(self._kind_changed)
         self.chart = BarChart()
-        self.chart.setToolTip("Examples per class. Very uneven bars: tlapp weighs the classes so the small "
-                              "ones still count.")
+        self.chart.setToolTip(
+            "Examples per class. Very uneven bars: tlapp weighs the classes so the small ones still count."
+        )
         self.thumbs = ThumbGrid(64)
         self.thumbs.setToolTip("Four random examples per class: check the labels look right")
         self.bad = QTableWidget(0, 2)
@@ -147,13 +166,18 @@ class DataPage(WizardPage):
         self.bad.horizontalHeader().setStretchLastSection(True)
         self.bad.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.chart_box = EmptyState(self.chart, "Examples per class appear here after the scan.")
-        self.thumbs_box = EmptyState(self.thumbs, "A sample of your images, four per class, appears here after "
-                                                  "the scan.")
-        self.lengths_box = EmptyState(self.lengths, "Text lengths appear here after the scan; they set how many "
-                                                    "tokens the model reads.")
+        self.thumbs_box = EmptyState(
+            self.thumbs, "A sample of your images, four per class, appears here after the scan."
+        )
+        self.lengths_box = EmptyState(
+            self.lengths, "Text lengths appear here after the scan; they set how many tokens the model reads."
+        )
         self.samples_box = EmptyState(self.samples, "Sample rows (label and text) appear here after the scan.")
-        self.bad_box = EmptyState(self.bad, "Files that cannot be used (unreadable, empty, unsupported) are "
-                                            "listed here with the reason, after the scan.")
+        self.bad_box = EmptyState(
+            self.bad,
+            "Files that cannot be used (unreadable, empty, unsupported) are "
+            "listed here with the reason, after the scan.",
+        )
         views = QSplitter(Qt.Orientation.Vertical)
         views.setObjectName("dataViews")
         top = self.top = QSplitter(Qt.Orientation.Horizontal)
@@ -198,16 +222,21 @@ class DataPage(WizardPage):
         self.thumbs_box.setVisible(not words)
         self.top.setSizes({"image": [500, 500, 0, 0], "text": [300, 0, 300, 500], "pairs": [0, 0, 300, 700]}[kind])
         self.path.setPlaceholderText({"image": IMAGE_HINT, "text": TEXT_HINT, "pairs": PAIRS_HINT}[kind])
-        self.samples.setHorizontalHeaderLabels(["Prompt", "Response"] if kind == "pairs"
-                                               else ["Label", "Text (sample rows)"])
+        self.samples.setHorizontalHeaderLabels(
+            ["Prompt", "Response"] if kind == "pairs" else ["Label", "Text (sample rows)"]
+        )
         head = self.samples.horizontalHeader()
         head.setSectionResizeMode(0, head.ResizeMode.Stretch if kind == "pairs" else head.ResizeMode.Interactive)
-        self.samples_box.default = ("Sample pairs (prompt and the answer to learn) appear here after the scan."
-                                       if kind == "pairs" else "Sample rows (label and text) appear here after the scan.")
-        self.lengths_box.default = ("Conversation lengths in tokens appear here after the scan; they set how "
-                                       "long one training example may be." if kind == "pairs" else
-                                       "Text lengths appear here after the scan; they set how many tokens the "
-                                       "model reads.")
+        self.samples_box.default = (
+            "Sample pairs (prompt and the answer to learn) appear here after the scan."
+            if kind == "pairs"
+            else "Sample rows (label and text) appear here after the scan."
+        )
+        self.lengths_box.default = (
+            "Conversation lengths in tokens appear here after the scan; they set how long one training example may be."
+            if kind == "pairs"
+            else "Text lengths appear here after the scan; they set how many tokens the model reads."
+        )
 
     def _split_labels(self) -> None:
         self.val_label.setText(f"{self.val.value()}%")
@@ -216,7 +245,9 @@ class DataPage(WizardPage):
     def refresh(self) -> None:
         d = self.state.project.data
         task = self.state.project.task.type
-        self.kind.setCurrentText("Pairs (language model)" if task.is_generative else "Text" if task.is_text else "Images")
+        self.kind.setCurrentText(
+            "Pairs (language model)" if task.is_generative else "Text" if task.is_text else "Images"
+        )
         self._kind_changed()
         self.text_col.setText(d.text_column or "")
         self.label_col.setText(d.label_column or "")
@@ -233,8 +264,11 @@ class DataPage(WizardPage):
 
     def _show_empty(self) -> None:
         self._show_empty_boxes(None)
-        self.summary.setText("No data yet. Choose a folder or a table above (or drop one here), then press Scan."
-                             if self.state.blank else "Press Scan to read your data.")
+        self.summary.setText(
+            "No data yet. Choose a folder or a table above (or drop one here), then press Scan."
+            if self.state.blank
+            else "Press Scan to read your data."
+        )
 
     def commit(self) -> None:
         src, text = self.source.currentText(), self.path.text().strip()
@@ -249,10 +283,16 @@ class DataPage(WizardPage):
             if self.kind_key() != "pairs" and src == "pairs":
                 src = "csv"
             self.source.setCurrentText(src)
-        values = {"source": src, "val_fraction": self.val.value() / 100, "test_fraction": self.test.value() / 100,
-                  "seed": self.seed.value()}
+        values = {
+            "source": src,
+            "val_fraction": self.val.value() / 100,
+            "test_fraction": self.test.value() / 100,
+            "seed": self.seed.value(),
+        }
         values.update({"tfds_name": text, "path": None} if src == "tfds" else {"path": text or ".", "tfds_name": None})
-        values.update(text_column=self.text_col.text().strip() or None, label_column=self.label_col.text().strip() or None)
+        values.update(
+            text_column=self.text_col.text().strip() or None, label_column=self.label_col.text().strip() or None
+        )
         d = self.state.project.model_dump(mode="json")
         d["data"].update(values)
         task = self.state.project.task.type
@@ -272,8 +312,9 @@ class DataPage(WizardPage):
 
     def browse(self) -> None:
         if self.kind_key() == "pairs":
-            path, _ = QFileDialog.getOpenFileName(self, "Choose prompt → response pairs", "",
-                                                  "Pairs (*.jsonl *.csv *.tsv);;All files (*)")
+            path, _ = QFileDialog.getOpenFileName(
+                self, "Choose prompt → response pairs", "", "Pairs (*.jsonl *.csv *.tsv);;All files (*)"
+            )
         elif self.source.currentText() == "csv":
             path, _ = QFileDialog.getOpenFileName(self, "Choose a CSV of path,label", "", "CSV (*.csv *.tsv)")
         else:
@@ -288,8 +329,9 @@ class DataPage(WizardPage):
             return False
         try:
             task = guess_task(path)
-            self.kind.setCurrentText("Pairs (language model)" if task.is_generative else "Text" if task.is_text
-                                     else "Images")
+            self.kind.setCurrentText(
+                "Pairs (language model)" if task.is_generative else "Text" if task.is_text else "Images"
+            )
         except DataError as e:
             show_error(self, str(e))
             return True
@@ -318,8 +360,10 @@ class DataPage(WizardPage):
 
     def start_scan(self) -> None:
         if self.state.blank and not self.path.text().strip():
-            self.summary.setText(f"<span style='color:{BAD}'>Choose your data first</span>: type a path, press "
-                                 "Browse…, or drop a folder or CSV on the window.")
+            self.summary.setText(
+                f"<span style='color:{BAD}'>Choose your data first</span>: type a path, press "
+                "Browse…, or drop a folder or CSV on the window."
+            )
             return
         try:
             self.commit()
@@ -375,17 +419,23 @@ class DataPage(WizardPage):
     def show_pairs(self, report: PairsReport) -> None:
         """Pairs: counts, token lengths, sample prompts and answers, every unusable line and repeat."""
         t = report.tokens
-        lines = [f"<b>{len(report.pairs)}</b> usable prompt → response pairs; {len(report.problems)} unusable "
-                 f"(skipped), {sum(len(d) - 1 for d in report.duplicates)} repeats (used once)."]
+        lines = [
+            f"<b>{len(report.pairs)}</b> usable prompt → response pairs; {len(report.problems)} unusable "
+            f"(skipped), {sum(len(d) - 1 for d in report.duplicates)} repeats (used once)."
+        ]
         if t.get("error"):
             lines.append(f"<span style='color:{WARN}'>⚠ token lengths unknown: {t['error']}</span>")
         elif t:
-            lines.append(f"Conversations are {t['min']}–{t['max']} tokens (median {t['median']}); the model reads "
-                         f"at most {t['max_tokens']}.")
+            lines.append(
+                f"Conversations are {t['min']}–{t['max']} tokens (median {t['median']}); the model reads "
+                f"at most {t['max_tokens']}."
+            )
             if t["over_limit_lines"]:
-                lines.append(f"<span style='color:{WARN}'>⚠ {len(t['over_limit_lines'])} pair(s) are longer and will "
-                             f"be {'truncated' if self.state.project.data.too_long == 'truncate' else 'dropped'}: "
-                             f"lines {', '.join(map(str, t['over_limit_lines'][:8]))}</span>")
+                lines.append(
+                    f"<span style='color:{WARN}'>⚠ {len(t['over_limit_lines'])} pair(s) are longer and will "
+                    f"be {'truncated' if self.state.project.data.too_long == 'truncate' else 'dropped'}: "
+                    f"lines {', '.join(map(str, t['over_limit_lines'][:8]))}</span>"
+                )
         if len(report.pairs) >= 2:
             lines.append("Looks good: press <b>Next</b> to choose the language model.")
         else:
@@ -396,16 +446,19 @@ class DataPage(WizardPage):
             self.lengths.setTitle(f"Tokens per conversation (limit {t['max_tokens']})")
             self.lengths_box.show_content()
         else:
-            self.lengths_box.show_empty("Token lengths need the model's tokenizer: install the model (Backbone "
-                                        "step) and scan again.")
+            self.lengths_box.show_empty(
+                "Token lengths need the model's tokenizer: install the model (Backbone step) and scan again."
+            )
         self.samples.setRowCount(min(60, len(report.pairs)))
         for r, pr in enumerate(report.pairs[:60]):
             self.samples.setItem(r, 0, QTableWidgetItem(pr.prompt.replace("\n", " ")[:300]))
             self.samples.setItem(r, 1, QTableWidgetItem(pr.response.replace("\n", " ")[:300]))
         self.samples_box.show_content()
         bad = [(f"line {p['line']}", p["reason"]) for p in report.problems]
-        bad += [(f"lines {', '.join(map(str, d))}", "the same prompt and response again (used once)")
-                for d in report.duplicates]
+        bad += [
+            (f"lines {', '.join(map(str, d))}", "the same prompt and response again (used once)")
+            for d in report.duplicates
+        ]
         if not bad:
             self.bad_box.show_empty("✓ Every line was usable: nothing skipped.")
         else:
@@ -420,9 +473,11 @@ class DataPage(WizardPage):
             self.show_pairs(report)
             return
         unit = "texts" if report.kind == "text" else "images"
-        lines = [f"<b>{len(report.examples)}</b> usable {unit} in <b>{len(report.classes)}</b> classes; "
-                 f"{len(report.bad)} unusable (skipped), {len(report.ignored)} ignored; "
-                 f"imbalance {report.imbalance}."]
+        lines = [
+            f"<b>{len(report.examples)}</b> usable {unit} in <b>{len(report.classes)}</b> classes; "
+            f"{len(report.bad)} unusable (skipped), {len(report.ignored)} ignored; "
+            f"imbalance {report.imbalance}."
+        ]
         lines += [f"<span style='color:{WARN}'>⚠ {w}</span>" for w in report.warnings]
         lines += [f"<span style='color:{BAD}'>✗ class '{c}' has no usable images</span>" for c in report.empty_classes]
         if not report.empty_classes and len(report.classes) >= 2:
@@ -473,8 +528,11 @@ class DataPage(WizardPage):
     def validate(self) -> Optional[str]:
         rep = self.state.scan_report
         if rep is None:
-            return "Scan the data first (press Scan)." if not self.state.blank else \
-                "Choose your data first: type a path, press Browse…, or drop a folder or CSV on the window."
+            return (
+                "Scan the data first (press Scan)."
+                if not self.state.blank
+                else "Choose your data first: type a path, press Browse…, or drop a folder or CSV on the window."
+            )
         try:
             rep.require_usable()
         except DataError as e:

@@ -1,7 +1,9 @@
 """Step 6 — Evaluate: final metrics, confusion matrix (click a cell to see
 those images), per-class precision/recall/F1, misclassified examples."""
+
 from __future__ import annotations
 
+import html
 from typing import Any, Optional
 
 from PySide6.QtCore import Qt
@@ -17,6 +19,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from tlapp.deploy.metrics import summary_lines
+from tlapp.deploy.summary import summarize_run
 from tlapp.rundir import RunDir
 
 from ..empty import EmptyState
@@ -27,49 +31,65 @@ from .lm_views import BeforeAfterView
 
 class EvaluatePage(WizardPage):
     title = "Evaluate"
-    intro = ("How well the trained model does on examples it never learned from: accuracy, which classes it "
-             "confuses (rows: the true class, columns: what the model said) and per-class scores. Click a cell "
-             "of the matrix to see those examples; then press Next to export and try the model.")
+    intro = (
+        "How well the trained model does on examples it never learned from: accuracy, which classes it "
+        "confuses (rows: the true class, columns: what the model said) and per-class scores. Click a cell "
+        "of the matrix to see those examples; then press Next to export and try the model."
+    )
 
-    intro_lm = ("How the tuned model does on pairs it never trained on: perplexity of the expected answers (1 is "
-                "perfect) and the share of answer tokens it predicts, then the base and the tuned model's answers to "
-                "the same held-out questions, side by side. Press Next to chat with it.")
+    intro_lm = (
+        "How the tuned model does on pairs it never trained on: perplexity of the expected answers (1 is "
+        "perfect) and the share of answer tokens it predicts, then the base and the tuned model's answers to "
+        "the same held-out questions, side by side. Press Next to chat with it."
+    )
 
     def __init__(self, state) -> None:
         super().__init__(state)
         self.evaluation: dict[str, Any] = {}
-        self.summary = QLabel("No evaluation yet: train a model on the Training step (or open a finished run "
-                              "with File > Open run…).")
+        self.summary = QLabel(
+            "No evaluation yet: train a model on the Training step (or open a finished run with File > Open run…)."
+        )
         self.summary.setWordWrap(True)
         self.report_btn = QPushButton("Open full report")
-        self.report_btn.setToolTip("report.html in the run folder: metrics per split, plots (confusion, "
-                                   "calibration), and the most confidently wrong examples of each class")
+        self.report_btn.setToolTip(
+            "report.html in the run folder: metrics per split, plots (confusion, "
+            "calibration), and the most confidently wrong examples of each class"
+        )
         self.report_btn.clicked.connect(self._open_report)
         self.report_btn.setEnabled(False)
         self.matrix = QTableWidget()
         self.matrix.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.matrix.cellClicked.connect(self.show_cell)
-        self.matrix.setToolTip("Rows: true class; columns: predicted class. The diagonal is right; click any cell "
-                               "to see its examples below.")
+        self.matrix.setToolTip(
+            "Rows: true class; columns: predicted class. The diagonal is right; click any cell "
+            "to see its examples below."
+        )
         self.per_class = QTableWidget(0, 4)
         self.per_class.setHorizontalHeaderLabels(["Precision", "Recall", "F1", "Support"])
         self.per_class.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.per_class.setToolTip("Precision: of the examples called this class, the share that were. Recall: of "
-                                  "this class's examples, the share found. F1: their balance. Support: examples.")
+        self.per_class.setToolTip(
+            "Precision: of the examples called this class, the share that were. Recall: of "
+            "this class's examples, the share found. F1: their balance. Support: examples."
+        )
         self.cell_label = QLabel("")
         self.images = ThumbGrid(72)
-        self.matrix_box = EmptyState(self.matrix, "The confusion matrix appears here after training: which "
-                                                  "classes the model mixes up.")
-        self.per_class_box = EmptyState(self.per_class, "Precision, recall and F1 for each class appear here "
-                                                        "after training.")
-        self.images_box = EmptyState(self.images, "Examples the model got wrong appear here, with what it said "
-                                                  "and how sure it was.")
+        self.matrix_box = EmptyState(
+            self.matrix, "The confusion matrix appears here after training: which classes the model mixes up."
+        )
+        self.per_class_box = EmptyState(
+            self.per_class, "Precision, recall and F1 for each class appear here after training."
+        )
+        self.images_box = EmptyState(
+            self.images, "Examples the model got wrong appear here, with what it said and how sure it was."
+        )
         top = self.top = QSplitter(Qt.Orientation.Horizontal)
         top.setObjectName("evaluateTop")
         self.lm_view = BeforeAfterView()
         self.lm_view.setVisible(False)
-        for title, w in (("Confusion matrix (rows: true, columns: predicted)", self.matrix_box),
-                         ("Per class", self.per_class_box)):
+        for title, w in (
+            ("Confusion matrix (rows: true, columns: predicted)", self.matrix_box),
+            ("Per class", self.per_class_box),
+        ):
             box = QWidget()
             bl = QVBoxLayout(box)
             bl.setContentsMargins(0, 0, 0, 0)
@@ -100,9 +120,11 @@ class EvaluatePage(WizardPage):
         lm = self.state.project.task.type.is_generative
         self._show_lm(lm)
         if lm:
-            self.summary.setText("No evaluation yet: train the model on the Training step (or open a finished run "
-                                 "with File > Open run…). Its held-out perplexity and before/after answers appear "
-                                 "here.")
+            self.summary.setText(
+                "No evaluation yet: train the model on the Training step (or open a finished run "
+                "with File > Open run…). Its held-out perplexity and before/after answers appear "
+                "here."
+            )
             self.report_btn.setEnabled(False)
         if self.state.run_dir is None or not RunDir(self.state.run_dir).is_finished():
             if lm:
@@ -120,31 +142,22 @@ class EvaluatePage(WizardPage):
         if lm:
             self.evaluation = rd.read_json(rd.metrics, {})
             self.report_btn.setEnabled(rd.model_card.is_file())
-            self.summary.setText("Evaluated on pairs the model never trained on. Open <b>model_card.md</b> in the "
-                                 "run folder for the full record. Press Next to try the tuned model.")
+            self.summary.setText(
+                "Evaluated on pairs the model never trained on. Open <b>model_card.md</b> in the "
+                "run folder for the full record. Press Next to try the tuned model."
+            )
             self.lm_view.show_metrics(self.evaluation)
             return
         self.report_btn.setEnabled(rd.report_html.is_file())
         self.evaluation = rd.read_json(rd.evaluation, {})
         metrics = rd.read_json(rd.metrics, {})
-        fin = metrics.get("final", {})
         best = metrics.get("best", {})
-        acc = self.evaluation.get("accuracy", float("nan"))
-        if self.evaluation.get("method") == "cross-validation":
-            head = (f"<b>Accuracy {acc:.4f}</b>, cross-validated on {len(self.evaluation.get('predictions', []))} "
-                    "examples (each scored by a head that never saw it; the final model was refit on all of them)")
-        elif "accuracy" in self.evaluation:
-            head = f"<b>Validation accuracy {acc:.4f}</b> on {metrics.get('n_val')} validation examples"
-        else:
-            head = "Regression / multi-label run"
-        parts = [head, f"final val_loss {fin.get('val_loss', float('nan')):.4f}"]
-        if "macro" in self.evaluation:
-            parts.append(f"macro F1 {self.evaluation['macro']['f1']:.3f}")
-        if "calibration" in self.evaluation:
-            parts.append(f"calibration error (ECE) {self.evaluation['calibration']['ece']:.3f}")
+        # The headline and every task's metrics as the core words them (tlapp evaluate, the summary card).
+        parts = [f"<b>{html.escape(summarize_run(rd.root).headline)}</b>"]
+        parts += [html.escape(x) for x in summary_lines(self.evaluation)[: 2 if "rmse" in self.evaluation else 1]]
         test = metrics.get("test") or {}
-        if "accuracy" in test:
-            parts.append(f"<b>test accuracy {test['accuracy']:.4f}</b> on {test.get('n')} held-out examples")
+        if test:
+            parts.append(f"<b>test</b>: {html.escape(summary_lines(test)[0])}")
         if metrics.get("recipe", {}).get("summary"):
             self.summary.setToolTip(f"Recipe: {metrics['recipe']['summary']}")
         if best.get("restored"):
@@ -172,7 +185,9 @@ class EvaluatePage(WizardPage):
                 it = QTableWidgetItem(str(n))
                 it.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
                 shade = int(255 - 150 * n / peak)
-                it.setBackground(QColor(shade, shade, 255) if i == j else QColor(255, shade, shade) if n else QColor(255, 255, 255))
+                it.setBackground(
+                    QColor(shade, shade, 255) if i == j else QColor(255, shade, shade) if n else QColor(255, 255, 255)
+                )
                 it.setForeground(QColor(0, 0, 0))
                 self.matrix.setItem(i, j, it)
         self.matrix.resizeColumnsToContents()
@@ -190,22 +205,28 @@ class EvaluatePage(WizardPage):
         if row < 0:
             chosen = sorted((p for p in preds if p["true"] != p["pred"]), key=lambda p: -float(p.get("score", 0)))
             which = "out-of-fold" if self.evaluation.get("method") == "cross-validation" else "validation"
-            self.cell_label.setText(f"Misclassified {which} examples: {len(chosen)}, the most confidently wrong "
-                                    "first (check their labels; click a confusion-matrix cell for one pair)")
+            self.cell_label.setText(
+                f"Misclassified {which} examples: {len(chosen)}, the most confidently wrong "
+                "first (check their labels; click a confusion-matrix cell for one pair)"
+            )
         else:
             t, pr = classes[row], classes[col]
             chosen = [p for p in preds if p["true"] == t and p["pred"] == pr]
             self.cell_label.setText(f"True '{t}', predicted '{pr}': {len(chosen)} example(s)")
         if not chosen:
-            self.images_box.show_empty("✓ No examples in this cell." if row >= 0 else
-                                       "✓ The model got every evaluated example right.")
+            self.images_box.show_empty(
+                "✓ No examples in this cell." if row >= 0 else "✓ The model got every evaluated example right."
+            )
             return
         self.images_box.show_content()
         if "text" in chosen[0]:
-            self.images.set_texts([f"[{p['true']}→{p['pred']} {p.get('score', 0):.2f}] {p['text']}" for p in chosen[:200]])
+            self.images.set_texts(
+                [f"[{p['true']}→{p['pred']} {p.get('score', 0):.2f}] {p['text']}" for p in chosen[:200]]
+            )
         else:
-            self.images.set_items([(p["path"], f"{p['true']}→{p['pred']} {p.get('score', 0):.2f}")
-                                   for p in chosen[:200]])
+            self.images.set_items(
+                [(p["path"], f"{p['true']}→{p['pred']} {p.get('score', 0):.2f}") for p in chosen[:200]]
+            )
 
     def validate(self) -> Optional[str]:
         return None if self.evaluation else "No evaluation yet: finish a training run first."

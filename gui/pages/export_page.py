@@ -1,5 +1,6 @@
 """Step 7 — Export: formats, destination, the fresh-process parity result,
 open the folder, and "Try it": drop an image to see the exported model's answer."""
+
 from __future__ import annotations
 
 import json
@@ -50,58 +51,89 @@ class DropLabel(QLabel):
 
 class ExportPage(WizardPage):
     title = "Export"
-    intro = ("Training already exported your model and checked it in a fresh process, as a deployment would load "
-             "it. Here you can add formats or export to another folder, open the folder, and try the exported "
-             "model on your own images or texts.")
+    intro = (
+        "Training already exported your model and checked it in a fresh process, as a deployment would load "
+        "it. Here you can add formats or export to another folder, open the folder, and try the exported "
+        "model on your own images or texts."
+    )
 
-    intro_lm = ("Training exported the tuned model — merged into one folder that keras-hub, transformers and "
-                "llama.cpp's converter load, plus the adapter alone — and checked it in a fresh process with keras-hub "
-                "only. Ask it questions below; open the folder to copy it anywhere.")
+    intro_lm = (
+        "Training exported the tuned model — merged into one folder that keras-hub, transformers and "
+        "llama.cpp's converter load, plus the adapter alone — and checked it in a fresh process with keras-hub "
+        "only. Ask it questions below; open the folder to copy it anywhere."
+    )
 
     def __init__(self, state) -> None:
         super().__init__(state)
         self.worker: Optional[FunctionWorker] = None
         self.predictor = None
-        self.formats = {f: QCheckBox(label) for f, label in
-                        (("savedmodel", "SavedModel (TF Serving / TFLite converter)"), ("keras", ".keras"),
-                         ("h5", "Legacy .h5"), ("tflite", "TFLite float32"), ("tflite_fp16", "TFLite float16"),
-                         ("tflite_int8", "TFLite int8"), ("onnx", "ONNX"))}
-        for f, tip in (("savedmodel", "TensorFlow's deployment format: TF Serving, TFLite and TF.js converters. "
-                                      "Takes raw images (uint8 or float). Always recommended."),
-                       ("keras", "Keras 3 file: reload with keras.saving.load_model to keep training or inspect"),
-                       ("h5", "Legacy Keras 2 format, only for old tools that need it"),
-                       ("tflite", "TensorFlow Lite for phones and boards, same numbers as the SavedModel "
-                                  "(images only)"),
-                       ("tflite_fp16", "TFLite with 16-bit weights: half the size; answers may differ slightly "
-                                       "(the report below measures how often)"),
-                       ("tflite_int8", "TFLite, all-integer: about 4x smaller and fastest on phones and "
-                                       "microcontrollers; calibrated on your training images, its accuracy "
-                                       "change is measured on your validation images"),
-                       ("onnx", "ONNX for ONNX Runtime, OpenVINO or TensorRT (images only; needs "
-                                "pip install \"tlapp[onnx]\"), checked with ONNX Runtime")):
+        self.formats = {
+            f: QCheckBox(label)
+            for f, label in (
+                ("savedmodel", "SavedModel (TF Serving / TFLite converter)"),
+                ("keras", ".keras"),
+                ("h5", "Legacy .h5"),
+                ("tflite", "TFLite float32"),
+                ("tflite_fp16", "TFLite float16"),
+                ("tflite_int8", "TFLite int8"),
+                ("onnx", "ONNX"),
+            )
+        }
+        for f, tip in (
+            (
+                "savedmodel",
+                "TensorFlow's deployment format: TF Serving, TFLite and TF.js converters. "
+                "Takes raw images (uint8 or float). Always recommended.",
+            ),
+            ("keras", "Keras 3 file: reload with keras.saving.load_model to keep training or inspect"),
+            ("h5", "Legacy Keras 2 format, only for old tools that need it"),
+            ("tflite", "TensorFlow Lite for phones and boards, same numbers as the SavedModel (images only)"),
+            (
+                "tflite_fp16",
+                "TFLite with 16-bit weights: half the size; answers may differ slightly "
+                "(the report below measures how often)",
+            ),
+            (
+                "tflite_int8",
+                "TFLite, all-integer: about 4x smaller and fastest on phones and "
+                "microcontrollers; calibrated on your training images, its accuracy "
+                "change is measured on your validation images",
+            ),
+            (
+                "onnx",
+                "ONNX for ONNX Runtime, OpenVINO or TensorRT (images only; needs "
+                'pip install "tlapp[onnx]"), checked with ONNX Runtime',
+            ),
+        ):
             self.formats[f].setToolTip(tip)
         self.dest = QLineEdit()
         self.dest.setPlaceholderText("Export folder (default: the run's export/)")
         browse = QPushButton("Browse…")
-        browse.clicked.connect(lambda: self.dest.setText(QFileDialog.getExistingDirectory(self, "Export to") or
-                                                         self.dest.text()))
+        browse.clicked.connect(
+            lambda: self.dest.setText(QFileDialog.getExistingDirectory(self, "Export to") or self.dest.text())
+        )
         self.dest.setToolTip("Where 'Export again' writes. Empty: the run's own export/ folder.")
         self.export_btn = QPushButton("Export again")
-        self.export_btn.setToolTip("Write the ticked formats again (to the folder at the left) and re-check them "
-                                   "in a fresh process")
+        self.export_btn.setToolTip(
+            "Write the ticked formats again (to the folder at the left) and re-check them in a fresh process"
+        )
         self.export_btn.clicked.connect(self.reexport)
         self.open_btn = QPushButton("Open folder")
         self.open_btn.setToolTip("Show the exported model's folder in your file manager")
         self.open_btn.clicked.connect(lambda: open_folder(self.export_dir()))
-        self.parity = QLabel("No export yet: train a model on the Training step (or open a finished run with "
-                             "File > Open run…); its export and the fresh-process check appear here.")
+        self.parity = QLabel(
+            "No export yet: train a model on the Training step (or open a finished run with "
+            "File > Open run…); its export and the fresh-process check appear here."
+        )
         self.parity.setWordWrap(True)
         self.drop = DropLabel(self.try_file)
         choose = QPushButton("Choose image…")
         choose.clicked.connect(self._choose)
         self.explain_btn = QPushButton("Show what it looked at")
-        self.explain_btn.setToolTip("Grad-CAM: colours the parts of the image that pushed the model towards its "
-                                    "answer (red = most). Also `tlapp explain RUN IMAGE`.")
+        self.explain_btn.setToolTip(
+            "Grad-CAM: colours the parts of the image that pushed the model towards its "
+            "answer (red = most). Also `tlapp explain RUN IMAGE`."
+        )
         self.explain_btn.clicked.connect(self.explain_last)
         self.explain_btn.setEnabled(False)
         self._last_image: Optional[str] = None
@@ -112,8 +144,9 @@ class ExportPage(WizardPage):
         self.answer.setWordWrap(True)
         self.answer.setObjectName("tryAnswer")
         self.chat = ChatBox()
-        self.chat_title = QLabel("<b>Try it</b> — chat with the tuned model (loaded from export/preset, exactly as "
-                                 "keras-hub would load it):")
+        self.chat_title = QLabel(
+            "<b>Try it</b> — chat with the tuned model (loaded from export/preset, exactly as keras-hub would load it):"
+        )
         self.try_title = QLabel("<b>Try it</b> — the exported SavedModel answers, exactly as a deployment would:")
         self.browse_btn = browse
         lay = QVBoxLayout(self)
@@ -167,8 +200,9 @@ class ExportPage(WizardPage):
             self.formats[f].setVisible(not text)
         self.drop.setVisible(not text)
         self.choose.setVisible(not text)
-        self.explain_btn.setVisible(not text and self.state.project.task.type.value in ("image_classification",
-                                                                                        "multi_label"))
+        self.explain_btn.setVisible(
+            not text and self.state.project.task.type.value in ("image_classification", "multi_label")
+        )
         fmts = self.state.project.export.formats
         for f, cb in self.formats.items():
             cb.setChecked(f in fmts)
@@ -176,9 +210,11 @@ class ExportPage(WizardPage):
 
     def show_lm_export(self, ready: bool) -> None:
         if not ready:
-            self.parity.setText("No export yet: train the model on the Training step (or open a finished run with "
-                                "File > Open run…). The merged model, the adapter and the fresh-process check appear "
-                                "here, and you can chat with it below.")
+            self.parity.setText(
+                "No export yet: train the model on the Training step (or open a finished run with "
+                "File > Open run…). The merged model, the adapter and the fresh-process check appear "
+                "here, and you can chat with it below."
+            )
             return
         rd = RunDir(self.state.run_dir)
         exp = rd.read_json(rd.metrics, {}).get("export") or {}
@@ -188,8 +224,9 @@ class ExportPage(WizardPage):
         self.parity.setText(
             f"<b>{'✓' if v.get('ok') else '✗'} Fresh-process check:</b> {v.get('summary', 'not run')}<br>"
             f"Folder {exp.get('dir')} ({size:.0f} MB):<ul>{files}</ul>"
-            "Load it anywhere with <code>keras_hub.models.CausalLM.from_preset(\"…/export/preset\")</code> or "
-            "<code>tlapp generate RUN \"question\"</code>; its README.md says how.")
+            'Load it anywhere with <code>keras_hub.models.CausalLM.from_preset("…/export/preset")</code> or '
+            '<code>tlapp generate RUN "question"</code>; its README.md says how.'
+        )
 
     def show_parity(self) -> None:
         if self.state.run_dir is None or not RunDir(self.state.run_dir).is_finished():
@@ -197,14 +234,19 @@ class ExportPage(WizardPage):
         rd = RunDir(self.state.run_dir)
         exp = rd.read_json(rd.metrics, {}).get("export") or {}
         v = exp.get("verify") or {}
-        rows = "".join(f"<li>{r['artifact']}: max |diff| {r['max_abs_diff']:.1e}, argmax "
-                       f"{'same' if r['argmax_match'] else 'DIFFERENT'}</li>" for r in v.get("results", []))
+        rows = "".join(
+            f"<li>{r['artifact']}: max |diff| {r['max_abs_diff']:.1e}, argmax "
+            f"{'same' if r['argmax_match'] else 'DIFFERENT'}</li>"
+            for r in v.get("results", [])
+        )
         ok = v.get("ok")
         report = exp.get("report")
         lines = export_summary(report)
         table = (f"<b>{lines[0]}</b><ul>" + "".join(f"<li>{x[2:]}</li>" for x in lines[1:]) + "</ul>") if lines else ""
-        self.parity.setText(f"<b>{'✓' if ok else '✗'} Fresh-process check:</b> {v.get('summary', 'not run')}"
-                            f"<ul>{rows}</ul>{table}Folder: {exp.get('dir')}")
+        self.parity.setText(
+            f"<b>{'✓' if ok else '✗'} Fresh-process check:</b> {v.get('summary', 'not run')}"
+            f"<ul>{rows}</ul>{table}Folder: {exp.get('dir')}"
+        )
 
     def commit(self) -> None:
         if self.state.project.task.type.is_generative:
@@ -227,15 +269,20 @@ class ExportPage(WizardPage):
         fmts = [f for f, cb in self.formats.items() if cb.isChecked()]
         out = Path(self.dest.text()) if self.dest.text().strip() else None
         self.worker = FunctionWorker(reexport, self.state.run_dir, fmts, out)
-        self.worker.done.connect(lambda info: self.parity.setText(
-            f"Exported {info['formats']} to {info['dir']}. Check: {(info.get('verify') or {}).get('summary')}"
-            + (f" Problems: {info['errors']}" if info["errors"] else "")))
+        self.worker.done.connect(
+            lambda info: self.parity.setText(
+                f"Exported {info['formats']} to {info['dir']}. Check: {(info.get('verify') or {}).get('summary')}"
+                + (f" Problems: {info['errors']}" if info["errors"] else "")
+            )
+        )
         self.worker.failed.connect(lambda m, d: show_error(self, m, d))
         self.parity.setText("Exporting and checking in a fresh process…")
         self.worker.start()
 
     def _choose(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Choose an image", "", "Images (*.png *.jpg *.jpeg *.bmp *.gif *.webp)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Choose an image", "", "Images (*.png *.jpg *.jpeg *.bmp *.gif *.webp)"
+        )
         if path:
             self.try_file(path)
 
@@ -265,8 +312,10 @@ class ExportPage(WizardPage):
     def _explained(self, result) -> None:
         ex, png = result
         self.drop.setPixmap(thumbnail(str(png), 200))
-        self.answer.setText(f"<h2>{ex.predicted}</h2>Heat map for <b>{ex.class_name}</b> (score {ex.score:.3f}): "
-                            f"red areas pushed the model towards it most.<br>Saved as {png}")
+        self.answer.setText(
+            f"<h2>{ex.predicted}</h2>Heat map for <b>{ex.class_name}</b> (score {ex.score:.3f}): "
+            f"red areas pushed the model towards it most.<br>Saved as {png}"
+        )
         self.explain_btn.setEnabled(True)
 
     def _predict(self, fn) -> None:
@@ -298,5 +347,6 @@ class ExportPage(WizardPage):
             return
         self.explain_btn.setEnabled(self._last_image is not None and r.get("path") == self._last_image)
         top = sorted(r["scores"].items(), key=lambda kv: -kv[1])[:5]
-        self.answer.setText(f"<h2>{r['label']}</h2>score {r['score']:.3f}<br>" +
-                            "<br>".join(f"{c}: {s:.3f}" for c, s in top))
+        self.answer.setText(
+            f"<h2>{r['label']}</h2>score {r['score']:.3f}<br>" + "<br>".join(f"{c}: {s:.3f}" for c, s in top)
+        )

@@ -1,4 +1,5 @@
 """Step 4 — Head & task: task type, pooling, dropout, hidden layers, class preview."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -21,21 +22,28 @@ from tlapp.presets import with_head
 from ..empty import EmptyState
 from .base import WizardPage
 
-IMAGE_TASKS = {"Single-label classification": "image_classification", "Multi-label classification": "multi_label",
-               "Regression": "regression"}
+IMAGE_TASKS = {
+    "Single-label classification": "image_classification",
+    "Multi-label classification": "multi_label",
+    "Regression": "regression",
+}
 TEXT_TASKS = {"Single-label classification": "text_classification", "Multi-label classification": "text_multi_label"}
-LM_NOTE = ("<b>A language model needs no head.</b> It answers in words: its own output layer (tied to its "
-           "vocabulary) is what produces them, and the adapters you chose on the Layers step change what it says. "
-           "Each pair becomes a chat turn in the model's template (ChatML: <i>user</i> asks, <i>assistant</i> "
-           "answers), and the loss counts only the answer's tokens and its end marker, so the model learns to "
-           "answer, not to repeat questions. Nothing to set here: press <b>Next</b>.")
+LM_NOTE = (
+    "<b>A language model needs no head.</b> It answers in words: its own output layer (tied to its "
+    "vocabulary) is what produces them, and the adapters you chose on the Layers step change what it says. "
+    "Each pair becomes a chat turn in the model's template (ChatML: <i>user</i> asks, <i>assistant</i> "
+    "answers), and the loss counts only the answer's tokens and its end marker, so the model learns to "
+    "answer, not to repeat questions. Nothing to set here: press <b>Next</b>."
+)
 
 
 class HeadPage(WizardPage):
     title = "Head & task"
-    intro = ("The head turns the backbone's features into your answer. Choose the task — one label per example, "
-             "several labels, or a number — and, if you like, dropout or hidden layers. The defaults suit most "
-             "data; press Next to train.")
+    intro = (
+        "The head turns the backbone's features into your answer. Choose the task — one label per example, "
+        "several labels, or a number — and, if you like, dropout or hidden layers. The defaults suit most "
+        "data; press Next to train."
+    )
 
     intro_lm = "A language model answers in words, so there is no head to attach: press Next to train."
 
@@ -43,24 +51,33 @@ class HeadPage(WizardPage):
         super().__init__(state)
         self.task = QComboBox()
         self.task.addItems(list(IMAGE_TASKS))
-        self.task.setToolTip("Single-label: each example has exactly one class (the usual case). Multi-label: "
-                             "any number of labels (CSV with ';'-separated labels). Regression: a number per image.")
+        self.task.setToolTip(
+            "Single-label: each example has exactly one class (the usual case). Multi-label: "
+            "any number of labels (CSV with ';'-separated labels). Regression: a number per image."
+        )
         self.pooling = QComboBox()
         self.pooling.addItems(["avg", "max"])
-        self.pooling.setToolTip("How the backbone's feature map becomes one vector. avg (default) suits most "
-                                "images; max can help when the object is small. Text: cls uses the first token.")
+        self.pooling.setToolTip(
+            "How the backbone's feature map becomes one vector. avg (default) suits most "
+            "images; max can help when the object is small. Text: cls uses the first token."
+        )
         self.dropout = QDoubleSpinBox()
         self.dropout.setRange(0, 0.9)
         self.dropout.setSingleStep(0.05)
-        self.dropout.setToolTip("Share of features randomly dropped while training the head: fights "
-                                "over-fitting on small data. Default 0.2.")
+        self.dropout.setToolTip(
+            "Share of features randomly dropped while training the head: fights "
+            "over-fitting on small data. Default 0.2."
+        )
         self.hidden = QLineEdit()
         self.hidden.setPlaceholderText("e.g. 256, 128 (empty: a single output layer)")
-        self.hidden.setToolTip("Extra dense layers between the backbone and the output. Empty (default) is "
-                               "best for most data; hidden layers rarely help with few examples.")
+        self.hidden.setToolTip(
+            "Extra dense layers between the backbone and the output. Empty (default) is "
+            "best for most data; hidden layers rarely help with few examples."
+        )
         self.classes = QListWidget()
-        self.classes_box = EmptyState(self.classes, "The classes found by the scan appear here (scan your data "
-                                                    "on the Data step).")
+        self.classes_box = EmptyState(
+            self.classes, "The classes found by the scan appear here (scan your data on the Data step)."
+        )
         self.note = QLabel()
         self.note.setWordWrap(True)
         form = QFormLayout()
@@ -71,8 +88,9 @@ class HeadPage(WizardPage):
         self.lm_note = QLabel(LM_NOTE)
         self.lm_note.setObjectName("lmNote")
         self.lm_note.setWordWrap(True)
-        self.lm_note.setStyleSheet("QLabel#lmNote { font-size: 11pt; border: 1px solid palette(mid); "
-                                   "border-radius: 8px; padding: 12px; }")
+        self.lm_note.setStyleSheet(
+            "QLabel#lmNote { font-size: 11pt; border: 1px solid palette(mid); border-radius: 8px; padding: 12px; }"
+        )
         self.classifier = QWidget()
         inner = QVBoxLayout(self.classifier)
         inner.setContentsMargins(0, 0, 0, 0)

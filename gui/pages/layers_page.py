@@ -4,6 +4,7 @@ quick freeze plans, live parameter counts and a memory estimate.
 It edits the freeze plan of the fine-tune phase (:func:`tlapp.presets.with_finetune_freeze`):
 the ticks start as the preset's proposal, and what is ticked is what the fine-tune trains.
 """
+
 from __future__ import annotations
 
 import re
@@ -37,13 +38,21 @@ from ..widgets import show_error
 from ..workers import FunctionWorker
 from .base import WizardPage
 
-
-LORA_LABEL = {"attention_output": "attention out", "feedforward_gate_dense": "ffn gate",
-              "feedforward_intermediate_dense": "ffn up", "feedforward_output_dense": "ffn down"}
-LORA_TIP = {"query": "attention queries", "key": "attention keys", "value": "attention values",
-             "attention_output": "attention output projection", "feedforward_gate_dense": "feed-forward gate",
-             "feedforward_intermediate_dense": "feed-forward up projection",
-             "feedforward_output_dense": "feed-forward down projection"}
+LORA_LABEL = {
+    "attention_output": "attention out",
+    "feedforward_gate_dense": "ffn gate",
+    "feedforward_intermediate_dense": "ffn up",
+    "feedforward_output_dense": "ffn down",
+}
+LORA_TIP = {
+    "query": "attention queries",
+    "key": "attention keys",
+    "value": "attention values",
+    "attention_output": "attention output projection",
+    "feedforward_gate_dense": "feed-forward gate",
+    "feedforward_intermediate_dense": "feed-forward up projection",
+    "feedforward_output_dense": "feed-forward down projection",
+}
 
 
 def _structure(cfg: Backbone) -> tuple[list[LayerInfo], dict[str, list[tuple[int, ...]]]]:
@@ -56,13 +65,17 @@ def _structure(cfg: Backbone) -> tuple[list[LayerInfo], dict[str, list[tuple[int
 
 class LayersPage(WizardPage):
     title = "Layers"
-    intro = ("Choose which backbone layers a fine-tune may change. Frozen layers keep their pretrained "
-             "features; training the top blocks adapts them to your data but needs more examples and time. "
-             "The numbers below show how many parameters would train and the memory that takes.")
+    intro = (
+        "Choose which backbone layers a fine-tune may change. Frozen layers keep their pretrained "
+        "features; training the top blocks adapts them to your data but needs more examples and time. "
+        "The numbers below show how many parameters would train and the memory that takes."
+    )
 
-    intro_lm = ("Choose what fine-tuning may change. LoRA (the default) freezes all 135 M weights and trains small "
-                "adapters beside the attention layers: about 1% of the parameters, and the model keeps what it "
-                "knew. Or untick it and train the top blocks in full. The count below updates as you choose.")
+    intro_lm = (
+        "Choose what fine-tuning may change. LoRA (the default) freezes all 135 M weights and trains small "
+        "adapters beside the attention layers: about 1% of the parameters, and the model keeps what it "
+        "knew. Or untick it and train the top blocks in full. The count below updates as you choose."
+    )
 
     def __init__(self, state) -> None:
         super().__init__(state)
@@ -76,19 +89,26 @@ class LayersPage(WizardPage):
         self.tree.setColumnWidth(0, 300)
         self.tree.setToolTip("Tick a layer to train it in the fine-tune phase; a block's box ticks all its layers")
         self.tree.itemChanged.connect(self._item_changed)
-        self.tree_box = EmptyState(self.tree, "The backbone's blocks and layers appear here once it is built "
-                                              "(a few seconds after you choose it on the Backbone step).")
+        self.tree_box = EmptyState(
+            self.tree,
+            "The backbone's blocks and layers appear here once it is built "
+            "(a few seconds after you choose it on the Backbone step).",
+        )
         self.recipe_note = QLabel()
         self.recipe_note.setWordWrap(True)
         self.recipe_note.setObjectName("recipeNote")
-        self.recipe_note.setStyleSheet("QLabel#recipeNote { border: 1px solid palette(mid); border-radius: 6px;"
-                                       " padding: 6px; }")
+        self.recipe_note.setStyleSheet(
+            "QLabel#recipeNote { border: 1px solid palette(mid); border-radius: 6px; padding: 6px; }"
+        )
         self.blocks = QSlider(Qt.Orientation.Horizontal)
-        self.blocks.setToolTip("Train the top N blocks (counted from the output), keep the rest frozen. "
-                               "0 = head only. Default 2: adapts the most task-specific features.")
+        self.blocks.setToolTip(
+            "Train the top N blocks (counted from the output), keep the rest frozen. "
+            "0 = head only. Default 2: adapts the most task-specific features."
+        )
         self.blocks_label = QLabel()
-        self.blocks.valueChanged.connect(lambda v: self.set_plan(FreezePlan(mode="top_blocks", blocks=v,
-                                                                            train_batchnorm=self._bn())))
+        self.blocks.valueChanged.connect(
+            lambda v: self.set_plan(FreezePlan(mode="top_blocks", blocks=v, train_batchnorm=self._bn()))
+        )
         self.fraction = QDoubleSpinBox()
         self.fraction.setRange(0, 1)
         self.fraction.setSingleStep(0.05)
@@ -97,29 +117,40 @@ class LayersPage(WizardPage):
         self.regex.setPlaceholderText("regex of layers to train, e.g. ^block7|^top")
         self.regex.setToolTip("A regular expression over layer names; 'Train matching' unfreezes those layers")
         self.keep_bn = QCheckBox("Keep BatchNorm frozen (recommended)")
-        self.keep_bn.setToolTip("BatchNorm statistics drift on small batches of new data and can ruin a "
-                                "fine-tune; keeping them frozen is the safe default")
+        self.keep_bn.setToolTip(
+            "BatchNorm statistics drift on small batches of new data and can ruin a "
+            "fine-tune; keeping them frozen is the safe default"
+        )
         self.keep_bn.setChecked(True)
-        self.keep_bn.toggled.connect(lambda: self.set_plan(self.plan.model_copy(update={"train_batchnorm": self._bn()})))
+        self.keep_bn.toggled.connect(
+            lambda: self.set_plan(self.plan.model_copy(update={"train_batchnorm": self._bn()}))
+        )
         freeze_all = QPushButton("Freeze all")
         freeze_all.setToolTip("Train only the head: fastest, and best for very small data sets")
         freeze_all.clicked.connect(lambda: self.set_plan(FreezePlan(mode="all")))
         frac_btn = QPushButton("Train top fraction")
         frac_btn.setToolTip("Unfreeze the top share of layers given at the left")
-        frac_btn.clicked.connect(lambda: self.set_plan(FreezePlan(mode="fraction", fraction=self.fraction.value(),
-                                                                  train_batchnorm=self._bn())))
+        frac_btn.clicked.connect(
+            lambda: self.set_plan(
+                FreezePlan(mode="fraction", fraction=self.fraction.value(), train_batchnorm=self._bn())
+            )
+        )
         rx_btn = QPushButton("Train matching")
         rx_btn.setToolTip("Unfreeze the layers whose names match the expression at the left")
         rx_btn.clicked.connect(self._regex_plan)
         self.lora = QCheckBox("LoRA adapters (recommended)")
-        self.lora.setToolTip("Freeze every weight and train small low-rank adapters beside the chosen layers: "
-                             "about 1% of the parameters, a few MB to save, and the model keeps what it knew. "
-                             "Unticked: the top blocks (slider above) train in full.")
+        self.lora.setToolTip(
+            "Freeze every weight and train small low-rank adapters beside the chosen layers: "
+            "about 1% of the parameters, a few MB to save, and the model keeps what it knew. "
+            "Unticked: the top blocks (slider above) train in full."
+        )
         self.rank = QSpinBox()
         self.rank.setRange(1, 256)
         self.rank.setPrefix("rank ")
-        self.rank.setToolTip("Adapter rank: more can learn more, and costs more. 8 is the usual default; 4 is "
-                             "enough for a few facts, 16-64 for a new style over thousands of pairs.")
+        self.rank.setToolTip(
+            "Adapter rank: more can learn more, and costs more. 8 is the usual default; 4 is "
+            "enough for a few facts, 16-64 for a new style over thousands of pairs."
+        )
         self.alpha = QDoubleSpinBox()
         self.alpha.setRange(0.0, 1024)
         self.alpha.setSpecialValueText("alpha: 2 × rank")
@@ -182,8 +213,12 @@ class LayersPage(WizardPage):
         self.plan = finetune_freeze(p)
         self._set_lora_controls()
         self.keep_bn.setChecked(not self.plan.train_batchnorm)
-        key = (p.backbone.name, p.backbone.image_size, p.backbone.sequence_length,
-               tuple(sorted(p.backbone.options.items())))
+        key = (
+            p.backbone.name,
+            p.backbone.image_size,
+            p.backbone.sequence_length,
+            tuple(sorted(p.backbone.options.items())),
+        )
         if key != self.key:
             self.key = key
             self.load_structure()
@@ -199,16 +234,22 @@ class LayersPage(WizardPage):
             return f"<b>This plan cannot run:</b> {e}"
         last = phases[-1]
         if p.train.preset == "custom":
-            return (f"These ticks set what phase '{last.name}' trains ({trains_text(last)}); the phases run exactly "
-                    "as written (Training step, Advanced).")
+            return (
+                f"These ticks set what phase '{last.name}' trains ({trains_text(last)}); the phases run exactly "
+                "as written (Training step, Advanced)."
+            )
         if self.is_lm():
             return f"The language model trains {trains_text(last)}. Change it here; this is what trains."
         if len(phases) == 1:
-            return (f"The <b>{p.train.preset.capitalize()}</b> plan trains the head only, solved exactly. Tick layers "
-                    "to add a fine-tune that trains them; the Training step shows whether the preset runs it.")
-        return (f"The <b>{p.train.preset.capitalize()}</b> plan: the head, solved exactly, then a fine-tune of "
-                f"{trains_text(last)}. Your ticks are what the fine-tune trains; the preset decides whether it runs "
-                "(shown before Start on the Training step, with <i>Fine-tune anyway</i>).")
+            return (
+                f"The <b>{p.train.preset.capitalize()}</b> plan trains the head only, solved exactly. Tick layers "
+                "to add a fine-tune that trains them; the Training step shows whether the preset runs it."
+            )
+        return (
+            f"The <b>{p.train.preset.capitalize()}</b> plan: the head, solved exactly, then a fine-tune of "
+            f"{trains_text(last)}. Your ticks are what the fine-tune trains; the preset decides whether it runs "
+            "(shown before Start on the Training step, with <i>Fine-tune anyway</i>)."
+        )
 
     def load_structure(self) -> None:
         b = self.state.project.backbone
@@ -219,8 +260,13 @@ class LayersPage(WizardPage):
         self.counts.setText("")
         self.worker = FunctionWorker(_structure, b)
         self.worker.done.connect(self._loaded)
-        self.worker.failed.connect(lambda m, d: (self.status.setText(m), show_error(self, m, d),
-                                                 self.tree_box.show_empty(f"Could not build the backbone: {m}")))
+        self.worker.failed.connect(
+            lambda m, d: (
+                self.status.setText(m),
+                show_error(self, m, d),
+                self.tree_box.show_empty(f"Could not build the backbone: {m}"),
+            )
+        )
         self.worker.start()
 
     def _set_lora_controls(self) -> None:
@@ -245,8 +291,10 @@ class LayersPage(WizardPage):
         self.targets_row.addWidget(QLabel("Adapt:"))
         for name in self.shapes:
             box = QCheckBox(LORA_LABEL.get(name, name))
-            box.setToolTip(f"{name} — {LORA_TIP.get(name, name)}: {len(self.shapes[name])} layer(s), kernel "
-                           f"{' x '.join(map(str, self.shapes[name][0]))}")
+            box.setToolTip(
+                f"{name} — {LORA_TIP.get(name, name)}: {len(self.shapes[name])} layer(s), kernel "
+                f"{' x '.join(map(str, self.shapes[name][0]))}"
+            )
             box.setChecked(name in self.plan.targets)
             box.toggled.connect(self._lora_changed)
             self.targets[name] = box
@@ -259,8 +307,9 @@ class LayersPage(WizardPage):
                 self.set_plan(FreezePlan(mode="top_blocks", blocks=max(self.blocks.value(), 1)))
             return
         targets = [n for n, b in self.targets.items() if b.isChecked()] or ["query", "value"]
-        self.set_plan(FreezePlan(mode="lora", rank=self.rank.value(), alpha=self.alpha.value() or None,
-                                 targets=targets))
+        self.set_plan(
+            FreezePlan(mode="lora", rank=self.rank.value(), alpha=self.alpha.value() or None, targets=targets)
+        )
 
     def _loaded(self, result: tuple[list[Any], dict]) -> None:
         table, self.shapes = result
@@ -273,9 +322,13 @@ class LayersPage(WizardPage):
         self.blocks.blockSignals(False)
         self.status.setText(
             f"{self.state.project.backbone.name}: {len(table)} layers in {len(middle)} blocks. "
-            + ("Train small LoRA adapters (recommended), or untick it and train the top blocks in full with the "
-               "slider." if self.is_lm() else
-               "Tick layers to train them in a fine-tune phase, or use the quick plans below."))
+            + (
+                "Train small LoRA adapters (recommended), or untick it and train the top blocks in full with the "
+                "slider."
+                if self.is_lm()
+                else "Tick layers to train them in a fine-tune phase, or use the quick plans below."
+            )
+        )
         self.tree_box.show_content()
         self.render()
 
@@ -316,13 +369,16 @@ class LayersPage(WizardPage):
             self.counts.setText(
                 f"LoRA rank {self.plan.rank} on {', '.join(self.plan.targets)}: <b>{tr:,}</b> trainable parameters "
                 f"beside {total:,} frozen ones ({100 * tr / max(total, 1):.2f}%); the adapter file is about "
-                f"{tr * 4 / 2**20:.1f} MB. The exported model has the adapters merged in.")
+                f"{tr * 4 / 2**20:.1f} MB. The exported model has the adapters merged in."
+            )
             return
         # fp32 weights + grads + Adam's two moments for trainable ones; a rough guide, not a promise.
         mem = (total * 4 + tr * 12) / 2**20
-        self.counts.setText(f"Fine-tune phase: <b>{tr:,}</b> trainable of {total:,} backbone parameters "
-                            f"({100 * tr / max(total, 1):.1f}%). Estimated weight+optimizer memory ≈ {mem:.1f} MiB "
-                            "(plus activations, which grow with batch size and input size).")
+        self.counts.setText(
+            f"Fine-tune phase: <b>{tr:,}</b> trainable of {total:,} backbone parameters "
+            f"({100 * tr / max(total, 1):.1f}%). Estimated weight+optimizer memory ≈ {mem:.1f} MiB "
+            "(plus activations, which grow with batch size and input size)."
+        )
 
     def _item_changed(self, item: QTreeWidgetItem, column: int) -> None:
         if self._updating or column != 3 or item.data(0, Qt.ItemDataRole.UserRole) is None:
@@ -335,8 +391,9 @@ class LayersPage(WizardPage):
                 ch = blk.child(j)
                 if ch.flags() & Qt.ItemFlag.ItemIsUserCheckable and ch.checkState(3) == Qt.CheckState.Checked:
                     names.append(f"^{re.escape(ch.text(0))}$")
-        self.plan = FreezePlan(mode="patterns", patterns=names, train_batchnorm=self._bn()) if names \
-            else FreezePlan(mode="all")
+        self.plan = (
+            FreezePlan(mode="patterns", patterns=names, train_batchnorm=self._bn()) if names else FreezePlan(mode="all")
+        )
         self.update_counts()
 
     def _regex_plan(self) -> None:

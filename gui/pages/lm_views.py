@@ -1,5 +1,6 @@
 """Views of a fine-tuned language model (task sft): the before/after table on held-out prompts, and a
 chat box that asks the exported model. Both read the run folder and call the core; neither computes."""
+
 from __future__ import annotations
 
 import html
@@ -29,10 +30,15 @@ def metrics_line(m: dict[str, Any]) -> str:
     """Held-out loss, perplexity and token accuracy in one line (what Evaluate heads with)."""
     val, n = m.get("val"), m.get("n_val", 0)
     if not val:
-        return ("<b>No validation pairs</b> (too few to hold any out): the table shows training prompts, so it "
-                "says what the model memorised, not how it generalises.")
-    parts = [f"<b>Validation perplexity {val['perplexity']:.2f}</b> on {n} held-out pair(s)",
-             f"loss {val['loss']:.3f}", f"answer-token accuracy {val['token_accuracy']:.3f}"]
+        return (
+            "<b>No validation pairs</b> (too few to hold any out): the table shows training prompts, so it "
+            "says what the model memorised, not how it generalises."
+        )
+    parts = [
+        f"<b>Validation perplexity {val['perplexity']:.2f}</b> on {n} held-out pair(s)",
+        f"loss {val['loss']:.3f}",
+        f"answer-token accuracy {val['token_accuracy']:.3f}",
+    ]
     if m.get("test"):
         parts.append(f"test perplexity {m['test']['perplexity']:.2f}")
     best = m.get("best") or {}
@@ -60,10 +66,15 @@ class BeforeAfterView(QWidget):
         self.table.setWordWrap(True)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.setToolTip("Greedy answers (no sampling) to prompts the model did not train on, before and "
-                              "after fine-tuning. The same table is in the run's model card.")
-        self.box = EmptyState(self.table, "After training, the base model's and the tuned model's answers to "
-                                          "held-out prompts appear here side by side.")
+        self.table.setToolTip(
+            "Greedy answers (no sampling) to prompts the model did not train on, before and "
+            "after fine-tuning. The same table is in the run's model card."
+        )
+        self.box = EmptyState(
+            self.table,
+            "After training, the base model's and the tuned model's answers to "
+            "held-out prompts appear here side by side.",
+        )
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.summary)
@@ -91,8 +102,9 @@ class ChatBox(QWidget):
         self.worker: Optional[FunctionWorker] = None
         self.transcript = QTextBrowser()
         self.transcript.setObjectName("chatTranscript")
-        self.transcript.setPlaceholderText("Type a question below and press Enter: the tuned model answers here, "
-                                           "exactly as the exported folder would.")
+        self.transcript.setPlaceholderText(
+            "Type a question below and press Enter: the tuned model answers here, exactly as the exported folder would."
+        )
         self.prompt = QLineEdit()
         self.prompt.setObjectName("chatPrompt")
         self.prompt.setPlaceholderText("Ask the tuned model something, then press Enter")
@@ -143,7 +155,9 @@ class ChatBox(QWidget):
         self.worker.start()
 
     def render(self, thinking: bool = False) -> None:
-        rows = [f"<p><b>{who}:</b> {html.escape(text) if text else '<i>(no answer)</i>'}</p>" for who, text in self.turns]
+        rows = [
+            f"<p><b>{who}:</b> {html.escape(text) if text else '<i>(no answer)</i>'}</p>" for who, text in self.turns
+        ]
         if thinking:
             rows.append("<p><i>thinking… (the first answer loads the model: a few seconds)</i></p>")
         self.transcript.setHtml("".join(rows))

@@ -1,6 +1,7 @@
 """The plan before Start (Training step): each phase, what it trains, its expected time, and the
 preset's fine-tune decision with a one-click "Fine-tune anyway". The rules are the core's
 (:func:`tlapp.training.plan.plan_for`, :func:`tlapp.presets.with_finetune_choice`); this only shows them."""
+
 from __future__ import annotations
 
 import html
@@ -26,8 +27,10 @@ class PlanView(QGroupBox):
         self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.anyway = QPushButton("Fine-tune anyway")
         self.anyway.setObjectName("finetuneAnyway")
-        self.anyway.setToolTip("Run the fine-tune whatever the head scores (train.finetune: always); it is still "
-                               "kept only if validation improves")
+        self.anyway.setToolTip(
+            "Run the fine-tune whatever the head scores (train.finetune: always); it is still "
+            "kept only if validation improves"
+        )
         self.anyway.clicked.connect(self._toggle)
         self.decision = None
         row = QHBoxLayout()
@@ -40,8 +43,10 @@ class PlanView(QGroupBox):
     def refresh(self) -> None:
         p = self.state.project
         if self.state.scan_report is None:
-            self.text.setText("Scan the data (step 1) to see the plan: each phase, what it trains, how long it "
-                              "takes here and whether the preset will fine-tune.")
+            self.text.setText(
+                "Scan the data (step 1) to see the plan: each phase, what it trains, how long it "
+                "takes here and whether the preset will fine-tune."
+            )
             self.anyway.setVisible(False)
             return
         try:
@@ -54,8 +59,11 @@ class PlanView(QGroupBox):
         self.decision = plan.decision.finetune
         forced = p.train.finetune == "always"
         self.anyway.setText("Let the preset decide" if forced else "Fine-tune anyway")
-        self.anyway.setVisible(not p.task.type.is_generative and p.train.preset != "custom"
-                               and (forced or plan.decision.finetune is not True))
+        self.anyway.setVisible(
+            not p.task.type.is_generative
+            and p.train.preset != "custom"
+            and (forced or plan.decision.finetune is not True)
+        )
 
     def show_lines(self, lines: list[str]) -> None:
         body = "<br>".join(html.escape(line).replace("  ", "&nbsp;&nbsp;") for line in lines[1:])

@@ -1,6 +1,7 @@
 """Step 5 — Training: recipe (or phases editor), device, Start / Cancel /
 Resume, a progress bar for the embedding pass, live charts, a log, and the
 result card when the run ends. Training runs in a child process (see workers)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -48,13 +49,9 @@ from tlapp.events import (
     describe,
 )
 from tlapp.model.tasks import metric_name
+from tlapp.presets import PRESETS, phases_of, sft_epochs, with_preset, with_proposed_phases
 from tlapp.rundir import RunDir, absolute_data_path
 from tlapp.training.devices import describe_device
-
-# train.strategy values and how the wizard names them.
-STRATEGIES = (("auto", "Automatic"), ("default", "One device"), ("mirrored", "Mirrored on this machine"),
-              ("multi_worker", "Several machines (TF_CONFIG)"))
-from tlapp.presets import PRESETS, phases_of, sft_epochs, with_preset, with_proposed_phases
 from tlapp.training.estimate import estimate, examples_used
 
 from ..charts import TrainingCharts
@@ -65,42 +62,55 @@ from ..workers import DeviceProbe, TrainingProcess
 from .base import WizardPage
 from .plan_view import PlanView
 
+# train.strategy values and how the wizard names them.
+STRATEGIES = (
+    ("auto", "Automatic"),
+    ("default", "One device"),
+    ("mirrored", "Mirrored on this machine"),
+    ("multi_worker", "Several machines (TF_CONFIG)"),
+)
 PHASE_COLUMNS = ["Name", "Epochs", "LR", "Schedule", "Optimizer", "Freeze", "Patience", "Flip aug."]
-PRESET_LABELS = {name: f"{name.capitalize()} — {p['about']}" + (" (recommended)" if name == "balanced" else "")
-                 for name, p in PRESETS.items()}
+PRESET_LABELS = {
+    name: f"{name.capitalize()} — {p['about']}" + (" (recommended)" if name == "balanced" else "")
+    for name, p in PRESETS.items()
+}
 PRESET_HELP = {
     "fast": "One pass of the backbone over your data, then a linear head solved exactly, its strength chosen "
-            "by cross-validation and refit on all your data. Usually within a point of Balanced.",
+    "by cross-validation and refit on all your data. Usually within a point of Balanced.",
     "balanced": "Fast, plus mirrored copies when cross-validation says they help, and the fine-tune phase (what "
-                "you ticked on the Layers step) when your data can show its gain and it fits the time budget. "
-                "The default.",
+    "you ticked on the Layers step) when your data can show its gain and it fits the time budget. "
+    "The default.",
     "best": "Balanced with a longer fine-tune and a larger time budget (train.time_budget_s).",
 }
 
 
-CHARTS_BEFORE = ("Press Start: loss and accuracy curves appear here as the model trains. With the presets, the "
-                 "backbone first reads your examples once (the progress bar above); then each cross-validation "
-                 "candidate of the head adds a validation point, the solver draws its curve, and a fine-tune adds "
-                 "its batches and epochs.")
+CHARTS_BEFORE = (
+    "Press Start: loss and accuracy curves appear here as the model trains. With the presets, the "
+    "backbone first reads your examples once (the progress bar above); then each cross-validation "
+    "candidate of the head adds a validation point, the solver draws its curve, and a fine-tune adds "
+    "its batches and epochs."
+)
 
 
 STAGE_HELP = {
     "scanning": "Reading every file once, so no broken image can stop training half-way.",
     "embedding": "The backbone's one pass over your data (each example once, then cached); the head is then "
-                 "fitted in seconds.",
+    "fitted in seconds.",
     "cross-validating": "Choosing the head's regularisation: each candidate is scored on examples it never saw "
-                        "(a validation point on the charts).",
+    "(a validation point on the charts).",
     "solving the head": "Fitting the head to convergence (L-BFGS): the per-step line on the charts.",
     "evaluating": "Scoring the validation examples with the final model.",
     "exporting": "Writing the model in each format, then loading it in a fresh process to check its answers.",
     "loading the language model": "Reading the model's weights from tlapp's model store (a few seconds).",
     "answering": "Asking the held-out prompts, to show the answers before and after tuning side by side.",
     "preparing the first": "TensorFlow builds the training graph once; every later step reuses it (about 25 s "
-                           "for SmolLM2 on a 2-core CPU).",
+    "for SmolLM2 on a 2-core CPU).",
 }
-CHARTS_BEFORE_LM = ("Press Start: the loss and perplexity of the answers appear here as the model trains (lower is "
-                    "better; perplexity 1 means it predicts every answer token). Before the first point: the model "
-                    "loads, answers a few held-out prompts, and prepares its training graph (about a minute).")
+CHARTS_BEFORE_LM = (
+    "Press Start: the loss and perplexity of the answers appear here as the model trains (lower is "
+    "better; perplexity 1 means it predicts every answer token). Before the first point: the model "
+    "loads, answers a few held-out prompts, and prepares its training graph (about a minute)."
+)
 
 
 class SummaryCard(QFrame):
@@ -119,8 +129,9 @@ class SummaryCard(QFrame):
         self.copy_btn.setToolTip("Copy the `tlapp predict` line that runs this model on new files")
         self.eval_btn = QPushButton("See the evaluation →")
         self.summary: Optional[RunSummary] = None
-        self.open_btn.clicked.connect(lambda: self.summary and self.summary.export_dir and
-                                      open_folder(self.summary.export_dir))
+        self.open_btn.clicked.connect(
+            lambda: self.summary and self.summary.export_dir and open_folder(self.summary.export_dir)
+        )
         self.copy_btn.clicked.connect(self.copy_command)
         buttons = QHBoxLayout()
         for b in (self.open_btn, self.copy_btn):
@@ -138,8 +149,9 @@ class SummaryCard(QFrame):
         best = f" Best weights: phase '{s.best_phase}'." if s.best_phase else ""
         check = "checked in a fresh process ✓" if s.verified else "not verified"
         export = f"Exported to <code>{s.export_dir}</code> ({check})." if s.export_dir else "No export."
-        self.text.setText(f"<span style='font-size:13pt'><b>✓ Done{took} — {head}</b></span> {s.how}.<br>"
-                          f"{export}{best}")
+        self.text.setText(
+            f"<span style='font-size:13pt'><b>✓ Done{took} — {head}</b></span> {s.how}.<br>{export}{best}"
+        )
         self.setToolTip(f"Recipe: {s.recipe}" if s.recipe else "")
         self.open_btn.setEnabled(s.export_dir is not None)
         self.copy_btn.setText("Copy generate command" if s.task == "sft" else "Copy predict command")
@@ -154,9 +166,11 @@ class SummaryCard(QFrame):
 
 class TrainingPage(WizardPage):
     title = "Training"
-    intro = ("Pick a recipe and press Start. Training runs in the background — you can keep using the window — "
-             "and the best model is kept, exported and checked automatically. Cancel keeps the last checkpoint; "
-             "Resume continues from it.")
+    intro = (
+        "Pick a recipe and press Start. Training runs in the background — you can keep using the window — "
+        "and the best model is kept, exported and checked automatically. Cancel keeps the last checkpoint; "
+        "Resume continues from it."
+    )
     run_done = Signal(str, str)  # run dir, status
     open_evaluation = Signal()
 
@@ -178,17 +192,21 @@ class TrainingPage(WizardPage):
         self.preset_note.setWordWrap(True)
         pl.addWidget(self.preset_note)
         self.advanced = QCheckBox("Advanced: write the phases myself")
-        self.advanced.setToolTip("Run exactly the phases in the table (preset 'custom'): epochs, learning rates, "
-                                 "freeze plans. Off: the recipe chooses them from your data.")
+        self.advanced.setToolTip(
+            "Run exactly the phases in the table (preset 'custom'): epochs, learning rates, "
+            "freeze plans. Off: the recipe chooses them from your data."
+        )
         self.advanced.toggled.connect(self._advanced_changed)
         pl.addWidget(self.advanced)
         self.phases = QTableWidget(0, len(PHASE_COLUMNS))
         self.phases.setHorizontalHeaderLabels(PHASE_COLUMNS)
         self.phases.horizontalHeader().setStretchLastSection(True)
         self.phases.setMaximumHeight(120)
-        self.phases.setToolTip("One row per phase, run in order. LR: learning rate; Freeze: which backbone layers "
-                               "stay fixed (edit on the Layers step); Patience: epochs without improvement before "
-                               "the phase stops early.")
+        self.phases.setToolTip(
+            "One row per phase, run in order. LR: learning rate; Freeze: which backbone layers "
+            "stay fixed (edit on the Layers step); Patience: epochs without improvement before "
+            "the phase stops early."
+        )
         add, remove = QPushButton("Add phase"), QPushButton("Remove phase")
         self.phase_buttons = (add, remove)
         add.clicked.connect(self.add_phase)
@@ -196,11 +214,14 @@ class TrainingPage(WizardPage):
         self.batch = QSpinBox()
         self.batch.setRange(1, 4096)
         self.batch.setMaximumWidth(120)
-        self.batch.setToolTip("Examples per training step. Default 32. Lower it if you run out of memory; "
-                              "higher is faster on a GPU.")
+        self.batch.setToolTip(
+            "Examples per training step. Default 32. Lower it if you run out of memory; higher is faster on a GPU."
+        )
         self.mixed = QCheckBox("Mixed precision")
-        self.mixed.setToolTip("16-bit maths on a GPU with tensor cores: about twice as fast and half the memory "
-                              "(default: on where it pays). Has no effect on a CPU, so it is hidden there.")
+        self.mixed.setToolTip(
+            "16-bit maths on a GPU with tensor cores: about twice as fast and half the memory "
+            "(default: on where it pays). Has no effect on a CPU, so it is hidden there."
+        )
         self.mixed.setVisible(False)
         self.device = QLabel("detecting…")
         self.device.setWordWrap(True)
@@ -208,15 +229,20 @@ class TrainingPage(WizardPage):
         self.strategy = QComboBox()
         for key, text in STRATEGIES:
             self.strategy.addItem(text, key)
-        self.strategy.setToolTip("How many copies of the model train side by side (tf.distribute). Default auto: "
-                                 "one per GPU when there are several, else one device. The batch size is the "
-                                 "total over all copies, so results match a one-device run.")
+        self.strategy.setToolTip(
+            "How many copies of the model train side by side (tf.distribute). Default auto: "
+            "one per GPU when there are several, else one device. The batch size is the "
+            "total over all copies, so results match a one-device run."
+        )
         self.strategy_note = QLabel("detecting…")
         self.strategy_note.setWordWrap(True)
         self.strategy.currentIndexChanged.connect(self._strategy_note)
         self._survey: dict = {}
-        self.start_btn, self.cancel_btn, self.resume_btn = QPushButton("Start"), QPushButton("Cancel"), \
-            QPushButton("Resume")
+        self.start_btn, self.cancel_btn, self.resume_btn = (
+            QPushButton("Start"),
+            QPushButton("Cancel"),
+            QPushButton("Resume"),
+        )
         self.start_btn.setToolTip("Train a new run with these settings (in the background)")
         self.cancel_btn.setToolTip("Stop after the current batch; the last checkpoint is kept")
         self.resume_btn.setToolTip("Continue a cancelled or failed run from its last checkpoint")
@@ -239,8 +265,9 @@ class TrainingPage(WizardPage):
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(5000)
-        self.log.setPlaceholderText("The run's log appears here: what the recipe decided, each phase and epoch, "
-                                    "the export and its check.")
+        self.log.setPlaceholderText(
+            "The run's log appears here: what the recipe decided, each phase and epoch, the export and its check."
+        )
         form = self.form = QFormLayout()
         form.addRow("Batch size", self.batch)
         form.addRow("Device", self.device)
@@ -313,8 +340,9 @@ class TrainingPage(WizardPage):
             try:
                 self.card.show_summary(summarize_run(rd))  # an opened finished run shows its result here too
                 self.replay(rd)
-                self.counters.setText(f"Finished run {rd.name}, opened from disk. Press Start to train a new run "
-                                      "with the settings above.")
+                self.counters.setText(
+                    f"Finished run {rd.name}, opened from disk. Press Start to train a new run with the settings above."
+                )
             except Exception:
                 pass  # the Evaluate step reports a broken run folder
         elif rd is None:
@@ -354,9 +382,12 @@ class TrainingPage(WizardPage):
         scanned = rep is not None and hasattr(rep, "pairs")
         n_train = max(1, round(len(rep.pairs) * (1 - p.data.val_fraction - p.data.test_fraction))) if scanned else 100
         for name, rb in self.presets.items():
-            rb.setText(f"{name.capitalize()} — LoRA rank 8 on queries and values, "
-                       f"{sft_epochs(name, n_train, p.train.batch_size)} epochs"
-                       + (" for your pairs" if scanned else "") + (" (recommended)" if name == "balanced" else ""))
+            rb.setText(
+                f"{name.capitalize()} — LoRA rank 8 on queries and values, "
+                f"{sft_epochs(name, n_train, p.train.batch_size)} epochs"
+                + (" for your pairs" if scanned else "")
+                + (" (recommended)" if name == "balanced" else "")
+            )
         if not scanned:
             self.preset_note.setText("Scan your pairs (step 1) to see how many steps training takes.")
             return
@@ -364,7 +395,8 @@ class TrainingPage(WizardPage):
         epochs = sum(ph.epochs for ph in phases_of(p, n_train))
         self.preset_note.setText(
             f"{n_train} training pairs at batch {p.train.batch_size}: {steps} step(s) per epoch, {steps * epochs} in "
-            "all; on a 2-core CPU SmolLM2 takes 1–3 s a step, plus ~25 s to start.")
+            "all; on a 2-core CPU SmolLM2 takes 1–3 s a step, plus ~25 s to start."
+        )
 
     def _show_phases(self, on: bool) -> None:
         self.phases.setVisible(on)
@@ -399,14 +431,21 @@ class TrainingPage(WizardPage):
         est = estimate(p, n, entry.params_m, size)
         for name, rb in self.presets.items():
             e = est[name]
-            span = describe_seconds(e.low_s) if e.high_s - e.low_s < 5 else \
-                f"{describe_seconds(e.low_s)}–{describe_seconds(e.high_s)}"
+            span = (
+                describe_seconds(e.low_s)
+                if e.high_s - e.low_s < 5
+                else f"{describe_seconds(e.low_s)}–{describe_seconds(e.high_s)}"
+            )
             rb.setText(f"{PRESET_LABELS[name]}  (≈ {span})")
         first = next(iter(est.values()))
         self.preset_note.setText(
             f"Times for {n:,} examples with {p.backbone.name}: "
-            + ("measured on this machine." if first.measured else
-               "a rough guess until the first run measures this machine's speed."))
+            + (
+                "measured on this machine."
+                if first.measured
+                else "a rough guess until the first run measures this machine's speed."
+            )
+        )
 
     def _append_row(self, ph: dict) -> None:
         r = self.phases.rowCount()
@@ -414,16 +453,26 @@ class TrainingPage(WizardPage):
         freeze = ph["freeze"]["mode"] + (f" {ph['freeze']['blocks']}" if ph["freeze"]["mode"] == "top_blocks" else "")
         es = ph.get("early_stopping")
         exact = ph.get("solver") == "exact"
-        cells = [ph["name"], "exact" if exact else str(ph["epochs"]), "—" if exact else f"{ph['learning_rate']:g}",
-                 None, None, freeze, "" if exact or not es else str(es["patience"]), None]
+        cells = [
+            ph["name"],
+            "exact" if exact else str(ph["epochs"]),
+            "—" if exact else f"{ph['learning_rate']:g}",
+            None,
+            None,
+            freeze,
+            "" if exact or not es else str(es["patience"]),
+            None,
+        ]
         for c, text in enumerate(cells):
             if text is not None:
                 item = QTableWidgetItem(text)
                 if c == 5 or (exact and c in (1, 2, 6)):
                     item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
-                    item.setToolTip("Edit on the Layers step (last phase) or in the project file" if c == 5 else
-                                    "Solved exactly (L-BFGS, L2 strength by cross-validation): no epochs or "
-                                    "learning rate")
+                    item.setToolTip(
+                        "Edit on the Layers step (last phase) or in the project file"
+                        if c == 5
+                        else "Solved exactly (L-BFGS, L2 strength by cross-validation): no epochs or learning rate"
+                    )
                 self.phases.setItem(r, c, item)
         if exact:
             return
@@ -442,8 +491,11 @@ class TrainingPage(WizardPage):
     def add_phase(self) -> None:
         self.commit()
         d = self.state.project.model_dump(mode="json")
-        d["train"]["phases"].append(Phase(name=f"phase{len(d['train']['phases']) + 1}", learning_rate=1e-5,
-                                          freeze={"mode": "none"}).model_dump(mode="json"))
+        d["train"]["phases"].append(
+            Phase(name=f"phase{len(d['train']['phases']) + 1}", learning_rate=1e-5, freeze={"mode": "none"}).model_dump(
+                mode="json"
+            )
+        )
         self.state.set_dict(d)
         self.refresh()
 
@@ -557,31 +609,41 @@ class TrainingPage(WizardPage):
         elif t == BATCH_END:
             self.step_progress.setVisible(False)
             self.charts_box.show_content()
-            self.counters.setText(f"{getattr(self, 'phase_info', '')} · epoch {d['epoch']} · batch {d['batch']}/"
-                                  f"{d['steps']} · {d['images_per_s']:.0f} examples/s")
+            self.counters.setText(
+                f"{getattr(self, 'phase_info', '')} · epoch {d['epoch']} · batch {d['batch']}/"
+                f"{d['steps']} · {d['images_per_s']:.0f} examples/s"
+            )
         elif t == PLAN:
             self.plan_view.on_plan_event(d)
         elif t == SOLVER_STEP:
             self.charts_box.show_content()
-            self.counters.setText(f"{getattr(self, 'phase_info', '')} · solver iteration {d['iteration']} · "
-                                  f"{d['per_s']:.0f} iterations/s · {d['examples_per_s']:,.0f} examples/s")
+            self.counters.setText(
+                f"{getattr(self, 'phase_info', '')} · solver iteration {d['iteration']} · "
+                f"{d['per_s']:.0f} iterations/s · {d['examples_per_s']:,.0f} examples/s"
+            )
         elif t == EPOCH_END and d.get("stage") == "fit":
             self.step_progress.setVisible(False)
-            self.counters.setText(f"{getattr(self, 'phase_info', '')} · head solved in {d['seconds']:.1f}s · "
-                                  + " · ".join(f"{k} {v:.3f}" for k, v in d["metrics"].items()))
+            self.counters.setText(
+                f"{getattr(self, 'phase_info', '')} · head solved in {d['seconds']:.1f}s · "
+                + " · ".join(f"{k} {v:.3f}" for k, v in d["metrics"].items())
+            )
         elif t == RESUME and d.get("restart"):
             self.charts.reset()  # a preset run starts again: its curves (and history.csv) start again too
         elif t == EPOCH_END and d.get("stage") == "cv":
             self.charts_box.show_content()
-            self.counters.setText(f"{getattr(self, 'phase_info', '')} · cross-validation candidate {d['epoch']}/"
-                                  f"{d['epochs']} (L2 {d['candidate']['l2']:g}) · {d['images_per_s']:,.0f} "
-                                  f"examples/s fitted · ETA {d['eta_s']:.0f}s")
+            self.counters.setText(
+                f"{getattr(self, 'phase_info', '')} · cross-validation candidate {d['epoch']}/"
+                f"{d['epochs']} (L2 {d['candidate']['l2']:g}) · {d['images_per_s']:,.0f} "
+                f"examples/s fitted · ETA {d['eta_s']:.0f}s"
+            )
         elif t == EPOCH_END:
             self.step_progress.setVisible(False)
             if self.charts.epoch_points() >= 2:
                 self.charts_box.show_content()
-            self.counters.setText(f"{getattr(self, 'phase_info', '')} · epoch {d['epoch']}/{d['epochs']} · "
-                                  f"{d['images_per_s']:.0f} examples/s · ETA {d['eta_s']:.0f}s")
+            self.counters.setText(
+                f"{getattr(self, 'phase_info', '')} · epoch {d['epoch']}/{d['epochs']} · "
+                f"{d['images_per_s']:.0f} examples/s · ETA {d['eta_s']:.0f}s"
+            )
         line = describe(t, d)
         if line is not None:
             self.log.appendPlainText(line)
@@ -611,15 +673,18 @@ class TrainingPage(WizardPage):
         self.step_progress.setMaximum(max(d["total"], 1))
         self.step_progress.setValue(d["done"])
         stage = d["stage"]
-        self.step_progress.setFormat(f"{stage}: " + progress_text(d["done"], d["total"], d.get("unit", ""),
-                                                                  d.get("per_s"), d.get("eta_s")))
+        self.step_progress.setFormat(
+            f"{stage}: " + progress_text(d["done"], d["total"], d.get("unit", ""), d.get("per_s"), d.get("eta_s"))
+        )
         if stage in ("cross-validating the head", "solving the head"):
             return  # their own events set the counters (speeds, ETA, the candidate), as epochs do
         what = next((text for prefix, text in STAGE_HELP.items() if stage.startswith(prefix)), "")
         self.counters.setText(what)
         if stage.startswith("embedding") and self.charts.epoch_points() < 2:
-            self.charts_box.show_empty("Reading your examples through the backbone (see the progress bar above). "
-                                       "Curves appear here if the recipe trains for several epochs.")
+            self.charts_box.show_empty(
+                "Reading your examples through the backbone (see the progress bar above). "
+                "Curves appear here if the recipe trains for several epochs."
+            )
 
     def on_finished(self, status: str) -> None:
         self.status_text = status
@@ -634,8 +699,11 @@ class TrainingPage(WizardPage):
         if self.charts.epoch_points() < 2:
             self.charts_box.show_empty(f"The run {status} before its first points; nothing to chart.")
         if status == "cancelled":
-            self.log.appendPlainText("Cancelled: checkpoint kept; press Resume to continue." if self.resume_btn.isEnabled()
-                                     else "Cancelled before any checkpoint was written; press Start to train again.")
+            self.log.appendPlainText(
+                "Cancelled: checkpoint kept; press Resume to continue."
+                if self.resume_btn.isEnabled()
+                else "Cancelled before any checkpoint was written; press Start to train again."
+            )
         self.run_done.emit(str(self.state.run_dir), status)
         if status == "completed":
             self.state.run_finished.emit(str(self.state.run_dir))

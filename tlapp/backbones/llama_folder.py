@@ -9,6 +9,7 @@ GGUF stores tensors in PyTorch layout ([out, in]) but with the q/k projection ro
 llama.cpp's rotary layout: per head, the two halves of the head dimension are interleaved. They
 are put back here, or the model only emits its end token.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,9 +50,15 @@ def _permute(w: np.ndarray, heads: int) -> np.ndarray:
 
 
 _GGUF_NAMES = {
-    "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm", "attn_q": "self_attn.q_proj",
-    "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
-    "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
+    "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
 }
 
 
@@ -76,8 +83,9 @@ def read_gguf(path: Path, tensors: bool = True) -> LlamaFiles:
     if arch != "llama":
         raise WeightsError(f"{path}: architecture {arch!r}; only llama-architecture GGUF files convert")
     if field("tokenizer.ggml.model") != "gpt2":
-        raise WeightsError(f"{path}: tokenizer {field('tokenizer.ggml.model')!r}; only byte-level BPE (gpt2) "
-                           "tokenizers convert")
+        raise WeightsError(
+            f"{path}: tokenizer {field('tokenizer.ggml.model')!r}; only byte-level BPE (gpt2) tokenizers convert"
+        )
     heads, kv = int(field("llama.attention.head_count")), int(field("llama.attention.head_count_kv"))
     out: dict[str, np.ndarray] = {}
     for t in reader.tensors if tensors else []:
@@ -102,19 +110,34 @@ def read_gguf(path: Path, tensors: bool = True) -> LlamaFiles:
     types = list(field("tokenizer.ggml.token_type"))
     bos, eos = int(field("tokenizer.ggml.bos_token_id")), int(field("tokenizer.ggml.eos_token_id"))
     config = {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": len(tokens),
-        "hidden_size": int(field("llama.embedding_length")), "intermediate_size": int(field("llama.feed_forward_length")),
-        "num_hidden_layers": int(field("llama.block_count")), "num_attention_heads": heads,
-        "num_key_value_heads": kv, "rms_norm_eps": float(field("llama.attention.layer_norm_rms_epsilon")),
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": len(tokens),
+        "hidden_size": int(field("llama.embedding_length")),
+        "intermediate_size": int(field("llama.feed_forward_length")),
+        "num_hidden_layers": int(field("llama.block_count")),
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv,
+        "rms_norm_eps": float(field("llama.attention.layer_norm_rms_epsilon")),
         "rope_theta": float(field("llama.rope.freq_base", 10000.0)),
         "max_position_embeddings": int(field("llama.context_length", 2048)),
-        "tie_word_embeddings": not any(t.name == "output.weight" for t in reader.tensors), "hidden_act": "silu",
-        "bos_token_id": bos, "eos_token_id": eos, "pad_token_id": int(field("tokenizer.ggml.padding_token_id", eos)),
+        "tie_word_embeddings": not any(t.name == "output.weight" for t in reader.tensors),
+        "hidden_act": "silu",
+        "bos_token_id": bos,
+        "eos_token_id": eos,
+        "pad_token_id": int(field("tokenizer.ggml.padding_token_id", eos)),
         "torch_dtype": "float32",
     }
-    return LlamaFiles(config, out, tokens, [str(m) for m in field("tokenizer.ggml.merges")],
-                      [i for i, t in enumerate(types) if t == TOKEN_CONTROL], tokens[bos], tokens[eos],
-                      str(field("tokenizer.chat_template", "")))
+    return LlamaFiles(
+        config,
+        out,
+        tokens,
+        [str(m) for m in field("tokenizer.ggml.merges")],
+        [i for i, t in enumerate(types) if t == TOKEN_CONTROL],
+        tokens[bos],
+        tokens[eos],
+        str(field("tokenizer.chat_template", "")),
+    )
 
 
 def hf_tokenizer(files: LlamaFiles) -> Any:
@@ -125,8 +148,12 @@ def hf_tokenizer(files: LlamaFiles) -> Any:
 
     vocab = {t: i for i, t in enumerate(files.tokens)}
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[tuple(m.split(" ", 1)) for m in files.merges]))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
-                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens([files.tokens[i] for i in files.specials])
     return tok
@@ -137,15 +164,29 @@ def write_folder(files: LlamaFiles, dest: Path) -> Path:
     from safetensors.numpy import save_file
 
     with atomic_dir(dest) as tmp:
-        save_file({k: np.ascontiguousarray(v, np.float32) for k, v in files.tensors.items()},
-                  str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        save_file(
+            {k: np.ascontiguousarray(v, np.float32) for k, v in files.tensors.items()},
+            str(tmp / "model.safetensors"),
+            metadata={"format": "pt"},
+        )
         (tmp / "config.json").write_text(json.dumps(files.config, indent=2))
         hf_tokenizer(files).save(str(tmp / "tokenizer.json"))
-        (tmp / "tokenizer_config.json").write_text(json.dumps({
-            "bos_token": files.bos, "eos_token": files.eos, "pad_token": files.tokens[files.config["pad_token_id"]],
-            "add_bos_token": False, "add_prefix_space": False, "model_max_length": files.config["max_position_embeddings"],
-            "tokenizer_class": "GPT2Tokenizer", "chat_template": files.chat_template,
-            "additional_special_tokens": [files.tokens[i] for i in files.specials]}, indent=2))
+        (tmp / "tokenizer_config.json").write_text(
+            json.dumps(
+                {
+                    "bos_token": files.bos,
+                    "eos_token": files.eos,
+                    "pad_token": files.tokens[files.config["pad_token_id"]],
+                    "add_bos_token": False,
+                    "add_prefix_space": False,
+                    "model_max_length": files.config["max_position_embeddings"],
+                    "tokenizer_class": "GPT2Tokenizer",
+                    "chat_template": files.chat_template,
+                    "additional_special_tokens": [files.tokens[i] for i in files.specials],
+                },
+                indent=2,
+            )
+        )
     return dest
 
 
@@ -165,8 +206,9 @@ def read_folder_tokens(folder: Path) -> LlamaFiles:
         tokens[i] = t
     merges = [m if isinstance(m, str) else " ".join(m) for m in tj["model"]["merges"]]
     specials = [t["id"] for t in tj.get("added_tokens", []) if t.get("special")]
-    return LlamaFiles(config, {}, tokens, merges, specials, tc["bos_token"], tc["eos_token"],
-                      tc.get("chat_template", ""))
+    return LlamaFiles(
+        config, {}, tokens, merges, specials, tc["bos_token"], tc["eos_token"], tc.get("chat_template", "")
+    )
 
 
 def tensors_from_backbone(backbone: Any) -> dict[str, np.ndarray]:
@@ -223,8 +265,9 @@ def write_gguf(files: LlamaFiles, dest: Path, name: str = "tlapp") -> Path:
         w.add_tokenizer_pre("smollm")
         w.add_token_list(files.tokens)
         special = set(files.specials)
-        w.add_token_types([gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL
-                           for i in range(len(files.tokens))])
+        w.add_token_types(
+            [gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL for i in range(len(files.tokens))]
+        )
         w.add_token_merges(files.merges)
         w.add_bos_token_id(c["bos_token_id"])
         w.add_eos_token_id(c["eos_token_id"])
@@ -265,10 +308,25 @@ def check_gguf(path: Path, files: LlamaFiles) -> dict[str, Any]:
         if b is None or b.shape != a.shape:
             return {"ok": False, "summary": f"{k}: missing or misshapen after reading the GGUF back"}
         worst = max(worst, float(np.max(np.abs(b - a)) / (np.max(np.abs(a)) + 1e-12)))
-    same = back.tokens == files.tokens and back.merges == files.merges and all(
-        back.config[k] == files.config[k] for k in ("num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-                                                   "hidden_size", "intermediate_size", "vocab_size"))
+    same = (
+        back.tokens == files.tokens
+        and back.merges == files.merges
+        and all(
+            back.config[k] == files.config[k]
+            for k in (
+                "num_hidden_layers",
+                "num_attention_heads",
+                "num_key_value_heads",
+                "hidden_size",
+                "intermediate_size",
+                "vocab_size",
+            )
+        )
+    )
     ok = same and worst < 2e-3
-    return {"ok": ok, "max_relative_diff": worst,
-            "summary": f"read back: {len(back.tensors)} tensors, largest difference {worst:.1e} of each tensor's "
-                       f"range (float16 rounding), tokenizer and config {'identical' if same else 'DIFFERENT'}"}
+    return {
+        "ok": ok,
+        "max_relative_diff": worst,
+        "summary": f"read back: {len(back.tensors)} tensors, largest difference {worst:.1e} of each tensor's "
+        f"range (float16 rounding), tokenizer and config {'identical' if same else 'DIFFERENT'}",
+    }

@@ -5,6 +5,7 @@ Latencies are measured on demand (a build without weights: speed does not
 depend on the values) and cached per machine in the model store, so a table
 can show them instantly next time and never mixes another computer's figures.
 """
+
 from __future__ import annotations
 
 import json

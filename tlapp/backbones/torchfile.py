@@ -6,6 +6,7 @@ of globals a plain state dict needs (OrderedDict, tensor rebuild helpers,
 typed storages) and refuses everything else by name. Both the zip format
 (torch >= 1.6) and the legacy sequential format are supported.
 """
+
 from __future__ import annotations
 
 import collections
@@ -22,9 +23,15 @@ from tlapp.base.errors import WeightsError
 from tlapp.base.untrusted import check_zip
 
 _DTYPES = {
-    "DoubleStorage": np.float64, "FloatStorage": np.float32, "HalfStorage": np.float16,
-    "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
-    "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
+    "DoubleStorage": np.float64,
+    "FloatStorage": np.float32,
+    "HalfStorage": np.float16,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
     "BFloat16Storage": np.uint16,  # raw bits; widened to float32 below
 }
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -52,20 +59,26 @@ class _Tensor:
         if self.storage.dtype_name == "BFloat16Storage":
             base = (base.astype(np.uint32) << 16).view(np.float32)
         item = base.itemsize
-        if any(n < 0 for n in self.size) or any(st < 0 for st in self.stride) or self.offset < 0 \
-                or len(self.stride) != len(self.size):
+        if (
+            any(n < 0 for n in self.size)
+            or any(st < 0 for st in self.stride)
+            or self.offset < 0
+            or len(self.stride) != len(self.size)
+        ):
             raise WeightsError(f"tensor on storage {self.storage.key!r} has an invalid shape/stride")
         if 0 in self.size:
             return np.zeros(self.size, base.dtype)
         # The last element a view reads must lie inside its storage (as_strided would read past it).
         last = self.offset + sum((n - 1) * st for n, st in zip(self.size, self.stride))
         if last >= len(base):
-            raise WeightsError(f"tensor of shape {self.size} on storage {self.storage.key!r} reads element "
-                               f"{last:,} of a storage with {len(base):,}; the file is corrupt or crafted")
+            raise WeightsError(
+                f"tensor of shape {self.size} on storage {self.storage.key!r} reads element "
+                f"{last:,} of a storage with {len(base):,}; the file is corrupt or crafted"
+            )
         if not self.size:
             return np.array(base[self.offset])
         arr = np.lib.stride_tricks.as_strided(
-            base[self.offset:], shape=self.size, strides=tuple(s * item for s in self.stride)
+            base[self.offset :], shape=self.size, strides=tuple(s * item for s in self.stride)
         )
         return np.array(arr)  # own the memory
 
@@ -102,8 +115,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if module == "torch" and name in _DTYPES:
             return _StorageType(name)
         raise WeightsError(
-            f"{self.source}: refusing to unpickle global {module}.{name} "
-            "(only plain tensor state dicts are accepted)"
+            f"{self.source}: refusing to unpickle global {module}.{name} (only plain tensor state dicts are accepted)"
         )
 
     def persistent_load(self, pid: Any) -> Any:
@@ -186,10 +198,21 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         obj = _load_zip(path) if zipfile.is_zipfile(path) else _load_legacy(path)
     except WeightsError:
         raise
-    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, IndexError, struct.error, EOFError,
-            pickle.UnpicklingError, OSError) as e:
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: "
-                           f"{str(e).splitlines()[0][:120] if str(e) else ''})") from None
+    except (
+        zipfile.BadZipFile,
+        KeyError,
+        ValueError,
+        TypeError,
+        IndexError,
+        struct.error,
+        EOFError,
+        pickle.UnpicklingError,
+        OSError,
+    ) as e:
+        raise WeightsError(
+            f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:120] if str(e) else ''})"
+        ) from None
     if isinstance(obj, dict):
         for k in ("state_dict", "model", "model_state_dict"):
             if k in obj and isinstance(obj[k], dict):

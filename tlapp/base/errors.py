@@ -3,6 +3,7 @@
 The CLI maps every :class:`TlappError` to exit code 2 and prints its message;
 the GUI shows it in a dialog. Anything else is a bug and gets a traceback.
 """
+
 from __future__ import annotations
 
 

@@ -3,6 +3,7 @@
 Keras writes ``.keras`` files in place, so an interrupted save would destroy
 the previous good file; everything tlapp persists goes through here.
 """
+
 from __future__ import annotations
 
 import hashlib

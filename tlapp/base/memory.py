@@ -1,5 +1,6 @@
 """How much memory this machine has free: the budget rules (which data to cache
 in RAM) read it here, so they adapt to a laptop or a workstation alike."""
+
 from __future__ import annotations
 
 import os

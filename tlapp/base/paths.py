@@ -5,17 +5,13 @@ In a source checkout it is ``<repo>/models``; installed elsewhere it falls back
 to ``~/.tlapp/models``. ``TLAPP_HOME`` overrides both (tests point it at a temp
 dir so they never touch the user's store).
 """
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def repo_root() -> Path:
-    """The source checkout root (meaningful only in an editable install)."""
-    return _REPO_ROOT
 
 
 def tlapp_home() -> Path:

@@ -1,5 +1,6 @@
 """Rate and time left for a long step (scan, embedding pass): one rule for the
 CLI, the GUI and the training events, so every progress bar agrees."""
+
 from __future__ import annotations
 
 import time

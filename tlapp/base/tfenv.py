@@ -4,6 +4,7 @@ TF prints start-up chatter to fd 2 that ``TF_CPP_MIN_LOG_LEVEL`` only partly
 silences; redirecting fd 2 around the import is the only reliable way. The
 CLI's ``--help`` and catalog commands never call this, so they stay fast.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,8 +41,8 @@ def quiet_import() -> tuple[Any, Any]:
         os.environ.setdefault("KERAS_BACKEND", "tensorflow")
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
         with _muted_stderr():
-            import tensorflow as tf
             import keras  # noqa: F401
+            import tensorflow as tf
 
             try:
                 import absl.logging

@@ -9,6 +9,7 @@ folder, HDF5 external links and external/virtual datasets that read other
 files, and sizes that exhaust memory. Every check raises :class:`WeightsError`
 with one line naming the file and the reason; nothing is extracted to disk.
 """
+
 from __future__ import annotations
 
 import io
@@ -26,8 +27,7 @@ MAX_RATIO = 200  # uncompressed / compressed for members above 1 MiB: more is a 
 MAX_CONFIG_BYTES = 64 * 2**20
 KERAS_MEMBERS = ("config.json", "metadata.json", "model.weights.h5", "model.weights.npz")
 # Classes that carry or load code, or read other files, whatever module they claim.
-DENIED_CLASSES = {"Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer",
-                  "__lambda__"}
+DENIED_CLASSES = {"Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer", "__lambda__"}
 ALLOWED_MODULES = ("keras", "keras_hub", "keras_nlp", "tlapp", "builtins")
 LOOKUP_LAYERS = {"StringLookup", "IntegerLookup", "TextVectorization", "Hashing"}
 
@@ -42,8 +42,10 @@ def _member_problem(info: zipfile.ZipInfo) -> str | None:
     if info.file_size > MAX_MEMBER_BYTES:
         return f"member {name!r} unpacks to {info.file_size:,} bytes (limit {MAX_MEMBER_BYTES:,})"
     if info.file_size > 2**20 and info.file_size > MAX_RATIO * max(info.compress_size, 1):
-        return (f"member {name!r} compresses {info.file_size // max(info.compress_size, 1):,}:1 "
-                f"(a zip bomb; limit {MAX_RATIO}:1)")
+        return (
+            f"member {name!r} compresses {info.file_size // max(info.compress_size, 1):,}:1 "
+            f"(a zip bomb; limit {MAX_RATIO}:1)"
+        )
     return None
 
 
@@ -58,8 +60,13 @@ def check_zip(path: Path, allowed: tuple[str, ...] = (), allowed_dirs: tuple[str
     total = 0
     for info in infos:
         problem = _member_problem(info)
-        if problem is None and (allowed or allowed_dirs) and not info.is_dir() and \
-                info.filename not in allowed and not info.filename.startswith(allowed_dirs):
+        if (
+            problem is None
+            and (allowed or allowed_dirs)
+            and not info.is_dir()
+            and info.filename not in allowed
+            and not info.filename.startswith(allowed_dirs)
+        ):
             problem = f"unexpected member {info.filename!r}"
         if problem:
             raise WeightsError(f"{path}: {problem}; refusing to open it")
@@ -87,15 +94,18 @@ def check_keras_config(config: Any, source: str) -> None:
         name = str(obj.get("config", {}).get("name", "")) if isinstance(obj.get("config"), dict) else ""
         label = f"{cls}{f' {name!r}' if name else ''} at {where}"
         if cls in DENIED_CLASSES:
-            raise WeightsError(f"{source}: layer {label} can run code; refusing to load it "
-                               "(rebuild the model without it)")
+            raise WeightsError(
+                f"{source}: layer {label} can run code; refusing to load it (rebuild the model without it)"
+            )
         if module is not None and str(module).split(".")[0] not in ALLOWED_MODULES:
-            raise WeightsError(f"{source}: class {label} comes from module {module!r}, not Keras/keras-hub/"
-                               "tlapp; refusing to load it")
+            raise WeightsError(
+                f"{source}: class {label} comes from module {module!r}, not Keras/keras-hub/tlapp; refusing to load it"
+            )
         cfg = obj.get("config")
         if cls in LOOKUP_LAYERS and isinstance(cfg, dict) and isinstance(cfg.get("vocabulary"), str):
-            raise WeightsError(f"{source}: {label} reads its vocabulary from the file {cfg['vocabulary']!r}; "
-                               "refusing to load it")
+            raise WeightsError(
+                f"{source}: {label} reads its vocabulary from the file {cfg['vocabulary']!r}; refusing to load it"
+            )
 
 
 def check_h5(source: Any, label: str) -> None:
@@ -115,18 +125,21 @@ def check_h5(source: Any, label: str) -> None:
                     link = group.get(key, getlink=True)
                     where = f"{prefix}/{key}"
                     if isinstance(link, h5py.ExternalLink):
-                        raise WeightsError(f"{label}: {where} is a link to another file ({link.filename!r}); "
-                                           "refusing to open it")
+                        raise WeightsError(
+                            f"{label}: {where} is a link to another file ({link.filename!r}); refusing to open it"
+                        )
                     if isinstance(link, h5py.SoftLink):
                         continue  # stays inside this file; visited through its target
                     obj = group[key]
                     if isinstance(obj, h5py.Dataset):
                         if obj.is_virtual:
-                            raise WeightsError(f"{label}: {where} is a virtual dataset (reads other files); "
-                                               "refusing to open it")
+                            raise WeightsError(
+                                f"{label}: {where} is a virtual dataset (reads other files); refusing to open it"
+                            )
                         if obj.external:
-                            raise WeightsError(f"{label}: {where} stores its data in an external file; "
-                                               "refusing to open it")
+                            raise WeightsError(
+                                f"{label}: {where} stores its data in an external file; refusing to open it"
+                            )
                         if obj.compression is None:
                             declared[0] += obj.size * obj.dtype.itemsize
                     elif isinstance(obj, h5py.Group):
@@ -138,8 +151,9 @@ def check_h5(source: Any, label: str) -> None:
     except (OSError, ValueError, KeyError) as e:
         raise WeightsError(f"{label}: not a readable HDF5 weights file ({str(e).splitlines()[0][:160]})") from None
     if declared[0] > 2 * size + 2**20:
-        raise WeightsError(f"{label}: declares {declared[0]:,} bytes of weights but the file holds {size:,}; "
-                           "refusing to open it")
+        raise WeightsError(
+            f"{label}: declares {declared[0]:,} bytes of weights but the file holds {size:,}; refusing to open it"
+        )
 
 
 def check_keras_file(path: Path) -> None:

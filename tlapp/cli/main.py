@@ -2,6 +2,7 @@
 
 Exit codes: 0 ok, 2 bad input/config (one line on stderr), 130 interrupted.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -51,4 +52,3 @@ def main(argv: Optional[list[str]] = None) -> None:
         if isinstance(e, click.exceptions.Abort):
             raise SystemExit(130) from None
         raise
-

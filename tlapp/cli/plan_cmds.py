@@ -1,5 +1,6 @@
 """``tlapp plan``: the phases that will train, what each trains, its expected time, and the fine-tune
 decision — before anything runs — and the one way the CLI applies ``--set`` to a project's plan."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,6 +32,7 @@ def project_with_overrides(project_file: Path, overrides: list[str], report: Any
       ``train.phases``, so ``--set train.phases.1.epochs=10`` changes the fine-tune that runs;
     - ``head.hidden=[64]`` turns a proposed exact head into the proposed gradient one (as the Head step).
     """
+
     def key(o: str) -> str:
         return o.split("=", 1)[0].strip()
 
@@ -61,17 +63,25 @@ def backbone_trainables(project: Project, phases: list[Any]) -> list[dict[str, A
     rows = []
     for ph in phases:
         table = apply_plan(built.model, built.entry, ph.freeze)
-        rows.append({"backbone_trainable_params": sum(r.params for r in table if r.trainable),
-                     "backbone_params": sum(r.params for r in table),
-                     "trainable_blocks": [b["block"] for b in block_summary(table) if b["trainable_params"]]})
+        rows.append(
+            {
+                "backbone_trainable_params": sum(r.params for r in table if r.trainable),
+                "backbone_params": sum(r.params for r in table),
+                "trainable_blocks": [b["block"] for b in block_summary(table) if b["trainable_params"]],
+            }
+        )
     return rows
 
 
 @app.command()
-def plan(project: Path, set_: List[str] = typer.Option([], "--set", help="dotted.key=value override (repeatable)"),
-         as_json: bool = typer.Option(False, "--json"),
-         write: bool = typer.Option(False, "--write", help="Write the plan's phases (with --set applied) into "
-                                                           "the project file, to edit them there.")) -> None:
+def plan(
+    project: Path,
+    set_: List[str] = typer.Option([], "--set", help="dotted.key=value override (repeatable)"),
+    as_json: bool = typer.Option(False, "--json"),
+    write: bool = typer.Option(
+        False, "--write", help="Write the plan's phases (with --set applied) into the project file, to edit them there."
+    ),
+) -> None:
     """Show what will train: each phase, what it trains, its expected time, and the fine-tune decision."""
     from tlapp.config import Phase
     from tlapp.training.plan import plan_for, plan_lines
@@ -92,8 +102,10 @@ def plan(project: Path, set_: List[str] = typer.Option([], "--set", help="dotted
     for i, c in enumerate(counts):
         if c:
             blocks = ", ".join(c["trainable_blocks"]) or "none"
-            lines[1 + i] += (f"\n       backbone: {c['backbone_trainable_params']:,} of {c['backbone_params']:,} "
-                             f"params train (blocks: {blocks})")
+            lines[1 + i] += (
+                f"\n       backbone: {c['backbone_trainable_params']:,} of {c['backbone_params']:,} "
+                f"params train (blocks: {blocks})"
+            )
     out.print("\n".join(lines), highlight=False, markup=False)
     if write:
         out.print(f"wrote the plan's phases into {project}", highlight=False)

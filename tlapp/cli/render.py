@@ -1,6 +1,7 @@
 """Training events on a terminal: a rich progress bar per epoch, and the one
 human line per event that :func:`tlapp.events.describe` gives (shared with the GUI log).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -17,9 +18,15 @@ class ProgressRenderer:
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console,
-                                 transient=True)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
         self.task: Any = None
         self.stage = ""
 
@@ -44,8 +51,9 @@ class ProgressRenderer:
             self.progress.update(self.task, completed=d["done"])
         elif t == BATCH_END and self.task is not None:
             info = " ".join(f"{k} {v:.4f}" for k, v in d.get("metrics", {}).items())
-            self.progress.update(self.task, completed=d["batch"], total=d["steps"],
-                                 info=f"{info}  {d.get('images_per_s', 0):.0f} ex/s")
+            self.progress.update(
+                self.task, completed=d["batch"], total=d["steps"], info=f"{info}  {d.get('images_per_s', 0):.0f} ex/s"
+            )
         if t == RUN_END and d.get("status") in ("failed", "cancelled"):
             return  # the CLI says it once, as the command's own last line (exit 2 or 130)
         line = describe(t, d)

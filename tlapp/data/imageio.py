@@ -9,6 +9,7 @@
 - Declared sizes above ``MAX_PIXELS`` are refused as decompression bombs
   before any pixel is decoded.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Labels to model targets: class index, multi-hot vector or float value."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -28,5 +29,3 @@ class LabelEncoder:
 
     def encode_all(self, examples: list[Example]) -> np.ndarray:
         return np.stack([self.encode(e.label) for e in examples]) if examples else np.zeros((0,), np.int32)
-
-

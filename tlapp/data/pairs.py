@@ -6,6 +6,7 @@ usable pair and names every unusable one by line: empty fields, unknown roles, a
 not end with the assistant, and duplicates (the same prompt and response again, which would
 count twice in the loss and leak between splits).
 """
+
 from __future__ import annotations
 
 import csv
@@ -53,10 +54,14 @@ class PairsReport:
 
     def require_usable(self, least: int = 2) -> None:
         if len(self.pairs) < least:
-            first = f"; first problem: line {self.problems[0]['line']}: {self.problems[0]['reason']}" \
-                if self.problems else ""
-            raise DataError(f"{self.source}: {len(self.pairs)} usable prompt/response pair(s), need at least {least}"
-                            f"{first}")
+            first = (
+                f"; first problem: line {self.problems[0]['line']}: {self.problems[0]['reason']}"
+                if self.problems
+                else ""
+            )
+            raise DataError(
+                f"{self.source}: {len(self.pairs)} usable prompt/response pair(s), need at least {least}{first}"
+            )
 
 
 def _from_record(rec: Any, line: int) -> tuple[Optional[Pair], Optional[str]]:
@@ -109,8 +114,10 @@ def _records(path: Path) -> list[tuple[int, Any, Optional[str]]]:
     reader = csv.DictReader(io.StringIO(text), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
     missing = {"prompt", "response"} - set(reader.fieldnames or [])
     if missing:
-        raise DataError(f"{path}: needs columns prompt and response; missing {', '.join(sorted(missing))} "
-                        f"(columns: {', '.join(reader.fieldnames or [])})")
+        raise DataError(
+            f"{path}: needs columns prompt and response; missing {', '.join(sorted(missing))} "
+            f"(columns: {', '.join(reader.fieldnames or [])})"
+        )
     return [(reader.line_num, dict(row), None) for row in reader]
 
 

@@ -3,6 +3,7 @@
 Images arrive as float32 0..255 (scaling lives inside the model); texts as raw
 strings (the tokenizer lives inside the model).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,8 +45,9 @@ class CachePlan:
     why: str
 
 
-def plan_cache(n_images: int, size: int, mode: str, budget_fraction: float,
-               available: Optional[int] = None) -> CachePlan:
+def plan_cache(
+    n_images: int, size: int, mode: str, budget_fraction: float, available: Optional[int] = None
+) -> CachePlan:
     """Where decoded training images live between epochs. ``auto``: in memory when all of them
     (uint8, ``size``²×3 bytes each) fit ``budget_fraction`` of the available memory; otherwise
     they are decoded from the files again each epoch, so memory does not grow with the data set."""
@@ -54,10 +56,15 @@ def plan_cache(n_images: int, size: int, mode: str, budget_fraction: float,
         return CachePlan(mode, f"data.cache: {mode}")
     budget = int(budget_fraction * (available if available is not None else available_bytes()))
     if need <= budget:
-        return CachePlan("memory", f"{n_images:,} decoded images ({describe_bytes(need)}) cached in memory "
-                                   f"(budget {describe_bytes(budget)})")
-    return CachePlan("none", f"{n_images:,} decoded images ({describe_bytes(need)}) exceed the memory budget "
-                             f"({describe_bytes(budget)}, data.cache_budget): decoded from disk each epoch")
+        return CachePlan(
+            "memory",
+            f"{n_images:,} decoded images ({describe_bytes(need)}) cached in memory (budget {describe_bytes(budget)})",
+        )
+    return CachePlan(
+        "none",
+        f"{n_images:,} decoded images ({describe_bytes(need)}) exceed the memory budget "
+        f"({describe_bytes(budget)}, data.cache_budget): decoded from disk each epoch",
+    )
 
 
 def _sharding(ds: Any, policy: str) -> Any:
@@ -73,9 +80,18 @@ def _sharding(ds: Any, policy: str) -> Any:
     return ds.with_options(options)
 
 
-def image_dataset(examples: list[Example], encoder: LabelEncoder, size: int, batch_size: int,
-                  shuffle: bool = False, seed: int = 0, cache: str = "memory", cache_file: Optional[Path] = None,
-                  with_labels: bool = True, shard: tuple[int, int] = (1, 0)) -> Any:
+def image_dataset(
+    examples: list[Example],
+    encoder: LabelEncoder,
+    size: int,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    cache: str = "memory",
+    cache_file: Optional[Path] = None,
+    with_labels: bool = True,
+    shard: tuple[int, int] = (1, 0),
+) -> Any:
     """``tf.data`` of ``(float32 [B,size,size,3] in 0..255, target)`` batches.
 
     Order: the whole list of (path, label) is shuffled before anything is decoded (paths are
@@ -89,8 +105,11 @@ def image_dataset(examples: list[Example], encoder: LabelEncoder, size: int, bat
     """
     n = len(examples)
     paths = tf.data.Dataset.from_tensor_slices([e.path for e in examples])
-    ds = tf.data.Dataset.zip((paths, tf.data.Dataset.from_tensor_slices(encoder.encode_all(examples)))) \
-        if with_labels else paths
+    ds = (
+        tf.data.Dataset.zip((paths, tf.data.Dataset.from_tensor_slices(encoder.encode_all(examples))))
+        if with_labels
+        else paths
+    )
     cached = cache == "memory" or (cache == "disk" and cache_file is not None)
     if shuffle and n:
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=not cached)
@@ -103,8 +122,9 @@ def image_dataset(examples: list[Example], encoder: LabelEncoder, size: int, bat
         img.set_shape((size, size, 3))
         return img
 
-    ds = ds.map((lambda p, y: (load(p), y)) if with_labels else load, num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True)
+    ds = ds.map(
+        (lambda p, y: (load(p), y)) if with_labels else load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
     if cache == "memory":
         ds = ds.cache()
     elif cache == "disk" and cache_file is not None:
@@ -120,8 +140,14 @@ def image_dataset(examples: list[Example], encoder: LabelEncoder, size: int, bat
     return _sharding(ds.with_options(options), "OFF" if shard[0] > 1 else "DATA")
 
 
-def text_dataset(examples: list[Example], encoder: LabelEncoder, batch_size: int, shuffle: bool = False,
-                 seed: int = 0, with_labels: bool = True) -> Any:
+def text_dataset(
+    examples: list[Example],
+    encoder: LabelEncoder,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    with_labels: bool = True,
+) -> Any:
     texts = tf.constant([e.text or "" for e in examples], dtype=tf.string)
     ds = tf.data.Dataset.from_tensor_slices(texts)
     if with_labels:

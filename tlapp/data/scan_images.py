@@ -4,6 +4,7 @@ Training uses the scan's list of good files, so a corrupt image is skipped
 and listed, never a crash in the middle of an epoch. macOS debris
 (``__MACOSX``, ``._*``) and hidden files/folders are ignored and counted.
 """
+
 from __future__ import annotations
 
 import csv
@@ -15,8 +16,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from tlapp.base.errors import Cancelled, DataError
-from tlapp.data.examples import BadFile, Example, ScanReport, summarise
 from tlapp.data.duplicates import duplicate_groups, fingerprint
+from tlapp.data.examples import BadFile, Example, ScanReport, summarise
 from tlapp.data.imageio import ImageProblem, load_rgb
 from tlapp.data.scan_text import decode_bytes  # the one encoding rule (BOMs, UTF-16, latin-1)
 
@@ -64,8 +65,7 @@ def _list_folder(root: Path, report: ScanReport) -> tuple[list[Example], list[st
                     items.append(Example(str(Path(dirpath) / fn), d.name))
             for dn in dirnames:
                 if (Path(dirpath) / dn).is_symlink():
-                    report.ignored.append(BadFile(str(Path(dirpath) / dn), "symbolic link to a folder "
-                                                  "(not followed)"))
+                    report.ignored.append(BadFile(str(Path(dirpath) / dn), "symbolic link to a folder (not followed)"))
             dirnames[:] = sorted(dirnames)
     for f in sorted(p for p in root.iterdir() if p.is_file()):
         report.ignored.append(BadFile(str(f), _debris((f.name,)) or "file outside class folders"))
@@ -109,8 +109,13 @@ def _list_csv(path: Path, task: str, report: ScanReport) -> list[Example]:
     return items
 
 
-def scan(source: str | Path, task: str = "image_classification", workers: int = 4,
-         progress: Optional[Progress] = None, should_stop: Optional[Callable[[], bool]] = None) -> ScanReport:
+def scan(
+    source: str | Path,
+    task: str = "image_classification",
+    workers: int = 4,
+    progress: Optional[Progress] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+) -> ScanReport:
     """Decode every file of a folder-per-class tree or a ``path,label`` CSV."""
     source = Path(source).expanduser()
     if not source.exists():
@@ -119,7 +124,9 @@ def scan(source: str | Path, task: str = "image_classification", workers: int = 
     report = ScanReport(str(source), kind, task)
     if kind == "folder":
         if task == "regression":
-            raise DataError(f"{source}: regression needs a CSV of path,value (a folder per class is for classification)")
+            raise DataError(
+                f"{source}: regression needs a CSV of path,value (a folder per class is for classification)"
+            )
         items, folder_classes = _list_folder(source, report)
     else:
         items, folder_classes = _list_csv(source, task, report), []
@@ -153,6 +160,8 @@ def scan(source: str | Path, task: str = "image_classification", workers: int = 
         conflicting = sum(1 for g in report.duplicates if len(set(map(str, g["labels"]))) > 1)
         report.warnings.append(
             f"{len(report.duplicates)} group(s) of duplicate images ({sum(len(g['paths']) for g in report.duplicates)} "
-            f"files, exact or resized/recompressed copies)" + (f", {conflicting} with different labels" if conflicting
-                                                               else "") + "; see the scan report's duplicates")
+            f"files, exact or resized/recompressed copies)"
+            + (f", {conflicting} with different labels" if conflicting else "")
+            + "; see the scan report's duplicates"
+        )
     return report

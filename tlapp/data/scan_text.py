@@ -6,6 +6,7 @@ then latin-1 (which never fails), unless ``data.encoding`` names one. Quoted
 newlines are handled by the csv module. Rows with empty text or a missing
 label are reported by row number and skipped, never a crash at tokenisation.
 """
+
 from __future__ import annotations
 
 import csv
@@ -58,8 +59,9 @@ def _columns(header: list[str], text_col: Optional[str], label_col: Optional[str
     return None
 
 
-def read_table(path: Path, text_col: Optional[str], label_col: Optional[str], encoding: Optional[str],
-               task: str) -> ScanReport:
+def read_table(
+    path: Path, text_col: Optional[str], label_col: Optional[str], encoding: Optional[str], task: str
+) -> ScanReport:
     raw = path.read_bytes()
     text, used = decode_bytes(raw, encoding, str(path))
     delim = _delimiter(path, text[:4096])
@@ -125,13 +127,23 @@ def length_stats(texts: list[str]) -> dict:
     p95 = float(np.percentile(words, 95))
     suggest = int(min(512, max(16, 2 ** math.ceil(math.log2(max(p95 * 1.3 + 2, 2))))))
     hist, edges = np.histogram(words, bins=min(30, max(1, int(words.max()))))
-    return {"mean_words": float(words.mean()), "p50_words": float(np.median(words)), "p95_words": p95,
-            "max_words": int(words.max()), "suggested_sequence_length": suggest,
-            "histogram": {"counts": hist.tolist(), "edges": edges.tolist()}}
+    return {
+        "mean_words": float(words.mean()),
+        "p50_words": float(np.median(words)),
+        "p95_words": p95,
+        "max_words": int(words.max()),
+        "suggested_sequence_length": suggest,
+        "histogram": {"counts": hist.tolist(), "edges": edges.tolist()},
+    }
 
 
-def scan_text(source: Path, task: str, text_col: Optional[str] = None, label_col: Optional[str] = None,
-              encoding: Optional[str] = None) -> ScanReport:
+def scan_text(
+    source: Path,
+    task: str,
+    text_col: Optional[str] = None,
+    label_col: Optional[str] = None,
+    encoding: Optional[str] = None,
+) -> ScanReport:
     source = Path(source).expanduser()
     if not source.exists():
         raise DataError(f"{source}: data path does not exist")

@@ -1,6 +1,7 @@
 """Where the examples come from: a folder, a CSV, or a TFDS dataset written out
 once as a folder/CSV; and the one scan dispatch (image or text) every caller uses.
 """
+
 from __future__ import annotations
 
 import csv
@@ -24,8 +25,10 @@ def _tfds_load(name: str, data_dir: Optional[str]) -> tuple[Any, Any, Any]:
     try:
         import tensorflow_datasets as tfds
     except ImportError:
-        raise DataError(f"data.source 'tfds' ({name!r}) needs tensorflow-datasets, which is not installed: "
-                        "pip install tensorflow-datasets") from None
+        raise DataError(
+            f"data.source 'tfds' ({name!r}) needs tensorflow-datasets, which is not installed: "
+            "pip install tensorflow-datasets"
+        ) from None
     try:
         ds, info = tfds.load(name, split="train", as_supervised=True, with_info=True, data_dir=data_dir)
     except Exception as e:
@@ -72,8 +75,9 @@ def materialize_tfds_text(name: str, data_dir: Optional[str], out_root: Path) ->
 def resolve_source(project: Project, project_file: Optional[Path]) -> Path:
     """The folder or file to scan (TFDS sets are written out once into the model store)."""
     if project.data.source == "tfds" and project.task.type.is_text:
-        return materialize_tfds_text(project.data.tfds_name or "", project.data.tfds_data_dir,
-                                     store_dir("datasets", "tfds"))
+        return materialize_tfds_text(
+            project.data.tfds_name or "", project.data.tfds_data_dir, store_dir("datasets", "tfds")
+        )
     if project.data.source == "tfds":
         return materialize_tfds(project.data.tfds_name or "", project.data.tfds_data_dir, store_dir("datasets", "tfds"))
     path = resolve_data_path(project, project_file)
@@ -81,9 +85,15 @@ def resolve_source(project: Project, project_file: Optional[Path]) -> Path:
     return path
 
 
-def scan_data(source: Path, task: str, text_column: Optional[str] = None, label_column: Optional[str] = None,
-              encoding: Optional[str] = None, progress: Optional[Callable[[int, int], None]] = None,
-              should_stop: Optional[Callable[[], bool]] = None) -> ScanReport:
+def scan_data(
+    source: Path,
+    task: str,
+    text_column: Optional[str] = None,
+    label_column: Optional[str] = None,
+    encoding: Optional[str] = None,
+    progress: Optional[Callable[[int, int], None]] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+) -> ScanReport:
     """Scan images or texts, as the task says: the one dispatch the CLI, the GUI and training use.
 
     ``should_stop`` (images) cancels the scan: it raises :class:`Cancelled` once the running decodes end.
@@ -93,18 +103,31 @@ def scan_data(source: Path, task: str, text_column: Optional[str] = None, label_
     return scan(source, task, progress=progress, should_stop=should_stop)
 
 
-def scan_project_data(project: Project, project_file: Optional[Path],
-                      progress: Optional[Callable[[int, int], None]] = None,
-                      should_stop: Optional[Callable[[], bool]] = None) -> ScanReport:
+def scan_project_data(
+    project: Project,
+    project_file: Optional[Path],
+    progress: Optional[Callable[[int, int], None]] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+) -> ScanReport:
     """Scan a project's data and report, whether or not it can train (the wizard shows every problem)."""
     d = project.data
-    return scan_data(resolve_source(project, project_file), project.task.type.value, d.text_column,
-                     d.label_column, d.encoding, progress, should_stop)
+    return scan_data(
+        resolve_source(project, project_file),
+        project.task.type.value,
+        d.text_column,
+        d.label_column,
+        d.encoding,
+        progress,
+        should_stop,
+    )
 
 
-def scan_project(project: Project, project_file: Optional[Path],
-                 progress: Optional[Callable[[int, int], None]] = None,
-                 should_stop: Optional[Callable[[], bool]] = None) -> ScanReport:
+def scan_project(
+    project: Project,
+    project_file: Optional[Path],
+    progress: Optional[Callable[[int, int], None]] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+) -> ScanReport:
     """Scan a project's data and refuse data that cannot train (empty class, one class...)."""
     report = scan_project_data(project, project_file, progress, should_stop)
     report.require_usable()

@@ -3,6 +3,7 @@
 Each class (label set, or value quantile for regression) is split on its own,
 and identical texts form one unit, so a duplicate never sits on both sides.
 """
+
 from __future__ import annotations
 
 import random
@@ -27,6 +28,7 @@ class Splits:
     def as_dict(self) -> dict[str, Any]:
         def row(e: Example) -> list[Any]:
             return [e.path, e.label] if e.text is None else [e.path, e.label, e.text]
+
         return {"seed": self.seed, **{k: [row(e) for e in getattr(self, k)] for k in ("train", "val", "test")}}
 
 
@@ -36,8 +38,9 @@ def _stratum(ex: Example, task: TaskType, edges: Optional[np.ndarray]) -> str:
     return ";".join(ex.label) if isinstance(ex.label, list) else str(ex.label)
 
 
-def split_examples(examples: list[Example], task: TaskType, val: float, test: float, seed: int,
-                   max_per_class: Optional[int] = None) -> Splits:
+def split_examples(
+    examples: list[Example], task: TaskType, val: float, test: float, seed: int, max_per_class: Optional[int] = None
+) -> Splits:
     """Stratified split: each class (label set, or value quantile) is split on its own."""
     edges = None
     if task == TaskType.regression:
@@ -65,8 +68,8 @@ def split_examples(examples: list[Example], task: TaskType, val: float, test: fl
             n_val, n_test = min(n_val, n - 1), 0
         flat = lambda us: [e for u in us for e in u]  # noqa: E731
         out.test += flat(items[:n_test])
-        out.val += flat(items[n_test:n_test + n_val])
-        out.train += flat(items[n_test + n_val:])
+        out.val += flat(items[n_test : n_test + n_val])
+        out.train += flat(items[n_test + n_val :])
     if not out.train:
         raise DataError("the training split is empty; add data or lower val_fraction/test_fraction")
     return out
@@ -80,5 +83,3 @@ def cross_split_duplicates(splits: Splits) -> int:
             if e.text is not None:
                 seen[e.text].add(name)
     return sum(1 for s in seen.values() if len(s) > 1)
-
-

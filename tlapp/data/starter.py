@@ -1,6 +1,7 @@
 """A new project for a dataset, with the defaults that fit its task — the one
 rule behind ``tlapp init`` and the wizard's "new project".
 """
+
 from __future__ import annotations
 
 import os
@@ -62,8 +63,9 @@ def guess_task(path: Path) -> TaskType:
     fields = [f.strip().strip('"').lower() for f in first.replace("\t", ",").split(",")]
     if {"prompt", "response"} <= set(fields):
         return TaskType.sft
-    if set(fields) & {"path", "file", "filename", "image", "image_path"} or \
-            (fields and Path(fields[0]).suffix in IMAGE_EXTS):
+    if set(fields) & {"path", "file", "filename", "image", "image_path"} or (
+        fields and Path(fields[0]).suffix in IMAGE_EXTS
+    ):
         return TaskType.image_classification
     return TaskType.text_classification
 
@@ -77,9 +79,16 @@ def data_section(data: str, project_file: Path, task: Optional[TaskType] = None,
     return {"source": source_kind(p, task), "path": rel, **extra}
 
 
-def starter_project(name: str, task: TaskType, data: dict[str, Any], report: Optional[ScanReport] = None,
-                    backbone: Optional[str] = None, image_size: Optional[int] = None,
-                    sequence_length: Optional[int] = None, n_pairs: Optional[int] = None) -> Project:
+def starter_project(
+    name: str,
+    task: TaskType,
+    data: dict[str, Any],
+    report: Optional[ScanReport] = None,
+    backbone: Optional[str] = None,
+    image_size: Optional[int] = None,
+    sequence_length: Optional[int] = None,
+    n_pairs: Optional[int] = None,
+) -> Project:
     """A valid project: the task's default backbone, for text a sequence length from the scan, and the
     default preset's proposed phases written out."""
     if task.is_generative:
@@ -89,11 +98,23 @@ def starter_project(name: str, task: TaskType, data: dict[str, Any], report: Opt
             except DataError:
                 n_pairs = None
         n_train = round((1 - data.get("val_fraction", 0.2)) * (n_pairs or 100))
-        return with_proposed_phases(project_from_dict({
-            "name": name, "task": {"type": task.value}, "data": data,
-            "backbone": {"name": backbone or DEFAULT_LM_BACKBONE, "weights": "pretrained",
-                         "sequence_length": sequence_length},
-            "train": {"batch_size": SFT_BATCH, "preset": "balanced"}}, "init"), n_train)
+        return with_proposed_phases(
+            project_from_dict(
+                {
+                    "name": name,
+                    "task": {"type": task.value},
+                    "data": data,
+                    "backbone": {
+                        "name": backbone or DEFAULT_LM_BACKBONE,
+                        "weights": "pretrained",
+                        "sequence_length": sequence_length,
+                    },
+                    "train": {"batch_size": SFT_BATCH, "preset": "balanced"},
+                },
+                "init",
+            ),
+            n_train,
+        )
     if task.is_text:
         seq = None
         if report is not None and report.lengths:
@@ -102,6 +123,6 @@ def starter_project(name: str, task: TaskType, data: dict[str, Any], report: Opt
     else:
         bb = {"name": backbone or DEFAULT_IMAGE_BACKBONE, "image_size": image_size}
     n_train = round(len(report.examples) * 0.8) if report is not None else 0
-    return with_proposed_phases(project_from_dict({"name": name, "task": {"type": task.value}, "data": data,
-                                                   "backbone": bb}, "init"), n_train)
-
+    return with_proposed_phases(
+        project_from_dict({"name": name, "task": {"type": task.value}, "data": data, "backbone": bb}, "init"), n_train
+    )

@@ -4,6 +4,7 @@ Used by ``tlapp generate``, the wizard's chat box and the conversion check of
 ``tlapp weights install-lm-default``. A prompt becomes the same ChatML the model was tuned on
 (with the model's default system prompt when none is given).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,9 +21,11 @@ from tlapp.rundir import RunDir
 # Fixed prompts and sentences for checking a conversion: a broken one (q/k left permuted, a wrong
 # tokenizer) answers with nothing or garbage and reads English at a perplexity in the thousands.
 CHECK_PROMPTS = {"What is the capital of France?": "paris", "What is 2 + 2?": "4"}
-CHECK_SENTENCES = ["The cat sat on the mat and looked out of the window.",
-                   "Paris is the capital and most populous city of France.",
-                   "Water boils at one hundred degrees Celsius at sea level."]
+CHECK_SENTENCES = [
+    "The cat sat on the mat and looked out of the window.",
+    "Paris is the capital and most populous city of France.",
+    "Water boils at one hundred degrees Celsius at sea level.",
+]
 PERPLEXITY_LIMIT = 100.0
 
 
@@ -51,8 +54,14 @@ class ChatModel:
         batches = []
         for t in texts:
             ids = np.asarray([self.tokenizer.encode(t)], np.int32)
-            batches.append({"token_ids": ids[:, :-1], "padding_mask": np.ones_like(ids[:, :-1], bool),
-                            "labels": ids[:, 1:], "sample_weight": np.ones(ids[:, 1:].shape, np.float32)})
+            batches.append(
+                {
+                    "token_ids": ids[:, :-1],
+                    "padding_mask": np.ones_like(ids[:, :-1], bool),
+                    "labels": ids[:, 1:],
+                    "sample_weight": np.ones(ids[:, 1:].shape, np.float32),
+                }
+            )
         return evaluator(causal_lm(self.backbone))(batches)["perplexity"]
 
 
@@ -62,8 +71,10 @@ def check_conversion(folder: Path) -> dict[str, Any]:
     answers = dict(zip(CHECK_PROMPTS, m.answer(list(CHECK_PROMPTS), 24)))
     ppl = m.perplexity(CHECK_SENTENCES)
     wrong = [q for q, a in answers.items() if CHECK_PROMPTS[q] not in a.lower()]
-    why = "; ".join([f"{q!r} answered {answers[q]!r}" for q in wrong]
-                    + ([f"perplexity {ppl:.0f} > {PERPLEXITY_LIMIT:.0f}"] if ppl > PERPLEXITY_LIMIT else []))
+    why = "; ".join(
+        [f"{q!r} answered {answers[q]!r}" for q in wrong]
+        + ([f"perplexity {ppl:.0f} > {PERPLEXITY_LIMIT:.0f}"] if ppl > PERPLEXITY_LIMIT else [])
+    )
     return {"answers": answers, "perplexity": ppl, "ok": not why, "why": why}
 
 

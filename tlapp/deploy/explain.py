@@ -6,6 +6,7 @@ of the class score, kept where positive, and resized to the input image's own si
 whose output is a token sequence (vision transformers) have no such map: they get a clear error
 rather than a picture that only looks like an explanation.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,18 +45,27 @@ class GradCam:
             features = model.get_layer("features")
             pool = features.get_layer("pool")
         except ValueError:
-            raise ExplainError(f"model {model.name!r} is not a tlapp image model (no 'features'/'pool' layers); "
-                               "Grad-CAM explains image classifiers trained by tlapp") from None
+            raise ExplainError(
+                f"model {model.name!r} is not a tlapp image model (no 'features'/'pool' layers); "
+                "Grad-CAM explains image classifiers trained by tlapp"
+            ) from None
         fmap = pool.input
         if len(fmap.shape) != 4:
-            raise ExplainError(f"the backbone's output is not a convolutional feature map (shape {tuple(fmap.shape)}, "
-                               "e.g. a vision transformer's tokens): Grad-CAM needs one, so this model cannot be "
-                               "explained with it")
-        head_layers = [layer for layer in model.layers if layer is not features and layer.name != "image"
-                       and not isinstance(layer, keras.layers.InputLayer)]
+            raise ExplainError(
+                f"the backbone's output is not a convolutional feature map (shape {tuple(fmap.shape)}, "
+                "e.g. a vision transformer's tokens): Grad-CAM needs one, so this model cannot be "
+                "explained with it"
+            )
+        head_layers = [
+            layer
+            for layer in model.layers
+            if layer is not features and layer.name != "image" and not isinstance(layer, keras.layers.InputLayer)
+        ]
         if len(head_layers) != 1:
-            raise ExplainError(f"model {model.name!r}: expected one head after 'features', found "
-                               f"{[layer.name for layer in head_layers]}")
+            raise ExplainError(
+                f"model {model.name!r}: expected one head after 'features', found "
+                f"{[layer.name for layer in head_layers]}"
+            )
         self.head = head_layers[0]
         self.inner = keras.Model(features.inputs, [fmap, features.output], name="gradcam_features")
         self.fmap_shape = tuple(int(d) for d in fmap.shape[1:])
@@ -75,7 +85,9 @@ class GradCam:
             elif class_name in self.classes:
                 index = self.classes.index(class_name)
             else:
-                raise ExplainError(f"--class {class_name!r}: not one of the model's classes ({', '.join(self.classes)})")
+                raise ExplainError(
+                    f"--class {class_name!r}: not one of the model's classes ({', '.join(self.classes)})"
+                )
             score = out[:, index]
         grads = tape.gradient(score, fmap)
         if grads is None:
@@ -85,8 +97,9 @@ class GradCam:
         cam = tf.image.resize(cam[..., None], rgb.shape[:2], method="bilinear")[..., 0].numpy()
         top = float(cam.max())
         heat = (cam / top if top > 0 else np.zeros_like(cam)).astype(np.float32)
-        return Explanation(heat, self.classes[index], index, float(probs[index]), self.classes[predicted],
-                           self.fmap_shape)  # type: ignore[arg-type]
+        return Explanation(
+            heat, self.classes[index], index, float(probs[index]), self.classes[predicted], self.fmap_shape
+        )  # type: ignore[arg-type]
 
 
 def overlay(rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarray:
@@ -97,8 +110,9 @@ def overlay(rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarra
     return np.clip((1 - alpha) * rgb.astype(np.float32) + alpha * 255 * colours, 0, 255).astype(np.uint8)
 
 
-def explain_file(run_or_export: Path, image: Path, class_name: Optional[str] = None,
-                 out: Optional[Path] = None) -> tuple[Explanation, Path]:
+def explain_file(
+    run_or_export: Path, image: Path, class_name: Optional[str] = None, out: Optional[Path] = None
+) -> tuple[Explanation, Path]:
     """``tlapp explain``: Grad-CAM of one image file with a finished run's exported model; writes
     the overlay as a PNG (default: ``<image name>.gradcam.png`` beside the run's export)."""
     from PIL import Image

@@ -3,6 +3,7 @@ optional legacy ``.h5``, ``labels.txt`` and ``meta.json`` — written into a tem
 folder and swapped into ``export/``, then reloaded in a fresh process and
 checked against the in-app model.
 """
+
 from __future__ import annotations
 
 import io
@@ -12,8 +13,8 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -21,9 +22,9 @@ import numpy as np
 from tlapp.base.errors import Cancelled, ExportError
 from tlapp.base.fsutil import atomic_dir, atomic_write_text
 from tlapp.base.tfenv import quiet_import
+from tlapp.deploy import onnx_export, tflite
 from tlapp.deploy.samples import FILE as SAMPLES_FILE
 from tlapp.deploy.samples import write_samples
-from tlapp.deploy import onnx_export, tflite
 from tlapp.deploy.tflite import FILES as TFLITE_FILES
 
 tf, keras = quiet_import()
@@ -71,14 +72,16 @@ def exif_orientation(image_bytes: Any) -> Any:
 def apply_orientation(img: Any, orientation: Any) -> Any:
     """Turn ``img`` upright for EXIF ``orientation``, as Pillow's ``ImageOps.exif_transpose``."""
     t = lambda x: tf.transpose(x, [1, 0, 2])  # noqa: E731
-    branches = [lambda: img,                                      # 1 upright
-                lambda: tf.reverse(img, [1]),                     # 2 mirrored left-right
-                lambda: tf.reverse(img, [0, 1]),                  # 3 rotated 180
-                lambda: tf.reverse(img, [0]),                     # 4 mirrored top-bottom
-                lambda: t(img),                                   # 5 transposed
-                lambda: tf.reverse(t(img), [1]),                  # 6 rotated 90 clockwise
-                lambda: tf.reverse(t(img), [0, 1]),               # 7 transverse
-                lambda: tf.reverse(t(img), [0])]                  # 8 rotated 90 counter-clockwise
+    branches = [
+        lambda: img,  # 1 upright
+        lambda: tf.reverse(img, [1]),  # 2 mirrored left-right
+        lambda: tf.reverse(img, [0, 1]),  # 3 rotated 180
+        lambda: tf.reverse(img, [0]),  # 4 mirrored top-bottom
+        lambda: t(img),  # 5 transposed
+        lambda: tf.reverse(t(img), [1]),  # 6 rotated 90 clockwise
+        lambda: tf.reverse(t(img), [0, 1]),  # 7 transverse
+        lambda: tf.reverse(t(img), [0]),
+    ]  # 8 rotated 90 counter-clockwise
     return tf.switch_case(tf.clip_by_value(orientation - 1, 0, 7), branches)
 
 
@@ -106,8 +109,13 @@ def resize_like_training(images: Any, size: int) -> Any:
     first: a 1000-pixel photo then gets the pixels training would have made of it."""
     shape = tf.shape(images)
     same = tf.logical_and(tf.equal(shape[1], size), tf.equal(shape[2], size))
-    return tf.cond(same, lambda: images, lambda: tf.clip_by_value(tf.round(
-        tf.image.resize(images, (size, size), method="bilinear", antialias=True)), 0.0, 255.0))
+    return tf.cond(
+        same,
+        lambda: images,
+        lambda: tf.clip_by_value(
+            tf.round(tf.image.resize(images, (size, size), method="bilinear", antialias=True)), 0.0, 255.0
+        ),
+    )
 
 
 def write_saved_model(model: Any, folder: Path, size: int, key: str) -> None:
@@ -118,8 +126,9 @@ def write_saved_model(model: Any, folder: Path, size: int, key: str) -> None:
     """
     archive = keras.export.ExportArchive()
     archive.track(model)
-    core = tf.function(lambda image: model(image, training=False),
-                       input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
+    core = tf.function(
+        lambda image: model(image, training=False), input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)]
+    )
 
     def pixels(image):
         return {key: core(resize_like_training(image, size))}
@@ -128,13 +137,22 @@ def write_saved_model(model: Any, folder: Path, size: int, key: str) -> None:
         return {key: core(resize_like_training(tf.cast(image, tf.float32), size))}
 
     def encoded(image_bytes):
-        imgs = tf.map_fn(lambda b: decode_like_training(b, size), image_bytes,
-                         fn_output_signature=tf.TensorSpec((size, size, 3), tf.float32))
+        imgs = tf.map_fn(
+            lambda b: decode_like_training(b, size),
+            image_bytes,
+            fn_output_signature=tf.TensorSpec((size, size, 3), tf.float32),
+        )
         return {key: core(imgs)}
 
-    archive.add_endpoint("serving_default", pixels, input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32, name="image")])
-    archive.add_endpoint("serving_uint8", pixels_u8, input_signature=[tf.TensorSpec((None, None, None, 3), tf.uint8, name="image")])
-    archive.add_endpoint("serving_bytes", encoded, input_signature=[tf.TensorSpec((None,), tf.string, name="image_bytes")])
+    archive.add_endpoint(
+        "serving_default", pixels, input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32, name="image")]
+    )
+    archive.add_endpoint(
+        "serving_uint8", pixels_u8, input_signature=[tf.TensorSpec((None, None, None, 3), tf.uint8, name="image")]
+    )
+    archive.add_endpoint(
+        "serving_bytes", encoded, input_signature=[tf.TensorSpec((None,), tf.string, name="image_bytes")]
+    )
     archive.write_out(str(folder), verbose=False)
 
 
@@ -185,6 +203,7 @@ class ExportParts:
 
 def backbone_config(backbone: Any) -> dict[str, Any]:
     """A keras-hub backbone's config without compile/build state (see :class:`ExportParts`)."""
+
     def strip(d: Any) -> None:
         if isinstance(d, dict):
             for k in ("compile_config", "build_config"):
@@ -198,15 +217,25 @@ def backbone_config(backbone: Any) -> dict[str, Any]:
 
 
 def _meta(parts: ExportParts) -> dict[str, Any]:
-    meta = {"input": "text" if parts.is_text else "image", "task": parts.task, "classes": parts.classes,
-            "backbone": parts.backbone, "output_key": output_key(parts.task),
-            "validation_seen_in_training": parts.validation_seen}
+    meta = {
+        "input": "text" if parts.is_text else "image",
+        "task": parts.task,
+        "classes": parts.classes,
+        "backbone": parts.backbone,
+        "output_key": output_key(parts.task),
+        "validation_seen_in_training": parts.validation_seen,
+    }
     if parts.is_text:
         meta.update(sequence_length=parts.size, signatures={"serving_default": "text string [N] (raw, untokenised)"})
     else:
-        meta.update(image_size=parts.size, signatures={"serving_default": "image float32 [N,H,W,3] 0-255",
-                                                       "serving_uint8": "image uint8 [N,H,W,3]",
-                                                       "serving_bytes": "image_bytes string [N]"})
+        meta.update(
+            image_size=parts.size,
+            signatures={
+                "serving_default": "image float32 [N,H,W,3] 0-255",
+                "serving_uint8": "image uint8 [N,H,W,3]",
+                "serving_bytes": "image_bytes string [N]",
+            },
+        )
     return meta
 
 
@@ -214,53 +243,98 @@ def usage_readme(meta: dict[str, Any], formats: list[str]) -> str:
     """The export folder's README: how to call each file it holds, without tlapp."""
     key, text = meta["output_key"], meta["input"] == "text"
     size = meta.get("image_size")
-    parts = [f"# {meta['backbone']} — {meta['task']}", "",
-             "Classes, in output order, are in `labels.txt`. "
-             + ("Inputs are raw strings: the tokenizer is inside the model." if text else
-                f"Inputs are raw RGB pixels 0-255: resizing to {size}x{size} and the backbone's scaling are inside "
-                "the model."), ""]
+    parts = [
+        f"# {meta['backbone']} — {meta['task']}",
+        "",
+        "Classes, in output order, are in `labels.txt`. "
+        + (
+            "Inputs are raw strings: the tokenizer is inside the model."
+            if text
+            else f"Inputs are raw RGB pixels 0-255: resizing to {size}x{size} and the backbone's scaling are inside "
+            "the model."
+        ),
+        "",
+    ]
     if "savedmodel" in formats:
-        call = ('sig(text=tf.constant(["some text"]))' if text else
-                'sig(image=tf.constant(pixels[None].astype("float32")))  # pixels: [H, W, 3] uint8, any size')
-        parts += ["## SavedModel (`saved_model/`)", "", "```python",
-                  "import tensorflow as tf" + ("\nimport tensorflow_text  # registers the tokenizer ops" if text else ""),
-                  'sig = tf.saved_model.load("saved_model").signatures["serving_default"]',
-                  f'out = {call}["{key}"]', "```", ""]
+        call = (
+            'sig(text=tf.constant(["some text"]))'
+            if text
+            else 'sig(image=tf.constant(pixels[None].astype("float32")))  # pixels: [H, W, 3] uint8, any size'
+        )
+        parts += [
+            "## SavedModel (`saved_model/`)",
+            "",
+            "```python",
+            "import tensorflow as tf" + ("\nimport tensorflow_text  # registers the tokenizer ops" if text else ""),
+            'sig = tf.saved_model.load("saved_model").signatures["serving_default"]',
+            f'out = {call}["{key}"]',
+            "```",
+            "",
+        ]
         if not text:
-            parts += ["Other signatures: `serving_uint8` (uint8 pixels) and `serving_bytes` (encoded JPEG/PNG "
-                      "strings, `image_bytes`; EXIF rotation and transparency are handled as in training). Pixels "
-                      "of another size are resized as training resizes (antialiased) before the model.", ""]
+            parts += [
+                "Other signatures: `serving_uint8` (uint8 pixels) and `serving_bytes` (encoded JPEG/PNG "
+                "strings, `image_bytes`; EXIF rotation and transparency are handled as in training). Pixels "
+                "of another size are resized as training resizes (antialiased) before the model.",
+                "",
+            ]
     if "keras" in formats:
-        parts += ["## Keras (`model.keras`)", "", "```python", "import keras",
-                  'model = keras.saving.load_model("model.keras", compile=False)',
-                  ("# text: tokens from preprocessor/ (keras_hub.models.TextClassifierPreprocessor.from_preset)"
-                   if text else "out = model.predict(pixels[None].astype(\"float32\"))"), "```", ""]
+        parts += [
+            "## Keras (`model.keras`)",
+            "",
+            "```python",
+            "import keras",
+            'model = keras.saving.load_model("model.keras", compile=False)',
+            (
+                "# text: tokens from preprocessor/ (keras_hub.models.TextClassifierPreprocessor.from_preset)"
+                if text
+                else 'out = model.predict(pixels[None].astype("float32"))'
+            ),
+            "```",
+            "",
+        ]
     if "onnx" in formats:
-        parts += ["## ONNX (`model.onnx`)", "", "```python", "import numpy as np, onnxruntime as ort",
-                  'sess = ort.InferenceSession("model.onnx")',
-                  f'out = sess.run(None, {{"image": pixels[None].astype("float32")}})[0]  # [N, {size}, {size}, 3]',
-                  "```", ""]
+        parts += [
+            "## ONNX (`model.onnx`)",
+            "",
+            "```python",
+            "import numpy as np, onnxruntime as ort",
+            'sess = ort.InferenceSession("model.onnx")',
+            f'out = sess.run(None, {{"image": pixels[None].astype("float32")}})[0]  # [N, {size}, {size}, 3]',
+            "```",
+            "",
+        ]
     if "h5" in formats:
-        parts += ["## Legacy HDF5 (`model.h5`)", "", "`keras.saving.load_model(\"model.h5\", compile=False)`", ""]
+        parts += ["## Legacy HDF5 (`model.h5`)", "", '`keras.saving.load_model("model.h5", compile=False)`', ""]
     lite = meta.get("tflite") or {}
     if lite:
         parts += ["## TensorFlow Lite", "", "| file | input |", "|---|---|"]
         parts += [f"| `{name}` | {spec} |" for name, spec in lite.items()]
-        parts += ["", "```python", "import numpy as np, tensorflow as tf  # or: from ai_edge_litert.interpreter "
-                  "import Interpreter",
-                  'it = tf.lite.Interpreter(model_path="model.tflite"); it.allocate_tensors()',
-                  "inp, out = it.get_input_details()[0], it.get_output_details()[0]",
-                  f"it.set_tensor(inp['index'], pixels[None].astype(inp['dtype']))  # [1, {size}, {size}, 3]",
-                  "it.invoke(); y = it.get_tensor(out['index'])[0]",
-                  "# int8: y is uint8; probabilities = (y - zero_point) * scale from out['quantization']",
-                  "```", "", "Accuracy of each file on the validation split: `report.json`.", ""]
+        parts += [
+            "",
+            "```python",
+            "import numpy as np, tensorflow as tf  # or: from ai_edge_litert.interpreter import Interpreter",
+            'it = tf.lite.Interpreter(model_path="model.tflite"); it.allocate_tensors()',
+            "inp, out = it.get_input_details()[0], it.get_output_details()[0]",
+            f"it.set_tensor(inp['index'], pixels[None].astype(inp['dtype']))  # [1, {size}, {size}, 3]",
+            "it.invoke(); y = it.get_tensor(out['index'])[0]",
+            "# int8: y is uint8; probabilities = (y - zero_point) * scale from out['quantization']",
+            "```",
+            "",
+            "Accuracy of each file on the validation split: `report.json`.",
+            "",
+        ]
     return "\n".join(parts)
 
 
 def artifacts(fmt: str) -> list[str]:
     """The files/folders a format writes into an export folder."""
-    return {"savedmodel": ["saved_model"], "keras": ["model.keras", "preprocessor"], "h5": ["model.h5"],
-            "onnx": [onnx_export.FILE]}.get(fmt) or ([TFLITE_FILES[fmt]] if fmt in TFLITE_FILES else [])
+    return {
+        "savedmodel": ["saved_model"],
+        "keras": ["model.keras", "preprocessor"],
+        "h5": ["model.h5"],
+        "onnx": [onnx_export.FILE],
+    }.get(fmt) or ([TFLITE_FILES[fmt]] if fmt in TFLITE_FILES else [])
 
 
 def present_formats(folder: Path) -> list[str]:
@@ -304,8 +378,9 @@ def _write_formats(parts: ExportParts, tmp: Path, formats: list[str]) -> dict[st
         parts.model.save(tmp / "model.keras")
     for fmt in formats:
         if fmt in TFLITE_FILES:
-            why = tflite.convert(parts.model, parts.size, fmt, tmp / TFLITE_FILES[fmt], parts.representative,
-                                 parts.is_text)
+            why = tflite.convert(
+                parts.model, parts.size, fmt, tmp / TFLITE_FILES[fmt], parts.representative, parts.is_text
+            )
             if why:
                 errors[fmt] = why
     if "onnx" in formats:
@@ -332,10 +407,17 @@ def _write_samples(parts: ExportParts, samples: np.ndarray, path: Path) -> None:
         write_samples(path, expected, images=samples, pngs=[_png_bytes(s) for s in samples])
 
 
-def export_model(parts: ExportParts, out_dir: Path, formats: list[str], samples: Optional[np.ndarray] = None,
-                 verify: bool = True, verifier: Optional["FreshVerifier"] = None,
-                 progress: Optional[Callable[[int, int], None]] = None,
-                 should_stop: Optional[Callable[[], bool]] = None, keep_existing: bool = False) -> dict[str, Any]:
+def export_model(
+    parts: ExportParts,
+    out_dir: Path,
+    formats: list[str],
+    samples: Optional[np.ndarray] = None,
+    verify: bool = True,
+    verifier: Optional["FreshVerifier"] = None,
+    progress: Optional[Callable[[int, int], None]] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+    keep_existing: bool = False,
+) -> dict[str, Any]:
     """Write all requested formats to ``out_dir`` atomically; verify in a fresh process.
 
     ``keep_existing``: the formats already in ``out_dir`` that are not asked for stay (a re-export adds
@@ -381,14 +463,22 @@ def export_model(parts: ExportParts, out_dir: Path, formats: list[str], samples:
             _write_samples(parts, samples, tmp / SAMPLES_FILE)
             step()
         meta = _meta(parts)
-        lite = {TFLITE_FILES[f]: ("uint8" if f == "tflite_int8" else "float32") + f" [1,{parts.size},{parts.size},3] 0-255"
-                for f in formats if f in TFLITE_FILES and f not in errors}
+        lite = {
+            TFLITE_FILES[f]: ("uint8" if f == "tflite_int8" else "float32") + f" [1,{parts.size},{parts.size},3] 0-255"
+            for f in formats
+            if f in TFLITE_FILES and f not in errors
+        }
         if lite:
             meta["tflite"] = lite
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         (tmp / "README.md").write_text(usage_readme(meta, [f for f in formats if f not in errors]))
-    info: dict[str, Any] = {"dir": str(out_dir), "formats": formats, "errors": errors, "verified": None,
-                            "seconds": {"write": round(time.time() - t0, 2)}}
+    info: dict[str, Any] = {
+        "dir": str(out_dir),
+        "formats": formats,
+        "errors": errors,
+        "verified": None,
+        "seconds": {"write": round(time.time() - t0, 2)},
+    }
     if verifier is not None:
         t1 = time.time()
         info["verify"] = verifier.check(out_dir)
@@ -413,8 +503,9 @@ class FreshVerifier:
     @classmethod
     def start(cls) -> "FreshVerifier":
         cmd = [sys.executable, "-m", "tlapp.deploy.verify", "--wait"]
-        return cls(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True))
+        return cls(
+            subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        )
 
     def check(self, export_dir: Path, timeout: float = 600) -> dict[str, Any]:
         """Reload every artifact of ``export_dir`` in the fresh process; compare with the saved expectations."""
@@ -423,7 +514,7 @@ class FreshVerifier:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             raise ExportError(f"{export_dir}: parity check process did not finish in {timeout:.0f}s") from None
-        lines = [l for l in out.splitlines() if l.startswith("{")]
+        lines = [x for x in out.splitlines() if x.startswith("{")]
         if self.proc.returncode != 0 or not lines:
             raise ExportError(f"{export_dir}: parity check process failed: {(err or out)[-400:]}")
         return json.loads(lines[-1])

@@ -1,6 +1,7 @@
 """Work on a finished run without retraining: ``tlapp evaluate`` and ``tlapp export``
 (and the GUI's Evaluate / "Export again", which call the same functions).
 """
+
 from __future__ import annotations
 
 import json
@@ -10,10 +11,10 @@ from typing import Any, Optional
 import numpy as np
 
 from tlapp.base.errors import DataError, ExportError
-from tlapp.data.examples import Example
-from tlapp.data.sources import scan_data
 from tlapp.config import TaskType
+from tlapp.data.examples import Example
 from tlapp.data.labels import LabelEncoder
+from tlapp.data.sources import scan_data
 from tlapp.deploy.evaluate import report_from_outputs
 from tlapp.deploy.export import export_model
 from tlapp.deploy.loading import load_parts, load_samples
@@ -33,8 +34,10 @@ def _examples(run_dir: Path, data: Optional[Path], task: str, split: str) -> lis
         if split not in ("val", "test"):
             raise DataError(f"--split {split!r}: expected val or test")
         if not rows.get(split):
-            raise DataError(f"{run_dir}: the run has no {split} split"
-                            + (" (data.test_fraction was 0); pass --data" if split == "test" else ""))
+            raise DataError(
+                f"{run_dir}: the run has no {split} split"
+                + (" (data.test_fraction was 0); pass --data" if split == "test" else "")
+            )
         return [Example(*r) for r in rows[split]]
     return scan_data(data, task).examples
 
@@ -58,23 +61,26 @@ def evaluate_run(run_dir: Path, data: Optional[Path] = None, split: Optional[str
         labels = {lab for e in examples for lab in (e.label if task.is_multi_label else [e.label])}
         unknown = sorted(labels - set(classes))
         if unknown:
-            raise DataError(f"{data or run_dir}: labels not known to the model: {', '.join(unknown)} "
-                            f"(model classes: {classes})")
+            raise DataError(
+                f"{data or run_dir}: labels not known to the model: {', '.join(unknown)} (model classes: {classes})"
+            )
     if pred.is_text:
         results = pred.predict_texts([e.text or "" for e in examples])
     else:
         results = pred.predict_files([e.path for e in examples])
     kept = [(r, e) for r, e in zip(results, examples) if "error" not in r]
-    outputs = np.array([[r["value"]] if "value" in r else [r["scores"][c] for c in classes] for r, _ in kept],
-                       np.float32).reshape(len(kept), -1)
-    rep = report_from_outputs(outputs, [e for _, e in kept], LabelEncoder(task, classes),
-                              pred.meta.get("thresholds"))
+    outputs = np.array(
+        [[r["value"]] if "value" in r else [r["scores"][c] for c in classes] for r, _ in kept], np.float32
+    ).reshape(len(kept), -1)
+    rep = report_from_outputs(outputs, [e for _, e in kept], LabelEncoder(task, classes), pred.meta.get("thresholds"))
     rep["n"], rep["split"] = len(kept), "data" if data else split
     rep["unreadable"] = [r["path"] for r in results if "error" in r]
     if data is None and split == "val" and pred.meta.get("validation_seen_in_training"):
-        rep["warning"] = ("the final model was refit on these validation examples, so this score is optimistic; "
-                          "the honest estimate is the run's cross-validation (evaluation.json), or train with "
-                          "data.test_fraction and use --split test")
+        rep["warning"] = (
+            "the final model was refit on these validation examples, so this score is optimistic; "
+            "the honest estimate is the run's cross-validation (evaluation.json), or train with "
+            "data.test_fraction and use --split test"
+        )
     return rep
 
 

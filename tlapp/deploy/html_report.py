@@ -4,6 +4,7 @@ Metrics per split, the plots (``plots/*.png``), per-class scores, and per class 
 model got wrong with the most confidence, as small embedded thumbnails (the page stays valid when
 the data folder moves).
 """
+
 from __future__ import annotations
 
 import base64
@@ -60,13 +61,16 @@ def _section(name: str, split: str, rep: dict[str, Any], run_dir: RunDir) -> lis
     return out
 
 
-def write_html(run_dir: RunDir, title: str, val: Optional[dict[str, Any]], test: Optional[dict[str, Any]],
-               card_md: str = "") -> Path:
-    parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-             "pre{background:#f4f4f4;padding:.6em}.plot{max-width:48%;margin:.3em}"
-             ".row{display:flex;flex-wrap:wrap;gap:.6em}.ex{font-size:80%;max-width:200px}</style>",
-             f"<h1>{html.escape(title)}</h1>"]
+def write_html(
+    run_dir: RunDir, title: str, val: Optional[dict[str, Any]], test: Optional[dict[str, Any]], card_md: str = ""
+) -> Path:
+    parts = [
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "pre{background:#f4f4f4;padding:.6em}.plot{max-width:48%;margin:.3em}"
+        ".row{display:flex;flex-wrap:wrap;gap:.6em}.ex{font-size:80%;max-width:200px}</style>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
     if val:
         parts += _section("Validation", "val", val, run_dir)
     if test:

@@ -16,6 +16,7 @@ adapter into a kernel changes the float rounding, so a near-tie may break the ot
 model that is rare, on a random test model common). The answer tokens' logits must agree within
 :data:`LOGIT_TOLERANCE`.
 """
+
 from __future__ import annotations
 
 import json
@@ -99,8 +100,16 @@ With tlapp: `tlapp generate RUN "your question"`.
 """
 
 
-def export_lm(lm: LanguageModel, dest: Path, name: str, mode: str, lora: Optional[dict[str, Any]],
-              prompts: Sequence[Sequence[int]], max_new: int = 32, gguf: bool = False) -> dict[str, Any]:
+def export_lm(
+    lm: LanguageModel,
+    dest: Path,
+    name: str,
+    mode: str,
+    lora: Optional[dict[str, Any]],
+    prompts: Sequence[Sequence[int]],
+    max_new: int = 32,
+    gguf: bool = False,
+) -> dict[str, Any]:
     """Write the export folder; returns what was written (for metrics.json and the card)."""
     dest.mkdir(parents=True, exist_ok=True)
     files = replace(lm.tokenizer.files, tensors=tensors_from_backbone(lm.backbone))
@@ -117,22 +126,50 @@ def export_lm(lm: LanguageModel, dest: Path, name: str, mode: str, lora: Optiona
         written.append(ADAPTER)
     gen = Generator(lm.backbone, lm.tokenizer.end_id)
     cases = [_case(gen.model, [int(t) for t in p], gen([p], max_new)[0]) for p in prompts]
-    atomic_write_text(dest / SAMPLES, json.dumps({"end_id": lm.tokenizer.end_id, "max_new": max_new, "tie": TIE,
-                                                  "tolerance": LOGIT_TOLERANCE, "cases": cases}))
+    atomic_write_text(
+        dest / SAMPLES,
+        json.dumps(
+            {
+                "end_id": lm.tokenizer.end_id,
+                "max_new": max_new,
+                "tie": TIE,
+                "tolerance": LOGIT_TOLERANCE,
+                "cases": cases,
+            }
+        ),
+    )
     written.append(SAMPLES)
-    lines = {PRESET + "/": "the merged model (config.json, model.safetensors, tokenizer.json, tokenizer_config.json)",
-             GGUF: "the merged model for llama.cpp (f16; `llama-cli -m model-f16.gguf -cnv`)",
-             ADAPTER: "the LoRA adapter alone (attrs: rank, alpha, targets, base)",
-             SAMPLES: "prompts and the app's greedy answers (token ids), for the parity check"}
-    system_line = f"With no system turn, the model was tuned with its default system prompt: \"{lm.system}\".\n" \
-        if lm.system else ""
-    atomic_write_text(dest / "README.md", README.format(
-        name=name, base=lm.entry.name, mode=mode, preset=str(dest / PRESET), system_line=system_line,
-        files="\n".join(f"- `{f}`: {lines[f]}" for f in written)))
+    lines = {
+        PRESET + "/": "the merged model (config.json, model.safetensors, tokenizer.json, tokenizer_config.json)",
+        GGUF: "the merged model for llama.cpp (f16; `llama-cli -m model-f16.gguf -cnv`)",
+        ADAPTER: "the LoRA adapter alone (attrs: rank, alpha, targets, base)",
+        SAMPLES: "prompts and the app's greedy answers (token ids), for the parity check",
+    }
+    system_line = (
+        f'With no system turn, the model was tuned with its default system prompt: "{lm.system}".\n'
+        if lm.system
+        else ""
+    )
+    atomic_write_text(
+        dest / "README.md",
+        README.format(
+            name=name,
+            base=lm.entry.name,
+            mode=mode,
+            preset=str(dest / PRESET),
+            system_line=system_line,
+            files="\n".join(f"- `{f}`: {lines[f]}" for f in written),
+        ),
+    )
     written.append("README.md")
     size = sum(f.stat().st_size for f in dest.rglob("*") if f.is_file())
-    return {"dir": str(dest), "formats": [f.rstrip("/") for f in written if f != "README.md"], "files": written,
-            "bytes": size, **({"gguf_check": gguf_check} if gguf_check else {})}
+    return {
+        "dir": str(dest),
+        "formats": [f.rstrip("/") for f in written if f != "README.md"],
+        "files": written,
+        "bytes": size,
+        **({"gguf_check": gguf_check} if gguf_check else {}),
+    }
 
 
 def _case(model: Any, prompt: list[int], answer: list[int]) -> dict[str, Any]:
@@ -141,34 +178,46 @@ def _case(model: Any, prompt: list[int], answer: list[int]) -> dict[str, Any]:
 
     seq = np.asarray([prompt + answer], np.int32)
     logits = np.asarray(model.predict_on_batch({"token_ids": seq, "padding_mask": np.ones_like(seq, bool)}))[0]
-    rows = logits[len(prompt) - 1:len(prompt) - 1 + len(answer) + 1]
+    rows = logits[len(prompt) - 1 : len(prompt) - 1 + len(answer) + 1]
     top2 = np.sort(rows, axis=-1)[:, -2:]
-    return {"prompt_ids": prompt, "expected_ids": answer,
-            "logits": [float(rows[i, t]) for i, t in enumerate(answer)],
-            "margins": [float(m) for m in top2[:, 1] - top2[:, 0]]}
+    return {
+        "prompt_ids": prompt,
+        "expected_ids": answer,
+        "logits": [float(rows[i, t]) for i, t in enumerate(answer)],
+        "margins": [float(m) for m in top2[:, 1] - top2[:, 0]],
+    }
 
 
 def verify_lm(dest: Path, timeout: float = 900) -> dict[str, Any]:
     """Load ``dest/preset`` in a fresh Python with keras_hub alone and compare greedy tokens."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     try:
-        r = subprocess.run([sys.executable, "-c", CHECK, str(dest / PRESET), str(dest / SAMPLES)],
-                           capture_output=True, text=True, timeout=timeout, env=env)
+        r = subprocess.run(
+            [sys.executable, "-c", CHECK, str(dest / PRESET), str(dest / SAMPLES)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
     except subprocess.TimeoutExpired:
         return {"ok": False, "summary": f"the fresh process did not finish in {timeout:.0f} s"}
-    line = next((l for l in reversed(r.stdout.splitlines()) if l.startswith("RESULT ")), None)
+    line = next((x for x in reversed(r.stdout.splitlines()) if x.startswith("RESULT ")), None)
     if r.returncode != 0 or line is None:
         tail = (r.stderr.strip().splitlines() or ["no output"])[-1]
         return {"ok": False, "summary": f"keras_hub could not load or run the export: {tail}"}
-    out = json.loads(line[len("RESULT "):])
+    out = json.loads(line[len("RESULT ") :])
     res = out["results"]
     same, ties = sum(x["match"] for x in res), sum(x["tie_at"] is not None for x in res)
     ok = all(x["ok"] for x in res)
     tokens = sum(x["tokens"] for x in res)
     diff = max((x["max_logit_diff"] for x in res), default=0.0)
     tie_note = f" ({ties} diverged only where two tokens scored within rounding of each other)" if ties else ""
-    return {"ok": ok, "loader": f"keras_hub.models.CausalLM.from_preset -> {out['class']}", "results": res,
-            "max_logit_diff": diff,
-            "summary": f"{same}/{len(res)} prompts give the same {tokens} greedy tokens from export/preset loaded "
-                       f"by keras_hub alone ({out['class']}){tie_note}; answer-token logits within {diff:.1e}"
-                       + ("" if ok else " — MISMATCH")}
+    return {
+        "ok": ok,
+        "loader": f"keras_hub.models.CausalLM.from_preset -> {out['class']}",
+        "results": res,
+        "max_logit_diff": diff,
+        "summary": f"{same}/{len(res)} prompts give the same {tokens} greedy tokens from export/preset loaded "
+        f"by keras_hub alone ({out['class']}){tie_note}; answer-token logits within {diff:.1e}"
+        + ("" if ok else " — MISMATCH"),
+    }

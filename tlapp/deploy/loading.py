@@ -2,6 +2,7 @@
 for image and text models alike, so re-export runs the same code as the
 export at the end of training.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,9 @@ def load_parts(export_dir: Path) -> ExportParts:
     """Rebuild the raw-input model (and for text, its token model and tokenizer) from ``model.keras``."""
     meta_file, keras_file = export_dir / "meta.json", export_dir / "model.keras"
     if not keras_file.is_file() or not meta_file.is_file():
-        raise ExportError(f"{export_dir}: model.keras or meta.json is missing; re-run training with "
-                          "export.formats including keras")
+        raise ExportError(
+            f"{export_dir}: model.keras or meta.json is missing; re-run training with export.formats including keras"
+        )
     meta = json.loads(meta_file.read_text())
     check_keras_file(keras_file)  # a run folder may come from elsewhere: check before Keras reads it
     kh = quiet_keras_hub()
@@ -38,8 +40,14 @@ def load_parts(export_dir: Path) -> ExportParts:
     pre = kh.models.TextClassifierPreprocessor.from_preset(str(pre_dir))
     text = keras.Input(shape=(), dtype="string", name="text")
     model = keras.Model(text, loaded(pre(text)), name="tlapp_text")
-    return ExportParts(model, size=int(meta["sequence_length"]), token_model=loaded, preprocessor=pre,
-                       backbone_config=json.loads((pre_dir / "config.json").read_text()), **common)
+    return ExportParts(
+        model,
+        size=int(meta["sequence_length"]),
+        token_model=loaded,
+        preprocessor=pre,
+        backbone_config=json.loads((pre_dir / "config.json").read_text()),
+        **common,
+    )
 
 
 def load_samples(export_dir: Path) -> Optional[np.ndarray]:

@@ -5,6 +5,7 @@ One function per task kind, each returning plain JSON-ready dicts: what ``evalua
 here rather than by scikit-learn are the calibration bins and their expected calibration error
 (ECE), which scikit-learn does not offer with bin counts.
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -32,8 +33,9 @@ def calibration(confidence: np.ndarray, correct: np.ndarray, bins: int = CALIBRA
         acc = float(correct[m].mean()) if count else None
         if count:
             ece += count / n * abs(acc - conf)  # type: ignore[operator]
-        rows.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": count,
-                     "confidence": conf, "accuracy": acc})
+        rows.append(
+            {"low": float(edges[b]), "high": float(edges[b + 1]), "count": count, "confidence": conf, "accuracy": acc}
+        )
     return {"bins": rows, "ece": float(ece)}
 
 
@@ -46,18 +48,23 @@ def single_label(probs: np.ndarray, y_true: np.ndarray, classes: list[str]) -> d
     p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     out: dict[str, Any] = {
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
-        "per_class": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
-                      for i, c in enumerate(classes)},
+        "per_class": {
+            c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, c in enumerate(classes)
+        },
         "confusion_matrix": skm.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         "confusion_matrix_normalized": np.nan_to_num(
-            skm.confusion_matrix(y_true, y_pred, labels=labels, normalize="true")).round(4).tolist(),
+            skm.confusion_matrix(y_true, y_pred, labels=labels, normalize="true")
+        )
+        .round(4)
+        .tolist(),
     }
     for avg in ("macro", "weighted"):
-        ap, ar, af, _ = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, average=avg,
-                                                            zero_division=0)
+        ap, ar, af, _ = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, average=avg, zero_division=0)
         out[avg] = {"precision": float(ap), "recall": float(ar), "f1": float(af)}
-    out["top_k_accuracy"] = {str(t): float(skm.top_k_accuracy_score(y_true, probs, k=t, labels=labels))
-                             for t in (2, 3, 5) if t < k}
+    out["top_k_accuracy"] = {
+        str(t): float(skm.top_k_accuracy_score(y_true, probs, k=t, labels=labels)) for t in (2, 3, 5) if t < k
+    }
     if k == 2 and len(set(y_true.tolist())) == 2:
         out["roc_auc"] = float(skm.roc_auc_score(y_true, probs[:, 1]))
     out["calibration"] = calibration(probs.max(1), (y_pred == y_true).astype(float))
@@ -78,8 +85,9 @@ def tune_thresholds(probs: np.ndarray, y_true: np.ndarray) -> np.ndarray:
     return out
 
 
-def multi_label(probs: np.ndarray, y_true: np.ndarray, classes: list[str],
-                thresholds: Optional[np.ndarray] = None) -> dict[str, Any]:
+def multi_label(
+    probs: np.ndarray, y_true: np.ndarray, classes: list[str], thresholds: Optional[np.ndarray] = None
+) -> dict[str, Any]:
     """Per-label P/R/F1 at the thresholds (0.5 unless given), mAP, and the thresholds that would
     maximise each label's F1 here, with the F1 they reach."""
     y_true = y_true.astype(int)
@@ -87,18 +95,29 @@ def multi_label(probs: np.ndarray, y_true: np.ndarray, classes: list[str],
     pred = (probs >= thr).astype(int)
     p, r, f, s = skm.precision_recall_fscore_support(y_true, pred, zero_division=0)
     has_pos = y_true.sum(0) > 0
-    ap = [float(skm.average_precision_score(y_true[:, j], probs[:, j])) if has_pos[j] else None
-          for j in range(len(classes))]
+    ap = [
+        float(skm.average_precision_score(y_true[:, j], probs[:, j])) if has_pos[j] else None
+        for j in range(len(classes))
+    ]
     tuned = tune_thresholds(probs, y_true)
     tuned_f1 = skm.f1_score(y_true, (probs >= tuned).astype(int), average=None, zero_division=0)
     return {
         "accuracy": float((pred == y_true).mean()),  # per label decision
         "exact_match": float(skm.accuracy_score(y_true, pred)),
         "mAP": float(np.mean([a for a in ap if a is not None])) if any(a is not None for a in ap) else None,
-        "per_label": {c: {"precision": float(p[j]), "recall": float(r[j]), "f1": float(f[j]), "support": int(s[j]),
-                          "threshold": float(thr[j]), "average_precision": ap[j],
-                          "tuned_threshold": float(tuned[j]), "tuned_f1": float(tuned_f1[j])}
-                      for j, c in enumerate(classes)},
+        "per_label": {
+            c: {
+                "precision": float(p[j]),
+                "recall": float(r[j]),
+                "f1": float(f[j]),
+                "support": int(s[j]),
+                "threshold": float(thr[j]),
+                "average_precision": ap[j],
+                "tuned_threshold": float(tuned[j]),
+                "tuned_f1": float(tuned_f1[j]),
+            }
+            for j, c in enumerate(classes)
+        },
         "macro_f1": float(skm.f1_score(y_true, pred, average="macro", zero_division=0)),
     }
 
@@ -107,11 +126,15 @@ def regression(pred: np.ndarray, y_true: np.ndarray) -> dict[str, Any]:
     """MAE, RMSE, R² and a summary of the residuals (prediction minus truth)."""
     pred, y_true = pred.reshape(-1).astype(float), y_true.reshape(-1).astype(float)
     res = pred - y_true
-    out = {"mae": float(skm.mean_absolute_error(y_true, pred)),
-           "rmse": float(np.sqrt(skm.mean_squared_error(y_true, pred))),
-           "residuals": {"mean": float(res.mean()) if len(res) else 0.0,
-                         "std": float(res.std()) if len(res) else 0.0,
-                         "max_abs": float(np.abs(res).max()) if len(res) else 0.0}}
+    out = {
+        "mae": float(skm.mean_absolute_error(y_true, pred)),
+        "rmse": float(np.sqrt(skm.mean_squared_error(y_true, pred))),
+        "residuals": {
+            "mean": float(res.mean()) if len(res) else 0.0,
+            "std": float(res.std()) if len(res) else 0.0,
+            "max_abs": float(np.abs(res).max()) if len(res) else 0.0,
+        },
+    }
     out["r2"] = float(skm.r2_score(y_true, pred)) if len(y_true) > 1 and np.ptp(y_true) > 0 else None
     return out
 
@@ -123,15 +146,21 @@ def summary_lines(rep: dict[str, Any]) -> list[str]:
     head = f"on {n} examples" + (f" of the {where}" if where else "")
     if "rmse" in rep:
         r2 = rep.get("r2")
-        return [f"MAE {rep['mae']:.4f}  RMSE {rep['rmse']:.4f}  R² {'—' if r2 is None else f'{r2:.4f}'}  {head}",
-                f"residuals: mean {rep['residuals']['mean']:+.4f}, sd {rep['residuals']['std']:.4f}, "
-                f"largest {rep['residuals']['max_abs']:.4f}"]
+        return [
+            f"MAE {rep['mae']:.4f}  RMSE {rep['rmse']:.4f}  R² {'—' if r2 is None else f'{r2:.4f}'}  {head}",
+            f"residuals: mean {rep['residuals']['mean']:+.4f}, sd {rep['residuals']['std']:.4f}, "
+            f"largest {rep['residuals']['max_abs']:.4f}",
+        ]
     if "per_label" in rep:
-        lines = [f"mAP {rep['mAP'] if rep['mAP'] is None else format(rep['mAP'], '.4f')}  macro F1 "
-                 f"{rep['macro_f1']:.4f}  exact match {rep['exact_match']:.4f}  {head}"]
+        lines = [
+            f"mAP {rep['mAP'] if rep['mAP'] is None else format(rep['mAP'], '.4f')}  macro F1 "
+            f"{rep['macro_f1']:.4f}  exact match {rep['exact_match']:.4f}  {head}"
+        ]
         for c, m in rep["per_label"].items():
-            lines.append(f"  {c}: P {m['precision']:.3f} R {m['recall']:.3f} F1 {m['f1']:.3f} at {m['threshold']:.2f} "
-                         f"(best F1 {m['tuned_f1']:.3f} at {m['tuned_threshold']:.2f}; n={m['support']})")
+            lines.append(
+                f"  {c}: P {m['precision']:.3f} R {m['recall']:.3f} F1 {m['f1']:.3f} at {m['threshold']:.2f} "
+                f"(best F1 {m['tuned_f1']:.3f} at {m['tuned_threshold']:.2f}; n={m['support']})"
+            )
         return lines
     parts = [f"accuracy {rep['accuracy']:.4f}"]
     parts += [f"top-{k} {v:.4f}" for k, v in rep.get("top_k_accuracy", {}).items()]
@@ -142,6 +171,7 @@ def summary_lines(rep: dict[str, Any]) -> list[str]:
     if "calibration" in rep:
         lines.append(f"calibration: ECE {rep['calibration']['ece']:.4f} (0 = confidence matches accuracy)")
     for c, m in rep.get("per_class", {}).items():
-        lines.append(f"  {c}: precision {m['precision']:.3f} recall {m['recall']:.3f} f1 {m['f1']:.3f} "
-                     f"(n={m['support']})")
+        lines.append(
+            f"  {c}: precision {m['precision']:.3f} recall {m['recall']:.3f} f1 {m['f1']:.3f} (n={m['support']})"
+        )
     return lines

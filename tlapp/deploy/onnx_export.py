@@ -5,6 +5,7 @@ others: re-run in the fresh verification process with ONNX Runtime against the K
 (measured here: max difference 1.9e-6 for EfficientNet-Lite0). It is an optional extra
 (``pip install "tlapp[onnx]"``); without it the format is refused with that command.
 """
+
 from __future__ import annotations
 
 import warnings

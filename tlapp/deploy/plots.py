@@ -4,6 +4,7 @@ The wizard draws its own live charts (pyqtgraph); these files are for the model 
 report and anyone reading a run folder without tlapp. Each plot is skipped, not faked, when its
 report lacks the numbers (a regression run has no confusion matrix).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -49,8 +50,15 @@ def confusion(rep: dict[str, Any], title: str, path: Path) -> Optional[Path]:
     if len(classes) <= 20:
         for i in range(len(classes)):
             for j in range(len(classes)):
-                ax.text(j, i, f"{cm[i, j]}", ha="center", va="center", fontsize=8,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{cm[i, j]}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class")
     ax.set_title(title)
     return _save(fig, path)
@@ -65,8 +73,14 @@ def reliability(rep: dict[str, Any], title: str, path: Path) -> Optional[Path]:
     bins = [b for b in cal["bins"] if b["count"]]
     fig, ax = plt.subplots(figsize=(5, 4.5))
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
-    ax.bar([(b["low"] + b["high"]) / 2 for b in bins], [b["accuracy"] for b in bins],
-           width=[b["high"] - b["low"] for b in bins], alpha=0.7, edgecolor="black", label="accuracy in bin")
+    ax.bar(
+        [(b["low"] + b["high"]) / 2 for b in bins],
+        [b["accuracy"] for b in bins],
+        width=[b["high"] - b["low"] for b in bins],
+        alpha=0.7,
+        edgecolor="black",
+        label="accuracy in bin",
+    )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence of the predicted class")

@@ -2,8 +2,9 @@
 
 Uses the SavedModel (plain TensorFlow, no custom objects), so what ``tlapp
 predict`` returns is exactly what a deployment of the export returns. Images
-are decoded and resized the same way as in training (:mod:`tlapp.imageio`).
+are decoded and resized the same way as in training (:mod:`tlapp.data.imageio`).
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,10 @@ def find_export(path: Path) -> Path:
         if (cand / "meta.json").is_file() and (cand / "saved_model").is_dir():
             return cand
         if (cand / "preset" / "config.json").is_file() or (cand / "lora.weights.h5").is_file():
-            raise ExportError(f"{path}: a fine-tuned language model; ask it with `tlapp generate {path} \"your "
-                              "question\"` (predict, evaluate and export are for classifiers)")
+            raise ExportError(
+                f'{path}: a fine-tuned language model; ask it with `tlapp generate {path} "your '
+                'question"` (predict, evaluate and export are for classifiers)'
+            )
     raise ExportError(f"{path}: no exported model found (expected export/saved_model and export/meta.json)")
 
 
@@ -54,7 +57,7 @@ class Predictor:
         tf, _ = quiet_import()
         out: list[dict[str, Any]] = []
         for start in range(0, len(texts), batch):
-            chunk = texts[start:start + batch]
+            chunk = texts[start : start + batch]
             scores = self.fn(text=tf.constant(chunk))[self.meta["output_key"]].numpy()
             out += [{**self.describe("", s), "text": t} for t, s in zip(chunk, scores)]
         for r in out:
@@ -79,7 +82,7 @@ class Predictor:
         size = int(self.meta["image_size"])
         results: list[dict[str, Any]] = []
         for start in range(0, len(paths), batch):
-            chunk, arrays, errors = paths[start:start + batch], [], {}
+            chunk, arrays, errors = paths[start : start + batch], [], {}
             for p in chunk:
                 try:
                     arrays.append(load_rgb(p, (size, size)))

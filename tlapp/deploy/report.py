@@ -7,6 +7,7 @@ its file size and its latency per image on this machine. Written as ``export/rep
 shown in the model card and the wizard's Export step: the quantised TFLite files are judged on
 the user's own data, not on a promise.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,12 +41,13 @@ def _run(fn: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, batch: int)
     """Outputs for every input, and milliseconds per input (after one warm-up call)."""
     fn(inputs[:batch])
     t0 = time.perf_counter()
-    out = np.concatenate([fn(inputs[i:i + batch]) for i in range(0, len(inputs), batch)])
+    out = np.concatenate([fn(inputs[i : i + batch]) for i in range(0, len(inputs), batch)])
     return out, (time.perf_counter() - t0) * 1000 / max(len(inputs), 1)
 
 
-def image_report(tf: Any, keras: Any, export_dir: Path, meta: dict[str, Any],
-                 limit: int = MAX_EXAMPLES) -> Optional[dict[str, Any]]:
+def image_report(
+    tf: Any, keras: Any, export_dir: Path, meta: dict[str, Any], limit: int = MAX_EXAMPLES
+) -> Optional[dict[str, Any]]:
     """The report for an image model's export (None without a validation split beside it)."""
     from tlapp.data.imageio import ImageProblem, load_rgb
     from tlapp.deploy import onnx_export
@@ -66,19 +68,31 @@ def image_report(tf: Any, keras: Any, export_dir: Path, meta: dict[str, Any],
     artifacts: dict[str, tuple[Callable[[np.ndarray], np.ndarray], int, Path]] = {}
     if (export_dir / "model.keras").is_file():
         m = keras.saving.load_model(export_dir / "model.keras", compile=False, safe_mode=True)
-        artifacts["model.keras"] = (lambda b: np.asarray(m.predict_on_batch(b.astype(np.float32))), 32,
-                                    export_dir / "model.keras")
+        artifacts["model.keras"] = (
+            lambda b: np.asarray(m.predict_on_batch(b.astype(np.float32))),
+            32,
+            export_dir / "model.keras",
+        )
     if (export_dir / "saved_model").is_dir():
         sig = tf.saved_model.load(str(export_dir / "saved_model")).signatures["serving_default"]
-        artifacts["saved_model"] = (lambda b: sig(image=tf.constant(b.astype(np.float32)))[key].numpy(), 32,
-                                    export_dir / "saved_model")
+        artifacts["saved_model"] = (
+            lambda b: sig(image=tf.constant(b.astype(np.float32)))[key].numpy(),
+            32,
+            export_dir / "saved_model",
+        )
     if (export_dir / "model.h5").is_file():
         h5 = keras.saving.load_model(export_dir / "model.h5", compile=False)
-        artifacts["model.h5"] = (lambda b: np.asarray(h5.predict_on_batch(b.astype(np.float32))), 32,
-                                 export_dir / "model.h5")
+        artifacts["model.h5"] = (
+            lambda b: np.asarray(h5.predict_on_batch(b.astype(np.float32))),
+            32,
+            export_dir / "model.h5",
+        )
     if (export_dir / onnx_export.FILE).is_file():
-        artifacts[onnx_export.FILE] = (onnx_export.runner(export_dir / onnx_export.FILE), 32,
-                                       export_dir / onnx_export.FILE)
+        artifacts[onnx_export.FILE] = (
+            onnx_export.runner(export_dir / onnx_export.FILE),
+            32,
+            export_dir / onnx_export.FILE,
+        )
     for fmt, name in FILES.items():
         if (export_dir / name).is_file():
             runner = Runner(export_dir / name)
@@ -90,16 +104,27 @@ def image_report(tf: Any, keras: Any, export_dir: Path, meta: dict[str, Any],
     if ref_name is None:
         return None
     ref = outputs[ref_name]
-    truth = np.array([classes.index(lab) if lab in classes else -1 for lab in labels]) \
-        if task in ("image_classification",) else None
-    out: dict[str, Any] = {"n": len(x), "split": split, "reference": ref_name, "artifacts": {},
-                           # The recipe's refit trains the final model on validation too: its accuracy there
-                           # is then a training score; the artifacts' agreement and accuracy change still hold.
-                           "seen_in_training": split == "val" and bool(meta.get("validation_seen_in_training"))}
+    truth = (
+        np.array([classes.index(lab) if lab in classes else -1 for lab in labels])
+        if task in ("image_classification",)
+        else None
+    )
+    out: dict[str, Any] = {
+        "n": len(x),
+        "split": split,
+        "reference": ref_name,
+        "artifacts": {},
+        # The recipe's refit trains the final model on validation too: its accuracy there
+        # is then a training score; the artifacts' agreement and accuracy change still hold.
+        "seen_in_training": split == "val" and bool(meta.get("validation_seen_in_training")),
+    }
     for name, y in outputs.items():
-        row: dict[str, Any] = {"max_abs_diff": float(np.abs(y - ref).max()),
-                               "size_bytes": _size(artifacts[name][2]),
-                               "ms_per_image": round(timing[name], 3), "batch": artifacts[name][1]}
+        row: dict[str, Any] = {
+            "max_abs_diff": float(np.abs(y - ref).max()),
+            "size_bytes": _size(artifacts[name][2]),
+            "ms_per_image": round(timing[name], 3),
+            "batch": artifacts[name][1],
+        }
         if y.shape[-1] > 1:
             row["agreement"] = float((y.argmax(-1) == ref.argmax(-1)).mean())
         if truth is not None:
@@ -114,12 +139,20 @@ def summary(report: Optional[dict[str, Any]]) -> list[str]:
     if not report:
         return []
     where = {"test": "test", "val": "validation"}.get(report.get("split", "val"), "validation")
-    lines = [f"Re-run on {report['n']} {where} examples in a fresh process (reference: {report['reference']})"
-             + (" — the final model was refit on these examples, so read the accuracy change and agreement, "
-                "not the accuracy itself:" if report.get("seen_in_training") else ":")]
+    lines = [
+        f"Re-run on {report['n']} {where} examples in a fresh process (reference: {report['reference']})"
+        + (
+            " — the final model was refit on these examples, so read the accuracy change and agreement, "
+            "not the accuracy itself:"
+            if report.get("seen_in_training")
+            else ":"
+        )
+    ]
     for name, r in report["artifacts"].items():
         acc = f"accuracy {r['accuracy']:.4f} ({r['accuracy_delta']:+.4f}), " if "accuracy" in r else ""
         agree = f"agrees {r['agreement']:.1%}, " if "agreement" in r else ""
-        lines.append(f"- {name}: {acc}{agree}max diff {r['max_abs_diff']:.1e}, {r['size_bytes'] / 2**20:.1f} MB, "
-                     f"{r['ms_per_image']:.1f} ms/image (batch {r['batch']})")
+        lines.append(
+            f"- {name}: {acc}{agree}max diff {r['max_abs_diff']:.1e}, {r['size_bytes'] / 2**20:.1f} MB, "
+            f"{r['ms_per_image']:.1f} ms/image (batch {r['batch']})"
+        )
     return lines

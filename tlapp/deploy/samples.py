@@ -4,6 +4,7 @@ what the in-app model answered, and the images as PNG bytes.
 Stored without pickle (texts as a unicode array, PNGs as one byte array plus
 offsets), so reading a run folder from elsewhere can never run code.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +17,13 @@ from tlapp.base.errors import ExportError
 FILE = "parity_samples.npz"
 
 
-def write_samples(path: Path, expected: np.ndarray, images: Optional[np.ndarray] = None,
-                  pngs: Optional[list[bytes]] = None, texts: Optional[list[str]] = None) -> None:
+def write_samples(
+    path: Path,
+    expected: np.ndarray,
+    images: Optional[np.ndarray] = None,
+    pngs: Optional[list[bytes]] = None,
+    texts: Optional[list[str]] = None,
+) -> None:
     arrays = {"expected": np.asarray(expected)}
     if texts is not None:
         arrays["texts"] = np.array(list(texts), dtype=str)
@@ -37,7 +43,7 @@ def read_samples(path: Path) -> dict[str, object]:
         out: dict[str, object] = {k: data[k] for k in data.files if not k.startswith("png_")}
         if "png_data" in data.files:
             raw, off = data["png_data"].tobytes(), data["png_offsets"]
-            out["png"] = [raw[off[i]:off[i + 1]] for i in range(len(off) - 1)]
+            out["png"] = [raw[off[i] : off[i + 1]] for i in range(len(off) - 1)]
     except (OSError, ValueError, KeyError) as e:
         raise ExportError(f"{path}: unreadable parity samples ({str(e).splitlines()[0][:120]})") from None
     return out

@@ -4,6 +4,7 @@ the wizard's summary card shows and its recent list quotes.
 Reads only the run folder's small files (no TensorFlow), so the wizard can
 list runs and open one instantly.
 """
+
 from __future__ import annotations
 
 import shlex
@@ -62,8 +63,12 @@ def _headline_metric(metrics: dict[str, Any], task_metric: str) -> tuple[Optiona
         folds = recipe.get("cv", {}).get("folds", "k")
         n = (metrics.get("n_train") or 0) + n_val
         final = "refit on all of them" if recipe.get("refit") else "trained on the training split only"
-        return ("accuracy", float(ev["accuracy"]), f"estimated by {folds}-fold cross-validation on {n:,} examples "
-                f"(each scored by a head that never saw it; the final model was {final})")
+        return (
+            "accuracy",
+            float(ev["accuracy"]),
+            f"estimated by {folds}-fold cross-validation on {n:,} examples "
+            f"(each scored by a head that never saw it; the final model was {final})",
+        )
     if ev.get("accuracy") is not None:
         return "accuracy", float(ev["accuracy"]), f"on {n_val:,} validation examples (exported model)"
     for key in (f"val_{task_metric}", "val_loss"):
@@ -86,11 +91,21 @@ def summarize_run(run_dir: str | Path) -> RunSummary:
     export = metrics.get("export") or {}
     finished = metrics.get("finished") or (rd.metrics.stat().st_mtime if rd.metrics.is_file() else None)
     return RunSummary(
-        run_dir=rd.root, project=project.name, task=project.task.type.value, is_text=project.task.type.is_text,
-        status=status, finished=finished, metric=metric, value=value, how=how,
-        best_phase=best.get("phase_name"), seconds=metrics.get("seconds"),
-        export_dir=Path(export["dir"]) if export.get("dir") else None, verified=export.get("verified"),
-        recipe=(metrics.get("recipe") or {}).get("summary", ""))
+        run_dir=rd.root,
+        project=project.name,
+        task=project.task.type.value,
+        is_text=project.task.type.is_text,
+        status=status,
+        finished=finished,
+        metric=metric,
+        value=value,
+        how=how,
+        best_phase=best.get("phase_name"),
+        seconds=metrics.get("seconds"),
+        export_dir=Path(export["dir"]) if export.get("dir") else None,
+        verified=export.get("verified"),
+        recipe=(metrics.get("recipe") or {}).get("summary", ""),
+    )
 
 
 def latest_run(project_file: Path, project_name: str) -> Optional[RunSummary]:

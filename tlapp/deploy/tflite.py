@@ -5,6 +5,7 @@ Each file takes one image, raw RGB pixels at the model's size (``[1, S, S, 3]``:
 or uint8 for int8) — the same preprocessing-inside-the-model contract as the SavedModel. Text
 models are refused: their tokenizer ops do not exist in TensorFlow Lite's builtin set.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -20,16 +21,19 @@ FILES = {"tflite": "model.tflite", "tflite_fp16": "model_fp16.tflite", "tflite_i
 REPRESENTATIVE_IMAGES = 100  # calibration images for int8 (TensorFlow's guidance: ~100-500)
 
 
-def convert(model: Any, size: int, kind: str, out: Path, representative: Optional[np.ndarray] = None,
-            is_text: bool = False) -> Optional[str]:
+def convert(
+    model: Any, size: int, kind: str, out: Path, representative: Optional[np.ndarray] = None, is_text: bool = False
+) -> Optional[str]:
     """Write ``kind`` (a key of :data:`FILES`) to ``out``; returns why it could not, or None."""
     if is_text:
         return "TensorFlow Lite has no ops for the text tokenizer inside the model: use the SavedModel"
     if kind == "tflite_int8" and (representative is None or not len(representative)):
         return "int8 needs representative training images to calibrate on, and none were given"
     tf, _ = quiet_import()
-    fn = tf.function(lambda image: model(image, training=False),
-                     input_signature=[tf.TensorSpec((1, size, size, 3), tf.float32, name="image")])
+    fn = tf.function(
+        lambda image: model(image, training=False),
+        input_signature=[tf.TensorSpec((1, size, size, 3), tf.float32, name="image")],
+    )
     # No trackable object: the converter freezes the weights into constants. Handing it the model kept
     # them as variables, which int8 calibration cannot read ("READ_VARIABLE failed to invoke").
     conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()])

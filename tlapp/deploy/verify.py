@@ -6,6 +6,7 @@ plain TensorFlow; ``.keras`` with Keras) and compares its outputs on the saved
 samples with what the in-app model produced: same argmax and max abs diff
 <= 1e-4. Prints one JSON line.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,9 @@ TOLERANCE = 1e-4
 LITE_TOLERANCE = {"model.tflite": 1e-3}
 
 
-def _compare(name: str, got: np.ndarray, expected: np.ndarray, tolerance: float = TOLERANCE,
-             report_only: bool = False) -> dict:
+def _compare(
+    name: str, got: np.ndarray, expected: np.ndarray, tolerance: float = TOLERANCE, report_only: bool = False
+) -> dict:
     diff = float(np.max(np.abs(got - expected))) if got.size else 0.0
     same = bool((got.argmax(-1) == expected.argmax(-1)).all()) if got.shape[-1] > 1 else True
     out = {"artifact": name, "max_abs_diff": diff, "argmax_match": same, "ok": same and diff <= tolerance}
@@ -111,12 +113,17 @@ def _report(results: list, n: int, report: dict | None = None) -> int:
     strict = [r for r in results if not r.get("report_only")]
     ok = all(r["ok"] for r in strict) and bool(results)
     worst = max((r["max_abs_diff"] for r in strict), default=0.0)
-    summary = (f"{'passed' if ok else 'FAILED'}: {len(strict)} artifact/signature(s) on {n} inputs, "
-               f"max abs diff {worst:.2e}, argmax {'identical' if all(r['argmax_match'] for r in strict) else 'DIFFERS'}")
+    summary = (
+        f"{'passed' if ok else 'FAILED'}: {len(strict)} artifact/signature(s) on {n} inputs, "
+        f"max abs diff {worst:.2e}, argmax {'identical' if all(r['argmax_match'] for r in strict) else 'DIFFERS'}"
+    )
     lossy = [r for r in results if r.get("report_only")]
     if lossy:
-        summary += "; " + ", ".join(f"{r['artifact']} (quantised) max diff {r['max_abs_diff']:.1e}, argmax "
-                                    f"{'same' if r['argmax_match'] else 'differs'}" for r in lossy)
+        summary += "; " + ", ".join(
+            f"{r['artifact']} (quantised) max diff {r['max_abs_diff']:.1e}, argmax "
+            f"{'same' if r['argmax_match'] else 'differs'}"
+            for r in lossy
+        )
     print(json.dumps({"ok": ok, "summary": summary, "results": results, "n": int(n), "report": report}))
     return 0
 

@@ -6,6 +6,7 @@ learns only the response and its end token: every other position gets weight 0, 
 never rewards reproducing the user's words. Each distinct sequence length costs another graph
 trace (~27 s for SmolLM2 on 2 CPUs), so batches are formed within length buckets.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,8 +29,13 @@ class Encoded:
     full_length: int = 0  # tokens before truncation
 
 
-def prompt_ids(messages: Sequence[tuple[str, str]], tokenize: Callable[[str], Sequence[int]], start_id: int,
-               end_id: int, system: str = "") -> list[int]:
+def prompt_ids(
+    messages: Sequence[tuple[str, str]],
+    tokenize: Callable[[str], Sequence[int]],
+    start_id: int,
+    end_id: int,
+    system: str = "",
+) -> list[int]:
     """The turns and the assistant header that asks for the answer (what generation starts from).
 
     ``system``: the model's default system prompt, added when the conversation has none (SmolLM2's
@@ -43,8 +49,15 @@ def prompt_ids(messages: Sequence[tuple[str, str]], tokenize: Callable[[str], Se
     return prefix + [start_id, *tokenize("assistant\n")]
 
 
-def encode(pair: Pair, tokenize: Callable[[str], Sequence[int]], start_id: int, end_id: int,
-           max_len: int, truncate: bool = True, system: str = "") -> Optional[Encoded]:
+def encode(
+    pair: Pair,
+    tokenize: Callable[[str], Sequence[int]],
+    start_id: int,
+    end_id: int,
+    max_len: int,
+    truncate: bool = True,
+    system: str = "",
+) -> Optional[Encoded]:
     """Token ids and loss weights of one pair, at most ``max_len`` tokens; None when it is longer and
     ``truncate`` is false. Truncation drops the oldest prompt tokens first (the answer is what is
     learned), then the answer's tail."""
@@ -66,8 +79,9 @@ def bucket_length(n: int, step: int = BUCKET) -> int:
     return max(step, -(-n // step) * step)
 
 
-def bucketed_batches(items: list[Encoded], batch_size: int, pad_id: int, seed: int = 0,
-                     step: int = BUCKET) -> list[dict[str, np.ndarray]]:
+def bucketed_batches(
+    items: list[Encoded], batch_size: int, pad_id: int, seed: int = 0, step: int = BUCKET
+) -> list[dict[str, np.ndarray]]:
     """Batches of next-token examples, padded to their bucket's length; order shuffled by ``seed``.
 
     Each batch has ``token_ids``/``padding_mask`` (inputs), ``labels`` (the next token) and
@@ -81,7 +95,7 @@ def bucketed_batches(items: list[Encoded], batch_size: int, pad_id: int, seed: i
     for length, group in sorted(by.items()):
         order = rng.permutation(len(group))
         for s in range(0, len(group), batch_size):
-            chunk = [group[i] for i in order[s:s + batch_size]]
+            chunk = [group[i] for i in order[s : s + batch_size]]
             ids = np.full((len(chunk), length), pad_id, np.int32)
             labels = np.full((len(chunk), length), pad_id, np.int32)
             mask = np.zeros((len(chunk), length), bool)
@@ -94,12 +108,21 @@ def bucketed_batches(items: list[Encoded], batch_size: int, pad_id: int, seed: i
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def suggest_length(pairs: Sequence[Pair], tokenize: Callable[[str], Sequence[int]], start_id: int, end_id: int,
-                   system: str = "", most: int = 1024) -> int:
+def suggest_length(
+    pairs: Sequence[Pair],
+    tokenize: Callable[[str], Sequence[int]],
+    start_id: int,
+    end_id: int,
+    system: str = "",
+    most: int = 1024,
+) -> int:
     """A sequence length that holds 95% of the conversations whole (a multiple of BUCKET, 64 to ``most``):
     longer only costs time on the few that need it; shorter truncates many."""
-    lengths = sorted(e.full_length for e in (encode(p, tokenize, start_id, end_id, 10**9, system=system)
-                                             for p in pairs) if e is not None)
+    lengths = sorted(
+        e.full_length
+        for e in (encode(p, tokenize, start_id, end_id, 10**9, system=system) for p in pairs)
+        if e is not None
+    )
     if not lengths:
         return 256
     p95 = lengths[min(len(lengths) - 1, int(0.95 * len(lengths)))]
@@ -115,22 +138,27 @@ def token_report(items: list[Optional[Encoded]], pairs: list[Pair], max_len: int
         lo = (n - 1) // BUCKET * BUCKET
         key = f"{lo + 1}-{lo + BUCKET}"
         hist[key] = hist.get(key, 0) + 1
-    return {"max_tokens": max_len, "min": min(full, default=0), "median": int(np.median(full)) if full else 0,
-            "max": max(full, default=0), "histogram": hist, "over_limit_lines": over}
+    return {
+        "max_tokens": max_len,
+        "min": min(full, default=0),
+        "median": int(np.median(full)) if full else 0,
+        "max": max(full, default=0),
+        "histogram": hist,
+        "over_limit_lines": over,
+    }
 
 
-def encode_all(pairs: Sequence[Pair], tokenizer: Any, max_len: int, truncate: bool,
-               system: str = "") -> list[Optional[Encoded]]:
+def encode_all(
+    pairs: Sequence[Pair], tokenizer: Any, max_len: int, truncate: bool, system: str = ""
+) -> list[Optional[Encoded]]:
     """Every pair through :func:`encode` with a model tokenizer (``encode``, ``start_id``, ``end_id``)."""
-    return [encode(p, tokenizer.encode, tokenizer.start_id, tokenizer.end_id, max_len, truncate, system)
-            for p in pairs]
+    return [encode(p, tokenizer.encode, tokenizer.start_id, tokenizer.end_id, max_len, truncate, system) for p in pairs]
 
 
 def scan_with_tokens(path: str, tokenizer: Any, max_len: int, truncate: bool, system: str = "") -> PairsReport:
     """The pairs scan plus token lengths and the pairs over ``max_len`` (the wizard's Data step, ``tlapp scan``)."""
     report = scan_pairs(path)
-    report.tokens = token_report(encode_all(report.pairs, tokenizer, max_len, truncate, system), report.pairs,
-                                 max_len)
+    report.tokens = token_report(encode_all(report.pairs, tokenizer, max_len, truncate, system), report.pairs, max_len)
     return report
 
 

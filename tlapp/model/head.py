@@ -4,6 +4,7 @@ A model is ``features`` (input -> pooled vector) joined to ``head`` (vector ->
 outputs), so a head trained on cached embeddings is the very same layer
 objects the full model uses.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

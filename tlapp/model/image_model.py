@@ -6,6 +6,7 @@ as ``features`` (image -> pooled vector) and ``head`` (vector -> outputs)
 sub-models joined into one, so a head trained on cached embeddings is the
 very same layer objects the full model uses.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,6 +31,7 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 class CaffePreprocess(keras.layers.Layer):
     """RGB -> BGR and ImageNet mean subtraction. Kept only so exports written before
     :func:`caffe_layer` still load; new models use the built-in layer below."""
+
     def call(self, x):
         x = tf.reverse(x, axis=[-1])
         return x - tf.constant(CAFFE_MEAN_BGR, dtype=x.dtype)
@@ -42,9 +44,15 @@ def caffe_layer() -> Any:
     perm = np.zeros((1, 1, 3, 3), np.float32)
     for i in range(3):
         perm[0, 0, i, 2 - i] = 1.0
-    return keras.layers.Conv2D(3, 1, use_bias=True, trainable=False, name="caffe_bgr_mean",
-                               kernel_initializer=keras.initializers.Constant(perm),
-                               bias_initializer=keras.initializers.Constant(-np.array(CAFFE_MEAN_BGR, np.float32)))
+    return keras.layers.Conv2D(
+        3,
+        1,
+        use_bias=True,
+        trainable=False,
+        name="caffe_bgr_mean",
+        kernel_initializer=keras.initializers.Constant(perm),
+        bias_initializer=keras.initializers.Constant(-np.array(CAFFE_MEAN_BGR, np.float32)),
+    )
 
 
 def preprocessing_layers(mode: str) -> list[Any]:
@@ -53,8 +61,9 @@ def preprocessing_layers(mode: str) -> list[Any]:
     if mode == "torch":
         return [
             keras.layers.Rescaling(1.0 / 255.0, name="scale_01"),
-            keras.layers.Normalization(mean=list(IMAGENET_MEAN_RGB), variance=[s * s for s in IMAGENET_STD_RGB],
-                                       name="normalize_imagenet"),
+            keras.layers.Normalization(
+                mean=list(IMAGENET_MEAN_RGB), variance=[s * s for s in IMAGENET_STD_RGB], name="normalize_imagenet"
+            ),
         ]
     if mode == "caffe":
         return [caffe_layer()]
@@ -74,7 +83,8 @@ def _hub_converter(built: BuiltBackbone) -> list[Any]:
         raise WeightsError(
             f"cannot load the image preprocessing (ImageConverter) of keras-hub preset {source!r} "
             f"({type(e).__name__}); offline, import the whole preset folder with "
-            f"`tlapp weights import FOLDER --name {built.entry.name}`") from None
+            f"`tlapp weights import FOLDER --name {built.entry.name}`"
+        ) from None
 
 
 def build_model(project: Project, n_classes: int, built: BuiltBackbone | None = None) -> Assembled:
@@ -83,8 +93,11 @@ def build_model(project: Project, n_classes: int, built: BuiltBackbone | None = 
     size = built.size
     image = keras.Input((None, None, 3), name="image")
     x = keras.layers.Resizing(size, size, name="resize")(image)
-    pre = _hub_converter(built) if built.entry.source == "hub" and project.backbone.weights == "imagenet" \
+    pre = (
+        _hub_converter(built)
+        if built.entry.source == "hub" and project.backbone.weights == "imagenet"
         else preprocessing_layers(built.entry.preprocessing)
+    )
     for layer in pre:
         x = layer(x)
     x = built.model(x, training=False)

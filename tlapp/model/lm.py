@@ -7,6 +7,7 @@ and length open, so every length bucket reuses one trace (on 2 CPUs a SmolLM2 tr
 A generate function is compiled per :class:`Generator`: one compiled before LoRA was enabled
 would silently ignore the adapters.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,12 +43,19 @@ def _masked_loss(model: Any, batch: dict[str, Any], training: bool, total: Any =
     return tf.reduce_sum(ce * w) / total, tf.reduce_sum(hit * w), tf.reduce_sum(w)
 
 
-_SPEC = {"token_ids": tf.TensorSpec([None, None], tf.int32), "padding_mask": tf.TensorSpec([None, None], tf.bool),
-         "labels": tf.TensorSpec([None, None], tf.int32), "sample_weight": tf.TensorSpec([None, None], tf.float32)}
+_SPEC = {
+    "token_ids": tf.TensorSpec([None, None], tf.int32),
+    "padding_mask": tf.TensorSpec([None, None], tf.bool),
+    "labels": tf.TensorSpec([None, None], tf.int32),
+    "sample_weight": tf.TensorSpec([None, None], tf.float32),
+}
 
 
-def train_step(model: Any, optimizer: Any, strategy: Any = None,
-               ) -> Callable[[dict[str, np.ndarray]], tuple[float, float, float]]:
+def train_step(
+    model: Any,
+    optimizer: Any,
+    strategy: Any = None,
+) -> Callable[[dict[str, np.ndarray]], tuple[float, float, float]]:
     """One optimizer step on a batch from ``chat.bucketed_batches``: (loss, token accuracy, tokens).
 
     With a ``tf.distribute`` strategy of several replicas, each replica takes every R-th row of the
@@ -101,7 +109,8 @@ def _replicated_step(model: Any, optimizer: Any, strategy: Any, variables: list[
     def run(batch: dict[str, np.ndarray]) -> tuple[float, float, float]:
         total = np.float32(max(float(batch["sample_weight"].sum()), 1.0))
         dist = strategy.experimental_distribute_values_from_function(
-            lambda ctx: replica_rows(batch, ctx.replica_id_in_sync_group, replicas))
+            lambda ctx: replica_rows(batch, ctx.replica_id_in_sync_group, replicas)
+        )
         loss, hit, n = step(dist, tf.constant(total, tf.float32))
         return float(loss), float(hit) / max(float(n), 1.0), float(n)
 
@@ -139,8 +148,11 @@ class Generator:
     def __post_init__(self) -> None:
         kh = quiet_keras_hub()
         self.model = causal_lm(self.backbone)
-        sampler = "greedy" if self.temperature <= 0 else kh.samplers.RandomSampler(temperature=self.temperature,
-                                                                                   seed=self.seed)
+        sampler = (
+            "greedy"
+            if self.temperature <= 0
+            else kh.samplers.RandomSampler(temperature=self.temperature, seed=self.seed)
+        )
         self.model.compile(sampler=sampler)
 
     def __call__(self, prompts: Sequence[Sequence[int]], max_new: int = 64) -> list[list[int]]:
@@ -151,14 +163,14 @@ class Generator:
         ids = np.zeros((len(prompts), length), np.int32)
         mask = np.zeros((len(prompts), length), bool)
         for r, p in enumerate(prompts):
-            ids[r, :len(p)], mask[r, :len(p)] = p, True
+            ids[r, : len(p)], mask[r, : len(p)] = p, True
         out = self.model.generate({"token_ids": ids, "padding_mask": mask}, stop_token_ids=[self.end_id])
         toks, keep = np.asarray(out["token_ids"]), np.asarray(out["padding_mask"])
         answers = []
         for r, p in enumerate(prompts):
-            new = [int(t) for t in toks[r, len(p):][keep[r, len(p):]]]
+            new = [int(t) for t in toks[r, len(p) :][keep[r, len(p) :]]]
             if self.end_id in new:
-                new = new[:new.index(self.end_id)]
+                new = new[: new.index(self.end_id)]
             answers.append(new)
         return answers
 

@@ -6,6 +6,7 @@ that scales ``learning_rate`` by a per-variable multiplier gives fastai-style
 discriminative LRs with any Keras optimizer (Adam's update is invariant to
 gradient scale, so scaling gradients instead would do nothing).
 """
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,12 @@ from tlapp.config import Phase
 
 tf, keras = quiet_import()
 
-_CLASSES = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
-            "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
+_CLASSES = {
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+    "sgd": keras.optimizers.SGD,
+    "rmsprop": keras.optimizers.RMSprop,
+}
 
 
 def lr_schedule(phase: Phase, steps_per_epoch: int) -> Any:
@@ -27,8 +32,11 @@ def lr_schedule(phase: Phase, steps_per_epoch: int) -> Any:
         return keras.optimizers.schedules.CosineDecay(phase.learning_rate, decay_steps=total, alpha=0.01)
     if phase.schedule == "step":
         return keras.optimizers.schedules.ExponentialDecay(
-            phase.learning_rate, decay_steps=phase.step_every * steps_per_epoch,
-            decay_rate=phase.step_factor, staircase=True)
+            phase.learning_rate,
+            decay_steps=phase.step_every * steps_per_epoch,
+            decay_rate=phase.step_factor,
+            staircase=True,
+        )
     return phase.learning_rate
 
 
@@ -55,7 +63,7 @@ def _discriminative(base: type) -> type:
 def make_optimizer(phase: Phase, steps_per_epoch: int, multipliers: Optional[dict[str, float]] = None) -> Any:
     cls = _CLASSES[phase.optimizer]
     kwargs: dict[str, Any] = {"learning_rate": lr_schedule(phase, steps_per_epoch)}
-    if phase.weight_decay and phase.optimizer in ("adamw", "sgd", "adam", "rmsprop"):
+    if phase.weight_decay:  # every optimizer tlapp offers takes it
         kwargs["weight_decay"] = phase.weight_decay
     if phase.optimizer == "sgd":
         kwargs["momentum"] = 0.9

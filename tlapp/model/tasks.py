@@ -2,6 +2,7 @@
 decides "better" — plain data, no TensorFlow, so the GUI and the CLI can show
 it without loading a model.
 """
+
 from __future__ import annotations
 
 from tlapp.config import TaskType

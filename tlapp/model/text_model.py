@@ -3,6 +3,7 @@ pooling -> head. The tokenizer lives inside the model, so the exported
 SavedModel takes raw strings (the keras-hub issue #784 trap: exporting only the
 backbone leaves every deployment to re-implement tokenisation).
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Optional
@@ -60,8 +61,13 @@ def build_text_model(project: Project, n_classes: int, built: Optional[TextBackb
     return Assembled(model, features, head, built, int(pooled.shape[-1]), token_model, encoder)
 
 
-def text_embeddings(asm: Assembled, examples: list[Example], batch_size: int, should_stop: Any = None,
-                    on_batch: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
+def text_embeddings(
+    asm: Assembled,
+    examples: list[Example],
+    batch_size: int,
+    should_stop: Any = None,
+    on_batch: Optional[Callable[[int, int], None]] = None,
+) -> np.ndarray:
     """Pooled vectors for a frozen encoder, one pass, shortest texts batched together.
 
     Padding is at the end and masked out of attention and pooling, so cutting each
@@ -74,7 +80,7 @@ def text_embeddings(asm: Assembled, examples: list[Example], batch_size: int, sh
     order = np.argsort([len(t) for t in texts], kind="stable")
     out = np.zeros((len(texts), asm.feature_dim), np.float32)
     for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         tokens = pre(tf.constant([texts[i] for i in idx]))
         n = int(tf.reduce_max(tf.reduce_sum(tf.cast(tokens["padding_mask"], tf.int32), axis=1)))
         n = min(int(tokens["padding_mask"].shape[1]), max(8, -(-n // 8) * 8))  # multiples of 8: few traces
@@ -86,8 +92,14 @@ def text_embeddings(asm: Assembled, examples: list[Example], batch_size: int, sh
     return out
 
 
-def token_batches(asm: Assembled, examples: list[Example], encoder: LabelEncoder, batch_size: int,
-                  shuffle: bool = False, seed: int = 0) -> Any:
+def token_batches(
+    asm: Assembled,
+    examples: list[Example],
+    encoder: LabelEncoder,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+) -> Any:
     """Batches of (token dict, target) for training ``asm.token_model`` on a trainable encoder.
 
     Each epoch, examples are shuffled, grouped in pools of 50 batches, sorted by length inside a pool,
@@ -104,9 +116,9 @@ def token_batches(asm: Assembled, examples: list[Example], encoder: LabelEncoder
         pool = batch_size * 50
         chunks = []
         for start in range(0, len(idx), pool):
-            part = idx[start:start + pool]
+            part = idx[start : start + pool]
             part = part[np.argsort(lengths[part], kind="stable")]
-            chunks += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
+            chunks += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
         order = rng.permutation(len(chunks)) if shuffle else range(len(chunks))
         for c in order:
             yield texts[chunks[c]].astype(str), targets[chunks[c]]
@@ -116,7 +128,8 @@ def token_batches(asm: Assembled, examples: list[Example], encoder: LabelEncoder
     # saying so lets Keras validate without "ran out of data" warnings.
     n_batches = -(-len(texts) // batch_size)
     ds = tf.data.Dataset.from_generator(batches, output_signature=spec).apply(
-        tf.data.experimental.assert_cardinality(n_batches))
+        tf.data.experimental.assert_cardinality(n_batches)
+    )
 
     def tokenize(t, y):
         tokens = pre(t)

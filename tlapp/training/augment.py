@@ -1,4 +1,5 @@
 """Image augmentation for phases that train on pixels (random layers, training only)."""
+
 from __future__ import annotations
 
 from typing import Any

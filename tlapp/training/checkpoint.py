@@ -6,6 +6,7 @@ continues where it stopped) and a small ``state.json`` (phase, epoch, best
 metric). The folder is built beside the old one and swapped in with
 ``os.replace``: a crash mid-save leaves the previous checkpoint intact.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,9 @@ MANIFEST = "manifest.json"  # sha256 of every file, written last
 PREVIOUS = "previous"  # the checkpoint before "last": the fallback when "last" is corrupt
 
 
-def save_checkpoint(folder: Path, model: Any, optimizer: Any, state: dict[str, Any], head: Any = None,
-                    reuse_base: bool = False) -> None:
+def save_checkpoint(
+    folder: Path, model: Any, optimizer: Any, state: dict[str, Any], head: Any = None, reuse_base: bool = False
+) -> None:
     """Write a checkpoint. In a frozen (embedding-cache) phase only the head
     changes: pass ``head`` and ``reuse_base=True`` after the phase's first save to
     hard-link the unchanged full-model file instead of rewriting it every epoch."""
@@ -42,8 +44,9 @@ def save_checkpoint(folder: Path, model: Any, optimizer: Any, state: dict[str, A
         known = {}
         if reuse_base and (folder / MANIFEST).is_file():  # the hard-linked weights file is unchanged
             known = {k: v for k, v in json.loads((folder / MANIFEST).read_text()).items() if k == "model.weights.h5"}
-        (tmp / MANIFEST).write_text(json.dumps({f.name: known.get(f.name) or sha256_file(f)
-                                                for f in sorted(tmp.iterdir())}, indent=1))
+        (tmp / MANIFEST).write_text(
+            json.dumps({f.name: known.get(f.name) or sha256_file(f) for f in sorted(tmp.iterdir())}, indent=1)
+        )
 
 
 def problem(folder: Path) -> Optional[str]:
@@ -76,10 +79,10 @@ def choose(checkpoints: Path) -> Optional[str]:
         shutil.rmtree(checkpoints / "corrupt", ignore_errors=True)
         os.replace(last, checkpoints / "corrupt")
         os.replace(prev, last)
-        return (f"checkpoint {last} is corrupt ({why}); resuming from the one before it "
-                f"(kept as {checkpoints / 'corrupt'})")
-    raise TrainingError(f"checkpoint {last} is corrupt ({why}) and there is no sound earlier one; "
-                        "start the run again")
+        return (
+            f"checkpoint {last} is corrupt ({why}); resuming from the one before it (kept as {checkpoints / 'corrupt'})"
+        )
+    raise TrainingError(f"checkpoint {last} is corrupt ({why}) and there is no sound earlier one; start the run again")
 
 
 def read_state(folder: Path) -> Optional[dict[str, Any]]:

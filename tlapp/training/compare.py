@@ -6,6 +6,7 @@ out-of-fold score, then by measured latency. It is the recipe's own first step, 
 predicts what training would give a head on that backbone; a fine-tune can only add to it.
 Results are kept per backbone and data hash: asking again is instant.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,8 +66,9 @@ def parse_spec(spec: str, project: Project) -> Backbone:
     if size and not size.isdigit():
         raise ConfigError(f"--backbones: {spec!r}: the size after @ must be a whole number of pixels")
     base = project.backbone.model_dump()
-    return Backbone.model_validate({**base, "name": name, "image_size": int(size) if size else None,
-                                    "options": options, "weights": "imagenet"})
+    return Backbone.model_validate(
+        {**base, "name": name, "image_size": int(size) if size else None, "options": options, "weights": "imagenet"}
+    )
 
 
 def sample(examples: list[Example], per_class: Optional[int], seed: int, single_label: bool) -> list[Example]:
@@ -84,8 +86,14 @@ def sample(examples: list[Example], per_class: Optional[int], seed: int, single_
     return out
 
 
-def compare(project: Project, specs: list[str], per_class: Optional[int] = None, project_file: Optional[Path] = None,
-            on_row: Optional[Callable[[Row], None]] = None, should_stop: Optional[Callable[[], bool]] = None) -> list[Row]:
+def compare(
+    project: Project,
+    specs: list[str],
+    per_class: Optional[int] = None,
+    project_file: Optional[Path] = None,
+    on_row: Optional[Callable[[Row], None]] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+) -> list[Row]:
     """Score every backbone in ``specs`` on the project's data; rows ranked best first (skipped last)."""
     if not specs:
         raise ConfigError("--backbones: name at least one backbone")
@@ -107,14 +115,24 @@ def compare(project: Project, specs: list[str], per_class: Optional[int] = None,
     return sorted(rows, key=lambda r: (r.skipped != "", -(r.score or 0.0), r.loss or 0.0, r.ms_per_image or 0.0))
 
 
-def _score(project: Project, spec: str, examples: list[Example], encoder: LabelEncoder, y: np.ndarray,
-           units: int, folds: int, should_stop: Optional[Callable[[], bool]]) -> Row:
+def _score(
+    project: Project,
+    spec: str,
+    examples: list[Example],
+    encoder: LabelEncoder,
+    y: np.ndarray,
+    units: int,
+    folds: int,
+    should_stop: Optional[Callable[[], bool]],
+) -> Row:
     cfg = parse_spec(spec, project)
     entry = get_entry(cfg.name)
     size = cfg.image_size or entry.default_size
     row = Row(spec, entry.name, size, entry.params_m, n=len(examples), folds=folds)
     if (entry.modality == "text") != project.task.type.is_text:
-        row.skipped = f"a {entry.modality} backbone; this project is {'text' if project.task.type.is_text else 'images'}"
+        row.skipped = (
+            f"a {entry.modality} backbone; this project is {'text' if project.task.type.is_text else 'images'}"
+        )
         return row
     if not offline_status(entry.name, size, cfg.options):
         row.skipped = "no weights on this machine (see `tlapp weights list`)"
@@ -129,12 +147,20 @@ def _score(project: Project, spec: str, examples: list[Example], encoder: LabelE
         saved = json.loads(board.read_text())
         row.score, row.loss, row.cached = saved["score"], saved["loss"], True
     else:
-        x, _ = embcache.get_or_compute(key, "disk", store_dir("cache", "embeddings"), embcache.pass_over(
-            asm, p, examples, encoder, BATCH, asm.features.predict_on_batch, should_stop=should_stop))
+        x, _ = embcache.get_or_compute(
+            key,
+            "disk",
+            store_dir("cache", "embeddings"),
+            embcache.pass_over(
+                asm, p, examples, encoder, BATCH, asm.features.predict_on_batch, should_stop=should_stop
+            ),
+        )
         cv = cross_validate(x, y, p.task.type, units, folds=folds, seed=p.train.seed)
         row.score, row.loss = float(cv.score), float(cv.loss)
-        atomic_write_text(board, json.dumps({"score": row.score, "loss": row.loss, "folds": folds, "n": len(x),
-                                             "l2": cv.l2, "spec": spec}))
+        atomic_write_text(
+            board,
+            json.dumps({"score": row.score, "loss": row.loss, "folds": folds, "n": len(x), "l2": cv.l2, "spec": spec}),
+        )
     row.ms_per_image = cached_latency(entry.name, size) or round(measure_latency(p.backbone), 2)
     row.seconds = round(time.time() - t0, 1)
     return row

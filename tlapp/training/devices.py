@@ -4,6 +4,7 @@ first GPU when there is one), ``cpu``, ``gpu`` or ``gpu:N``.
 Asking for a GPU that is not there is an error naming the value, never a silent
 CPU run that takes 50 times longer than the user planned for.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,8 +27,10 @@ def devices() -> dict[str, Any]:
                 names.append(g.name)
         return {"device": "GPU", "gpus": names}
     why = "TensorFlow was built without CUDA" if not tf.test.is_built_with_cuda() else "no CUDA GPU visible"
-    return {"device": "CPU",
-            "why_not_gpu": f"{why} (install with `pip install tlapp[gpu]` on a machine with an NVIDIA GPU)"}
+    return {
+        "device": "CPU",
+        "why_not_gpu": f"{why} (install with `pip install tlapp[gpu]` on a machine with an NVIDIA GPU)",
+    }
 
 
 def describe_device(found: dict[str, Any], setting: str = "auto") -> str:
@@ -57,6 +60,8 @@ def device_scope(device: str) -> ContextManager[Any]:
     index = int(device.split(":")[1]) if ":" in device else 0
     gpus = visible_gpus()
     if index >= len(gpus):
-        raise TrainingError(f"train.device: {device!r} requested but TensorFlow sees {len(gpus)} GPU(s) "
-                            f"({devices().get('why_not_gpu', '')}); use 'auto' or 'cpu'")
+        raise TrainingError(
+            f"train.device: {device!r} requested but TensorFlow sees {len(gpus)} GPU(s) "
+            f"({devices().get('why_not_gpu', '')}); use 'auto' or 'cpu'"
+        )
     return tf.device(f"/GPU:{index}")

@@ -7,6 +7,7 @@ or on disk keyed by data + backbone + weights), and train only the head on
 them. The physical limit of a frozen phase is one forward pass; this gets
 close to it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,9 +42,15 @@ def cache_key(examples: list[Example], backbone_id: dict[str, Any]) -> str:
     return h.hexdigest()[:32]
 
 
-def compute(forward: Callable[[Any], Any], dataset: Any, n_batches: int, n_rows: int,
-            on_batch: Optional[Callable[[int, int], None]] = None,
-            should_stop: Optional[Callable[[], bool]] = None, into: Optional[Path] = None) -> np.ndarray:
+def compute(
+    forward: Callable[[Any], Any],
+    dataset: Any,
+    n_batches: int,
+    n_rows: int,
+    on_batch: Optional[Callable[[int, int], None]] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+    into: Optional[Path] = None,
+) -> np.ndarray:
     """One forward pass of the feature extractor (``forward``: a batch to its vectors) over
     ``dataset`` (images only), ``n_rows`` examples.
 
@@ -69,7 +76,7 @@ def compute(forward: Callable[[Any], Any], dataset: Any, n_batches: int, n_rows:
                 out = np.lib.format.open_memmap(into, mode="w+", dtype=np.float32, shape=(n_rows, y.shape[-1]))
             else:
                 out = np.empty((n_rows, y.shape[-1]), np.float32)
-        out[row:row + len(y)] = y
+        out[row : row + len(y)] = y
         row += len(y)
         if on_batch:
             on_batch(i + 1, n_batches)
@@ -80,7 +87,9 @@ def compute(forward: Callable[[Any], Any], dataset: Any, n_batches: int, n_rows:
     return out[:row] if out is not None else np.zeros((0, 0), np.float32)
 
 
-def get_or_compute(key: str, mode: str, cache_dir: Path, compute_fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, bool]:
+def get_or_compute(
+    key: str, mode: str, cache_dir: Path, compute_fn: Callable[[], np.ndarray]
+) -> tuple[np.ndarray, bool]:
     """Return (features, was_cached)."""
     if mode != "none" and key in _MEMORY:
         return _MEMORY[key], True
@@ -93,7 +102,6 @@ def get_or_compute(key: str, mode: str, cache_dir: Path, compute_fn: Callable[[]
     if mode != "none":
         _MEMORY[key] = arr
     if mode == "disk":
-
         cache_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(path, suffix=".npy") as tmp:
             np.save(tmp, arr)
@@ -108,15 +116,29 @@ def identity(asm: Any, project: Any, flip: bool = False) -> dict[str, Any]:
     """What the vectors depend on besides the data: with the examples, the cache key. Training and
     ``tlapp compare`` share it, so a backbone compared once trains without a second pass."""
     b = asm.backbone
-    return {"backbone": b.entry.name, "weights": b.weights_source, "size": b.size,
-            "task": project.task.type.value, "pooling": project.head.pooling, "options": project.backbone.options,
-            "flip": flip}
+    return {
+        "backbone": b.entry.name,
+        "weights": b.weights_source,
+        "size": b.size,
+        "task": project.task.type.value,
+        "pooling": project.head.pooling,
+        "options": project.backbone.options,
+        "flip": flip,
+    }
 
 
-def pass_over(asm: Any, project: Any, examples: list[Example], encoder: LabelEncoder, batch_size: int,
-              forward: Callable[[Any], Any], progress: Optional[Callable[[int, int], None]] = None,
-              should_stop: Optional[Callable[[], bool]] = None, flip: bool = False,
-              into: Optional[Path] = None) -> Callable[[], np.ndarray]:
+def pass_over(
+    asm: Any,
+    project: Any,
+    examples: list[Example],
+    encoder: LabelEncoder,
+    batch_size: int,
+    forward: Callable[[Any], Any],
+    progress: Optional[Callable[[int, int], None]] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+    flip: bool = False,
+    into: Optional[Path] = None,
+) -> Callable[[], np.ndarray]:
     """The embedding pass for images (decoded once, no cache: one pass) or texts, ready to run."""
     if project.task.type.is_text:
         from tlapp.model.text_model import text_embeddings

@@ -6,6 +6,7 @@ measurement, or, before the first run, a rough figure from the backbone's size
 — and says which. The recipe's fine-tune decision, ``tlapp plan``, and the
 wizard's preset labels all price phases with the functions below.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,8 +73,9 @@ def speed(project: Project, params_m: float, size: int) -> tuple[float, bool]:
 
 def phase_seconds(project: Project, phase: Phase, n_train: int, n_val: int, rate: float) -> float:
     """Expected seconds of one phase, beyond the embedding pass that every run makes."""
-    if phase.solver == "exact" or (phase.freeze.mode == "all" and phase.use_embedding_cache
-                                   and not phase.augment.enabled):
+    if phase.solver == "exact" or (
+        phase.freeze.mode == "all" and phase.use_embedding_cache and not phase.augment.enabled
+    ):
         return 0.0  # on cached embeddings: a fraction of a second
     n = min(n_train, phase.steps_per_epoch * project.train.batch_size) if phase.steps_per_epoch else n_train
     cost = 1.0 if phase.freeze.mode == "all" else STEP_COST[modality(project.task.type)]
@@ -87,8 +89,9 @@ def finetune_seconds(project: Project, phases: list[Phase], n_train: int, n_val:
 def budget_s(project: Project, n_train: int, n_val: int, rate: float) -> float:
     """The most a preset's fine-tune may take: ``train.time_budget_s``, else so many passes, capped."""
     preset = PRESETS.get(project.train.preset, PRESETS["balanced"])
-    return project.train.time_budget_s or min(preset["budget_passes"] * (n_train + n_val) / max(rate, 1e-9),
-                                              preset["budget_cap_s"])
+    return project.train.time_budget_s or min(
+        preset["budget_passes"] * (n_train + n_val) / max(rate, 1e-9), preset["budget_cap_s"]
+    )
 
 
 def embed_seconds(project: Project, n_examples: int, rate: float) -> float:

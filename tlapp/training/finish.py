@@ -3,6 +3,7 @@
 The fresh-process verifier starts first, so its TensorFlow import overlaps the
 evaluation and the export writing (the fixed cost of a small run).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,6 @@ from tlapp.deploy.tflite import representative_images
 from tlapp.events import EXPORT, VERIFY
 from tlapp.training.lifecycle import RunResult, completed
 from tlapp.training.reports import RunRecord, write_metrics, write_model_card
-
 
 
 class Run(Protocol):
@@ -61,14 +61,20 @@ def parity_samples(run: Run) -> Optional[np.ndarray]:
     ds = image_dataset(pool[:n], run.encoder, run.model.backbone.size, n, with_labels=False, cache="none")
     return next(iter(ds)).numpy()
 
+
 def evaluate_split(run: Run, examples: list[Any], name: str) -> Optional[dict[str, Any]]:
     """The trained model's report on one held-out split (None when the split is empty)."""
     if not examples:
         return None
     rows = run.progress(f"evaluating {len(examples):,} {name} examples", "examples")
-    rep = evaluate_examples(run.model.model, examples, run.encoder,
-                            run.input_ds(examples, shuffle=False, split="eval", with_labels=False),
-                            lambda done: rows(done, len(examples)), run.should_stop)
+    rep = evaluate_examples(
+        run.model.model,
+        examples,
+        run.encoder,
+        run.input_ds(examples, shuffle=False, split="eval", with_labels=False),
+        lambda done: rows(done, len(examples)),
+        run.should_stop,
+    )
     return {**rep, "split": {"validation": "val"}.get(name, name), "n": len(examples)}
 
 
@@ -77,17 +83,30 @@ def export_run(run: Run, verifier: Optional[FreshVerifier] = None) -> Optional[d
     if not p.export.formats:
         return None
     text = p.task.type.is_text
-    parts = ExportParts(asm.model, p.task.type.value, run.classes, asm.backbone.size, p.backbone.name,
-                        token_model=asm.token_model, preprocessor=asm.backbone.preprocessor if text else None,
-                        backbone_config=backbone_config(asm.backbone.model) if text else None,
-                        representative=representative_images([e.path for e in run.splits.train], asm.backbone.size,
-                                                             seed=p.train.seed)
-                        if "tflite_int8" in p.export.formats and not text else None,
-                        validation_seen=bool(run.recipe.get("refit")))
-    info = export_model(parts, run.run_dir.export, list(p.export.formats), parity_samples(run),
-                        verify=p.export.verify, verifier=verifier,
-                        progress=run.progress(f"exporting {', '.join(p.export.formats)} and checking"),
-                        should_stop=run.should_stop)
+    parts = ExportParts(
+        asm.model,
+        p.task.type.value,
+        run.classes,
+        asm.backbone.size,
+        p.backbone.name,
+        token_model=asm.token_model,
+        preprocessor=asm.backbone.preprocessor if text else None,
+        backbone_config=backbone_config(asm.backbone.model) if text else None,
+        representative=representative_images([e.path for e in run.splits.train], asm.backbone.size, seed=p.train.seed)
+        if "tflite_int8" in p.export.formats and not text
+        else None,
+        validation_seen=bool(run.recipe.get("refit")),
+    )
+    info = export_model(
+        parts,
+        run.run_dir.export,
+        list(p.export.formats),
+        parity_samples(run),
+        verify=p.export.verify,
+        verifier=verifier,
+        progress=run.progress(f"exporting {', '.join(p.export.formats)} and checking"),
+        should_stop=run.should_stop,
+    )
     run.log.emit(EXPORT, **{k: v for k, v in info.items() if k != "verify"})
     if info.get("verify"):
         run.log.emit(VERIFY, **info["verify"])
@@ -95,11 +114,26 @@ def export_run(run: Run, verifier: Optional[FreshVerifier] = None) -> Optional[d
             raise ExportError(f"export parity check failed: {info['verify']['summary']}")
     return info
 
+
 def record(run: Run) -> RunRecord:
     b = run.model.backbone
-    return RunRecord(run.project, run.run_dir, run.report, run.splits, run.classes, run.history,
-                     run.best, b.entry, b.weights_source, b.size, block_summary(layer_table(b.model, b.entry)),
-                     run.recipe, time.time() - run.started, run.phases)
+    return RunRecord(
+        run.project,
+        run.run_dir,
+        run.report,
+        run.splits,
+        run.classes,
+        run.history,
+        run.best,
+        b.entry,
+        b.weights_source,
+        b.size,
+        block_summary(layer_table(b.model, b.entry)),
+        run.recipe,
+        time.time() - run.started,
+        run.phases,
+    )
+
 
 def finish_run(run: Run) -> RunResult:
     p = run.project

@@ -9,6 +9,7 @@ always agree. ``x`` is where the point sits on the chart within the head phase:
 the candidates share (0, 1], the solver (1, 2) (iteration i at 1 + i / (i + expected),
 so a solve that runs longer than expected never runs off its part of the chart).
 """
+
 from __future__ import annotations
 
 import time
@@ -38,8 +39,9 @@ class HeadTrace:
         self.expected_iters = 100.0  # solver iterations of the final fit: the CV's own count at its L2, once known
 
     def _row(self, stage: str, step: int, metrics: dict[str, float], **extra: Any) -> None:
-        self.run.history.append({"phase": 0, "phase_name": "head", "epoch": 0, "stage": stage, "step": step,
-                                 **extra, **metrics})
+        self.run.history.append(
+            {"phase": 0, "phase_name": "head", "epoch": 0, "stage": stage, "step": step, **extra, **metrics}
+        )
         self.run.write_history()
 
     def candidate(self, row: dict[str, float], mirror: bool, class_weights: bool) -> None:
@@ -49,16 +51,36 @@ class HeadTrace:
         elapsed = max(now - self.t0, 1e-9)
         per_s = self.done / elapsed
         eta = (self.total - self.done) / per_s
-        metrics = {"val_loss": row["loss"], f"val_{self.key}": row["score"],
-                   **({"val_mae": row["mae"]} if "mae" in row else {})}
+        metrics = {
+            "val_loss": row["loss"],
+            f"val_{self.key}": row["score"],
+            **({"val_mae": row["mae"]} if "mae" in row else {}),
+        }
         what = {"l2": row["l2"], "mirror": mirror, "class_weights": class_weights}
-        self.run.log.emit(EPOCH_END, phase=0, phase_name="head", stage="cv", epoch=self.done, epochs=self.total,
-                          x=self.done / self.total, metrics=metrics, candidate=what,
-                          seconds=round(now - self.t_last, 3), images_per_s=self.n * self.done / elapsed,
-                          eta_s=round(eta, 1))
-        self.run.log.emit(PROGRESS, stage="cross-validating the head", done=self.done, total=self.total,
-                          unit="candidates", per_s=round(per_s, 2), eta_s=round(eta, 1),
-                          last=self.done >= self.total)
+        self.run.log.emit(
+            EPOCH_END,
+            phase=0,
+            phase_name="head",
+            stage="cv",
+            epoch=self.done,
+            epochs=self.total,
+            x=self.done / self.total,
+            metrics=metrics,
+            candidate=what,
+            seconds=round(now - self.t_last, 3),
+            images_per_s=self.n * self.done / elapsed,
+            eta_s=round(eta, 1),
+        )
+        self.run.log.emit(
+            PROGRESS,
+            stage="cross-validating the head",
+            done=self.done,
+            total=self.total,
+            unit="candidates",
+            per_s=round(per_s, 2),
+            eta_s=round(eta, 1),
+            last=self.done >= self.total,
+        )
         self._row("cv", self.done, metrics, **what)
         self.t_last = now
 
@@ -89,10 +111,25 @@ class SolverTrace:
         elapsed = max(time.time() - self.t0, 1e-9)
         metrics = {"loss": loss, h.key: score}
         total = it if last else round(max(expected, it * 1.25))
-        h.run.log.emit(SOLVER_STEP, phase=0, iteration=it, x=1 + it / (it + expected), metrics=metrics,
-                       per_s=round(it / elapsed, 1), examples_per_s=round(it * self.n_fit / elapsed))
-        h.run.log.emit(PROGRESS, stage="solving the head", done=it, total=total, unit="iterations",
-                       per_s=round(it / elapsed, 1), eta_s=round((total - it) * elapsed / it, 1), last=last)
+        h.run.log.emit(
+            SOLVER_STEP,
+            phase=0,
+            iteration=it,
+            x=1 + it / (it + expected),
+            metrics=metrics,
+            per_s=round(it / elapsed, 1),
+            examples_per_s=round(it * self.n_fit / elapsed),
+        )
+        h.run.log.emit(
+            PROGRESS,
+            stage="solving the head",
+            done=it,
+            total=total,
+            unit="iterations",
+            per_s=round(it / elapsed, 1),
+            eta_s=round((total - it) * elapsed / it, 1),
+            last=last,
+        )
         h._row("solver", it, metrics)
         self.sent = it
 
@@ -102,5 +139,13 @@ class SolverTrace:
             if self.last[0] != self.sent:
                 self._send(*self.last, last=True)
             else:
-                self.head.run.log.emit(PROGRESS, stage="solving the head", done=self.sent, total=self.sent,
-                                       unit="iterations", per_s=0.0, eta_s=0.0, last=True)
+                self.head.run.log.emit(
+                    PROGRESS,
+                    stage="solving the head",
+                    done=self.sent,
+                    total=self.sent,
+                    unit="iterations",
+                    per_s=0.0,
+                    eta_s=0.0,
+                    last=True,
+                )

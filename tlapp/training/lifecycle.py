@@ -7,6 +7,7 @@ how a run starts, reports progress and ends: those live here, once. (Lightning's
 The finishing modules read what they need through small protocols and never
 import the run that calls them, so imports point one way.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -38,8 +39,16 @@ def progress(log: EventLog, stage: str, unit: str = "") -> Callable[[int, int], 
 
     def emit(done: int, total: int) -> None:
         eta = rate.eta_s(done, total)
-        log.emit(PROGRESS, stage=stage.format(total=total), done=done, total=total, unit=unit,
-                 per_s=round(rate.per_s(done), 1), eta_s=None if eta is None else round(eta, 1), last=done >= total)
+        log.emit(
+            PROGRESS,
+            stage=stage.format(total=total),
+            done=done,
+            total=total,
+            unit=unit,
+            per_s=round(rate.per_s(done), 1),
+            eta_s=None if eta is None else round(eta, 1),
+            last=done >= total,
+        )
 
     return emit
 
@@ -57,10 +66,21 @@ def worker_done(log: EventLog, shared: RunDir, worker: int, classes: list[str]) 
     return RunResult(str(shared.root), "completed", classes, note=note)
 
 
-def completed(run_dir: RunDir, log: EventLog, classes: list[str], metrics: dict[str, Any],
-              export: Optional[dict[str, Any]], final: dict[str, Any]) -> RunResult:
+def completed(
+    run_dir: RunDir,
+    log: EventLog,
+    classes: list[str],
+    metrics: dict[str, Any],
+    export: Optional[dict[str, Any]],
+    final: dict[str, Any],
+) -> RunResult:
     """The end of a finished run: its status, the last event, the result."""
     run_dir.write_status("completed")
-    log.emit(RUN_END, status="completed", metrics=final, export=(export or {}).get("dir"),
-             verified=(export or {}).get("verified"))
+    log.emit(
+        RUN_END,
+        status="completed",
+        metrics=final,
+        export=(export or {}).get("dir"),
+        verified=(export or {}).get("verified"),
+    )
     return RunResult(str(run_dir.root), "completed", classes, metrics, export)

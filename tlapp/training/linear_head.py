@@ -17,6 +17,7 @@ evaluation of every example when the final head is refit on all the data.
 BLAS runs single-threaded here: these matrices are small, and a multi-threaded
 OpenBLAS spinning against TensorFlow's threads made each fit 50x slower (measured).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -97,9 +98,16 @@ def _accuracy(p: np.ndarray, t: np.ndarray, kind: str) -> float:
     return float(((p >= 0.5) == (t >= 0.5)).mean())
 
 
-def _fit_scaled(xs: np.ndarray, t: np.ndarray, kind: str, l2: float, w: np.ndarray,
-                start: Optional[np.ndarray], on_iter: Optional[OnIter] = None,
-                should_stop: StopCheck = None) -> tuple[np.ndarray, int]:
+def _fit_scaled(
+    xs: np.ndarray,
+    t: np.ndarray,
+    kind: str,
+    l2: float,
+    w: np.ndarray,
+    start: Optional[np.ndarray],
+    on_iter: Optional[OnIter] = None,
+    should_stop: StopCheck = None,
+) -> tuple[np.ndarray, int]:
     """Minimise weighted mean loss + l2/2 |W|^2 by L-BFGS; returns the flat [W; b] vector and its iterations."""
     n, d = xs.shape
     k = t.shape[1]
@@ -112,7 +120,7 @@ def _fit_scaled(xs: np.ndarray, t: np.ndarray, kind: str, l2: float, w: np.ndarr
     last: dict[str, float] = {}
 
     def f(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        wmat, b = theta[:d * k].reshape(d, k), theta[d * k:]
+        wmat, b = theta[: d * k].reshape(d, k), theta[d * k :]
         # The (n, d) products run in the features' own dtype: mixing float32 features with float64
         # weights made numpy copy the whole matrix to float64 twice per step (341 MB at 45k x 1280).
         p = _outputs((xs @ wmat.astype(xs.dtype)).astype(np.float64) + b, kind)
@@ -120,7 +128,7 @@ def _fit_scaled(xs: np.ndarray, t: np.ndarray, kind: str, l2: float, w: np.ndarr
         data_loss = _loss(p, t, kind, w)
         if on_iter is not None:  # L-BFGS-B accepts the point it evaluated last, so this is the iterate's
             last.update(loss=data_loss, score=_accuracy(p, t, kind))
-        value = data_loss + 0.5 * l2 * float((wmat ** 2).sum())
+        value = data_loss + 0.5 * l2 * float((wmat**2).sum())
         grad_w = (xs.T @ g.astype(xs.dtype)).astype(np.float64) + l2 * wmat
         return value, np.concatenate([grad_w.ravel(), g.sum(0)])
 
@@ -135,14 +143,21 @@ def _fit_scaled(xs: np.ndarray, t: np.ndarray, kind: str, l2: float, w: np.ndarr
 
     x0 = start if start is not None else np.zeros(d * k + k)
     with threadpool_limits(1):
-        res = minimize(f, x0, jac=True, method="L-BFGS-B", callback=step,
-                       options={"maxiter": MAX_ITER, "ftol": FTOL})
+        res = minimize(f, x0, jac=True, method="L-BFGS-B", callback=step, options={"maxiter": MAX_ITER, "ftol": FTOL})
     return res.x, int(res.nit)
 
 
-def fit_linear_head(x: np.ndarray, y: np.ndarray, task: TaskType, units: int, l2: float,
-                    sample_weight: Optional[np.ndarray] = None, start: Optional[np.ndarray] = None,
-                    on_iter: Optional[OnIter] = None, should_stop: StopCheck = None) -> LinearHead:
+def fit_linear_head(
+    x: np.ndarray,
+    y: np.ndarray,
+    task: TaskType,
+    units: int,
+    l2: float,
+    sample_weight: Optional[np.ndarray] = None,
+    start: Optional[np.ndarray] = None,
+    on_iter: Optional[OnIter] = None,
+    should_stop: StopCheck = None,
+) -> LinearHead:
     """Fit on ``x`` (n, d) and fold the centring and scaling into the returned Dense weights.
 
     ``on_iter(iteration, loss, score)`` follows the solver live; ``should_stop()`` cancels it.
@@ -152,7 +167,7 @@ def fit_linear_head(x: np.ndarray, y: np.ndarray, task: TaskType, units: int, l2
     w = np.ones(len(x)) if sample_weight is None else sample_weight
     theta, iters = _fit_scaled((x - mu) / sd, _targets(y, kind, units), kind, l2, w, start, on_iter, should_stop)
     d = x.shape[1]
-    wmat, b = theta[:d * units].reshape(d, units), theta[d * units:]
+    wmat, b = theta[: d * units].reshape(d, units), theta[d * units :]
     kernel = wmat / sd[:, None]
     return LinearHead(kernel.astype(np.float32), (b - mu @ kernel).astype(np.float32), theta, iters)
 
@@ -183,12 +198,20 @@ def fold_ids(y: np.ndarray, task: TaskType, folds: int, seed: int) -> np.ndarray
     return out
 
 
-def cross_validate(x: np.ndarray, y: np.ndarray, task: TaskType, units: int,
-                   sample_weight: Optional[np.ndarray] = None, extra_x: Optional[np.ndarray] = None,
-                   extra_of: Optional[np.ndarray] = None, folds: int = 5, seed: int = 0,
-                   grid: tuple[float, ...] = L2_GRID,
-                   on_candidate: Optional[Callable[[dict[str, float]], None]] = None,
-                   should_stop: StopCheck = None) -> CVResult:
+def cross_validate(
+    x: np.ndarray,
+    y: np.ndarray,
+    task: TaskType,
+    units: int,
+    sample_weight: Optional[np.ndarray] = None,
+    extra_x: Optional[np.ndarray] = None,
+    extra_of: Optional[np.ndarray] = None,
+    folds: int = 5,
+    seed: int = 0,
+    grid: tuple[float, ...] = L2_GRID,
+    on_candidate: Optional[Callable[[dict[str, float]], None]] = None,
+    should_stop: StopCheck = None,
+) -> CVResult:
     """Choose the L2 strength by k-fold CV (best score, ties to the lower loss).
 
     ``extra_x`` rows are augmented copies of examples ``extra_of`` (indices into ``x``):
@@ -219,8 +242,15 @@ def cross_validate(x: np.ndarray, y: np.ndarray, task: TaskType, units: int,
             iters += head.iterations
             oof[va] = predict(head, x[va], task)
         s, loss = score(oof, y, task), _loss(oof, _targets(y, kind, units), kind, w)
-        rows.append({"l2": l2, "score": s, "loss": loss, "iterations": iters / folds,
-                     **({"mae": float(np.abs(oof - y.reshape(len(y), -1)).mean())} if kind == "regression" else {})})
+        rows.append(
+            {
+                "l2": l2,
+                "score": s,
+                "loss": loss,
+                "iterations": iters / folds,
+                **({"mae": float(np.abs(oof - y.reshape(len(y), -1)).mean())} if kind == "regression" else {}),
+            }
+        )
         iters = 0
         if on_candidate is not None:
             on_candidate(rows[-1])

@@ -9,6 +9,7 @@ threshold ("runs if the head scores below 0.83 in cross-validation"), and the
 run takes it with the real score. Both use :func:`decide`, so what ``tlapp
 plan``, the wizard and the run say can never disagree.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,8 +41,8 @@ def standard_error(score: float, n: int) -> float:
 def score_threshold(n_val: int) -> float:
     """The highest head score at which ``n_val`` validation examples could still see a fine-tune's likely
     gain: GAIN_SHARE (1 - s) >= PROOF_SE sqrt(s (1 - s) / n)  <=>  s <= g^2 n / (g^2 n + k^2)."""
-    g2n = GAIN_SHARE ** 2 * n_val
-    return min(SATURATED, g2n / (g2n + PROOF_SE ** 2))
+    g2n = GAIN_SHARE**2 * n_val
+    return min(SATURATED, g2n / (g2n + PROOF_SE**2))
 
 
 @dataclass
@@ -55,8 +56,16 @@ class Decision:
     below: Optional[float] = None  # runs when the head's score is below this (finetune None)
 
 
-def decide(project: Project, finetunes: list[Phase], n_train: int, n_val: int, rate: float,
-           score: Optional[float] = None, scored_by: str = "cross-validation", judged: bool = True) -> Decision:
+def decide(
+    project: Project,
+    finetunes: list[Phase],
+    n_train: int,
+    n_val: int,
+    rate: float,
+    score: Optional[float] = None,
+    scored_by: str = "cross-validation",
+    judged: bool = True,
+) -> Decision:
     """The fine-tune decision: the person's ``always``/``never``, else the ``auto`` rule.
 
     ``score`` is the head's (None before Start: the answer is then a threshold). ``judged`` False: the
@@ -82,28 +91,48 @@ def decide(project: Project, finetunes: list[Phase], n_train: int, n_val: int, r
     if not n_val:
         return out(False, f"no validation split to check a fine-tune against ({ANYWAY} runs it unchecked)")
     if est > budget:
-        return out(False, f"a fine-tune would take about {est:.0f}s here, over the {budget:.0f}s budget "
-                          f"(train.time_budget_s; {ANYWAY} runs it)")
+        return out(
+            False,
+            f"a fine-tune would take about {est:.0f}s here, over the {budget:.0f}s budget "
+            f"(train.time_budget_s; {ANYWAY} runs it)",
+        )
     if not judged:
-        return out(False, f"a head trained by epochs on this task has no validation accuracy to judge a fine-tune "
-                          f"by ({ANYWAY} runs it)")
+        return out(
+            False,
+            f"a head trained by epochs on this task has no validation accuracy to judge a fine-tune "
+            f"by ({ANYWAY} runs it)",
+        )
     below = score_threshold(n_val)
     if score is None:
-        return out(None, f"runs if the head scores below {below:.3f} in {scored_by}: {n_val} validation examples "
-                         f"cannot tell a smaller gain from noise; about {est:.0f}s, within the {budget:.0f}s budget "
-                         f"({ANYWAY} runs it whatever the head scores)",
-                   below)
+        return out(
+            None,
+            f"runs if the head scores below {below:.3f} in {scored_by}: {n_val} validation examples "
+            f"cannot tell a smaller gain from noise; about {est:.0f}s, within the {budget:.0f}s budget "
+            f"({ANYWAY} runs it whatever the head scores)",
+            below,
+        )
     if score >= SATURATED:
-        return out(False, f"the head alone scores {score:.3f} in {scored_by}: nothing left for a fine-tune to "
-                          f"find ({ANYWAY} runs it)", below)
+        return out(
+            False,
+            f"the head alone scores {score:.3f} in {scored_by}: nothing left for a fine-tune to "
+            f"find ({ANYWAY} runs it)",
+            below,
+        )
     if score >= below:
         se = standard_error(score, n_val)
-        return out(False, f"the head scores {score:.3f} in {scored_by}; {n_val} validation examples could not "
-                          f"tell a fine-tune's likely gain (~{GAIN_SHARE * (1 - score):.1%}) from noise "
-                          f"({PROOF_SE:g} x {se:.1%} standard error), so all the data trains the head instead "
-                          f"({ANYWAY} runs it)", below)
-    return out(True, f"about {est:.0f}s of fine-tuning fits the {budget:.0f}s budget and the head leaves "
-                     f"{1 - score:.1%} error", below)
+        return out(
+            False,
+            f"the head scores {score:.3f} in {scored_by}; {n_val} validation examples could not "
+            f"tell a fine-tune's likely gain (~{GAIN_SHARE * (1 - score):.1%}) from noise "
+            f"({PROOF_SE:g} x {se:.1%} standard error), so all the data trains the head instead "
+            f"({ANYWAY} runs it)",
+            below,
+        )
+    return out(
+        True,
+        f"about {est:.0f}s of fine-tuning fits the {budget:.0f}s budget and the head leaves {1 - score:.1%} error",
+        below,
+    )
 
 
 @dataclass
@@ -139,14 +168,20 @@ def trains_text(phase: Phase) -> str:
     f = phase.freeze
     if phase.solver == "exact":
         return "the head, solved exactly (L2 strength by cross-validation)"
-    what = {"all": "the head only", "none": "every layer", "top_blocks": lambda: f"the top {f.blocks} block(s)",
-            "up_to": lambda: f"the layers after {f.layer!r}", "fraction": lambda: f"the top {f.fraction:.0%} of layers",
-            "patterns": lambda: f"layers matching {', '.join(f.patterns)}",
-            "lora": lambda: f"LoRA adapters, rank {f.rank}, on {', '.join(f.targets)}"}[f.mode]
+    what = {
+        "all": "the head only",
+        "none": "every layer",
+        "top_blocks": lambda: f"the top {f.blocks} block(s)",
+        "up_to": lambda: f"the layers after {f.layer!r}",
+        "fraction": lambda: f"the top {f.fraction:.0%} of layers",
+        "patterns": lambda: f"layers matching {', '.join(f.patterns)}",
+        "lora": lambda: f"LoRA adapters, rank {f.rank}, on {', '.join(f.targets)}",
+    }[f.mode]
     what = what if isinstance(what, str) else what()
     aug = [k for k in ("flip", "rotation", "zoom", "contrast") if getattr(phase.augment, k)]
-    return (f"{what}, {phase.epochs} epoch(s) at lr {phase.learning_rate:g} ({phase.optimizer}, {phase.schedule})"
-            + (f", augment {'+'.join(aug)}" if aug else ""))
+    return f"{what}, {phase.epochs} epoch(s) at lr {phase.learning_rate:g} ({phase.optimizer}, {phase.schedule})" + (
+        f", augment {'+'.join(aug)}" if aug else ""
+    )
 
 
 def make_plan(project: Project, n_train: int, n_val: int, rate: float, measured: bool) -> Plan:
@@ -158,19 +193,38 @@ def make_plan(project: Project, n_train: int, n_val: int, rate: float, measured:
         est = sum(phase_seconds(project, ph, n_train, n_val, rate) for ph in phases)
         dec = Decision(True, "a language model trains its phases as written", est, est)
     else:
-        dec = decide(project, phases[1:], n_train, n_val, rate, scored_by="cross-validation" if head_exact else
-                     "validation", judged=head_exact or project.task.type.is_single_label)
+        dec = decide(
+            project,
+            phases[1:],
+            n_train,
+            n_val,
+            rate,
+            scored_by="cross-validation" if head_exact else "validation",
+            judged=head_exact or project.task.type.is_single_label,
+        )
     runs = {True: "yes", False: "no", None: f"if the head scores below {dec.below or 0:.3f}"}[dec.finetune]
     rows = []
     for i, ph in enumerate(phases):
         first = i == 0 and not generative
-        rows.append(PlannedPhase(i, ph.name, trains_text(ph), phase_seconds(project, ph, n_train, n_val, rate),
-                                 "yes" if first or generative else runs, ph.model_dump(mode="json")))
-    low = FIXED_S + (0.0 if generative else embed_seconds(project, n_train + n_val, rate)) \
+        rows.append(
+            PlannedPhase(
+                i,
+                ph.name,
+                trains_text(ph),
+                phase_seconds(project, ph, n_train, n_val, rate),
+                "yes" if first or generative else runs,
+                ph.model_dump(mode="json"),
+            )
+        )
+    low = (
+        FIXED_S
+        + (0.0 if generative else embed_seconds(project, n_train + n_val, rate))
         + sum(r.expected_s for r in rows if r.runs == "yes")
+    )
     high = low + sum(r.expected_s for r in rows if r.runs != "yes" and r.runs != "no")
-    return Plan(project.train.preset, n_train, n_val, rate, measured, rows, dec, low, high,
-                not project.train.phases, generative)
+    return Plan(
+        project.train.preset, n_train, n_val, rate, measured, rows, dec, low, high, not project.train.phases, generative
+    )
 
 
 def split_sizes(project: Project, report: Any) -> tuple[int, int]:
@@ -180,8 +234,7 @@ def split_sizes(project: Project, report: Any) -> tuple[int, int]:
         n = len(report.pairs)
         n_val, n_test = pair_split_sizes(n, d.val_fraction, d.test_fraction)
         return n - n_val - n_test, n_val
-    s = split_examples(report.examples, project.task.type, d.val_fraction, d.test_fraction, d.seed,
-                       d.max_per_class)
+    s = split_examples(report.examples, project.task.type, d.val_fraction, d.test_fraction, d.seed, d.max_per_class)
     return len(s.train), len(s.val)
 
 
@@ -196,15 +249,20 @@ def plan_lines(plan: Plan) -> list[str]:
     """The plan as the lines ``tlapp plan`` and the start of ``tlapp train`` print."""
     speed = "measured here" if plan.measured else "a rough guess until a first run measures it"
     src = "proposed by the preset" if plan.proposed else "from train.phases"
-    out = [f"plan (preset {plan.preset}, {plan.n_train} training / {plan.n_val} validation examples, "
-           f"phases {src}; speed {plan.speed:.0f} examples/s, {speed}):"]
+    out = [
+        f"plan (preset {plan.preset}, {plan.n_train} training / {plan.n_val} validation examples, "
+        f"phases {src}; speed {plan.speed:.0f} examples/s, {speed}):"
+    ]
     for r in plan.phases:
         t = f", ~{r.expected_s:.0f}s" if r.expected_s >= 1 else ""
         out.append(f"  {r.index}. {r.name}: {r.trains}{t}; runs: {r.runs}")
     d = plan.decision
     verdict = {True: "fine-tune: yes", False: "fine-tune: no", None: "fine-tune: decided after the head"}
     out.append(f"  {'training: yes' if plan.generative else verdict[d.finetune]} — {d.reason}")
-    span = f"{plan.total_low_s:.0f}s" if plan.total_high_s - plan.total_low_s < 5 else \
-        f"{plan.total_low_s:.0f}-{plan.total_high_s:.0f}s"
+    span = (
+        f"{plan.total_low_s:.0f}s"
+        if plan.total_high_s - plan.total_low_s < 5
+        else f"{plan.total_low_s:.0f}-{plan.total_high_s:.0f}s"
+    )
     out.append(f"  expected time: about {span} in all")
     return out

@@ -18,6 +18,7 @@ and the wizard show. What the preset adds is judgement, never other settings:
 
 Every choice leaves as one ``recipe_decision`` event and in ``metrics.json``.
 """
+
 from __future__ import annotations
 
 import time
@@ -33,8 +34,15 @@ from tlapp.model.tasks import metric_name
 from tlapp.presets import mirrors, phases_of
 from tlapp.training.estimate import measured_speed
 from tlapp.training.head_trace import HeadTrace, SolverTrace
-from tlapp.training.linear_head import (L2_GRID, CVResult, LinearHead, choose_folds, cross_validate,
-                                        fit_linear_head, predict)
+from tlapp.training.linear_head import (
+    L2_GRID,
+    CVResult,
+    LinearHead,
+    choose_folds,
+    cross_validate,
+    fit_linear_head,
+    predict,
+)
 from tlapp.training.plan import PROOF_SE, Decision, decide, standard_error
 from tlapp.training.strategy import agree
 
@@ -91,7 +99,7 @@ def _logs(run: Run, outputs: np.ndarray, y: np.ndarray, prefix: str = "") -> dic
     task, eps = run.project.task.type, 1e-7
     if task == TaskType.regression:
         err = outputs[:, 0] - y.ravel()
-        return {f"{prefix}loss": float((err ** 2).mean()), f"{prefix}mae": float(np.abs(err).mean())}
+        return {f"{prefix}loss": float((err**2).mean()), f"{prefix}mae": float(np.abs(err).mean())}
     if task.is_multi_label:
         loss = -(y * np.log(outputs + eps) + (1 - y) * np.log(1 - outputs + eps)).mean()
         return {f"{prefix}loss": float(loss), f"{prefix}accuracy": float(((outputs >= 0.5) == (y >= 0.5)).mean())}
@@ -102,8 +110,19 @@ def _logs(run: Run, outputs: np.ndarray, y: np.ndarray, prefix: str = "") -> dic
 
 def _record_head(run: Run, phase: Phase, logs: dict[str, float], seconds: float) -> None:
     """The solved head as the phase's one epoch (what the best-weights bookkeeping and checkpoints read)."""
-    run.log.emit(EPOCH_END, phase=0, phase_name="head", stage="fit", epoch=1, epochs=1, x=2.0, metrics=logs,
-                 seconds=round(seconds, 3), images_per_s=0.0, eta_s=0.0)
+    run.log.emit(
+        EPOCH_END,
+        phase=0,
+        phase_name="head",
+        stage="fit",
+        epoch=1,
+        epochs=1,
+        x=2.0,
+        metrics=logs,
+        seconds=round(seconds, 3),
+        images_per_s=0.0,
+        eta_s=0.0,
+    )
     run.epoch_done(0, phase, 0, logs, None)
     run.log.emit(PHASE_END, index=0, name="head")
 
@@ -130,9 +149,18 @@ def _cv(run: Run, x: np.ndarray, y: np.ndarray, xf: Optional[np.ndarray], units:
     for weights in weight_options:
         for mirror in mirror_options:
             extra = {"extra_x": xf, "extra_of": np.arange(len(x))} if mirror else {}
-            cv = cross_validate(x, y, task, units, weights, folds=folds, seed=seed, should_stop=run.should_stop,
-                                on_candidate=lambda row, m=mirror, cw=weights is not None: trace.candidate(row, m, cw),
-                                **extra)
+            cv = cross_validate(
+                x,
+                y,
+                task,
+                units,
+                weights,
+                folds=folds,
+                seed=seed,
+                should_stop=run.should_stop,
+                on_candidate=lambda row, m=mirror, cw=weights is not None: trace.candidate(row, m, cw),
+                **extra,
+            )
             if best is None or (cv.score, -cv.loss) > (best.cv.score, -best.cv.loss):
                 best = Choice(cv, mirror, weights)
     assert best is not None
@@ -140,15 +168,23 @@ def _cv(run: Run, x: np.ndarray, y: np.ndarray, xf: Optional[np.ndarray], units:
     return best, trace
 
 
-def _fit(run: Run, x: np.ndarray, y: np.ndarray, xf: Optional[np.ndarray], idx: np.ndarray, l2: float,
-         units: int, w: Optional[np.ndarray], trace: Optional[SolverTrace] = None) -> LinearHead:
+def _fit(
+    run: Run,
+    x: np.ndarray,
+    y: np.ndarray,
+    xf: Optional[np.ndarray],
+    idx: np.ndarray,
+    l2: float,
+    units: int,
+    w: Optional[np.ndarray],
+    trace: Optional[SolverTrace] = None,
+) -> LinearHead:
     """Fit on the rows ``idx`` (plus their mirror copies when ``xf`` is given), live on ``trace``."""
     xs, ys, ws = x[idx], y[idx], None if w is None else w[idx]
     if xf is not None:
         xs, ys = np.vstack([xs, xf[idx]]), np.concatenate([ys, ys])
         ws = None if ws is None else np.concatenate([ws, ws])
-    head = fit_linear_head(xs, ys, run.project.task.type, units, l2, ws, on_iter=trace,
-                           should_stop=run.should_stop)
+    head = fit_linear_head(xs, ys, run.project.task.type, units, l2, ws, on_iter=trace, should_stop=run.should_stop)
     if trace is not None:
         trace.finish()
     return head
@@ -171,13 +207,25 @@ def run_recipe(run: Run) -> None:
 
 
 def _decide(run: Run, finetunes: list[Phase], score: Optional[float], scored_by: str) -> Decision:
-    return decide(run.project, finetunes, len(run.splits.train), len(run.splits.val), _rate(run), score, scored_by,
-                  judged=score is not None)
+    return decide(
+        run.project,
+        finetunes,
+        len(run.splits.train),
+        len(run.splits.val),
+        _rate(run),
+        score,
+        scored_by,
+        judged=score is not None,
+    )
 
 
 def _announce(run: Run, decision: Decision, summary: str, **extra: Any) -> None:
-    run.recipe = {"preset": run.project.train.preset, **extra, "finetune": asdict(decision),
-                  "summary": f"{summary}; {'fine-tune' if decision.finetune else 'no fine-tune'}: {decision.reason}"}
+    run.recipe = {
+        "preset": run.project.train.preset,
+        **extra,
+        "finetune": asdict(decision),
+        "summary": f"{summary}; {'fine-tune' if decision.finetune else 'no fine-tune'}: {decision.reason}",
+    }
     run.log.emit(RECIPE_DECISION, **run.recipe)
 
 
@@ -196,9 +244,14 @@ def _exact_head(run: Run, head: Phase, finetunes: list[Phase]) -> None:
     xf = xf if choice.mirror else None
     decision = _decide(run, finetunes, cv.score, "cross-validation")
     helped = (", mirrored copies helped" if choice.mirror else "") + (", class weights helped" if w is not None else "")
-    _announce(run, decision, f"head: L2 {cv.l2:g} by {cv.folds}-fold CV (score {cv.score:.3f}{helped})",
-              cv={"score": cv.score, "loss": cv.loss, "folds": cv.folds, "l2": cv.l2, "grid": cv.grid,
-                  "n": len(examples)}, mirror_augmentation=choice.mirror, class_weights=w is not None)
+    _announce(
+        run,
+        decision,
+        f"head: L2 {cv.l2:g} by {cv.folds}-fold CV (score {cv.score:.3f}{helped})",
+        cv={"score": cv.score, "loss": cv.loss, "folds": cv.folds, "l2": cv.l2, "grid": cv.grid, "n": len(examples)},
+        mirror_augmentation=choice.mirror,
+        class_weights=w is not None,
+    )
     if not decision.finetune:
         _refit_on_all(run, head, x, y, xf, cv, units, w, examples, trace)
         return
@@ -206,8 +259,10 @@ def _exact_head(run: Run, head: Phase, finetunes: list[Phase]) -> None:
     t0 = time.time()
     fitted = _fit(run, x, y, xf, np.arange(n_train), cv.l2, units, w, trace.solver(n_train * (1 + (xf is not None))))
     _set_head(run, fitted)
-    logs = {**_logs(run, predict(fitted, x[:n_train], task), y[:n_train]),
-            **_logs(run, predict(fitted, x[n_train:], task), y[n_train:], "val_")}
+    logs = {
+        **_logs(run, predict(fitted, x[:n_train], task), y[:n_train]),
+        **_logs(run, predict(fitted, x[n_train:], task), y[n_train:], "val_"),
+    }
     _record_head(run, head, logs, time.time() - t0)
     if not _finetune(run, finetunes):
         if p.train.refit != "never":  # the attempt cost time, not accuracy: back to the head, refit on all the data
@@ -225,9 +280,12 @@ def _refit_after_finetune(run: Run, l2: float, units: int, w: Optional[np.ndarra
     x = run.embeddings(examples, fresh=True)
     y = run.encoder.encode_all(examples)
     before = predict(LinearHead(*run.model.head.get_layer("predictions").get_weights()), x[n_train:], task)
-    run.evaluation = {**report_from_outputs(before, run.splits.val, run.encoder), "method": "validation",
-                      "note": "the fine-tuned model on the validation split, before its head was refit on "
-                              "train+validation (train.refit: always)"}
+    run.evaluation = {
+        **report_from_outputs(before, run.splits.val, run.encoder),
+        "method": "validation",
+        "note": "the fine-tuned model on the validation split, before its head was refit on "
+        "train+validation (train.refit: always)",
+    }
     _set_head(run, fit_linear_head(x, y, task, units, l2, w, should_stop=run.should_stop))
     run.recipe["refit"] = True
     run.recipe["summary"] += "; the head was then refit on all the data (train.refit: always)"
@@ -240,8 +298,12 @@ def _gradient_head(run: Run, head: Phase, finetunes: list[Phase]) -> None:
     accuracy = str(run.best.get("metric", "")).endswith("accuracy")
     score = float(run.best["value"]) if accuracy and "value" in run.best else None
     decision = _decide(run, finetunes, score, "validation")
-    _announce(run, decision, f"head: {head.epochs} epoch(s) of {head.optimizer}"
-              + (f" (validation {score:.3f})" if score is not None else ""))
+    _announce(
+        run,
+        decision,
+        f"head: {head.epochs} epoch(s) of {head.optimizer}"
+        + (f" (validation {score:.3f})" if score is not None else ""),
+    )
     if decision.finetune:
         _finetune(run, finetunes)
 
@@ -273,19 +335,34 @@ def _finetune(run: Run, finetunes: list[Phase]) -> bool:
     return False
 
 
-def _refit_on_all(run: Run, head: Phase, x: np.ndarray, y: np.ndarray, xf: Optional[np.ndarray], cv: CVResult,
-                  units: int, w: Optional[np.ndarray], examples: list[Any], trace: Optional[HeadTrace]) -> None:
+def _refit_on_all(
+    run: Run,
+    head: Phase,
+    x: np.ndarray,
+    y: np.ndarray,
+    xf: Optional[np.ndarray],
+    cv: CVResult,
+    units: int,
+    w: Optional[np.ndarray],
+    examples: list[Any],
+    trace: Optional[HeadTrace],
+) -> None:
     """The final head on train+validation (``train.refit`` never: on train only), scored out of fold."""
     task = run.project.task.type
     refit = run.project.train.refit != "never"
     idx = np.arange(len(x)) if refit else np.arange(len(run.splits.train))
     t0 = time.time()
-    fitted = _fit(run, x, y, xf, idx, cv.l2, units, w, trace.solver(len(idx) * (1 + (xf is not None))) if trace else None)
+    fitted = _fit(
+        run, x, y, xf, idx, cv.l2, units, w, trace.solver(len(idx) * (1 + (xf is not None))) if trace else None
+    )
     _set_head(run, fitted)
     if trace is not None:
         logs = {**_logs(run, predict(fitted, x[idx], task), y[idx]), **_logs(run, cv.oof, y, "val_")}
         _record_head(run, head, logs, time.time() - t0)
     run.recipe["refit"] = refit
     # Honest evaluation without a held-out pass: every example scored by a head that never saw it.
-    run.evaluation = {**report_from_outputs(cv.oof, examples, run.encoder), "method": "cross-validation",
-                      "note": f"out-of-fold predictions of {cv.folds}-fold cross-validation on {len(x)} examples"}
+    run.evaluation = {
+        **report_from_outputs(cv.oof, examples, run.encoder),
+        "method": "cross-validation",
+        "note": f"out-of-fold predictions of {cv.folds}-fold cross-validation on {len(x)} examples",
+    }

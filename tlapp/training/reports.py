@@ -3,6 +3,7 @@
 Both are built from a :class:`RunRecord` — plain data the trainer hands over —
 so the reports never reach into the trainer's internals.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -61,18 +62,28 @@ def _phase_summary(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(out.values())
 
 
-def write_metrics(rec: RunRecord, evaluation: dict[str, Any], export: Optional[dict[str, Any]],
-                  test: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+def write_metrics(
+    rec: RunRecord, evaluation: dict[str, Any], export: Optional[dict[str, Any]], test: Optional[dict[str, Any]] = None
+) -> dict[str, Any]:
     final = {k: v for k, v in (rec.history[-1] if rec.history else {}).items() if k not in _NOT_METRICS}
     if evaluation.get("accuracy") is not None:
         cv = evaluation.get("method") == "cross-validation"
         final["cv_accuracy" if cv else "val_accuracy_exported"] = evaluation["accuracy"]
-    metrics = {"final": final, "best": rec.best, "phases": _phase_summary(rec.history), "recipe": rec.recipe,
-               "evaluation": {k: v for k, v in evaluation.items() if k != "predictions"},
-               "test": {k: v for k, v in test.items() if k != "predictions"} if test else None,
-               "export": export, "classes": rec.classes, "n_train": len(rec.splits.train),
-               "n_val": len(rec.splits.val), "n_test": len(rec.splits.test),
-               "seconds": round(rec.seconds, 1), "finished": time.time()}
+    metrics = {
+        "final": final,
+        "best": rec.best,
+        "phases": _phase_summary(rec.history),
+        "recipe": rec.recipe,
+        "evaluation": {k: v for k, v in evaluation.items() if k != "predictions"},
+        "test": {k: v for k, v in test.items() if k != "predictions"} if test else None,
+        "export": export,
+        "classes": rec.classes,
+        "n_train": len(rec.splits.train),
+        "n_val": len(rec.splits.val),
+        "n_test": len(rec.splits.test),
+        "seconds": round(rec.seconds, 1),
+        "finished": time.time(),
+    }
     atomic_write_text(rec.run_dir.metrics, json.dumps(metrics, indent=2, default=float))
     return metrics
 
@@ -105,9 +116,15 @@ def hardware() -> dict[str, Any]:
         ram = describe_bytes(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):
         ram = "unknown"
-    return {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
-            "cpu_cores": os.cpu_count(), "ram": ram, "device": found["device"], "gpus": found.get("gpus", []),
-            "platform": platform.platform()}
+    return {
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_cores": os.cpu_count(),
+        "ram": ram,
+        "device": found["device"],
+        "gpus": found.get("gpus", []),
+        "platform": platform.platform(),
+    }
 
 
 def card_data(rec: RunRecord, metrics: dict[str, Any], export: Optional[dict[str, Any]]) -> dict[str, Any]:
@@ -124,32 +141,72 @@ def card_data(rec: RunRecord, metrics: dict[str, Any], export: Optional[dict[str
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "data": {
             "source": scan.source,
-            "content_sha256": (hashlib.sha256("\n".join(texts).encode()).hexdigest() if texts else
-                               content_hash([x.path for x in rec.splits.train + rec.splits.val + rec.splits.test],
-                                            scan.fingerprints)),
-            "usable": len(scan.examples), "unusable": len(scan.bad), "ignored": len(scan.ignored),
+            "content_sha256": (
+                hashlib.sha256("\n".join(texts).encode()).hexdigest()
+                if texts
+                else content_hash(
+                    [x.path for x in rec.splits.train + rec.splits.val + rec.splits.test], scan.fingerprints
+                )
+            ),
+            "usable": len(scan.examples),
+            "unusable": len(scan.bad),
+            "ignored": len(scan.ignored),
             "class_counts": scan.counts,
-            "split": {"seed": p.data.seed, "train": len(rec.splits.train), "val": len(rec.splits.val),
-                      "test": len(rec.splits.test)},
+            "split": {
+                "seed": p.data.seed,
+                "train": len(rec.splits.train),
+                "val": len(rec.splits.val),
+                "test": len(rec.splits.test),
+            },
         },
-        "backbone": {"name": e.name, "family": e.family, "params_m": e.params_m, "licence": e.licence,
-                     "weights": rec.weights_source, "weights_origin": weights_origin(e),
-                     "input_size": rec.input_size, "preprocessing": e.preprocessing},
+        "backbone": {
+            "name": e.name,
+            "family": e.family,
+            "params_m": e.params_m,
+            "licence": e.licence,
+            "weights": rec.weights_source,
+            "weights_origin": weights_origin(e),
+            "input_size": rec.input_size,
+            "preprocessing": e.preprocessing,
+        },
         "head": {"pooling": p.head.pooling, "dropout": p.head.dropout, "hidden": p.head.hidden},
         "training": {
-            "preset": p.train.preset, "batch_size": p.train.batch_size, "seed": p.train.seed,
-            "class_weights": p.train.class_weights, "strategy": p.train.strategy,
+            "preset": p.train.preset,
+            "batch_size": p.train.batch_size,
+            "seed": p.train.seed,
+            "class_weights": p.train.class_weights,
+            "strategy": p.train.strategy,
             "recipe": rec.recipe,
             # Per phase as it ran: hyper-parameters, trainable counts and the freeze map (blocks).
-            "phases": [{k: ph.get(k) for k in ("index", "name", "epochs", "learning_rate", "solver",
-                                                "trainable_params", "non_trainable_params", "embedding_cache",
-                                                "blocks")} for ph in phases],
-            "planned_phases": [ph.model_dump(mode="json", exclude_defaults=True) | {"name": ph.name}
-                               for ph in (rec.phases or p.train.phases)],
+            "phases": [
+                {
+                    k: ph.get(k)
+                    for k in (
+                        "index",
+                        "name",
+                        "epochs",
+                        "learning_rate",
+                        "solver",
+                        "trainable_params",
+                        "non_trainable_params",
+                        "embedding_cache",
+                        "blocks",
+                    )
+                }
+                for ph in phases
+            ],
+            "planned_phases": [
+                ph.model_dump(mode="json", exclude_defaults=True) | {"name": ph.name}
+                for ph in (rec.phases or p.train.phases)
+            ],
             "best": rec.best,
         },
-        "metrics": {"final": metrics.get("final"), "cross_validation": rec.recipe.get("cv"),
-                    "val": metrics.get("evaluation"), "test": metrics.get("test")},
+        "metrics": {
+            "final": metrics.get("final"),
+            "cross_validation": rec.recipe.get("cv"),
+            "val": metrics.get("evaluation"),
+            "test": metrics.get("test"),
+        },
         "export": export,
         "environment": {"packages": versions(), "hardware": hardware(), "seconds": round(rec.seconds, 1)},
     }
@@ -163,12 +220,34 @@ def md_table(rows: list[list[Any]], head: list[str]) -> str:
 
 def _per_class_table(rep: dict[str, Any]) -> list[str]:
     if rep.get("per_class"):
-        return ["", md_table([[c, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", m["support"]]
-                            for c, m in rep["per_class"].items()], ["class", "precision", "recall", "F1", "support"])]
+        return [
+            "",
+            md_table(
+                [
+                    [c, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", m["support"]]
+                    for c, m in rep["per_class"].items()
+                ],
+                ["class", "precision", "recall", "F1", "support"],
+            ),
+        ]
     if rep.get("per_label"):
-        return ["", md_table([[c, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", m["support"],
-                             f"{m['tuned_threshold']:.2f}"] for c, m in rep["per_label"].items()],
-                           ["label", "precision", "recall", "F1", "support", "best-F1 threshold (val)"])]
+        return [
+            "",
+            md_table(
+                [
+                    [
+                        c,
+                        f"{m['precision']:.3f}",
+                        f"{m['recall']:.3f}",
+                        f"{m['f1']:.3f}",
+                        m["support"],
+                        f"{m['tuned_threshold']:.2f}",
+                    ]
+                    for c, m in rep["per_label"].items()
+                ],
+                ["label", "precision", "recall", "F1", "support", "best-F1 threshold (val)"],
+            ),
+        ]
     return []
 
 
@@ -180,39 +259,66 @@ def render_card(card: dict[str, Any]) -> str:
     d, b, t, env = card["data"], card["backbone"], card["training"], card["environment"]
     text_task = card["task"].startswith("text_")
     parts = [
-        f"# Model card: {card['name']}", "",
+        f"# Model card: {card['name']}",
+        "",
         f"- Task: {card['task']}",
         f"- Backbone: {b['name']} ({b['family']}, {b['params_m']:.1f} M params, licence {b['licence']})",
         f"- Weights: {b['weights']} — {b['weights_origin']}",
-        (f"- Input: raw strings (tokenizer inside the model; {b['input_size']} tokens, padded/truncated)"
-         if text_task else
-         f"- Input: raw RGB pixels 0-255, any size (resized to {b['input_size']}x{b['input_size']} inside the "
-         f"model; backbone scaling '{b['preprocessing']}' is built in)"),
+        (
+            f"- Input: raw strings (tokenizer inside the model; {b['input_size']} tokens, padded/truncated)"
+            if text_task
+            else f"- Input: raw RGB pixels 0-255, any size (resized to {b['input_size']}x{b['input_size']} inside the "
+            f"model; backbone scaling '{b['preprocessing']}' is built in)"
+        ),
         f"- Created: {card['created']} with " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
         f"- Hardware: {env['hardware']['processor']}, {env['hardware']['cpu_cores']} cores, {env['hardware']['ram']}"
         f" RAM, {env['hardware']['device']}; {env['seconds']:.0f} s",
-        "", "## Data", "",
+        "",
+        "## Data",
+        "",
         f"Source `{d['source']}`; content sha256 {d['content_sha256'][:16]}…; {d['usable']} usable, "
         f"{d['unusable']} unusable files skipped, {d['ignored']} ignored. Split seed {d['split']['seed']}: "
         f"train {d['split']['train']}, val {d['split']['val']}, test {d['split']['test']}.",
-        "", md_table([[c, n] for c, n in d["class_counts"].items()], ["class", "examples"]) if d["class_counts"] else "",
-        "", "## Training", "",
+        "",
+        md_table([[c, n] for c, n in d["class_counts"].items()], ["class", "examples"]) if d["class_counts"] else "",
+        "",
+        "## Training",
+        "",
     ]
     if t["recipe"]:
         parts += [f"Recipe: {t['recipe'].get('summary', '')}", ""]
-    parts += [md_table([[ph["index"], ph["name"], "—" if ph.get("solver") else ph["epochs"],
-                        "—" if ph["learning_rate"] is None else ph["learning_rate"], ph.get("solver") or "Adam/fit",
-                       ph["trainable_params"], "cached" if ph["embedding_cache"] else "images"]
-                      for ph in t["phases"]],
-                     ["#", "phase", "epochs", "lr", "solver", "trainable params", "input"]),
-              "", f"Batch size {t['batch_size']}; class weights {t['class_weights']}; strategy {t['strategy']}; "
-                  f"head: pooling {card['head']['pooling']}, dropout {card['head']['dropout']}, "
-                  f"hidden {card['head']['hidden']}."]
+    parts += [
+        md_table(
+            [
+                [
+                    ph["index"],
+                    ph["name"],
+                    "—" if ph.get("solver") else ph["epochs"],
+                    "—" if ph["learning_rate"] is None else ph["learning_rate"],
+                    ph.get("solver") or "Adam/fit",
+                    ph["trainable_params"],
+                    "cached" if ph["embedding_cache"] else "images",
+                ]
+                for ph in t["phases"]
+            ],
+            ["#", "phase", "epochs", "lr", "solver", "trainable params", "input"],
+        ),
+        "",
+        f"Batch size {t['batch_size']}; class weights {t['class_weights']}; strategy {t['strategy']}; "
+        f"head: pooling {card['head']['pooling']}, dropout {card['head']['dropout']}, "
+        f"hidden {card['head']['hidden']}.",
+    ]
     last = next((ph for ph in reversed(t["phases"]) if ph.get("blocks")), None)
     if last:
-        parts += ["", f"Freeze map of phase '{last['name']}' (backbone blocks):", "",
-                  md_table([[s["block"], s["layers"], s["params"], s["trainable_params"]] for s in last["blocks"]],
-                         ["block", "layers", "params", "trainable params"])]
+        parts += [
+            "",
+            f"Freeze map of phase '{last['name']}' (backbone blocks):",
+            "",
+            md_table(
+                [[s["block"], s["layers"], s["params"], s["trainable_params"]] for s in last["blocks"]],
+                ["block", "layers", "params", "trainable params"],
+            ),
+        ]
     m = card["metrics"]
     parts += ["", "## Metrics", ""]
     for name, rep in (("Validation", m["val"]), ("Test (held out, evaluated once)", m["test"])):
@@ -222,9 +328,15 @@ def render_card(card: dict[str, Any]) -> str:
         parts += [f"Cross-validation of the head: {json.dumps(m['cross_validation'], default=float)}", ""]
     ex = card["export"]
     if ex:
-        parts += ["## Export", "", f"Folder `{ex.get('dir')}`; formats {ex.get('formats')}.",
-                  f"Fresh-process parity check: {(ex.get('verify') or {}).get('summary', 'not run')}", "",
-                  *export_summary(ex.get("report")), ""]
+        parts += [
+            "## Export",
+            "",
+            f"Folder `{ex.get('dir')}`; formats {ex.get('formats')}.",
+            f"Fresh-process parity check: {(ex.get('verify') or {}).get('summary', 'not run')}",
+            "",
+            *export_summary(ex.get("report")),
+            "",
+        ]
         if ex.get("errors"):
             parts += ["Not exported: " + "; ".join(f"{k}: {v}" for k, v in ex["errors"].items()), ""]
     parts += ["## Limits", "", "Validated only on the data above; accuracy on other sources may be lower."]

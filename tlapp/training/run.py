@@ -6,6 +6,7 @@ frozen phase trains the head on cached embeddings (one forward pass), a
 fine-tune phase trains the top blocks at a lower LR with BatchNorm kept
 frozen; the best epoch's weights are kept, evaluated, exported and verified.
 """
+
 from __future__ import annotations
 
 import csv
@@ -51,16 +52,15 @@ from tlapp.model.image_model import build_model
 from tlapp.model.optim import block_multipliers, make_optimizer
 from tlapp.model.tasks import monitor
 from tlapp.model.text_model import build_text_model, token_batches
+from tlapp.presets import phases_of
 from tlapp.rundir import RunDir, absolute_data_path
 from tlapp.training import checkpoint as ckpt
-from tlapp.training import embcache, strategy
+from tlapp.training import embcache, lifecycle, strategy
 from tlapp.training.augment import augmented
 from tlapp.training.callbacks import EventCallback
 from tlapp.training.devices import describe_device, devices, tensor_cores
-from tlapp.presets import phases_of
 from tlapp.training.estimate import examples_used, measured_speed, record_speed
 from tlapp.training.estimate import speed as estimate_speed
-from tlapp.training import lifecycle
 from tlapp.training.finish import finish_run
 from tlapp.training.lifecycle import RunResult
 from tlapp.training.recipe import run_recipe
@@ -78,9 +78,15 @@ class Run:
     by step (``prepare_data``, ``build``, ``run_phase``, ``finish``).
     """
 
-    def __init__(self, project: Project, run_dir: RunDir, log: EventLog,
-                 should_stop: Optional[Callable[[], bool]] = None, project_file: Optional[Path] = None,
-                 shared: Optional[RunDir] = None) -> None:
+    def __init__(
+        self,
+        project: Project,
+        run_dir: RunDir,
+        log: EventLog,
+        should_stop: Optional[Callable[[], bool]] = None,
+        project_file: Optional[Path] = None,
+        shared: Optional[RunDir] = None,
+    ) -> None:
         self.project, self.run_dir, self.log = project, run_dir, log
         # Where a resume reads the split and checkpoint: the run folder itself, except for a multi-worker
         # run's other workers, which write to a scratch folder and read the chief's.
@@ -116,14 +122,26 @@ class Run:
     # ---- data and model ---------------------------------------------------
     def prepare_data(self, resume: bool) -> None:
         p = self.project
-        self.report = scan_project(p, self.project_file, self.progress("scanning {total:,} files", "files"),
-                                   should_stop=self.should_stop)
-        used = examples_used(self.report.counts, p.data.max_per_class) if p.task.type.is_single_label \
+        self.report = scan_project(
+            p, self.project_file, self.progress("scanning {total:,} files", "files"), should_stop=self.should_stop
+        )
+        used = (
+            examples_used(self.report.counts, p.data.max_per_class)
+            if p.task.type.is_single_label
             else len(self.report.examples)
-        self.log.emit(SCAN, source=self.report.source, counts=self.report.counts, n_good=len(self.report.examples),
-                      used=used, max_per_class=p.data.max_per_class,
-                      bad=[asdict(b) for b in self.report.bad], ignored=len(self.report.ignored),
-                      warnings=self.report.warnings, class_weights=self.report.class_weights)
+        )
+        self.log.emit(
+            SCAN,
+            source=self.report.source,
+            counts=self.report.counts,
+            n_good=len(self.report.examples),
+            used=used,
+            max_per_class=p.data.max_per_class,
+            bad=[asdict(b) for b in self.report.bad],
+            ignored=len(self.report.ignored),
+            warnings=self.report.warnings,
+            class_weights=self.report.class_weights,
+        )
         for w in self.report.warnings:
             self.log.emit(WARNING, message=w)
         self.run_dir.scan.write_text(json.dumps(self.report.as_dict(), indent=2))
@@ -132,17 +150,29 @@ class Run:
             mk = lambda rows: [Example(*r) for r in rows]  # noqa: E731
             self.splits = Splits(mk(saved["train"]), mk(saved["val"]), mk(saved["test"]), saved["seed"])
         else:
-            self.splits = split_examples(self.report.examples, p.task.type, p.data.val_fraction,
-                                         p.data.test_fraction, p.data.seed, p.data.max_per_class)
+            self.splits = split_examples(
+                self.report.examples,
+                p.task.type,
+                p.data.val_fraction,
+                p.data.test_fraction,
+                p.data.seed,
+                p.data.max_per_class,
+            )
             self.run_dir.split.write_text(json.dumps(self.splits.as_dict(), indent=1))
         for split, n in leaked_images(self.splits, self.report.fingerprints).items():
-            self.log.emit(WARNING, message=f"{n} {'validation' if split == 'val' else 'test'} image(s) have an exact "
-                                           f"or near duplicate in training: that split's accuracy is optimistic "
-                                           "(the scan report's duplicates list them)")
+            self.log.emit(
+                WARNING,
+                message=f"{n} {'validation' if split == 'val' else 'test'} image(s) have an exact "
+                f"or near duplicate in training: that split's accuracy is optimistic "
+                "(the scan report's duplicates list them)",
+            )
         dup = cross_split_duplicates(self.splits)
         if dup:
-            self.log.emit(WARNING, message=f"{dup} text(s) appear in more than one split with different labels; "
-                                           "validation accuracy is slightly optimistic for them")
+            self.log.emit(
+                WARNING,
+                message=f"{dup} text(s) appear in more than one split with different labels; "
+                "validation accuracy is slightly optimistic for them",
+            )
         self.classes = self.report.classes if p.task.type != TaskType.regression else []
         self.encoder = LabelEncoder(p.task.type, self.classes)
 
@@ -160,8 +190,9 @@ class Run:
         """
         p = self.project
         if p.task.type.is_text:
-            return text_dataset(examples, self.encoder, p.train.batch_size, shuffle=shuffle, seed=p.train.seed,
-                                with_labels=with_labels)
+            return text_dataset(
+                examples, self.encoder, p.train.batch_size, shuffle=shuffle, seed=p.train.seed, with_labels=with_labels
+            )
         size = self.model.backbone.size
         if split == "eval":  # one pass over validation: caching it again would only cost memory
             mode = "none"
@@ -172,18 +203,29 @@ class Run:
                 self.log.emit(DATA_CACHE, split=split, mode=plan.mode, why=plan.why)
             mode = plan.mode
         plan = self.placement.plan if self.placement else None
-        return image_dataset(examples, self.encoder, size, p.train.batch_size, shuffle=shuffle,
-                             seed=p.train.seed, cache=mode, cache_file=self.run_dir.cache / split,
-                             with_labels=with_labels,
-                             shard=(plan.workers, plan.worker) if plan and split != "eval" else (1, 0))
+        return image_dataset(
+            examples,
+            self.encoder,
+            size,
+            p.train.batch_size,
+            shuffle=shuffle,
+            seed=p.train.seed,
+            cache=mode,
+            cache_file=self.run_dir.cache / split,
+            with_labels=with_labels,
+            shard=(plan.workers, plan.worker) if plan and split != "eval" else (1, 0),
+        )
 
     def progress(self, stage: str, unit: str = "") -> Callable[[int, int], None]:
         """A ``(done, total)`` callback for one long step (see :func:`tlapp.training.lifecycle.progress`)."""
         return lifecycle.progress(self.log, stage, unit)
 
     def class_weight(self) -> Optional[dict[int, float]]:
-        if self.project.train.class_weights != "auto" or not self.project.task.type.is_single_label \
-                or not self.use_class_weights:
+        if (
+            self.project.train.class_weights != "auto"
+            or not self.project.task.type.is_single_label
+            or not self.use_class_weights
+        ):
             return None
         return {self.encoder.index[c]: w for c, w in self.report.class_weights.items() if c in self.encoder.index}
 
@@ -205,17 +247,37 @@ class Run:
             rows(min(i * bs, len(examples)), len(examples))
 
         big = len(examples) * asm.feature_dim * 4 > embcache.MEMMAP_BYTES
-        compute = embcache.pass_over(asm, p, examples, self.encoder, bs, self.forward(asm.features), progress,
-                                     self.should_stop, flip,
-                                     self.run_dir.cache / f"embeddings-{key}.npy" if big else None)
+        compute = embcache.pass_over(
+            asm,
+            p,
+            examples,
+            self.encoder,
+            bs,
+            self.forward(asm.features),
+            progress,
+            self.should_stop,
+            flip,
+            self.run_dir.cache / f"embeddings-{key}.npy" if big else None,
+        )
         t0 = time.time()
-        arr, hit = (compute(), False) if fresh else embcache.get_or_compute(
-            key, mode, store_dir("cache", "embeddings") if mode == "disk" else Path("."), compute)
+        arr, hit = (
+            (compute(), False)
+            if fresh
+            else embcache.get_or_compute(
+                key, mode, store_dir("cache", "embeddings") if mode == "disk" else Path("."), compute
+            )
+        )
         if not hit and not fresh:
             self.embed_rate = len(examples) / max(time.time() - t0, 1e-6)
             record_speed(p, self.embed_rate)
-        self.log.emit(EMBEDDINGS, n=len(examples), dim=int(arr.shape[-1]) if arr.size else 0, cached=hit,
-                      flip=flip, seconds=round(time.time() - t0, 2))
+        self.log.emit(
+            EMBEDDINGS,
+            n=len(examples),
+            dim=int(arr.shape[-1]) if arr.size else 0,
+            cached=hit,
+            flip=flip,
+            seconds=round(time.time() - t0, 2),
+        )
         return arr
 
     def forward(self, model: Any) -> Callable[[Any], Any]:
@@ -237,8 +299,7 @@ class Run:
         if cached:
             both = self.embeddings(train_ex + val_ex)  # one pass: one trace, full batches
             n = len(train_ex)
-            train_ds = array_batches(both[:n], self.encoder.encode_all(train_ex), bs, shuffle=True,
-                                     seed=p.train.seed)
+            train_ds = array_batches(both[:n], self.encoder.encode_all(train_ex), bs, shuffle=True, seed=p.train.seed)
             val_ds = array_batches(both[n:], self.encoder.encode_all(val_ex), bs) if val_ex else None
             return asm.head, train_ds, val_ds
         if p.task.type.is_text:  # same layers, fed length-trimmed token batches
@@ -247,16 +308,26 @@ class Run:
         train_ds = augmented(self.input_ds(train_ex, shuffle=True, split="train"), phase.augment)
         return asm.model, train_ds, self.input_ds(val_ex, shuffle=False, split="val") if val_ex else None
 
-    def announce_phase(self, i: int, phase: Phase, start_epoch: int, cached: bool, table: Optional[list[Any]] = None,
-                       **extra: Any) -> list[Any]:
+    def announce_phase(
+        self, i: int, phase: Phase, start_epoch: int, cached: bool, table: Optional[list[Any]] = None, **extra: Any
+    ) -> list[Any]:
         """Apply the phase's freeze plan (unless ``table`` is its result) and say what trains (PHASE_START)."""
         asm = self.model
         table = table if table is not None else apply_plan(asm.backbone.model, asm.backbone.entry, phase.freeze)
         tr, non = param_counts(asm.model)
-        self.log.emit(PHASE_START, index=i, name=phase.name, epochs=phase.epochs, start_epoch=start_epoch,
-                      trainable_params=tr, non_trainable_params=non, embedding_cache=cached,
-                      blocks=block_summary(table),
-                      learning_rate=None if phase.solver == "exact" else phase.learning_rate, **extra)
+        self.log.emit(
+            PHASE_START,
+            index=i,
+            name=phase.name,
+            epochs=phase.epochs,
+            start_epoch=start_epoch,
+            trainable_params=tr,
+            non_trainable_params=non,
+            embedding_cache=cached,
+            blocks=block_summary(table),
+            learning_rate=None if phase.solver == "exact" else phase.learning_rate,
+            **extra,
+        )
         return table
 
     def run_phase(self, i: int, phase: Phase, start_epoch: int, restore: bool) -> None:
@@ -277,18 +348,39 @@ class Run:
         target.compile(optimizer=opt, loss=loss, metrics=metrics)  # recompile after changing trainable
         if restore:
             ckpt.restore_optimizer(self.shared.last_checkpoint, opt, target.trainable_variables)
-        cbs: list[Any] = [EventCallback(self.log, i, phase.name, phase.epochs, steps, p.train.batch_size,
-                                        self.should_stop, lambda e, logs: self.epoch_done(i, phase, e, logs, opt),
-                                        learning_rate=phase.learning_rate)]
+        cbs: list[Any] = [
+            EventCallback(
+                self.log,
+                i,
+                phase.name,
+                phase.epochs,
+                steps,
+                p.train.batch_size,
+                self.should_stop,
+                lambda e, logs: self.epoch_done(i, phase, e, logs, opt),
+                learning_rate=phase.learning_rate,
+            )
+        ]
         if phase.early_stopping and (val_ds is not None or not phase.early_stopping.metric.startswith("val_")):
             es = phase.early_stopping
             cbs.append(keras.callbacks.EarlyStopping(monitor=es.metric, patience=es.patience, mode=es.mode))
-        cbs.append(keras.callbacks.TensorBoard(log_dir=str(self.run_dir.logs / f"phase{i}_{phase.name}"),
-                                               write_graph=False, profile_batch=0))
+        cbs.append(
+            keras.callbacks.TensorBoard(
+                log_dir=str(self.run_dir.logs / f"phase{i}_{phase.name}"), write_graph=False, profile_batch=0
+            )
+        )
         strategy.fit_on_workers(target, self.placement)
         try:
-            target.fit(train_ds, validation_data=val_ds, epochs=phase.epochs, initial_epoch=start_epoch,
-                       steps_per_epoch=steps, class_weight=self.class_weight(), verbose=0, callbacks=cbs)
+            target.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=phase.epochs,
+                initial_epoch=start_epoch,
+                steps_per_epoch=steps,
+                class_weight=self.class_weight(),
+                verbose=0,
+                callbacks=cbs,
+            )
         finally:
             self.flush_best(i, phase, opt)  # also when cancelled: the checkpoint must name weights on disk
         self.log.emit(PHASE_END, index=i, name=phase.name)
@@ -297,7 +389,7 @@ class Run:
         mult = None
         if phase.discriminative_lr and not cached:
             by_block: dict[str, list[Any]] = {}
-            layers = {l.name: l for l in self.model.backbone.model.layers}
+            layers = {layer.name: layer for layer in self.model.backbone.model.layers}
             for r in table:
                 if r.trainable:
                     by_block.setdefault(r.block, []).extend(layers[r.name].trainable_weights)
@@ -312,11 +404,20 @@ class Run:
             metric, mode = "loss", "min"
         value = logs.get(metric)
         # Ties on accuracy are broken by the loss, so a plateau does not pin the first epoch.
-        key = (value if mode == "max" else -value, -logs.get("val_loss", logs.get("loss", 0.0))) \
-            if value is not None else None
+        key = (
+            (value if mode == "max" else -value, -logs.get("val_loss", logs.get("loss", 0.0)))
+            if value is not None
+            else None
+        )
         if key is not None and (not self.best or key > tuple(self.best["key"])):
-            self.best = {"value": value, "metric": metric, "phase": i, "phase_name": phase.name, "epoch": epoch + 1,
-                         "key": list(key)}
+            self.best = {
+                "value": value,
+                "metric": metric,
+                "phase": i,
+                "phase_name": phase.name,
+                "epoch": epoch + 1,
+                "key": list(key),
+            }
             self.best_weights = self.model.model.get_weights()
             if self._cached_phase == i:
                 # A head on cached embeddings improves nearly every epoch in a fraction of a second; writing
@@ -329,10 +430,20 @@ class Run:
     def checkpoint(self, i: int, phase: Phase, epochs_done: int, opt: Any) -> None:
         """The resumable state. Its "best" is always one whose weights file is on disk."""
         cached = self._cached_phase == i
-        ckpt.save_checkpoint(self.run_dir.last_checkpoint, self.model.model, opt, {
-            "phase": i, "epoch_done": epochs_done, "phase_epochs": phase.epochs, "best": self.best_saved,
-            "history": self.history}, head=self.model.head if cached else None,
-            reuse_base=cached and self._base_saved)
+        ckpt.save_checkpoint(
+            self.run_dir.last_checkpoint,
+            self.model.model,
+            opt,
+            {
+                "phase": i,
+                "epoch_done": epochs_done,
+                "phase_epochs": phase.epochs,
+                "best": self.best_saved,
+                "history": self.history,
+            },
+            head=self.model.head if cached else None,
+            reuse_base=cached and self._base_saved,
+        )
         self._base_saved = cached
 
     def save_best_weights(self) -> None:
@@ -377,26 +488,41 @@ class Run:
             tf.config.experimental.enable_op_determinism()
         self.set_precision()
         runs_on = describe_device(devices(), p.train.device)
-        self.log.emit(RUN_START, run_dir=str(self.run_dir.root), project=p.name, backbone=p.backbone.name,
-                      phases=[ph.name for ph in phases_of(p, 0)], resume=resume, device=p.train.device,
-                      runs_on=runs_on, precision=keras.mixed_precision.global_policy().name,
-                      strategy=place.plan.describe(), replicas=place.replicas)
+        self.log.emit(
+            RUN_START,
+            run_dir=str(self.run_dir.root),
+            project=p.name,
+            backbone=p.backbone.name,
+            phases=[ph.name for ph in phases_of(p, 0)],
+            resume=resume,
+            device=p.train.device,
+            runs_on=runs_on,
+            precision=keras.mixed_precision.global_policy().name,
+            strategy=place.plan.describe(),
+            replicas=place.replicas,
+        )
         with place.scope():
             self.prepare_data(resume)
             self.build()
             self.show_plan()
             if p.train.preset != "custom" or self.phases[0].solver == "exact":
                 if resume:  # a recipe re-decides from the data; its embeddings come back from the cache
-                    self.log.emit(RESUME, phase=0, epoch=1, restart=True, message=(
-                        "resuming a preset run starts it again: the head is solved again from the cached "
-                        "embeddings and the fine-tune, if it runs, starts from its first epoch"))
+                    self.log.emit(
+                        RESUME,
+                        phase=0,
+                        epoch=1,
+                        restart=True,
+                        message=(
+                            "resuming a preset run starts it again: the head is solved again from the cached "
+                            "embeddings and the fine-tune, if it runs, starts from its first epoch"
+                        ),
+                    )
                 run_recipe(self)
             else:
                 start_phase, start_epoch, restore = self.restore_checkpoint() if resume else (0, 0, False)
                 for i, phase in enumerate(self.phases):
                     if i >= start_phase:
-                        self.run_phase(i, phase, start_epoch if i == start_phase else 0,
-                                       restore and i == start_phase)
+                        self.run_phase(i, phase, start_epoch if i == start_phase else 0, restore and i == start_phase)
                 self.keep_best()
             if not place.distributed:
                 return self.finish()  # still on the device train.device chose
@@ -410,8 +536,14 @@ class Run:
         self.phases = phases_of(self.project, len(self.splits.train))
         b = self.model.backbone
         rate = measured_speed(self.project)
-        lifecycle.show_plan(self.log, self.project, len(self.splits.train), len(self.splits.val),
-                            rate or estimate_speed(self.project, b.entry.params_m, b.size)[0], rate is not None)
+        lifecycle.show_plan(
+            self.log,
+            self.project,
+            len(self.splits.train),
+            len(self.splits.val),
+            rate or estimate_speed(self.project, b.entry.params_m, b.size)[0],
+            rate is not None,
+        )
 
     def unwrap(self) -> None:
         """The trained weights in a model built outside the strategy, for evaluation and export.
@@ -470,9 +602,13 @@ class Run:
             self.log.emit(WARNING, message="the best epoch's weights were not found; the last weights are exported")
             return
         self.best["restored"] = True
-        self.log.emit(WARNING, message=(
-            f"{self.best['metric']} was best at phase {self.best['phase_name']!r} epoch {self.best['epoch']} "
-            f"({self.best['value']:.4f}); later epochs were worse, so those best weights are kept and exported"))
+        self.log.emit(
+            WARNING,
+            message=(
+                f"{self.best['metric']} was best at phase {self.best['phase_name']!r} epoch {self.best['epoch']} "
+                f"({self.best['value']:.4f}); later epochs were worse, so those best weights are kept and exported"
+            ),
+        )
 
     def finish(self) -> RunResult:
         return finish_run(self)
@@ -482,18 +618,28 @@ def _plain_error(e: BaseException, project: Project) -> BaseException:
     """Out of memory and a full or read-only disk become one line that says what to do."""
     bs = project.train.batch_size
     if isinstance(e, MemoryError) or type(e).__name__ == "ResourceExhaustedError":
-        return TrainingError(f"out of memory at batch size {bs}: set train.batch_size to {max(bs // 2, 1)} "
-                             "(or a smaller backbone.image_size) and resume or start again; the last checkpoint "
-                             "is kept")
+        return TrainingError(
+            f"out of memory at batch size {bs}: set train.batch_size to {max(bs // 2, 1)} "
+            "(or a smaller backbone.image_size) and resume or start again; the last checkpoint "
+            "is kept"
+        )
     if isinstance(e, OSError) and not isinstance(e, TlappError):
-        return TrainingError(f"{os_error_line(e)} — free some space or choose a writable folder, then resume; "
-                             "files already written are intact")
+        return TrainingError(
+            f"{os_error_line(e)} — free some space or choose a writable folder, then resume; "
+            "files already written are intact"
+        )
     return e
 
 
-def train(project: Optional[Project], run_dir: str | Path, on_event: Optional[EventSink] = None,
-          should_stop: Optional[Callable[[], bool]] = None, *, project_file: Optional[Path] = None,
-          resume: bool = False) -> RunResult:
+def train(
+    project: Optional[Project],
+    run_dir: str | Path,
+    on_event: Optional[EventSink] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+    *,
+    project_file: Optional[Path] = None,
+    resume: bool = False,
+) -> RunResult:
     """Train, evaluate and export one project into ``run_dir``.
 
     Example::
@@ -533,9 +679,15 @@ def _other_worker(project: Optional[Project], rd: RunDir, resume: bool) -> Optio
     return None if plan.chief else plan.worker
 
 
-def _train_locked(rd: RunDir, project: Optional[Project], on_event: Optional[EventSink],
-                  should_stop: Optional[Callable[[], bool]], project_file: Optional[Path], resume: bool,
-                  shared: Optional[RunDir] = None) -> RunResult:
+def _train_locked(
+    rd: RunDir,
+    project: Optional[Project],
+    on_event: Optional[EventSink],
+    should_stop: Optional[Callable[[], bool]],
+    project_file: Optional[Path],
+    resume: bool,
+    shared: Optional[RunDir] = None,
+) -> RunResult:
     src = shared or rd
     if resume:
         if not src.has_checkpoint():
@@ -549,15 +701,22 @@ def _train_locked(rd: RunDir, project: Optional[Project], on_event: Optional[Eve
         project = absolute_data_path(project, project_file)
         rd.write_resolved_config(project)
     log = EventLog(rd.events, on_event)
-    run: Run | SftRun = SftRun(project, rd, log, should_stop, shared=shared) if project.task.type.is_generative \
+    run: Run | SftRun = (
+        SftRun(project, rd, log, should_stop, shared=shared)
+        if project.task.type.is_generative
         else Run(project, rd, log, should_stop, project_file, shared=shared)
+    )
     rd.write_status("running")
     try:
         return run.run(resume)
     except Cancelled as e:
         rd.write_status("cancelled", str(e))
-        log.emit(RUN_END, status="cancelled", message=str(e),
-                 resume=f"tlapp train {rd.config} --resume {rd.root}" if rd.has_checkpoint() else None)
+        log.emit(
+            RUN_END,
+            status="cancelled",
+            message=str(e),
+            resume=f"tlapp train {rd.config} --resume {rd.root}" if rd.has_checkpoint() else None,
+        )
         raise
     except Exception as e:
         err = _plain_error(e, project)

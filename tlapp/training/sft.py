@@ -12,6 +12,7 @@ checked in a fresh process. What differs from a classifier:
 - validation is loss, token accuracy and perplexity on held-out pairs, and the run ends with
   the base model's and the tuned model's answers to those prompts, side by side.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,15 +40,14 @@ from tlapp.model import chat
 from tlapp.model.lm import Generator, Trainables, causal_lm, evaluator, perplexity, train_step
 from tlapp.model.optim import make_optimizer
 from tlapp.presets import phases_of
-from tlapp.training.estimate import speed as estimate_speed
-from tlapp.training import lifecycle
-from tlapp.training.lifecycle import RunResult
 from tlapp.rundir import RunDir
 from tlapp.training import checkpoint as ckpt
+from tlapp.training import lifecycle
 from tlapp.training.callbacks import EventCallback
 from tlapp.training.devices import describe_device, devices
+from tlapp.training.estimate import speed as estimate_speed
+from tlapp.training.lifecycle import RunResult
 from tlapp.training.sft_finish import finish_sft
-
 
 SAMPLE_PROMPTS = 5  # validation prompts answered before and after training
 SAMPLE_TOKENS = 48
@@ -64,8 +64,12 @@ class PairSplit:
     seed: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "train": [p.line for p in self.train], "val": [p.line for p in self.val],
-                "test": [p.line for p in self.test]}
+        return {
+            "seed": self.seed,
+            "train": [p.line for p in self.train],
+            "val": [p.line for p in self.val],
+            "test": [p.line for p in self.test],
+        }
 
 
 def split_pairs(pairs: list[Pair], val_fraction: float, test_fraction: float, seed: int) -> PairSplit:
@@ -73,7 +77,7 @@ def split_pairs(pairs: list[Pair], val_fraction: float, test_fraction: float, se
     order = np.random.default_rng(seed).permutation(len(pairs))
     n_val, n_test = pair_split_sizes(len(pairs), val_fraction, test_fraction)
     pick = [pairs[i] for i in order]
-    return PairSplit(pick[n_val + n_test:], pick[:n_val], pick[n_val:n_val + n_test], seed)
+    return PairSplit(pick[n_val + n_test :], pick[:n_val], pick[n_val : n_val + n_test], seed)
 
 
 @dataclass
@@ -111,8 +115,10 @@ class SftRun:
         self.lm = build_language_model(p.backbone)
         self.stage(f"loading the language model {p.backbone.name}", done=True)
         if not self.lm.pretrained and not self.lm.entry.test_only:
-            raise WeightsError(f"backbone.weights: 'none' would fine-tune a randomly initialised {self.lm.entry.name}; "
-                               "use 'pretrained' or a model folder")
+            raise WeightsError(
+                f"backbone.weights: 'none' would fine-tune a randomly initialised {self.lm.entry.name}; "
+                "use 'pretrained' or a model folder"
+            )
         lm = self.lm
         enc = chat.encode_all(self.report.pairs, lm.tokenizer, lm.max_len, p.data.too_long == "truncate", lm.system)
         self.encoded = {pair.line: e for pair, e in zip(self.report.pairs, enc) if e is not None}
@@ -121,22 +127,39 @@ class SftRun:
         scan = {**self.report.as_dict(), "tokens": tokens, "dropped_lines": dropped}
         self.run_dir.scan.write_text(json.dumps(scan, indent=2))
         bad = [{"path": f"line {b['line']}", "reason": b["reason"]} for b in self.report.problems]
-        self.log.emit(SCAN, source=self.report.source, counts={"pairs": len(self.report.pairs)},
-                      n_good=len(self.report.pairs), used=len(self.report.pairs) - len(dropped), bad=bad,
-                      ignored=sum(len(d) - 1 for d in self.report.duplicates), warnings=[], class_weights={},
-                      pairs=True, tokens=tokens)
+        self.log.emit(
+            SCAN,
+            source=self.report.source,
+            counts={"pairs": len(self.report.pairs)},
+            n_good=len(self.report.pairs),
+            used=len(self.report.pairs) - len(dropped),
+            bad=bad,
+            ignored=sum(len(d) - 1 for d in self.report.duplicates),
+            warnings=[],
+            class_weights={},
+            pairs=True,
+            tokens=tokens,
+        )
         if self.report.duplicates:
-            self.log.emit(WARNING, message=f"{len(self.report.duplicates)} pair(s) repeated (lines "
-                          f"{', '.join('/'.join(map(str, d)) for d in self.report.duplicates[:5])}); each is used once")
+            self.log.emit(
+                WARNING,
+                message=f"{len(self.report.duplicates)} pair(s) repeated (lines "
+                f"{', '.join('/'.join(map(str, d)) for d in self.report.duplicates[:5])}); each is used once",
+            )
         if tokens["over_limit_lines"]:
             what = "truncated (oldest prompt tokens first)" if p.data.too_long == "truncate" else "dropped"
-            self.log.emit(WARNING, message=f"{len(tokens['over_limit_lines'])} pair(s) are longer than "
-                          f"{self.lm.max_len} tokens and were {what}: lines "
-                          f"{', '.join(map(str, tokens['over_limit_lines'][:10]))} (backbone.sequence_length)")
+            self.log.emit(
+                WARNING,
+                message=f"{len(tokens['over_limit_lines'])} pair(s) are longer than "
+                f"{self.lm.max_len} tokens and were {what}: lines "
+                f"{', '.join(map(str, tokens['over_limit_lines'][:10]))} (backbone.sequence_length)",
+            )
         keep = [pair for pair, e in zip(self.report.pairs, enc) if e is not None]
         if len(keep) < 2:
-            raise DataError(f"{self.report.source}: {len(keep)} pair(s) fit in {self.lm.max_len} tokens; raise "
-                            "backbone.sequence_length or set data.too_long: truncate")
+            raise DataError(
+                f"{self.report.source}: {len(keep)} pair(s) fit in {self.lm.max_len} tokens; raise "
+                "backbone.sequence_length or set data.too_long: truncate"
+            )
         saved = self.src.read_json(self.src.split) if resume else None
         if saved:
             by_line = {pair.line: pair for pair in keep}
@@ -185,28 +208,39 @@ class SftRun:
     # ---- training -----------------------------------------------------------
     def run(self, resume: bool) -> RunResult:
         from tlapp.base.tfenv import quiet_import
-
         from tlapp.training import strategy
 
         _, keras = quiet_import()
         p = self.project
         # First: a multi-worker strategy must exist before TensorFlow runs any op in this process.
-        self.placement = place = strategy.make(p.train.strategy, p.train.devices, p.train.device,
-                                               p.train.batch_size)
+        self.placement = place = strategy.make(p.train.strategy, p.train.devices, p.train.device, p.train.batch_size)
         keras.utils.set_random_seed(p.train.seed)
         keras.mixed_precision.set_global_policy("float32")
-        self.log.emit(RUN_START, run_dir=str(self.run_dir.root), project=p.name, backbone=p.backbone.name,
-                      phases=[ph.name for ph in phases_of(p, 0)],
-                      resume=resume, device=p.train.device,
-                      runs_on=describe_device(devices(), p.train.device), precision="float32",
-                      strategy=place.plan.describe(), replicas=place.replicas)
+        self.log.emit(
+            RUN_START,
+            run_dir=str(self.run_dir.root),
+            project=p.name,
+            backbone=p.backbone.name,
+            phases=[ph.name for ph in phases_of(p, 0)],
+            resume=resume,
+            device=p.train.device,
+            runs_on=describe_device(devices(), p.train.device),
+            precision="float32",
+            strategy=place.plan.describe(),
+            replicas=place.replicas,
+        )
         chief = place.plan.chief
         with place.scope():  # variables (the model's, the adapters', the optimizer's) live on its devices
             self.prepare(resume)
         self.phases = phases = phases_of(p, len(self.split.train) if self.split else 0)
         n_train, n_val = (len(self.split.train), len(self.split.val)) if self.split else (0, 0)
-        lifecycle.show_plan(self.log, p, n_train, n_val,
-                            *estimate_speed(p, self.model_lm.entry.params_m, p.backbone.sequence_length or 128))
+        lifecycle.show_plan(
+            self.log,
+            p,
+            n_train,
+            n_val,
+            *estimate_speed(p, self.model_lm.entry.params_m, p.backbone.sequence_length or 128),
+        )
         before_file = self.src.root / "samples_before.json"
         before = self.src.read_json(before_file)
         if before is None and chief:  # the base model's answers, before anything trains; outside the scope:
@@ -226,8 +260,7 @@ class SftRun:
                     continue
                 if state and i == state["phase"]:
                     start_phase, start_epoch = i, state["epoch_done"]
-                self.run_phase(i, phase, start_epoch if i == start_phase else 0,
-                               state if i == start_phase else None)
+                self.run_phase(i, phase, start_epoch if i == start_phase else 0, state if i == start_phase else None)
             self.keep_best(phases)
         if not chief:
             return lifecycle.worker_done(self.log, self.src, place.plan.worker, [])
@@ -240,15 +273,25 @@ class SftRun:
         trainables = Trainables(model.trainable_variables)
         tr, non = param_counts(lm.backbone)
         if not tr:
-            raise TlappError(f"train.phases.{i}.freeze: nothing trains (mode {phase.freeze.mode!r}); use lora or "
-                             "top_blocks")
+            raise TlappError(
+                f"train.phases.{i}.freeze: nothing trains (mode {phase.freeze.mode!r}); use lora or top_blocks"
+            )
         train_pairs = self.split.train if self.split else []
         n_batches = len(self.batches(train_pairs, 0))
         steps = min(phase.steps_per_epoch or n_batches, n_batches)
-        self.log.emit(PHASE_START, index=i, name=phase.name, epochs=phase.epochs, start_epoch=start_epoch,
-                      trainable_params=tr, non_trainable_params=non, embedding_cache=False,
-                      blocks=block_summary(table), learning_rate=phase.learning_rate,
-                      freeze=phase.freeze.model_dump(mode="json"))
+        self.log.emit(
+            PHASE_START,
+            index=i,
+            name=phase.name,
+            epochs=phase.epochs,
+            start_epoch=start_epoch,
+            trainable_params=tr,
+            non_trainable_params=non,
+            embedding_cache=False,
+            blocks=block_summary(table),
+            learning_rate=phase.learning_rate,
+            freeze=phase.freeze.model_dump(mode="json"),
+        )
         opt = make_optimizer(phase, steps)
         place = self.placement
         step = train_step(model, opt, place.strategy if place is not None and place.distributed else None)
@@ -264,8 +307,17 @@ class SftRun:
             self.log.emit(RESUME, phase=i, epoch=start_epoch + 1, step=int(state.get("step_done", 0)) + 1)
         evaluate = evaluator(model)
         val = self.batches(self.split.val, 0) if self.split and self.split.val else []
-        cb = EventCallback(self.log, i, phase.name, phase.epochs, steps, p.train.batch_size, self.should_stop,
-                           lambda e, logs: None, learning_rate=phase.learning_rate)
+        cb = EventCallback(
+            self.log,
+            i,
+            phase.name,
+            phase.epochs,
+            steps,
+            p.train.batch_size,
+            self.should_stop,
+            lambda e, logs: None,
+            learning_rate=phase.learning_rate,
+        )
         es, wait = phase.early_stopping, 0
         # A checkpoint written mid-epoch says how many of that epoch's batches are done, and their sums.
         skip = int(state.get("step_done", 0)) if state else 0
@@ -273,9 +325,20 @@ class SftRun:
         saved_at = time.time()
 
         def save(epoch: int, step_done: int, sums: list[float]) -> None:
-            ckpt.save_checkpoint(self.run_dir.last_checkpoint, trainables, opt, {
-                "phase": i, "epoch_done": epoch, "step_done": step_done, "partial": sums,
-                "phase_epochs": phase.epochs, "best": self.best, "history": self.history})
+            ckpt.save_checkpoint(
+                self.run_dir.last_checkpoint,
+                trainables,
+                opt,
+                {
+                    "phase": i,
+                    "epoch_done": epoch,
+                    "step_done": step_done,
+                    "partial": sums,
+                    "phase_epochs": phase.epochs,
+                    "best": self.best,
+                    "history": self.history,
+                },
+            )
 
         for epoch in range(start_epoch, phase.epochs):
             cb.on_epoch_begin(epoch)
@@ -291,16 +354,18 @@ class SftRun:
                 tot, acc, n = tot + loss * k, acc + a * k, n + k
                 cb.batch_size = batch["token_ids"].shape[0]  # pairs/s counts this batch, not the nominal size
                 try:
-                    cb.on_train_batch_end(b, {"loss": loss, "token_accuracy": a,
-                                              "perplexity": perplexity(loss)})
+                    cb.on_train_batch_end(b, {"loss": loss, "token_accuracy": a, "perplexity": perplexity(loss)})
                 except Cancelled:
                     save(epoch, b + 1, [tot, acc, n])  # this step is applied: keep it
                     raise
                 if time.time() - saved_at >= CHECKPOINT_EVERY_S and b + 1 < steps:
                     save(epoch, b + 1, [tot, acc, n])
                     saved_at = time.time()
-            logs = {"loss": tot / max(n, 1.0), "token_accuracy": acc / max(n, 1.0),
-                    "perplexity": perplexity(tot / max(n, 1.0))}
+            logs = {
+                "loss": tot / max(n, 1.0),
+                "token_accuracy": acc / max(n, 1.0),
+                "perplexity": perplexity(tot / max(n, 1.0)),
+            }
             if val:
                 logs.update({f"val_{k}": v for k, v in evaluate(val).items()})
             cb.on_epoch_end(epoch, logs)
@@ -309,8 +374,11 @@ class SftRun:
             saved_at = time.time()
             wait = 0 if improved else wait + 1
             if es and val and wait >= max(es.patience, 1):
-                self.log.emit(WARNING, message=f"val_loss has not improved for {wait} epoch(s): phase "
-                              f"{phase.name!r} stops early at epoch {epoch + 1}")
+                self.log.emit(
+                    WARNING,
+                    message=f"val_loss has not improved for {wait} epoch(s): phase "
+                    f"{phase.name!r} stops early at epoch {epoch + 1}",
+                )
                 break
         self.log.emit(PHASE_END, index=i, name=phase.name)
 
@@ -337,6 +405,10 @@ class SftRun:
         model = causal_lm(self.model_lm.backbone)
         Trainables(model.trainable_variables).assign(self.best_values)
         self.best["restored"] = True
-        self.log.emit(WARNING, message=(
-            f"{self.best['metric']} was best at phase {self.best['phase_name']!r} epoch {self.best['epoch']} "
-            f"({self.best['value']:.4f}); later epochs were worse, so those weights are kept and exported"))
+        self.log.emit(
+            WARNING,
+            message=(
+                f"{self.best['metric']} was best at phase {self.best['phase_name']!r} epoch {self.best['epoch']} "
+                f"({self.best['value']:.4f}); later epochs were worse, so those weights are kept and exported"
+            ),
+        )

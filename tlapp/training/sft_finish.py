@@ -1,4 +1,5 @@
 """The end of an SFT run: held-out metrics, before/after answers, export + fresh check, card."""
+
 from __future__ import annotations
 
 import json
@@ -56,18 +57,30 @@ def finish_sft(run: SftRun, before: list[str]) -> RunResult:
     test = evaluate(run.batches(split.test, 0)) if split.test else None
     pairs = run.sample_pairs()
     after = run.answers(pairs, "tuned")
-    samples = [{"line": pr.line, "prompt": pr.prompt, "reference": pr.response, "before": b, "after": a}
-                for pr, b, a in zip(pairs, before, after)]
+    samples = [
+        {"line": pr.line, "prompt": pr.prompt, "reference": pr.response, "before": b, "after": a}
+        for pr, b, a in zip(pairs, before, after)
+    ]
     last = run.phases[-1].freeze
-    lora = {"rank": last.rank, "alpha": last.alpha or 2.0 * last.rank, "targets": last.targets,
-            "base": lm.entry.name} if last.mode == "lora" else None
+    lora = (
+        {"rank": last.rank, "alpha": last.alpha or 2.0 * last.rank, "targets": last.targets, "base": lm.entry.name}
+        if last.mode == "lora"
+        else None
+    )
     export = None
     if p.export.formats:
         t0 = time.time()
         run.stage("exporting the merged model and its adapter, then checking it in a fresh process")
         prompts = run.prompts(pairs[:2])
-        export = export_lm(lm, rd.export, p.name, f"LoRA rank {lora['rank']}" if lora else last.mode, lora, prompts,
-                           gguf="gguf" in p.export.formats)
+        export = export_lm(
+            lm,
+            rd.export,
+            p.name,
+            f"LoRA rank {lora['rank']}" if lora else last.mode,
+            lora,
+            prompts,
+            gguf="gguf" in p.export.formats,
+        )
         if export.get("gguf_check") and not export["gguf_check"]["ok"]:
             raise ExportError(f"the GGUF export failed its read-back check: {export['gguf_check']['summary']}")
         export["seconds"] = {"write": round(time.time() - t0, 1)}
@@ -83,16 +96,38 @@ def finish_sft(run: SftRun, before: list[str]) -> RunResult:
     tr, non = param_counts(lm.backbone)
     steps = run.step_seconds[1:] or run.step_seconds  # the first step includes the one-off trace
     # The exported weights' figures (the best epoch's, after keep_best), not the last epoch's.
-    final = {f"val_{k}": v for k, v in val.items()} if val else {
-        k: v for k, v in (run.history[-1] if run.history else {}).items() if k not in ("phase", "phase_name", "epoch")}
+    final = (
+        {f"val_{k}": v for k, v in val.items()}
+        if val
+        else {
+            k: v
+            for k, v in (run.history[-1] if run.history else {}).items()
+            if k not in ("phase", "phase_name", "epoch")
+        }
+    )
     metrics = {
-        "task": "sft", "final": final, "best": run.best, "history": run.history, "val": val, "test": test,
-        "samples": samples, "n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test),
-        "trainable_params": tr, "non_trainable_params": non, "lora": lora,
-        "speed": {"seconds_per_step_median": round(statistics.median(steps), 3) if steps else None,
-                  "first_step_seconds": round(run.step_seconds[0], 1) if run.step_seconds else None,
-                  "steps": len(run.step_seconds), "peak_rss_gb": round(peak_rss_gb(), 2)},
-        "export": export, "seconds": round(time.time() - run.started, 1), "finished": time.time(),
+        "task": "sft",
+        "final": final,
+        "best": run.best,
+        "history": run.history,
+        "val": val,
+        "test": test,
+        "samples": samples,
+        "n_train": len(split.train),
+        "n_val": len(split.val),
+        "n_test": len(split.test),
+        "trainable_params": tr,
+        "non_trainable_params": non,
+        "lora": lora,
+        "speed": {
+            "seconds_per_step_median": round(statistics.median(steps), 3) if steps else None,
+            "first_step_seconds": round(run.step_seconds[0], 1) if run.step_seconds else None,
+            "steps": len(run.step_seconds),
+            "peak_rss_gb": round(peak_rss_gb(), 2),
+        },
+        "export": export,
+        "seconds": round(time.time() - run.started, 1),
+        "finished": time.time(),
     }
     atomic_write_text(rd.metrics, json.dumps(metrics, indent=2, default=float))
     card = card_data(run, metrics)
@@ -105,66 +140,120 @@ def card_data(run: SftRun, metrics: dict[str, Any]) -> dict[str, Any]:
     p, lm, rep = run.project, run.model_lm, run.report
     assert rep is not None and run.split is not None
     return {
-        "schema": 1, "name": p.name, "task": "sft", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "data": {"source": rep.source, "pairs": len(rep.pairs), "problems": len(rep.problems),
-                 "duplicates": len(rep.duplicates),
-                 "split": {"seed": p.data.seed, "train": len(run.split.train), "val": len(run.split.val),
-                           "test": len(run.split.test)}},
-        "backbone": {"name": lm.entry.name, "family": lm.entry.family, "params_m": lm.entry.params_m,
-                     "licence": lm.entry.licence, "weights": lm.weights_source, "weights_origin": weights_origin(lm.entry),
-                     "max_tokens": lm.max_len, "system_prompt": lm.system},
-        "training": {"batch_size": p.train.batch_size, "seed": p.train.seed, "lora": metrics["lora"],
-                     "trainable_params": metrics["trainable_params"], "best": run.best,
-                     "freeze_map": block_summary(layer_table(lm.backbone, lm.entry))},
+        "schema": 1,
+        "name": p.name,
+        "task": "sft",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "data": {
+            "source": rep.source,
+            "pairs": len(rep.pairs),
+            "problems": len(rep.problems),
+            "duplicates": len(rep.duplicates),
+            "split": {
+                "seed": p.data.seed,
+                "train": len(run.split.train),
+                "val": len(run.split.val),
+                "test": len(run.split.test),
+            },
+        },
+        "backbone": {
+            "name": lm.entry.name,
+            "family": lm.entry.family,
+            "params_m": lm.entry.params_m,
+            "licence": lm.entry.licence,
+            "weights": lm.weights_source,
+            "weights_origin": weights_origin(lm.entry),
+            "max_tokens": lm.max_len,
+            "system_prompt": lm.system,
+        },
+        "training": {
+            "batch_size": p.train.batch_size,
+            "seed": p.train.seed,
+            "lora": metrics["lora"],
+            "trainable_params": metrics["trainable_params"],
+            "best": run.best,
+            "freeze_map": block_summary(layer_table(lm.backbone, lm.entry)),
+        },
         "metrics": {"val": metrics["val"], "test": metrics["test"], "speed": metrics["speed"]},
         "samples": metrics["samples"],
-        "export": {k: v for k, v in (metrics["export"] or {}).items() if k != "verify"} | (
-            {"verify": (metrics["export"] or {}).get("verify", {}).get("summary")} if metrics["export"] else {}),
+        "export": {k: v for k, v in (metrics["export"] or {}).items() if k != "verify"}
+        | ({"verify": (metrics["export"] or {}).get("verify", {}).get("summary")} if metrics["export"] else {}),
         "environment": {"packages": versions(), "hardware": hardware(), "seconds": metrics["seconds"]},
     }
 
 
 def _cell(text: str, n: int = 160) -> str:
     t = " ".join(str(text).split()).replace("|", "\\|")
-    return t if len(t) <= n else t[:n - 1] + "…"
+    return t if len(t) <= n else t[: n - 1] + "…"
 
 
 def render_card(card: dict[str, Any]) -> str:
     d, b, t, m, env = card["data"], card["backbone"], card["training"], card["metrics"], card["environment"]
-    how = (f"LoRA rank {t['lora']['rank']} (alpha {t['lora']['alpha']:g}) on {', '.join(t['lora']['targets'])}"
-           if t["lora"] else "top transformer blocks")
-    parts = [f"# Model card: {card['name']}", "", "- Task: supervised fine-tuning (prompt -> response, ChatML)",
-             f"- Base model: {b['name']} ({b['family']}, {b['params_m']:.1f} M params, licence {b['licence']})",
-             f"- Weights: {b['weights']} — {b['weights_origin']}",
-             f"- Trained: {how}; {t['trainable_params']:,} trainable parameters; at most {b['max_tokens']} tokens "
-             "per conversation; loss on the answer tokens only",
-             f"- Created: {card['created']} with " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
-             f"- Hardware: {env['hardware']['processor']}, {env['hardware']['cpu_cores']} cores, "
-             f"{env['hardware']['device']}; {env['seconds']:.0f} s",
-             "", "## Data", "",
-             f"`{d['source']}`: {d['pairs']} pairs, {d['problems']} unusable, {d['duplicates']} repeated. Split seed "
-             f"{d['split']['seed']}: train {d['split']['train']}, val {d['split']['val']}, test {d['split']['test']}.",
-             "", "## Metrics (held-out pairs)", ""]
+    how = (
+        f"LoRA rank {t['lora']['rank']} (alpha {t['lora']['alpha']:g}) on {', '.join(t['lora']['targets'])}"
+        if t["lora"]
+        else "top transformer blocks"
+    )
+    parts = [
+        f"# Model card: {card['name']}",
+        "",
+        "- Task: supervised fine-tuning (prompt -> response, ChatML)",
+        f"- Base model: {b['name']} ({b['family']}, {b['params_m']:.1f} M params, licence {b['licence']})",
+        f"- Weights: {b['weights']} — {b['weights_origin']}",
+        f"- Trained: {how}; {t['trainable_params']:,} trainable parameters; at most {b['max_tokens']} tokens "
+        "per conversation; loss on the answer tokens only",
+        f"- Created: {card['created']} with " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
+        f"- Hardware: {env['hardware']['processor']}, {env['hardware']['cpu_cores']} cores, "
+        f"{env['hardware']['device']}; {env['seconds']:.0f} s",
+        "",
+        "## Data",
+        "",
+        f"`{d['source']}`: {d['pairs']} pairs, {d['problems']} unusable, {d['duplicates']} repeated. Split seed "
+        f"{d['split']['seed']}: train {d['split']['train']}, val {d['split']['val']}, test {d['split']['test']}.",
+        "",
+        "## Metrics (held-out pairs)",
+        "",
+    ]
     for name, rep in (("Validation", m["val"]), ("Test", m["test"])):
         if rep:
-            parts.append(f"- {name}: loss {rep['loss']:.3f}, perplexity {rep['perplexity']:.2f}, "
-                         f"token accuracy {rep['token_accuracy']:.3f}")
+            parts.append(
+                f"- {name}: loss {rep['loss']:.3f}, perplexity {rep['perplexity']:.2f}, "
+                f"token accuracy {rep['token_accuracy']:.3f}"
+            )
     if not m["val"]:
         parts.append("- No validation pairs (too few pairs to hold any out): nothing measures generalisation.")
     sp = m["speed"]
-    parts += [f"- Speed: {sp['seconds_per_step_median']} s per step (median; first step {sp['first_step_seconds']} s "
-              f"with tracing), peak memory {sp['peak_rss_gb']} GB", "",
-              "## Before and after", "",
-              "Greedy answers of the base model and of the tuned model to held-out prompts"
-              + ("" if m["val"] else " (training prompts: there was no validation split)") + ":", "",
-              md_table([[s["line"], _cell(s["prompt"], 80), _cell(s["before"]), _cell(s["after"])]
-                      for s in card["samples"]], ["line", "prompt", "base model", "tuned model"]), ""]
+    parts += [
+        f"- Speed: {sp['seconds_per_step_median']} s per step (median; first step {sp['first_step_seconds']} s "
+        f"with tracing), peak memory {sp['peak_rss_gb']} GB",
+        "",
+        "## Before and after",
+        "",
+        "Greedy answers of the base model and of the tuned model to held-out prompts"
+        + ("" if m["val"] else " (training prompts: there was no validation split)")
+        + ":",
+        "",
+        md_table(
+            [[s["line"], _cell(s["prompt"], 80), _cell(s["before"]), _cell(s["after"])] for s in card["samples"]],
+            ["line", "prompt", "base model", "tuned model"],
+        ),
+        "",
+    ]
     ex = card["export"]
     if ex:
-        parts += ["## Export", "", f"Folder `{ex.get('dir')}`: {', '.join(ex.get('files', []))}.",
-                  f"Fresh-process check: {ex.get('verify', 'not run')}", ""]
+        parts += [
+            "## Export",
+            "",
+            f"Folder `{ex.get('dir')}`: {', '.join(ex.get('files', []))}.",
+            f"Fresh-process check: {ex.get('verify', 'not run')}",
+            "",
+        ]
         if ex.get("gguf_check"):
             parts += [f"GGUF (f16, llama.cpp): {ex['gguf_check']['summary']}", ""]
-    parts += ["## Limits", "", "A small model tuned on few examples: it can state wrong facts fluently. Check its "
-              "answers on prompts like your real ones before relying on it."]
+    parts += [
+        "## Limits",
+        "",
+        "A small model tuned on few examples: it can state wrong facts fluently. Check its "
+        "answers on prompts like your real ones before relying on it.",
+    ]
     return "\n".join(parts) + "\n"

@@ -15,6 +15,7 @@ The learning rate is not rescaled (see README, "Several devices").
 :func:`plan` decides without creating anything (``tlapp doctor`` and the wizard show it);
 :func:`make` creates the strategy, which must happen before TensorFlow runs its first op.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -64,21 +65,30 @@ def tf_config() -> dict[str, Any]:
     """``TF_CONFIG`` parsed and checked: ``cluster`` with workers, and this process's ``task``."""
     raw = os.environ.get("TF_CONFIG", "")
     if not raw.strip():
-        raise ConfigError("train.strategy: 'multi_worker' needs the TF_CONFIG environment variable "
-                          "(see README, 'Several machines')")
+        raise ConfigError(
+            "train.strategy: 'multi_worker' needs the TF_CONFIG environment variable (see README, 'Several machines')"
+        )
     try:
         cfg = json.loads(raw)
     except json.JSONDecodeError as e:
         raise ConfigError(f"TF_CONFIG: not valid JSON ({e.msg} at character {e.pos})") from None
-    cluster, task = cfg.get("cluster") if isinstance(cfg, dict) else None, cfg.get("task") if isinstance(cfg, dict) else None
+    cluster, task = (
+        cfg.get("cluster") if isinstance(cfg, dict) else None,
+        cfg.get("task") if isinstance(cfg, dict) else None,
+    )
     if not isinstance(cluster, dict) or not (cluster.get("worker") or cluster.get("chief")):
         raise ConfigError("TF_CONFIG: 'cluster' must list 'worker' addresses (host:port)")
-    if not isinstance(task, dict) or task.get("type") not in ("worker", "chief") or not isinstance(task.get("index"), int):
-        raise ConfigError(f"TF_CONFIG: 'task' must be {{\"type\": \"worker\", \"index\": N}}, got {task!r}")
+    if (
+        not isinstance(task, dict)
+        or task.get("type") not in ("worker", "chief")
+        or not isinstance(task.get("index"), int)
+    ):
+        raise ConfigError(f'TF_CONFIG: \'task\' must be {{"type": "worker", "index": N}}, got {task!r}')
     members = cluster.get(task["type"]) or []
     if not 0 <= task["index"] < len(members):
-        raise ConfigError(f"TF_CONFIG: task index {task['index']} but cluster has {len(members)} "
-                          f"{task['type']} address(es)")
+        raise ConfigError(
+            f"TF_CONFIG: task index {task['index']} but cluster has {len(members)} {task['type']} address(es)"
+        )
     return cfg
 
 
@@ -93,21 +103,33 @@ def plan(setting: str = "auto", devices: list[str] | None = None, device: str = 
         index = task["index"] + (len(chiefs) if task["type"] == "worker" else 0)
         chief = task["type"] == "chief" or (not chiefs and task["index"] == 0)
         local = gpus or ["CPU:0"]
-        return Plan("multi_worker", local, f"{n} workers from TF_CONFIG, this is {task['type']} {task['index']}"
-                    f"{' (the chief: it alone writes the run folder)' if chief else ''}", n, index, chief)
+        return Plan(
+            "multi_worker",
+            local,
+            f"{n} workers from TF_CONFIG, this is {task['type']} {task['index']}"
+            f"{' (the chief: it alone writes the run folder)' if chief else ''}",
+            n,
+            index,
+            chief,
+        )
     if setting == "mirrored":
         if devices:
             have = set(gpus) | {f"CPU:{i}" for i in range(logical_cpus())}
             missing = [d for d in devices if d not in have]
             if missing:
-                raise ConfigError(f"train.devices: {missing[0]} is not on this machine (it has "
-                                  f"{', '.join(sorted(have))})")
+                raise ConfigError(
+                    f"train.devices: {missing[0]} is not on this machine (it has {', '.join(sorted(have))})"
+                )
             return Plan("mirrored", list(devices), f"replicas on {', '.join(devices)} (train.devices)")
         if gpus:
             return Plan("mirrored", gpus, f"replicas on all {len(gpus)} GPU(s)")
         cpus = [f"CPU:{i}" for i in range(logical_cpus())]
-        return Plan("mirrored", cpus, f"no GPU: replicas on {len(cpus)} logical CPU device(s)"
-                    + ("" if len(cpus) > 1 else " (TLAPP_CPU_DEVICES=N splits the CPU)"))
+        return Plan(
+            "mirrored",
+            cpus,
+            f"no GPU: replicas on {len(cpus)} logical CPU device(s)"
+            + ("" if len(cpus) > 1 else " (TLAPP_CPU_DEVICES=N splits the CPU)"),
+        )
     if setting == "auto" and len(gpus) > 1 and device == "auto":
         return Plan("mirrored", gpus, f"auto: {len(gpus)} GPUs, one replica each")
     where = gpus[:1] if gpus and device != "cpu" else ["CPU:0"]
@@ -122,15 +144,19 @@ def survey() -> dict[str, Any]:
     found["strategy_auto"] = plan("auto").describe()
     found["strategy_mirrored"] = plan("mirrored").describe()
     try:
-        found["strategy_multi_worker"] = plan("multi_worker").describe() if os.environ.get("TF_CONFIG") else \
-            "needs TF_CONFIG (README: 'Several machines')"
+        found["strategy_multi_worker"] = (
+            plan("multi_worker").describe()
+            if os.environ.get("TF_CONFIG")
+            else "needs TF_CONFIG (README: 'Several machines')"
+        )
     except ConfigError as e:  # doctor reports a broken TF_CONFIG instead of failing on it
         found["strategy_multi_worker"] = f"cannot run: {e}"
     return found
 
 
-def make(setting: str = "auto", devices: list[str] | None = None, device: str = "auto",
-         batch_size: int = 32) -> Placement:
+def make(
+    setting: str = "auto", devices: list[str] | None = None, device: str = "auto", batch_size: int = 32
+) -> Placement:
     """Create the strategy for a run (before TensorFlow's first op in this process)."""
     tf, _ = quiet_import()
     p = plan(setting, devices, device)
@@ -142,13 +168,16 @@ def make(setting: str = "auto", devices: list[str] | None = None, device: str = 
         strategy = tf.distribute.MirroredStrategy(devices=names, cross_device_ops=ops)
     else:
         comm = tf.distribute.experimental.CommunicationOptions(
-            implementation=tf.distribute.experimental.CommunicationImplementation.AUTO)
+            implementation=tf.distribute.experimental.CommunicationImplementation.AUTO
+        )
         strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=comm)
         _scalar_means_across_workers()
     replicas = int(strategy.num_replicas_in_sync)
     if batch_size < replicas:
-        raise TrainingError(f"train.batch_size: {batch_size} is smaller than the {replicas} replicas of "
-                            f"train.strategy {setting!r}; it is the global batch, so use at least {replicas}")
+        raise TrainingError(
+            f"train.batch_size: {batch_size} is smaller than the {replicas} replicas of "
+            f"train.strategy {setting!r}; it is the global batch, so use at least {replicas}"
+        )
     return Placement(p, strategy, replicas, strategy.scope)
 
 
@@ -201,7 +230,8 @@ def _scalar_means_across_workers() -> None:
     def reduce_per_replica(values: Any, strategy: Any, reduction: str) -> Any:
         if reduction in ("auto", "mean") and keras_tf_trainer._collective_all_reduce_multi_worker(strategy):
             return tf.nest.map_structure(
-                lambda v: strategy.reduce("MEAN", v, axis=None if rank(v, strategy) == 0 else 0), values)
+                lambda v: strategy.reduce("MEAN", v, axis=None if rank(v, strategy) == 0 else 0), values
+            )
         return original(values, strategy, reduction)
 
     reduce_per_replica.tlapp_fix = True  # type: ignore[attr-defined]

@@ -1,0 +1,170 @@
+"""Render the README's measured tables from the results files the benchmarks wrote.
+
+    python benchmarks/report.py            # print every block
+    python benchmarks/report.py --write    # put them into README.md between their markers
+    python benchmarks/report.py --check    # exit 1 when README.md differs (tests/test_readme_figures.py)
+
+A block sits in README.md between ``<!-- report:NAME -->`` and ``<!-- /report:NAME -->``; each ends
+with the provenance of its results file (commit, dirty tree or not, date, CPU and cores), so every
+figure in it can be traced to the run that measured it. A figure that no results file holds does
+not belong in those blocks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+README = ROOT / "README.md"
+SET_LABELS = {
+    "sign10": "sign-language, 10/class",
+    "sign30": "sign-language, 30/class",
+    "sign100": "sign-language, 100/class",
+    "digits": "sklearn digits (64 px)",
+    "sms200": "SMS spam",
+    "sms1000": "SMS spam",
+}
+
+
+def _load(name: str) -> Any:
+    return json.loads((RESULTS / name).read_text())
+
+
+def source_line(prov: dict[str, Any] | None, file: str, command: str) -> str:
+    if not prov:
+        return f"_Source: `benchmarks/results/{file}` (`{command}`); commit and machine not recorded._"
+    m = prov.get("machine", {})
+    dirty = ", uncommitted changes" if prov.get("dirty") else ""
+    return (
+        f"_Source: `benchmarks/results/{file}` (`{command}`), commit {prov.get('commit')}{dirty}, "
+        f"{prov.get('date')}, {m.get('cpu')}, {m.get('cores')} cores._"
+    )
+
+
+def _num(v: Any, fmt: str) -> str:
+    return "—" if v is None else format(v, fmt)
+
+
+def recipe_block() -> str:
+    doc = _load("recipe.json")
+    rows = [["set", "train", "tlapp acc", "tlapp s", "Keras guide acc", "Keras s", "probe acc", "probe s"]]
+    for name, r in doc["sets"].items():
+        if "error" in r:
+            continue
+        m = r.get("methods", {})
+        cells = [SET_LABELS.get(name, name), str(r.get("n_train", ""))]
+        for meth in ("tlapp", "keras_guide", "linear_probe"):
+            cells += [_num(m.get(meth, {}).get("accuracy"), ".3f"), _num(m.get(meth, {}).get("seconds"), ".0f")]
+        rows.append(cells)
+    av = doc["summary"]["averages"]
+    rows.append(
+        ["**average**", ""]
+        + [
+            x
+            for meth in ("tlapp", "keras_guide", "linear_probe")
+            for x in (_num(av.get(meth, {}).get("accuracy"), ".3f"), _num(av.get(meth, {}).get("seconds"), ".0f"))
+        ]
+    )
+    return (
+        _table(rows) + "\n\n" + source_line(doc["meta"].get("provenance"), "recipe.json", "python benchmarks/recipe.py")
+    )
+
+
+def suite_block() -> str:
+    doc = _load("suite.json")
+    rows_in = doc["rows"] if isinstance(doc, dict) else doc
+    rows = [["benchmark", "value", "goal", "meets"]]
+    for r in rows_in:
+        goal = ("≥ " if r["higher_is_better"] else "< ") + f"{r['goal']:g}"
+        meets = {True: "yes", False: "no", None: "—"}[r["meets"]]
+        rows.append([f"`{r['name']}`", _num(r["value"], ".3g"), goal, meets])
+    mode = "quick" if isinstance(doc, dict) and doc.get("quick") else "full"
+    return (
+        _table(rows)
+        + "\n\n"
+        + source_line(
+            doc.get("provenance") if isinstance(doc, dict) else None,
+            "suite.json",
+            f"python benchmarks/run.py{' --quick' * (mode == 'quick')}",
+        )
+    )
+
+
+def sft_block() -> str:
+    doc = _load("sft.json")
+    s = doc["smollm2_lora_sft"]
+    ppl = s.get("perplexity_plain_english") or {}
+    text = (
+        f"LoRA SFT of SmolLM2-135M on {s.get('pairs')} paraphrases of an invented fact, the default recipe: "
+        f"{s.get('steps')} steps, median {_num(s.get('seconds_per_step_median'), '.2f')} s a step, first step "
+        f"{_num(s.get('first_step_seconds'), '.0f')} s, peak RSS {_num(s.get('peak_rss_gb'), '.2f')} GB; the "
+        f'held-out paraphrase answered with the fact: {s.get("learnt_fact")}; "Paris" kept: {s.get("kept_paris")}; '
+        f"plain-English perplexity {_num(ppl.get('before'), '.1f')} → {_num(ppl.get('after'), '.1f')}."
+    )
+    rows = [["text classification (SMS spam, MiniLM-L6)", "validation accuracy", "trainable params", "fine-tune s"]]
+    for r in doc.get("text_lora_vs_top_blocks", []):
+        rows.append(
+            [
+                r["name"],
+                f"{r['val_accuracy']:.3f} (n={r['n_val']})",
+                f"{r['trainable_params']:,}",
+                _num(r.get("finetune_seconds"), ".0f"),
+            ]
+        )
+    return (
+        text
+        + "\n\n"
+        + _table(rows)
+        + "\n\n"
+        + source_line(doc.get("provenance"), "sft.json", "python benchmarks/sft.py")
+    )
+
+
+BLOCKS: dict[str, Callable[[], str]] = {"recipe": recipe_block, "suite": suite_block, "sft": sft_block}
+
+
+def _table(rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    return "\n".join(out + ["| " + " | ".join(r) + " |" for r in rows[1:]])
+
+
+def render_readme(text: str) -> str:
+    """``text`` with every report block replaced by what the results files say now."""
+    for name, fn in BLOCKS.items():
+        pattern = re.compile(rf"(<!-- report:{name} -->\n)(?:.*?\n)?(<!-- /report:{name} -->)", re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"README.md has no <!-- report:{name} --> block")
+        text = pattern.sub(lambda m, body=fn(): m.group(1) + body + "\n" + m.group(2), text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--write", action="store_true")
+    ap.add_argument("--check", action="store_true")
+    args = ap.parse_args(argv)
+    text = README.read_text()
+    new = render_readme(text)
+    if args.write:
+        README.write_text(new)
+    elif args.check:
+        if new != text:
+            print(
+                "README.md's measured tables differ from benchmarks/results: run python benchmarks/report.py --write",
+                file=sys.stderr,
+            )
+            return 1
+    else:
+        for name, fn in BLOCKS.items():
+            print(f"<!-- report:{name} -->\n{fn()}\n<!-- /report:{name} -->\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
