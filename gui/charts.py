@@ -35,6 +35,7 @@ class _Panel(pg.PlotWidget):
             self.getAxis(side).setTextPen(self.fg)
         self.set_title(title)
         self.setLabel("bottom", "epoch", color=self.fg)
+        self.getAxis("bottom").enableAutoSIPrefix(False)  # a head solve spans x in (0, 2): no "(x0.001)"
         self.batch = self.plot([], [], pen=pg.mkPen(_COLORS["batch"], width=1))
         self.train = self.plot(
             [],

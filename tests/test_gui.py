@@ -256,15 +256,17 @@ def test_training_step_offers_presets_with_times(window, qtbot, color_data):
     assert "≈" in tp.presets["fast"].text() and "machine" in tp.preset_note.text()
     assert "Best — the head, then a longer fine-tune" in tp.presets["best"].text()
     assert tp.phases.isVisibleTo(tp) and tp.phases.rowCount() == 2  # the plan's phases, under a preset too
-    assert tp.phases.item(0, 1).text() == "exact" and "fine-tune:" in tp.plan_view.text.text()
+    assert tp.phases.item(0, 1).text() == "exact" and "fine-tune:" in tp.plan_view.text.text().lower()
     tp.presets["best"].setChecked(True)  # an untouched proposal follows the preset
     assert window.state.project.train.phases[1].epochs == 6 and tp.phases.item(1, 1).text() == "6"
     tp.presets["fast"].setChecked(True)
     assert window.state.project.train.preset == "fast" and tp.phases.rowCount() == 1
-    assert "fine-tune: no" in tp.plan_view.text.text() and tp.plan_view.anyway.isVisibleTo(tp)
+    assert "fine-tune: no" in tp.plan_view.text.text().lower() and tp.plan_view.anyway.isVisibleTo(tp)
     tp.plan_view.anyway.click()  # Fine-tune anyway: adds the fine-tune phase and forces it
     assert window.state.project.train.finetune == "always" and tp.phases.rowCount() == 2
-    assert "fine-tune: yes" in tp.plan_view.text.text() and tp.plan_view.anyway.text() == "Let the preset decide"
+    assert (
+        "fine-tune: yes" in tp.plan_view.text.text().lower() and tp.plan_view.anyway.text() == "Let the preset decide"
+    )
     tp.advanced.setChecked(True)
     assert window.state.project.train.preset == "custom"
     tp.advanced.setChecked(False)

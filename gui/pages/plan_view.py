@@ -66,8 +66,12 @@ class PlanView(QGroupBox):
         )
 
     def show_lines(self, lines: list[str]) -> None:
-        body = "<br>".join(html.escape(line).replace("  ", "&nbsp;&nbsp;") for line in lines[1:])
-        self.text.setText(f"<small>{html.escape(lines[0])}</small><br>{body}")
+        """The decision and the expected time (the phases themselves are the table below)."""
+        decision, total = lines[-2].strip(), lines[-1].strip()
+        verdict, _, why = decision.partition(" — ")
+        self.text.setText(f"<b>{html.escape(verdict.capitalize())}</b> — {html.escape(why)}<br>"
+                          f"{html.escape(total.capitalize())}. <small>{html.escape(lines[0])}</small>")
+        self.text.setToolTip("\n".join(lines))
 
     def on_plan_event(self, d: dict[str, Any]) -> None:
         """The run's own plan (with the speed it measured), once it has read the data."""

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
+    QScrollArea,
     QSpinBox,
     QSplitter,
     QTableWidget,
@@ -293,12 +294,21 @@ class TrainingPage(WizardPage):
         tl.addWidget(self.card)
         tl.addWidget(self.counters)
         tl.addWidget(self.step_progress)
+        # The settings scroll when the window is short, instead of being squashed onto each other.
+        top_scroll = QScrollArea()
+        top_scroll.setObjectName("trainingTop")
+        top_scroll.setWidgetResizable(True)
+        top_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        top_scroll.setWidget(top)
+        top_scroll.setMinimumHeight(240)
         split = QSplitter(Qt.Orientation.Vertical)
         split.setObjectName("trainingSplit")
-        split.addWidget(top)
+        split.addWidget(top_scroll)
         split.addWidget(self.charts_box)
         split.addWidget(self.log)
+        split.setStretchFactor(0, 2)
         split.setStretchFactor(1, 3)
+        split.setCollapsible(0, False)
         split.setCollapsible(1, False)
         self.charts_box.setMinimumHeight(220)  # the result card grows the top: the curves must stay readable
         self.log.setMinimumHeight(60)
