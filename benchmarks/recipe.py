@@ -122,11 +122,15 @@ def _fresh(folder: Path) -> Path:
 
 
 def _image_tree(folder: Path, items: list[tuple[str, str]]) -> None:
-    """A folder per class of symlinks to the original files."""
+    """A folder per class of hard links to the original files (copies across file systems). Not symlinks:
+    tlapp refuses links that leave the data folder (an untrusted folder must not read elsewhere)."""
     for path, label in items:
         dst = folder / label / Path(path).name
         dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.symlink_to(Path(path).resolve())
+        try:
+            os.link(Path(path).resolve(), dst)
+        except OSError:
+            shutil.copy2(Path(path).resolve(), dst)
 
 
 def _image_set(

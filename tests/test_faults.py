@@ -349,8 +349,6 @@ def test_17_interrupted_swap_is_recovered_and_stale_temps_removed(two_checkpoint
 
 # 18 ---------------------------------------------------------------------------
 def test_18_unwritable_output_is_exit_2_with_one_line(color_data, tmp_path):
-    from tlapp.cli.main import main
-
     pf = tmp_path / "p.yaml"
     pf.write_text(yaml.safe_dump(tiny_project_dict(color_data)))
     (tmp_path / "afile").write_text("x")
@@ -363,17 +361,35 @@ def test_18_unwritable_output_is_exit_2_with_one_line(color_data, tmp_path):
         )
         assert r.returncode == 2 and "Traceback" not in r.stderr
         assert "cannot create the run folder" in r.stderr and len(r.stderr.strip().splitlines()) <= 2
+
+
+def test_18_read_only_output_is_exit_2_with_one_line(color_data, tmp_path):
+    """A read-only folder, for root too: root writes through permission bits, so as root the folder is a
+    read-only tmpfs mounted in a private mount namespace of the child (the mount ends with it)."""
+    import shutil
+
+    pf = tmp_path / "p.yaml"
+    pf.write_text(yaml.safe_dump(tiny_project_dict(color_data)))
     ro = tmp_path / "ro"
     ro.mkdir()
-    os.chmod(ro, 0o500)
+    train = [sys.executable, "-m", "tlapp", "train", str(pf), "--out", str(ro / "run")]
+    if os.geteuid() != 0:
+        os.chmod(ro, 0o500)
+        cmd = train
+    else:
+        if shutil.which("unshare") is None:
+            pytest.skip("root without util-linux's unshare: no read-only folder can be made for a child")
+        cmd = ["unshare", "-m", "sh", "-c", f'mount -t tmpfs -o ro,size=1m tmpfs "{ro}" && exec "$@"', "sh", *train]
     try:
-        if os.access(ro, os.W_OK):
-            pytest.skip("running as a user who can write anywhere (root)")
-        with pytest.raises(SystemExit) as e:
-            main(["train", str(pf), "--out", str(ro / "run")])
-        assert e.value.code == 2
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     finally:
         os.chmod(ro, 0o700)
+    if os.geteuid() == 0 and ("mount:" in r.stderr or "unshare:" in r.stderr):
+        pytest.skip(f"this machine refuses a private read-only mount: {r.stderr.strip()[:200]}")
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(lines) == 1, r.stderr[-1500:]
+    assert str(ro / "run") in lines[0] and ("Read-only file system" in lines[0] or "Permission denied" in lines[0])
+    assert not (ro / "run").exists()
 
 
 def _tlapp_with_file_limit(args: list[str], max_bytes: int) -> subprocess.CompletedProcess:
