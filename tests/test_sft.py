@@ -161,6 +161,13 @@ def test_generate_cli_answers_from_the_export(sft_run, tmp_path, capsys):
     assert code == 0, err
     got = json.loads(out)
     assert [a["prompt"] for a in got["answers"]] == ["What is the code word?", "Say it."]
+    # The answer `tlapp generate` gives from the export is the one the app's own greedy decoding gave the
+    # trained model (metrics.json's "after", 48 tokens), as far as both go.
+    sample = json.loads((run / "metrics.json").read_text())["samples"][0]
+    code, out, err = run_cli(["generate", str(run), sample["prompt"], "--max-tokens", "6", "--json"], capsys)
+    assert code == 0, err
+    answer = json.loads(out)["answers"][0]["answer"].strip()
+    assert answer and sample["after"].strip().startswith(answer), (answer, sample["after"])
     code, _, err = run_cli(["generate", str(tmp_path), "hello"], capsys)
     assert code == 2 and "no exported language model" in err
     code, _, err = run_cli(["predict", str(run), "hello"], capsys)

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from tlapp.backbones.candidates import compare_candidates
 from tlapp.backbones.catalog import (
     all_entries,
     check_backbone,
@@ -367,12 +368,7 @@ class BackbonePage(WizardPage):
     def candidates(self, most: int = 5) -> list[str]:
         """Backbones worth comparing here: the project's own, the recommended one, then others with weights
         on this machine (the test-only tiny network only when it is the project's)."""
-        own = self.state.project.backbone.name
-        names = [own] + ([self.recommended] if self.recommended else [])
-        for e in all_entries(include_test=False, modality=self.modality):
-            if offline_status(e.name, e.default_size, {}):
-                names.append(e.name)
-        return list(dict.fromkeys(names))[:most]
+        return compare_candidates(self.state.project.backbone.name, self.recommended, self.modality, most)
 
     def compare(self) -> None:
         """The leaderboard (tlapp.training.compare, as `tlapp compare`), off the GUI thread."""

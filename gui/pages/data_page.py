@@ -29,10 +29,10 @@ from PySide6.QtWidgets import (
 
 from tlapp.base.errors import DataError
 from tlapp.base.progress import Rate
-from tlapp.config import DEFAULT_TEXT_BACKBONE, TaskType
+from tlapp.config import Data, TaskType
 from tlapp.data.pairs import PairsReport
 from tlapp.data.sources import scan_project_data
-from tlapp.data.starter import guess_task, source_kind, starter_project
+from tlapp.data.starter import guess_task, retarget, source_kind
 
 from ..empty import EmptyState
 from ..theme import BAD, WARN
@@ -297,17 +297,14 @@ class DataPage(WizardPage):
         d["data"].update(values)
         task = self.state.project.task.type
         was = "pairs" if task.is_generative else "text" if task.is_text else "image"
-        if self.kind_key() != was:
-            if self.kind_key() == "pairs":  # the language-model defaults (model, LoRA phase, batch 4)
-                fresh = starter_project(d["name"], TaskType.sft, d["data"]).model_dump(mode="json")
-                d.update(task=fresh["task"], backbone=fresh["backbone"], train=fresh["train"])
-            else:
-                d["task"]["type"] = "text_classification" if self.is_text() else "image_classification"
-                d["backbone"] = {"name": DEFAULT_TEXT_BACKBONE, "weights": "pretrained"} if self.is_text() else {}
-                if was == "pairs":
-                    d["train"] = {}
+        kind = "pairs" if self.kind_key() == "pairs" else "text" if self.is_text() else "image"
+        if kind != was:  # another kind of data: that kind's task, backbone and plan (one rule, in the core)
             self.state.scan_report = None
-        self.state.set_dict(d)
+            self.state.set_project(
+                retarget(self.state.project.model_copy(update={"data": Data.model_validate(d["data"])}), kind)
+            )
+        else:
+            self.state.set_dict(d)
         self.state.blank = False
 
     def browse(self) -> None:

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from tlapp.deploy.formats import formats_for
 from tlapp.deploy.predict import Predictor, find_export
 from tlapp.deploy.report import summary as export_summary
 from tlapp.rundir import RunDir
@@ -196,8 +197,9 @@ class ExportPage(WizardPage):
         if not ready:
             self.answer.setText("Once a model is trained, drop an image (or type a text) to see its answer here.")
         self.text_in.setVisible(text)
-        for f in ("tflite", "tflite_fp16", "tflite_int8", "onnx"):  # no such ops for a text model's tokenizer
-            self.formats[f].setVisible(not text)
+        possible = formats_for(self.state.project.task.type)
+        for f, cb in self.formats.items():
+            cb.setVisible(f in possible)
         self.drop.setVisible(not text)
         self.choose.setVisible(not text)
         self.explain_btn.setVisible(

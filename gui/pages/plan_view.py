@@ -69,8 +69,10 @@ class PlanView(QGroupBox):
         """The decision and the expected time (the phases themselves are the table below)."""
         decision, total = lines[-2].strip(), lines[-1].strip()
         verdict, _, why = decision.partition(" — ")
-        self.text.setText(f"<b>{html.escape(verdict.capitalize())}</b> — {html.escape(why)}<br>"
-                          f"{html.escape(total.capitalize())}. <small>{html.escape(lines[0])}</small>")
+        self.text.setText(
+            f"<b>{html.escape(verdict.capitalize())}</b> — {html.escape(why)}<br>"
+            f"{html.escape(total.capitalize())}. <small>{html.escape(lines[0])}</small>"
+        )
         self.text.setToolTip("\n".join(lines))
 
     def on_plan_event(self, d: dict[str, Any]) -> None:

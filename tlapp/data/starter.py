@@ -70,6 +70,14 @@ def guess_task(path: Path) -> TaskType:
     return TaskType.text_classification
 
 
+def retarget(project: Project, kind: str) -> Project:
+    """``project`` for another kind of data ("image", "text" or "pairs"): that kind's task, default backbone
+    and proposed plan, keeping the name and the data section (the wizard's Data step when the kind changes:
+    an image plan must not train a text model)."""
+    task = {"pairs": TaskType.sft, "text": TaskType.text_classification, "image": TaskType.image_classification}[kind]
+    return starter_project(project.name, task, project.data.model_dump(mode="json"))
+
+
 def data_section(data: str, project_file: Path, task: Optional[TaskType] = None, **extra: Any) -> dict[str, Any]:
     """The ``data`` section for a path (stored relative to the project file) or ``tfds:NAME``."""
     if data.startswith("tfds:"):

@@ -17,6 +17,7 @@ from tlapp.data.labels import LabelEncoder
 from tlapp.data.sources import scan_data
 from tlapp.deploy.evaluate import report_from_outputs
 from tlapp.deploy.export import export_model
+from tlapp.deploy.formats import formats_for
 from tlapp.deploy.loading import load_parts, load_samples
 from tlapp.deploy.predict import Predictor, find_export
 from tlapp.deploy.tflite import representative_images
@@ -91,6 +92,10 @@ def reexport(run_dir: Path, formats: list[str], out_dir: Optional[Path] = None) 
     if bad:
         raise ExportError(f"--format {bad[0]!r}: expected one of {', '.join(FORMATS)}")
     src = find_export(Path(run_dir))
+    task = TaskType(json.loads((src / "meta.json").read_text())["task"])
+    cannot = [f for f in formats if f not in formats_for(task)]
+    if cannot:
+        raise ExportError(f"--format {cannot[0]!r}: a {task.value} model exports {', '.join(formats_for(task))}")
     parts = load_parts(src)
     parts.validation_seen = bool(json.loads((src / "meta.json").read_text()).get("validation_seen_in_training"))
     if "tflite_int8" in formats and not parts.is_text:
