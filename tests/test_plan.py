@@ -135,15 +135,10 @@ def _write(tmp_path: Path, d: dict) -> Path:
 
 
 def _cli(args: list[str], capsys) -> tuple[int, str]:
-    from tlapp.cli.main import main
+    from test_config import run_cli
 
-    try:
-        main(args)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    o = capsys.readouterr()
-    return code, o.out + o.err
+    code, out, err = run_cli(args, capsys)
+    return code, out + err
 
 
 def test_ticks_from_the_file_and_from_set_are_what_trains(color_data, tmp_path, capsys):

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
 from tlapp.base.progress import Rate
-from tlapp.events import PLAN, PROGRESS, RUN_END, EventLog
+from tlapp.events import PHASE_START, PLAN, PROGRESS, RUN_END, EventLog
 from tlapp.rundir import RunDir
 from tlapp.training.plan import make_plan, plan_lines
 
@@ -57,6 +57,33 @@ def show_plan(log: EventLog, project: Any, n_train: int, n_val: int, rate: float
     """The plan, before anything trains: its phases, expected times and the fine-tune decision (PLAN)."""
     plan = make_plan(project, n_train, n_val, rate, measured)
     log.emit(PLAN, **plan.as_dict(), lines=plan_lines(plan))
+
+
+def phase_start(
+    log: EventLog,
+    i: int,
+    phase: Any,
+    start_epoch: int,
+    trainable: int,
+    frozen: int,
+    cached: bool,
+    blocks: list[dict[str, Any]],
+    **extra: Any,
+) -> None:
+    """What a phase trains, as it starts (the charts' phase line, the log, the model card's phase table)."""
+    log.emit(
+        PHASE_START,
+        index=i,
+        name=phase.name,
+        epochs=phase.epochs,
+        start_epoch=start_epoch,
+        trainable_params=trainable,
+        non_trainable_params=frozen,
+        embedding_cache=cached,
+        blocks=blocks,
+        learning_rate=None if phase.solver == "exact" else phase.learning_rate,
+        **extra,
+    )
 
 
 def worker_done(log: EventLog, shared: RunDir, worker: int, classes: list[str]) -> RunResult:

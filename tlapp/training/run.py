@@ -38,7 +38,6 @@ from tlapp.events import (
     DATA_CACHE,
     EMBEDDINGS,
     PHASE_END,
-    PHASE_START,
     RESUME,
     RUN_END,
     RUN_START,
@@ -315,19 +314,7 @@ class Run:
         asm = self.model
         table = table if table is not None else apply_plan(asm.backbone.model, asm.backbone.entry, phase.freeze)
         tr, non = param_counts(asm.model)
-        self.log.emit(
-            PHASE_START,
-            index=i,
-            name=phase.name,
-            epochs=phase.epochs,
-            start_epoch=start_epoch,
-            trainable_params=tr,
-            non_trainable_params=non,
-            embedding_cache=cached,
-            blocks=block_summary(table),
-            learning_rate=None if phase.solver == "exact" else phase.learning_rate,
-            **extra,
-        )
+        lifecycle.phase_start(self.log, i, phase, start_epoch, tr, non, cached, block_summary(table), **extra)
         return table
 
     def run_phase(self, i: int, phase: Phase, start_epoch: int, restore: bool) -> None:

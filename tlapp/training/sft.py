@@ -29,7 +29,6 @@ from tlapp.config import Phase, Project
 from tlapp.data.pairs import Pair, PairsReport, pair_split_sizes, scan_pairs
 from tlapp.events import (
     PHASE_END,
-    PHASE_START,
     RESUME,
     RUN_START,
     SCAN,
@@ -279,17 +278,15 @@ class SftRun:
         train_pairs = self.split.train if self.split else []
         n_batches = len(self.batches(train_pairs, 0))
         steps = min(phase.steps_per_epoch or n_batches, n_batches)
-        self.log.emit(
-            PHASE_START,
-            index=i,
-            name=phase.name,
-            epochs=phase.epochs,
-            start_epoch=start_epoch,
-            trainable_params=tr,
-            non_trainable_params=non,
-            embedding_cache=False,
-            blocks=block_summary(table),
-            learning_rate=phase.learning_rate,
+        lifecycle.phase_start(
+            self.log,
+            i,
+            phase,
+            start_epoch,
+            tr,
+            non,
+            False,
+            block_summary(table),
             freeze=phase.freeze.model_dump(mode="json"),
         )
         opt = make_optimizer(phase, steps)
