@@ -3,11 +3,11 @@ plain baseline measured in the same process and minute, medians of ``--repeats``
 
     python benchmarks/run.py [--quick] [--json PATH] [--only NAME,NAME]
 
-Writes a list of ``{"name", "value", "goal", "higher_is_better", "meets", "detail"}``
-(to PATH and stdout). ``--quick`` uses smaller data but measures the same ratios;
-CI runs it as a smoke test (it must run and write valid JSON; nothing is asserted
-about the numbers). A row that cannot run here says why in ``detail`` and has
-``value: null``.
+Writes ``{"provenance", "quick", "repeats", "rows"}`` to PATH (each row ``{"name", "value", "goal",
+"higher_is_better", "meets", "detail"}``, also printed). ``--quick`` uses smaller data but measures the
+same ratios; CI runs it as a smoke test: nothing is asserted about the numbers, but a benchmark that
+errors makes the run exit 1. A row whose inputs are absent here (``../shared``) says so in ``detail``
+and has ``value: null``.
 """
 
 from __future__ import annotations
