@@ -71,9 +71,13 @@ def recipe_block() -> str:
             for x in (_num(av.get(meth, {}).get("accuracy"), ".3f"), _num(av.get(meth, {}).get("seconds"), ".0f"))
         ]
     )
-    return (
-        _table(rows) + "\n\n" + source_line(doc["meta"].get("provenance"), "recipe.json", "python benchmarks/recipe.py")
-    )
+    argv, shown = doc["meta"].get("argv", []), []
+    for i, a in enumerate(argv):  # the command as run, without where it kept its scratch files
+        if a in ("--work", "--out") or (i and argv[i - 1] in ("--work", "--out")):
+            continue
+        shown.append(a)
+    command = " ".join(["python benchmarks/recipe.py", *shown])
+    return _table(rows) + "\n\n" + source_line(doc["meta"].get("provenance"), "recipe.json", command)
 
 
 def suite_block() -> str:
