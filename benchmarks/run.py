@@ -445,6 +445,11 @@ def large_set(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
 
 
 def text_rows(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    if not (ROOT.parent / "shared" / "data" / "smsspamcollection" / "SMSSpamCollection").is_file():
+        return [
+            row("text_finetune_vs_keras_hub", None, 1.5, True, "did not run: needs ../shared's SMS Spam Collection"),
+            *text_frozen(args, tmp),
+        ]
     r = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "text_finetune.py")], capture_output=True, text=True, timeout=3600
     )
