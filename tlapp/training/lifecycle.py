@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
 from tlapp.base.progress import Rate
-from tlapp.events import PHASE_START, PLAN, PROGRESS, RUN_END, EventLog
+from tlapp.events import PHASE_START, PLAN, PROGRESS, RUN_END, RUN_START, EventLog
+from tlapp.presets import phases_of
 from tlapp.rundir import RunDir
 from tlapp.training.plan import make_plan, plan_lines
 
@@ -51,6 +52,25 @@ def progress(log: EventLog, stage: str, unit: str = "") -> Callable[[int, int], 
         )
 
     return emit
+
+
+def run_start(
+    log: EventLog, run_dir: RunDir, project: Any, resume: bool, runs_on: str, precision: str, placement: Any
+) -> None:
+    """The first event of every run: what, where, on which device and strategy."""
+    log.emit(
+        RUN_START,
+        run_dir=str(run_dir.root),
+        project=project.name,
+        backbone=project.backbone.name,
+        phases=[ph.name for ph in phases_of(project, 0)],
+        resume=resume,
+        device=project.train.device,
+        runs_on=runs_on,
+        precision=precision,
+        strategy=placement.plan.describe(),
+        replicas=placement.replicas,
+    )
 
 
 def show_plan(log: EventLog, project: Any, n_train: int, n_val: int, rate: float, measured: bool) -> None:

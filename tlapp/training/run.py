@@ -40,7 +40,6 @@ from tlapp.events import (
     PHASE_END,
     RESUME,
     RUN_END,
-    RUN_START,
     SCAN,
     WARNING,
     EventLog,
@@ -475,18 +474,8 @@ class Run:
             tf.config.experimental.enable_op_determinism()
         self.set_precision()
         runs_on = describe_device(devices(), p.train.device)
-        self.log.emit(
-            RUN_START,
-            run_dir=str(self.run_dir.root),
-            project=p.name,
-            backbone=p.backbone.name,
-            phases=[ph.name for ph in phases_of(p, 0)],
-            resume=resume,
-            device=p.train.device,
-            runs_on=runs_on,
-            precision=keras.mixed_precision.global_policy().name,
-            strategy=place.plan.describe(),
-            replicas=place.replicas,
+        lifecycle.run_start(
+            self.log, self.run_dir, p, resume, runs_on, keras.mixed_precision.global_policy().name, place
         )
         with place.scope():
             self.prepare_data(resume)

@@ -30,7 +30,6 @@ from tlapp.data.pairs import Pair, PairsReport, pair_split_sizes, scan_pairs
 from tlapp.events import (
     PHASE_END,
     RESUME,
-    RUN_START,
     SCAN,
     WARNING,
     EventLog,
@@ -215,18 +214,8 @@ class SftRun:
         self.placement = place = strategy.make(p.train.strategy, p.train.devices, p.train.device, p.train.batch_size)
         keras.utils.set_random_seed(p.train.seed)
         keras.mixed_precision.set_global_policy("float32")
-        self.log.emit(
-            RUN_START,
-            run_dir=str(self.run_dir.root),
-            project=p.name,
-            backbone=p.backbone.name,
-            phases=[ph.name for ph in phases_of(p, 0)],
-            resume=resume,
-            device=p.train.device,
-            runs_on=describe_device(devices(), p.train.device),
-            precision="float32",
-            strategy=place.plan.describe(),
-            replicas=place.replicas,
+        lifecycle.run_start(
+            self.log, self.run_dir, p, resume, describe_device(devices(), p.train.device), "float32", place
         )
         chief = place.plan.chief
         with place.scope():  # variables (the model's, the adapters', the optimizer's) live on its devices
