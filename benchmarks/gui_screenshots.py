@@ -193,6 +193,11 @@ def run(out: Path, data: Path) -> None:
     w.shot("5-training-done")
     w.next()
     w.shot("6-evaluate")
+    ev = w.win.pages[5]
+    for i, name in ((1, "6-evaluate-more-data"), (2, "6-evaluate-check-labels")):
+        ev.tabs.setCurrentIndex(i)
+        w.shot(name)
+    ev.tabs.setCurrentIndex(0)
     w.next()
     ex = w.win.pages[6]
     ex.try_file(str(sorted((data / "3").iterdir())[-1]))
@@ -282,6 +287,9 @@ def run_text(out: Path, data: Path) -> None:
     w.shot("text-5-training-done")
     w.next()
     w.shot("text-6-evaluate")
+    w.win.pages[5].tabs.setCurrentIndex(2)
+    w.shot("text-6-evaluate-check-labels")
+    w.win.pages[5].tabs.setCurrentIndex(0)
     w.next()
     ex = w.win.pages[6]
     ex.text_in.setText("URGENT! You have won a 1 week FREE membership in our prize draw. Text WIN to 80086")

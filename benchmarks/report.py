@@ -130,7 +130,70 @@ def sft_block() -> str:
     )
 
 
-BLOCKS: dict[str, Callable[[], str]] = {"recipe": recipe_block, "suite": suite_block, "sft": sft_block}
+def curve_block() -> str:
+    doc = _load("curve.json")
+    rows = [["set", "examples", "fit on (per class)", "forecast at", "forecast (10-90 %)", "actual", "error"]]
+    for r in doc["rows"]:
+        if "forecast" not in r:
+            continue
+        rows.append(
+            [
+                r["set"],
+                str(r["examples"]),
+                ", ".join(f"{v:g}" for v in r["fit_on_per_class"]),
+                f"{r['forecast_at_per_class']:g}",
+                f"{r['forecast']:.3f} ({r['low']:.3f}-{r['high']:.3f})",
+                f"{r['actual']:.3f}",
+                f"{r['error']:+.3f}",
+            ]
+        )
+    s = doc["summary"]
+    text = (
+        f"Mean absolute error of the forecast {_num(s['mean_abs_error'], '.3f')} (mean {_num(s['mean_error'], '+.3f')}); "
+        f"the band covers the actual score on {s['covered']} of {s['sets']} sets."
+    )
+    return _table(rows) + "\n\n" + text + "\n\n" + source_line(doc["provenance"], "curve.json", doc["command"])
+
+
+def label_issues_block() -> str:
+    doc = _load("label_issues.json")
+    rows = [
+        [
+            "set",
+            "examples",
+            "flipped (k)",
+            "listed",
+            "precision@k",
+            "recall@k",
+            "recall@2k",
+            "held-out acc before → after excluding",
+        ]
+    ]
+    for r in doc["rows"]:
+        if "recall_at_k" not in r:
+            continue
+        rows.append(
+            [
+                r["set"],
+                str(r["examples"]),
+                str(r["flipped"]),
+                str(r["listed"]),
+                f"{r['precision_at_k']:.2f}",
+                f"{r['recall_at_k']:.2f}",
+                f"{r['recall_at_2k']:.2f}",
+                f"{r['heldout_before']:.3f} → {r['heldout_after_excluding']:.3f}",
+            ]
+        )
+    return _table(rows) + "\n\n" + source_line(doc["provenance"], "label_issues.json", doc["command"])
+
+
+BLOCKS: dict[str, Callable[[], str]] = {
+    "recipe": recipe_block,
+    "suite": suite_block,
+    "sft": sft_block,
+    "curve": curve_block,
+    "label_issues": label_issues_block,
+}
 
 
 def _table(rows: list[list[str]]) -> str:

@@ -94,7 +94,6 @@ def test_lora_counts_follow_the_kernel_shapes_and_leave_the_base_frozen(sft_run)
     from tlapp.config import Backbone, FreezePlan
 
     lm = build_language_model(Backbone(name="tiny_llama", weights="none", sequence_length=64))
-    base = {w.path: np.array(w) for w in lm.backbone.weights}
     apply_plan(lm.backbone, lm.entry, FreezePlan(mode="lora", rank=4, targets=["query", "value"]))
     expect = 0
     for layer in lm.backbone._flatten_layers(include_self=False):
@@ -105,10 +104,37 @@ def test_lora_counts_follow_the_kernel_shapes_and_leave_the_base_frozen(sft_run)
     assert all(("lora_kernel" in w.path) for w in lm.backbone.trainable_weights)
     with pytest.raises(ConfigError, match="freeze.targets: no layer named 'qkv'.*query"):
         apply_plan(lm.backbone, lm.entry, FreezePlan(mode="lora", targets=["qkv"]))
-    # The exported adapter is the only thing that changed; the base weights in the export are base + adapter.
     with h5py.File(sft_run[2] / "export" / "lora.weights.h5") as f:
         assert f.attrs["rank"] == "4" and len(f.keys()) > 0
-    assert base  # built from random init: nothing else to compare against here
+
+
+def test_the_merged_export_is_base_plus_scaled_adapter_weight_by_weight():
+    """What the export writes (``tensors_from_backbone``) is, for each LoRA target, the base kernel plus
+    alpha/rank * A @ B, and every other tensor is the base's, unchanged."""
+    from tlapp.backbones.causal_lm import build_language_model
+    from tlapp.backbones.freeze import apply_plan
+    from tlapp.backbones.llama_folder import tensors_from_backbone
+    from tlapp.config import Backbone, FreezePlan
+
+    lm = build_language_model(Backbone(name="tiny_llama", weights="none", sequence_length=64))
+    base = tensors_from_backbone(lm.backbone)
+    apply_plan(lm.backbone, lm.entry, FreezePlan(mode="lora", rank=4, alpha=6.0, targets=["query", "value"]))
+    rng = np.random.default_rng(0)
+    adapters = {}
+    for w in lm.backbone.trainable_weights:  # B starts at zero: give both matrices real values
+        w.assign(rng.normal(0, 0.1, w.shape).astype("float32"))
+    for i in range(lm.backbone.num_layers):
+        att = lm.backbone.get_layer(f"transformer_layer_{i}")._self_attention_layer
+        for name, dense in (("q_proj", att._query_dense), ("v_proj", att._value_dense)):
+            a, b = np.asarray(dense.lora_kernel_a), np.asarray(dense.lora_kernel_b)
+            delta = (6.0 / 4) * np.matmul(a, b)  # [hidden, heads, head_dim]
+            adapters[f"model.layers.{i}.self_attn.{name}.weight"] = delta.reshape(delta.shape[0], -1).T
+    merged = tensors_from_backbone(lm.backbone)
+    assert set(merged) == set(base) and adapters
+    for name, tensor in merged.items():
+        want = base[name] + adapters[name] if name in adapters else base[name]
+        np.testing.assert_allclose(tensor, want, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert all(np.abs(adapters[n]).max() > 1e-3 for n in adapters)  # the check compares a real change
 
 
 def test_top_blocks_trains_only_the_last_transformer_layers(tmp_path):

@@ -86,6 +86,14 @@ class Data(_Strict):
     text_column: Optional[str] = Field(None, description="Text tasks: CSV column with the text (default 'text').")
     label_column: Optional[str] = Field(None, description="Text tasks: CSV column with the label (default 'label').")
     encoding: str = Field("auto", description="Text tasks: file encoding, or 'auto' (BOM, UTF-8, then latin-1).")
+    exclude: list[str] = Field(
+        default_factory=list,
+        description="Examples to leave out (a label check's decisions), named relative to the data source: "
+        "'class/file.jpg' in a folder, 'texts.csv#12' for a CSV row. The files themselves are never touched.",
+    )
+    relabel: dict[str, str] = Field(
+        default_factory=dict, description="Examples whose label is changed, named as in exclude: {name: class}."
+    )
     too_long: Literal["truncate", "drop"] = Field(
         "truncate",
         description="sft: a conversation longer than backbone.sequence_length tokens is truncated "

@@ -33,6 +33,7 @@ SOLVER_STEP = "solver_step"  # an exact head solve's iteration: iteration, x, me
 EPOCH_END = "epoch_end"
 PHASE_END = "phase_end"
 WARNING = "warning"
+INSIGHT = "insight"  # what the run learned about its data: the learning curve's sentence, labels that look wrong
 EXPORT = "export"
 VERIFY = "verify"
 RUN_END = "run_end"
@@ -147,6 +148,10 @@ _LINES: dict[str, Callable[[dict[str, Any]], Optional[str]]] = {
     EMBEDDINGS: lambda d: f"  embeddings for {d['n']} examples ({'from cache' if d['cached'] else 'computed'})",
     EPOCH_END: _epoch_end,
     WARNING: lambda d: f"warning: {d['message']}",
+    INSIGHT: lambda d: "\n".join(
+        [f"more data? {d['curve']}"]
+        + ([f"labels: {d['issues']} example(s) look mislabelled (tlapp label-issues RUN)"] if d.get("issues") else [])
+    ),
     VERIFY: lambda d: f"export check (fresh process): {d['summary']}",
     RUN_END: _run_end,
     CRASH: lambda d: f"error: {d.get('message')}",

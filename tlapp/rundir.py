@@ -54,6 +54,8 @@ class RunDir:
     scan = property(lambda self: self.root / "scan.json")
     model_card = property(lambda self: self.root / "model_card.md")
     model_card_json = property(lambda self: self.root / "model_card.json")
+    curve = property(lambda self: self.root / "curve.json")  # the learning curve and its data forecast
+    label_issues = property(lambda self: self.root / "label_issues.json")  # labels that look wrong
     checkpoints = property(lambda self: self.root / "checkpoints")
     last_checkpoint = property(lambda self: self.root / "checkpoints" / "last")
     best_weights = property(lambda self: self.root / "checkpoints" / "best.weights.h5")

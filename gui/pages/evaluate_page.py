@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -26,6 +27,7 @@ from tlapp.rundir import RunDir
 from ..empty import EmptyState
 from ..widgets import ThumbGrid, open_folder
 from .base import WizardPage
+from .data_insight import LabelCheckView, MoreDataPanel
 from .lm_views import BeforeAfterView
 
 
@@ -102,8 +104,19 @@ class EvaluatePage(WizardPage):
         head_row.addWidget(self.report_btn)
         lay.addLayout(head_row)
         lay.addWidget(top, 2)
-        lay.addWidget(self.cell_label)
-        lay.addWidget(self.images_box, 1)
+        wrong = QWidget()
+        wl = QVBoxLayout(wrong)
+        wl.setContentsMargins(0, 0, 0, 0)
+        wl.addWidget(self.cell_label)
+        wl.addWidget(self.images_box, 1)
+        self.more_data = MoreDataPanel()
+        self.label_check = LabelCheckView(state)
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("evaluateTabs")
+        self.tabs.addTab(wrong, "Misclassified")
+        self.tabs.addTab(self.more_data, "More data?")
+        self.tabs.addTab(self.label_check, "Check labels")
+        lay.addWidget(self.tabs, 2)
         lay.addWidget(self.lm_view, 3)
 
     def _open_report(self) -> None:
@@ -112,7 +125,7 @@ class EvaluatePage(WizardPage):
 
     def _show_lm(self, lm: bool) -> None:
         self.report_btn.setText("Open model card" if lm else "Open full report")
-        for w in (self.top, self.cell_label, self.images_box):
+        for w in (self.top, self.tabs):
             w.setVisible(not lm)
         self.lm_view.setVisible(lm)
 
@@ -137,6 +150,8 @@ class EvaluatePage(WizardPage):
                 box.show_empty()
             self.cell_label.setText("")
             self.report_btn.setEnabled(False)
+            self.more_data.show_run(None)
+            self.label_check.show_run(None)
             return
         rd = RunDir(self.state.run_dir)
         if lm:
@@ -171,6 +186,8 @@ class EvaluatePage(WizardPage):
                 box.show_empty("This task has no confusion matrix; its metrics are in the line above.")
         self.fill_matrix()
         self.show_cell(-1, -1)
+        self.more_data.show_run(rd)
+        self.label_check.show_run(rd)
 
     def fill_matrix(self) -> None:
         classes = self.evaluation.get("classes", [])

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Optional
 
 from tlapp.base.errors import TlappError
-from tlapp.cli import plan_cmds, project_cmds, run_cmds  # noqa: F401  (they register their commands on the app)
+from tlapp.cli import data_cmds, plan_cmds, project_cmds, run_cmds  # noqa: F401  (they register their commands on the app)
 from tlapp.cli.app import app, err
 
 

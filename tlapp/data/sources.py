@@ -14,6 +14,7 @@ from tlapp.base.errors import DataError
 from tlapp.base.paths import store_dir
 from tlapp.base.tfenv import quiet_import
 from tlapp.config import Project, resolve_data_path
+from tlapp.data.corrections import apply_corrections
 from tlapp.data.examples import ScanReport
 from tlapp.data.scan_images import scan
 from tlapp.data.scan_text import scan_text
@@ -111,7 +112,7 @@ def scan_project_data(
 ) -> ScanReport:
     """Scan a project's data and report, whether or not it can train (the wizard shows every problem)."""
     d = project.data
-    return scan_data(
+    report = scan_data(
         resolve_source(project, project_file),
         project.task.type.value,
         d.text_column,
@@ -120,6 +121,8 @@ def scan_project_data(
         progress,
         should_stop,
     )
+    apply_corrections(report, d.exclude, d.relabel)  # the person's label decisions, in every caller
+    return report
 
 
 def scan_project(

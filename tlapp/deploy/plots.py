@@ -124,3 +124,32 @@ def write_plots(run_dir: RunDir, reports: dict[str, Optional[dict[str, Any]]]) -
             if made:
                 out.append(made)
     return out
+
+
+def learning_curve(analysis: dict[str, Any], path: Path) -> Optional[Path]:
+    """Measured accuracy per subset (each seed a dot), the fitted curve, and the forecast with its band."""
+    if not analysis.get("available"):
+        return None
+    plt = _pyplot()
+    law, pts, fc = analysis["law"], analysis["points"], analysis["forecast"]
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for p in pts:
+        ax.scatter([p["per_class"]] * len(p["seeds"]), p["seeds"], s=12, color="#9bb7d4")
+    ax.plot([p["per_class"] for p in pts], [p["accuracy"] for p in pts], "o", color="#1f5fa0", label="measured")
+    n = np.geomspace(min(p["per_class"] for p in pts), fc[-1]["per_class"], 100)
+    ax.plot(n, 1 - (law["a"] * n ** -law["b"] + law["c"]), color="#1f5fa0", lw=1.5, label="fitted curve")
+    ax.fill_between(
+        [f["per_class"] for f in fc],
+        [f["low"] for f in fc],
+        [f["high"] for f in fc],
+        color="#1f5fa0",
+        alpha=0.15,
+        label="forecast band (10-90 %)",
+    )
+    ax.axvline(analysis["n_now"], color="#888", ls="--", lw=1, label="this run")
+    ax.set_xscale("log")
+    ax.set_xlabel("training examples per class")
+    ax.set_ylabel("accuracy (held out)")
+    ax.set_title(analysis.get("sentence", ""), fontsize=8, wrap=True)
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)

@@ -29,11 +29,12 @@ import numpy as np
 
 from tlapp.config import Phase, TaskType
 from tlapp.deploy.evaluate import report_from_outputs
-from tlapp.events import EPOCH_END, PHASE_END, RECIPE_DECISION
+from tlapp.events import EPOCH_END, INSIGHT, PHASE_END, RECIPE_DECISION
 from tlapp.model.tasks import metric_name
 from tlapp.presets import mirrors, phases_of
 from tlapp.training.estimate import measured_speed
 from tlapp.training.head_trace import HeadTrace, SolverTrace
+from tlapp.training.insight import write_curve, write_label_issues
 from tlapp.training.linear_head import (
     L2_GRID,
     CVResult,
@@ -55,6 +56,8 @@ class Run(Protocol):
     encoder: Any
     report: Any
     log: Any
+    run_dir: Any
+    classes: list[str]
     best: dict[str, Any]
     best_weights: Optional[list[Any]]
     history: list[dict[str, Any]]
@@ -252,6 +255,7 @@ def _exact_head(run: Run, head: Phase, finetunes: list[Phase]) -> None:
         mirror_augmentation=choice.mirror,
         class_weights=w is not None,
     )
+    _insights(run, x, y, cv, units, w, examples)
     if not decision.finetune:
         _refit_on_all(run, head, x, y, xf, cv, units, w, examples, trace)
         return
@@ -270,6 +274,19 @@ def _exact_head(run: Run, head: Phase, finetunes: list[Phase]) -> None:
             _refit_on_all(run, head, x, y, xf, cv, units, w, examples, None)
     elif p.train.refit == "always":
         _refit_after_finetune(run, cv.l2, units, w, examples)
+
+
+def _insights(
+    run: Run, x: np.ndarray, y: np.ndarray, cv: CVResult, units: int, w: Optional[np.ndarray], examples: list[Any]
+) -> None:
+    """The learning curve and the label check, from what the head has in hand (see :mod:`insight`)."""
+    task = run.project.task.type
+    if not task.is_single_label:
+        return
+    noun = "texts" if task.is_text else "images"
+    issues = write_label_issues(run.run_dir, examples, y, cv.oof, run.classes, run.report.source, run.report.duplicates)
+    curve = write_curve(run.run_dir, x, y, task, units, cv.l2, w, noun, run.classes, run.should_stop)
+    run.log.emit(INSIGHT, curve=curve["sentence"], issues=len(issues["issues"]), estimated=issues["estimated_errors"])
 
 
 def _refit_after_finetune(run: Run, l2: float, units: int, w: Optional[np.ndarray], examples: list[Any]) -> None:

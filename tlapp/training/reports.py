@@ -208,8 +208,31 @@ def card_data(rec: RunRecord, metrics: dict[str, Any], export: Optional[dict[str
             "test": metrics.get("test"),
         },
         "export": export,
+        **_data_insight(rec.run_dir),
         "environment": {"packages": versions(), "hardware": hardware(), "seconds": round(rec.seconds, 1)},
     }
+
+
+def _data_insight(rd: RunDir) -> dict[str, Any]:
+    """``data_forecast`` and ``label_issues`` for the card, when the run measured them."""
+    out: dict[str, Any] = {}
+    curve = rd.read_json(rd.curve)
+    if curve:
+        a = curve["analysis"]
+        out["data_forecast"] = {
+            "sentence": a["sentence"],
+            **({k: a[k] for k in ("n_now", "ceiling", "forecast", "law")} if a.get("available") else {}),
+            "note": "the head on the run's frozen embeddings, refit on nested subsets and scored on held-out folds",
+        }
+    issues = rd.read_json(rd.label_issues)
+    if issues:
+        out["label_issues"] = {
+            "found": len(issues["issues"]),
+            "estimated_errors": issues["estimated_errors"],
+            "duplicate_conflicts": len(issues["duplicate_conflicts"]),
+            "method": issues["method"],
+        }
+    return out
 
 
 def md_table(rows: list[list[Any]], head: list[str]) -> str:
@@ -326,6 +349,17 @@ def render_card(card: dict[str, Any]) -> str:
             parts += [f"**{name}**", "", *summary_lines(rep), *_per_class_table(rep), ""]
     if m["cross_validation"]:
         parts += [f"Cross-validation of the head: {json.dumps(m['cross_validation'], default=float)}", ""]
+    if card.get("data_forecast") or card.get("label_issues"):
+        parts += ["## Data: more of it, and its labels", ""]
+        if card.get("data_forecast"):
+            parts += [f"More data? {card['data_forecast']['sentence']}", ""]
+        li = card.get("label_issues")
+        if li:
+            parts += [
+                f"Labels: {li['found']} example(s) look mislabelled (estimated label errors "
+                f"{li['estimated_errors']:.0f}; {li['method']}); `tlapp label-issues RUN` lists them.",
+                "",
+            ]
     ex = card["export"]
     if ex:
         parts += [

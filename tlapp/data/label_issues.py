@@ -1,0 +1,81 @@
+"""Which labels are likely wrong: confident learning on out-of-fold probabilities.
+
+The method is Northcutt, Jiang & Chuang, "Confident Learning: Estimating
+Uncertainty in Dataset Labels" (JAIR 2021). cleanlab implements it but is
+AGPL-3.0, so it is written here from the paper (it is short):
+
+1. Per class j, a threshold ``t_j``: the mean predicted probability of j over
+   the examples labelled j (how confident the model is on its own class).
+2. The confident joint ``C[given][true]``: each example counts under the class
+   it is confidently predicted as (``p_j >= t_j``; the largest such p_j when
+   several pass), and not at all when none passes.
+3. Calibrate C so each row sums to the class's count; its off-diagonal total is
+   the estimated number of label errors.
+4. The issues are the examples counted off the diagonal, ranked by
+   self-confidence (the probability of their given label, lowest first).
+
+Probabilities must be out of fold (a head that saw an example agrees with its
+label), which is what a tlapp run's cross-validation already produces.
+Near-duplicate images that carry different labels join the list: at most one
+of them can be right.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def thresholds(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Per class: mean probability of that class among the examples labelled with it (1.0 when none)."""
+    k = probs.shape[1]
+    return np.array([probs[labels == j, j].mean() if (labels == j).any() else 1.0 for j in range(k)])
+
+
+def confident_joint(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(C, true)``: the k x k confident joint and each example's confident class (-1: none passed)."""
+    k = probs.shape[1]
+    passes = probs >= thresholds(labels, probs)[None, :]
+    masked = np.where(passes, probs, -1.0)
+    true = np.where(passes.any(1), masked.argmax(1), -1)
+    joint = np.zeros((k, k), int)
+    for given, t in zip(labels, true):
+        if t >= 0:
+            joint[given, t] += 1
+    return joint, true
+
+
+def calibrate(joint: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Rows rescaled to each class's count (the paper's Eq. 2), so the joint sums to the data size."""
+    counts = np.bincount(labels, minlength=joint.shape[0]).astype(float)
+    rows = joint.sum(1, keepdims=True).astype(float)
+    return np.where(rows > 0, joint / np.maximum(rows, 1) * counts[:, None], 0.0)
+
+
+def find_issues(labels: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+    """Ranked label issues: ``{"issues": [{index, given, suggested, self_confidence}], "estimated": n, "joint": C}``."""
+    labels = labels.astype(int).ravel()
+    joint, true = confident_joint(labels, probs)
+    cal = calibrate(joint, labels)
+    off = np.where((true >= 0) & (true != labels))[0]
+    conf = probs[np.arange(len(labels)), labels]
+    ranked = off[np.argsort(conf[off], kind="stable")]
+    return {
+        "issues": [
+            {"index": int(i), "given": int(labels[i]), "suggested": int(true[i]), "self_confidence": float(conf[i])}
+            for i in ranked
+        ],
+        "estimated": float(cal.sum() - np.trace(cal)),
+        "joint": joint.tolist(),
+    }
+
+
+def duplicate_conflicts(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Duplicate groups from the scan whose members carry different labels (one label at most is right)."""
+    out = []
+    for g in groups:
+        labels = [str(x) for x in g.get("labels", [])]
+        if len(set(labels)) > 1:
+            out.append({"kind": g.get("kind", "near"), "paths": list(g["paths"]), "labels": labels})
+    return out
