@@ -14,7 +14,8 @@ from tlapp.base.errors import DataError
 from tlapp.config import TaskType
 from tlapp.data.corrections import apply_corrections, key_of
 from tlapp.data.examples import Example, ScanReport, summarise
-from tlapp.data.label_issues import calibrate, confident_joint, find_issues, thresholds
+from tlapp.data.label_issues import calibrate, confident_joint, find_issues, prune_by_noise_rate, thresholds
+from tlapp.rundir import RunDir
 from tlapp.training import curve
 
 from conftest import make_color_dataset
@@ -37,6 +38,8 @@ def test_confident_learning_matches_the_hand_worked_example() -> None:
     found = find_issues(LABELS, PROBS)
     assert found["estimated"] == pytest.approx(1.0)
     assert found["issues"] == [{"index": 2, "given": 0, "suggested": 1, "self_confidence": 0.2}]
+    # Example 5 (labelled 1) was counted nowhere, but the head prefers class 0: doubtful, after the issues.
+    assert found["doubtful"] == [{"index": 5, "given": 1, "suggested": 0, "self_confidence": 0.4}]
 
 
 def test_issues_rank_lowest_self_confidence_first() -> None:
@@ -58,6 +61,16 @@ def test_issues_rank_lowest_self_confidence_first() -> None:
     )
     found = find_issues(labels, probs)
     assert [(i["index"], i["suggested"]) for i in found["issues"]] == [(2, 1), (3, 2), (8, 1)]
+    assert found["doubtful"] == []
+
+
+def test_prune_by_noise_rate_flags_as_many_as_the_joint_estimates_and_only_where_the_head_disagrees() -> None:
+    labels = np.array([0] * 6 + [1] * 4)
+    probs = np.array([[0.9, 0.1]] * 3 + [[0.45, 0.55], [0.3, 0.7], [0.2, 0.8]] + [[0.2, 0.8]] * 4)
+    calibrated = np.array([[4.0, 2.0], [0.0, 4.0]])  # two of class 0 are estimated to be 1
+    assert prune_by_noise_rate(labels, probs, calibrated).tolist() == [4, 5]  # the two largest margins
+    calibrated = np.array([[1.0, 5.0], [0.0, 4.0]])  # five estimated; only three have a positive margin
+    assert prune_by_noise_rate(labels, probs, calibrated).tolist() == [3, 4, 5]
 
 
 # ---- the learning curve -------------------------------------------------------------------------------
@@ -164,8 +177,6 @@ def mislabelled_run(tmp_path_factory):
 
 
 def test_a_run_finds_the_mislabelled_image_and_forecasts(mislabelled_run) -> None:
-    from tlapp.rundir import RunDir
-
     root, _, _ = mislabelled_run
     rd = RunDir(root / "run")
     issues = json.loads(rd.label_issues.read_text())
@@ -201,3 +212,27 @@ def test_cli_curve_label_issues_and_the_exclusion_the_next_run_obeys(mislabelled
     report = scan_project(project, pf)
     assert report.counts == {"blue": 12, "green": 12, "red": 11}
     assert (root / "data" / "green" / "red_00.png").is_file()  # the person's file is untouched
+
+
+def test_the_wizard_shows_the_curve_and_saves_label_decisions_into_the_project(mislabelled_run, window, tmp_path):
+    from tlapp.config import load_project
+
+    root, _, _ = mislabelled_run
+    assert window.open_run(root / "run")
+    ev = window.pages[5]
+    assert ev.more_data.ask.isEnabled() and "per class" in ev.more_data.sentence.text()
+    ev.more_data.target.setValue(0.97)
+    ev.more_data.ask.click()
+    assert "0.97" in ev.more_data.sentence.text()
+    lc = ev.label_check
+    assert lc.table.rowCount() >= 1 and lc.table.item(0, 0).text() == "green/red_00.png"
+    assert (lc.table.item(0, 1).text(), lc.table.item(0, 2).text()) == ("green", "red")
+    assert not lc.table.item(0, 0).icon().isNull()  # the thumbnail
+    box = lc.table.cellWidget(0, 4)
+    box.setCurrentIndex(box.findText("exclude"))
+    window.state.path = tmp_path / "p.yaml"
+    lc.save.click()
+    assert load_project(tmp_path / "p.yaml").data.exclude == ["green/red_00.png"]
+    assert "leaves out 1" in lc.status.text()
+    lc.show_run(RunDir(root / "run"))  # reopened: the decision shows as made
+    assert lc.table.cellWidget(0, 4).currentText() == "exclude"

@@ -123,7 +123,7 @@ class MoreDataPanel(QWidget):
             name="measured",
         )
         n = np.geomspace(min(p["per_class"] for p in pts), fc[-1]["per_class"], 80)
-        self.plot.plot(n, 1 - (law["a"] * n ** -law["b"] + law["c"]), pen=pg.mkPen(SERIES["val"], width=2))
+        self.plot.plot(n, 1 - law["a"] * n ** -law["b"], pen=pg.mkPen(SERIES["val"], width=2))
         xs = [f["per_class"] for f in fc]
         lo = self.plot.plot(xs, [f["low"] for f in fc], pen=pg.mkPen(SERIES["val"], width=1, style=Qt.PenStyle.DotLine))
         hi = self.plot.plot(
@@ -149,12 +149,13 @@ class LabelCheckView(QWidget):
         super().__init__()
         self.state = state
         self.issues: list[dict[str, Any]] = []
+        self.flagged = 0
         self.header = QLabel("After a run, examples whose label looks wrong are listed here.")
         self.header.setWordWrap(True)
         self.table = QTableWidget(0, 5)
         self.table.setObjectName("labelCheck")
         self.table.setHorizontalHeaderLabels(
-            ["Example", "Labelled", "Looks like", "Confidence in its label", "Decision"]
+            ["Example", "Labelled", "Looks like", "Probability of its label", "Decision"]
         )
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setIconSize(QSize(THUMB, THUMB))
@@ -181,15 +182,22 @@ class LabelCheckView(QWidget):
             )
             return
         doc = read_label_issues(rd)
-        self.issues = doc["issues"][:ROWS]
+        self.flagged = len(doc["issues"])
+        self.issues = (doc["issues"] + doc.get("doubtful", []))[:ROWS]
         conflicts = doc["duplicate_conflicts"]
         self.header.setText(
             f"<b>{len(doc['issues'])} of {doc['examples_checked']} examples look mislabelled</b> (a head that never "
             f"saw them confidently predicts another class; estimated label errors {doc['estimated_errors']:.0f}). "
             + (f"{len(conflicts)} group(s) of duplicate images carry different labels. " if conflicts else "")
             + (
-                f"The first {ROWS} are shown; <code>tlapp label-issues</code> lists all. "
-                if len(doc["issues"]) > ROWS
+                f"Below them, greyed: {len(doc['doubtful'])} more where the head prefers another class "
+                "without the confidence to flag them. "
+                if doc.get("doubtful")
+                else ""
+            )
+            + (
+                f"The first {ROWS} rows are shown; <code>tlapp label-issues --all</code> lists all. "
+                if len(self.issues) == ROWS
                 else ""
             )
             + "Decisions are saved in the project; your files are never moved or deleted."
@@ -205,10 +213,14 @@ class LabelCheckView(QWidget):
         cell.setToolTip(it["path"])
         if not it.get("text"):
             cell.setIcon(_thumb(it["path"]))
-        self.table.setItem(r, 0, cell)
-        self.table.setItem(r, 1, QTableWidgetItem(it["given"]))
-        self.table.setItem(r, 2, QTableWidgetItem(it["suggested"]))
-        self.table.setItem(r, 3, QTableWidgetItem(f"{it['self_confidence']:.2f}"))
+        cells = [cell, QTableWidgetItem(it["given"]), QTableWidgetItem(it["suggested"])]
+        cells.append(QTableWidgetItem(f"{it['self_confidence']:.3f}"))
+        for c, item in enumerate(cells):
+            if r >= self.flagged:  # doubtful, not flagged
+                item.setForeground(muted_color())
+            if c:
+                item.setToolTip(it.get("reason", ""))
+            self.table.setItem(r, c, item)
         box = QComboBox()
         box.addItem("keep", ("keep", None))
         for c in [it["suggested"], *[c for c in classes if c not in (it["suggested"], it["given"])]]:

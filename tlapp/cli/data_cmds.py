@@ -41,7 +41,8 @@ def curve(
     out.print("measured (held out):", highlight=False)
     for p in a["points"]:
         out.print(f"  {p['per_class']:8.1f} per class  accuracy {p['accuracy']:.3f}", highlight=False)
-    out.print(f"forecast (curve levels off near {a['ceiling']:.3f}):", highlight=False)
+    levels = f" (the pessimistic fit levels off near {a['ceiling']:.3f})" if a["ceiling"] < 0.995 else ""
+    out.print(f"forecast{levels}:", highlight=False)
     for f in a["forecast"]:
         what = "now" if f["multiple"] == 1 else f"{f['multiple']}x data"
         out.print(
@@ -62,6 +63,7 @@ def label_issues(
     run: Path,
     as_json: bool = typer.Option(False, "--json"),
     top: int = typer.Option(20, "--top", help="How many to list (text output)."),
+    show_all: bool = typer.Option(False, "--all", help="Also list the doubtful rest, after the flagged issues."),
     exclude: List[str] = typer.Option([], "--exclude", help="An example (as listed) to leave out of the next run."),
     relabel: List[str] = typer.Option([], "--relabel", help="EXAMPLE=LABEL: the label it should have."),
     keep: List[str] = typer.Option([], "--keep", help="An example whose label is right: drop any decision on it."),
@@ -84,12 +86,17 @@ def label_issues(
         f"(estimated label errors: {doc['estimated_errors']:.0f}; {doc['method']})",
         highlight=False,
     )
-    for it in issues[:top]:
+    rows = issues + (doc.get("doubtful", []) if show_all else [])
+    for i, it in enumerate(rows[:top]):
+        if i == len(issues):
+            out.print("  doubtful (the head prefers another class, not flagged):", highlight=False)
         out.print(
             f"  {it['key']}: labelled {it['given']}, suggested {it['suggested']} "
-            f"(confidence in its label {it['self_confidence']:.2f})",
+            f"(probability of its label {it['self_confidence']:.3f})",
             highlight=False,
         )
+    if not show_all and doc.get("doubtful"):
+        out.print(f"  ({len(doc['doubtful'])} more look doubtful: --all lists them)", highlight=False)
     for g in doc["duplicate_conflicts"]:
         pairs = ", ".join(f"{k} ({lab})" for k, lab in zip(g["keys"], g["labels"]))
         out.print(f"  {g['kind']} duplicates with different labels: {pairs}", highlight=False)

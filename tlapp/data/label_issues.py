@@ -9,10 +9,18 @@ AGPL-3.0, so it is written here from the paper (it is short):
 2. The confident joint ``C[given][true]``: each example counts under the class
    it is confidently predicted as (``p_j >= t_j``; the largest such p_j when
    several pass), and not at all when none passes.
-3. Calibrate C so each row sums to the class's count; its off-diagonal total is
-   the estimated number of label errors.
-4. The issues are the examples counted off the diagonal, ranked by
-   self-confidence (the probability of their given label, lowest first).
+3. Calibrate C so each row sums to the class's count; its off-diagonal entry
+   ``[i][j]`` estimates how many examples labelled i are really j.
+4. Prune by noise rate (cleanlab's default): for each off-diagonal ``[i][j]``,
+   flag that many examples labelled i with the largest margin ``p_j - p_i``,
+   but only where the margin is positive (the head prefers j: a deliberate
+   departure, so an example the head agrees with is never flagged). Flagged
+   examples are ranked by self-confidence (the probability of their given
+   label, lowest first) and suggested their most probable other class.
+
+After the flagged list comes a second, ranked the same way: the other examples
+whose most probable class is not their label ("also doubtful"), so a person
+who wants more than the confident estimate can go on down one list.
 
 Probabilities must be out of fold (a head that saw an example agrees with its
 label), which is what a tlapp run's cross-validation already produces.
@@ -53,19 +61,49 @@ def calibrate(joint: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.where(rows > 0, joint / np.maximum(rows, 1) * counts[:, None], 0.0)
 
 
+def prune_by_noise_rate(labels: np.ndarray, probs: np.ndarray, calibrated: np.ndarray) -> np.ndarray:
+    """Indices flagged: per off-diagonal cell [i][j], round(C[i][j]) examples labelled i with the largest
+    positive margin p_j - p_i."""
+    flagged: set[int] = set()
+    k = probs.shape[1]
+    for i in range(k):
+        idx = np.where(labels == i)[0]
+        for j in range(k):
+            m = int(round(calibrated[i, j])) if i != j else 0
+            if m <= 0 or not len(idx):
+                continue
+            margin = probs[idx, j] - probs[idx, i]
+            order = np.argsort(-margin, kind="stable")[:m]
+            flagged.update(int(x) for x in idx[order][margin[order] > 0])
+    return np.array(sorted(flagged), int)
+
+
 def find_issues(labels: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
-    """Ranked label issues: ``{"issues": [{index, given, suggested, self_confidence}], "estimated": n, "joint": C}``."""
+    """Ranked label issues and the doubtful rest: ``{"issues", "doubtful", "estimated", "joint"}``, each
+    issue ``{index, given, suggested, self_confidence}``."""
     labels = labels.astype(int).ravel()
-    joint, true = confident_joint(labels, probs)
+    joint, _ = confident_joint(labels, probs)
     cal = calibrate(joint, labels)
-    off = np.where((true >= 0) & (true != labels))[0]
+    flagged = prune_by_noise_rate(labels, probs, cal)
     conf = probs[np.arange(len(labels)), labels]
-    ranked = off[np.argsort(conf[off], kind="stable")]
+    others = np.where(np.eye(probs.shape[1], dtype=bool)[labels], -1.0, probs)
+    suggested = others.argmax(1)
+    doubtful = np.setdiff1d(np.where(probs.argmax(1) != labels)[0], flagged)
+
+    def ranked(idx: np.ndarray) -> list[dict[str, Any]]:
+        return [
+            {
+                "index": int(i),
+                "given": int(labels[i]),
+                "suggested": int(suggested[i]),
+                "self_confidence": float(conf[i]),
+            }
+            for i in idx[np.argsort(conf[idx], kind="stable")]
+        ]
+
     return {
-        "issues": [
-            {"index": int(i), "given": int(labels[i]), "suggested": int(true[i]), "self_confidence": float(conf[i])}
-            for i in ranked
-        ],
+        "issues": ranked(flagged),
+        "doubtful": ranked(doubtful),
         "estimated": float(cal.sum() - np.trace(cal)),
         "joint": joint.tolist(),
     }

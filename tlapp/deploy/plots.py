@@ -137,7 +137,7 @@ def learning_curve(analysis: dict[str, Any], path: Path) -> Optional[Path]:
         ax.scatter([p["per_class"]] * len(p["seeds"]), p["seeds"], s=12, color="#9bb7d4")
     ax.plot([p["per_class"] for p in pts], [p["accuracy"] for p in pts], "o", color="#1f5fa0", label="measured")
     n = np.geomspace(min(p["per_class"] for p in pts), fc[-1]["per_class"], 100)
-    ax.plot(n, 1 - (law["a"] * n ** -law["b"] + law["c"]), color="#1f5fa0", lw=1.5, label="fitted curve")
+    ax.plot(n, 1 - law["a"] * n ** -law["b"], color="#1f5fa0", lw=1.5, label="fitted curve")
     ax.fill_between(
         [f["per_class"] for f in fc],
         [f["low"] for f in fc],

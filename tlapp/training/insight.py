@@ -25,7 +25,8 @@ from tlapp.data.label_issues import duplicate_conflicts, find_issues
 from tlapp.rundir import RunDir
 from tlapp.training import curve
 
-CURVE_BUDGET_S = 8.0  # seeds stop once this is spent (the first always completes)
+CURVE_BUDGET_S = 8.0
+MAX_DOUBTFUL = 500  # seeds stop once this is spent (the first always completes)
 
 
 def write_curve(
@@ -67,20 +68,21 @@ def write_label_issues(
     """Rank the likely label errors and write ``label_issues.json`` (keys as ``data.exclude`` spells them)."""
     found = find_issues(y, oof)
     root = data_root(source)
-    items = []
-    for it in found["issues"]:
+
+    def item(it: dict[str, Any], reason: str) -> dict[str, Any]:
         ex = examples[it["index"]]
-        items.append(
-            {
-                "key": key_of(ex.path, root),
-                "path": ex.path,
-                "text": ex.text,
-                "given": classes[it["given"]],
-                "suggested": classes[it["suggested"]],
-                "self_confidence": it["self_confidence"],
-                "reason": "confident learning: the out-of-fold head confidently predicts another class",
-            }
-        )
+        return {
+            "key": key_of(ex.path, root),
+            "path": ex.path,
+            "text": ex.text,
+            "given": classes[it["given"]],
+            "suggested": classes[it["suggested"]],
+            "self_confidence": it["self_confidence"],
+            "reason": reason,
+        }
+
+    items = [item(it, "confident learning: flagged by the estimated noise rate") for it in found["issues"]]
+    doubtful = [item(it, "the out-of-fold head prefers another class") for it in found["doubtful"][:MAX_DOUBTFUL]]
     conflicts = [{**g, "keys": [key_of(p, root) for p in g["paths"]]} for g in duplicate_conflicts(duplicates)]
     doc = {
         "method": "confident learning (Northcutt et al., JAIR 2021) on out-of-fold probabilities",
@@ -89,6 +91,7 @@ def write_label_issues(
         "classes": classes,
         "confident_joint": found["joint"],
         "issues": items,
+        "doubtful": doubtful,  # after the issues, ranked the same way: for whoever wants to go on down the list
         "duplicate_conflicts": conflicts,
     }
     atomic_write_text(rd.label_issues, json.dumps(doc, indent=1, default=float))
