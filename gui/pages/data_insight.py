@@ -67,6 +67,7 @@ class MoreDataPanel(QWidget):
         self.plot.setLabel("bottom", "training examples per class (log)", color=fg)
         self.plot.setLabel("left", "accuracy (held out)", color=fg)
         self.plot.setLogMode(x=True, y=False)
+        self.plot.setMinimumHeight(140)  # the Evaluate splitter decides its height, not the plot
         row = QHBoxLayout()
         row.addWidget(QLabel("Target accuracy"))
         row.addWidget(self.target)
@@ -160,6 +161,7 @@ class LabelCheckView(QWidget):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setIconSize(QSize(THUMB, THUMB))
         self.table.verticalHeader().setDefaultSectionSize(THUMB + 6)
+        self.table.setMinimumHeight(120)
         self.save = QPushButton("Save decisions")
         self.save.setToolTip("Written into the project (data.exclude, data.relabel); the next run uses them")
         self.save.clicked.connect(self.save_decisions)

@@ -103,7 +103,6 @@ class EvaluatePage(WizardPage):
         head_row.addWidget(self.summary, 1)
         head_row.addWidget(self.report_btn)
         lay.addLayout(head_row)
-        lay.addWidget(top, 2)
         wrong = QWidget()
         wl = QVBoxLayout(wrong)
         wl.setContentsMargins(0, 0, 0, 0)
@@ -116,7 +115,15 @@ class EvaluatePage(WizardPage):
         self.tabs.addTab(wrong, "Misclassified")
         self.tabs.addTab(self.more_data, "More data?")
         self.tabs.addTab(self.label_check, "Check labels")
-        lay.addWidget(self.tabs, 2)
+        # One splitter, so the matrix keeps its room whatever a tab below asks for; the person can drag it.
+        self.split = QSplitter(Qt.Orientation.Vertical)
+        self.split.setObjectName("evaluateSplit")
+        self.split.addWidget(top)
+        self.split.addWidget(self.tabs)
+        self.split.setStretchFactor(0, 3)
+        self.split.setStretchFactor(1, 2)
+        self.split.setChildrenCollapsible(False)
+        lay.addWidget(self.split, 1)
         lay.addWidget(self.lm_view, 3)
 
     def _open_report(self) -> None:
@@ -125,8 +132,7 @@ class EvaluatePage(WizardPage):
 
     def _show_lm(self, lm: bool) -> None:
         self.report_btn.setText("Open model card" if lm else "Open full report")
-        for w in (self.top, self.tabs):
-            w.setVisible(not lm)
+        self.split.setVisible(not lm)
         self.lm_view.setVisible(lm)
 
     def refresh(self) -> None:

@@ -272,8 +272,8 @@ def sentence(curve: dict[str, Any], noun: str = "examples") -> str:
             f"~{f['accuracy']:.2f} with twice as many."
         )
     return (
-        f"About {more:,.0f} more {noun} per class would bring accuracy from ~{now['accuracy']:.2f} "
-        f"to ~{f['accuracy']:.2f} ({f['low']:.2f}-{f['high']:.2f})."
+        f"About {more:,.0f} more {noun} per class would bring accuracy from ~{now['accuracy']:.2f} (the final "
+        f"model, trained on all {curve['n_now']:,.0f} per class) to ~{f['accuracy']:.2f} ({f['low']:.2f}-{f['high']:.2f})."
     )
 
 
