@@ -187,12 +187,37 @@ def label_issues_block() -> str:
     return _table(rows) + "\n\n" + source_line(doc["provenance"], "label_issues.json", doc["command"])
 
 
+def suggest_block() -> str:
+    doc = _load("suggest.json")
+    pr = doc["protocol"]
+    rows = [["set", "classes", "labeled: start → end", "suggested", "random", "gain"]]
+    for r in doc["rows"]:
+        if "suggest" not in r:
+            continue
+        rows.append(
+            [
+                r["set"],
+                str(r["classes"]),
+                f"{r['start_labeled']} → {r['labeled_at_end']}",
+                f"{r['suggest']:.3f}",
+                f"{r['random']:.3f}",
+                f"{r['gain']:+.3f}",
+            ]
+        )
+    text = (
+        f"Held-out accuracy after {pr['rounds']} rounds of {pr['per_round']} labels from {pr['start_per_class']} per "
+        f"class, mean of {pr['seeds']} seeds."
+    )
+    return _table(rows) + "\n\n" + text + "\n\n" + source_line(doc["provenance"], "suggest.json", doc["command"])
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "recipe": recipe_block,
     "suite": suite_block,
     "sft": sft_block,
     "curve": curve_block,
     "label_issues": label_issues_block,
+    "suggest": suggest_block,
 }
 
 

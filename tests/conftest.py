@@ -6,7 +6,9 @@ Real weights and real datasets are behind ``--run-slow``; fixtures from
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -165,3 +167,32 @@ def window(start_window):
     """The main window showing the wizard's first step (what "New project" gives)."""
     start_window.show_wizard()
     return start_window
+
+
+@pytest.fixture(scope="session")
+def mislabelled_run(tmp_path_factory):
+    """The default recipe (exact head) on colours where one red image sits in the green folder, and a folder
+    of unlabeled colours (with an unreadable file and a text file) to suggest from."""
+    from tlapp.config import project_from_dict
+    from tlapp.training.run import train
+
+    root = tmp_path_factory.mktemp("mislabelled")
+    data = make_color_dataset(root / "data", n=12)
+    shutil.move(str(data / "red" / "red_00.png"), str(data / "green" / "red_00.png"))
+    d = {
+        "name": "mislabelled",
+        "data": {"path": str(data), "val_fraction": 0.25, "seed": 1},
+        "backbone": {"name": "tiny_cnn", "weights": "none", "image_size": 32},
+        "export": {"formats": ["keras"], "verify": False},
+    }
+    pf = root / "project.yaml"
+    pf.write_text(json.dumps(d))
+    result = train(project_from_dict(d), root / "run", lambda e: None)
+    assert result.status == "completed", result
+    flat = root / "unlabeled"
+    flat.mkdir()
+    for f in sorted(make_color_dataset(root / "pool", n=4).rglob("*.png")):
+        shutil.copy(f, flat / f.name)
+    (flat / "broken.png").write_bytes(b"not a png")
+    (flat / "notes.txt").write_text("not an image")
+    return root, pf, result

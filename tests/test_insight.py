@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 
@@ -17,8 +16,6 @@ from tlapp.data.examples import Example, ScanReport, summarise
 from tlapp.data.label_issues import calibrate, confident_joint, find_issues, prune_by_noise_rate, thresholds
 from tlapp.rundir import RunDir
 from tlapp.training import curve
-
-from conftest import make_color_dataset
 
 # ---- confident learning, worked by hand --------------------------------------------------------------
 
@@ -154,28 +151,6 @@ def test_a_relabel_to_an_unknown_class_names_the_field(tmp_path) -> None:
 # ---- a real run: curve.json, label_issues.json, the CLI, and the next run obeying an exclusion ----------
 
 
-@pytest.fixture(scope="module")
-def mislabelled_run(tmp_path_factory):
-    """The default recipe (exact head) on colours where one red image sits in the green folder."""
-    from tlapp.config import project_from_dict
-    from tlapp.training.run import train
-
-    root = tmp_path_factory.mktemp("mislabelled")
-    data = make_color_dataset(root / "data", n=12)
-    shutil.move(str(data / "red" / "red_00.png"), str(data / "green" / "red_00.png"))
-    d = {
-        "name": "mislabelled",
-        "data": {"path": str(data), "val_fraction": 0.25, "seed": 1},
-        "backbone": {"name": "tiny_cnn", "weights": "none", "image_size": 32},
-        "export": {"formats": ["keras"], "verify": False},
-    }
-    pf = root / "project.yaml"
-    pf.write_text(json.dumps(d))
-    result = train(project_from_dict(d), root / "run", lambda e: None)
-    assert result.status == "completed", result
-    return root, pf, result
-
-
 def test_a_run_finds_the_mislabelled_image_and_forecasts(mislabelled_run) -> None:
     root, _, _ = mislabelled_run
     rd = RunDir(root / "run")
@@ -187,23 +162,39 @@ def test_a_run_finds_the_mislabelled_image_and_forecasts(mislabelled_run) -> Non
     assert card["label_issues"]["found"] == len(issues["issues"])
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tlapp", *args], capture_output=True, text=True, timeout=300)
+def _cli(capsys, *args: str) -> tuple[int, str, str]:
+    """``tlapp ARGS`` in this process (no TensorFlow start-up per call): exit code, stdout, stderr."""
+    from tlapp.cli.main import main
+
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
-def test_cli_curve_label_issues_and_the_exclusion_the_next_run_obeys(mislabelled_run) -> None:
+def test_cli_curve_label_issues_and_the_exclusion_the_next_run_obeys(mislabelled_run, capsys) -> None:
     root, pf, _ = mislabelled_run
     run = str(root / "run")
-    out = _cli("curve", run, "--json", "--target", "0.999")
-    assert out.returncode == 0, out.stderr
-    doc = json.loads(out.stdout)
+    code, out, err = _cli(capsys, "curve", run, "--json", "--target", "0.999")
+    assert code == 0, err
+    doc = json.loads(out)
     assert doc["target"]["accuracy"] == 0.999 and len(doc["points"]) == len(curve.FRACTIONS)
-    bad = _cli("curve", run, "--target", "1.5")
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: --target")
-    out = _cli("label-issues", run)
-    assert out.returncode == 0 and "green/red_00.png" in out.stdout and "suggested red" in out.stdout
-    out = _cli("label-issues", run, "--exclude", "green/red_00.png", "--project", str(pf))
-    assert out.returncode == 0, out.stderr
+    code, _, err = _cli(capsys, "curve", run, "--target", "1.5")
+    assert code == 2 and err.strip().splitlines()[-1].startswith("error: --target")
+    code, out, _ = _cli(capsys, "label-issues", run)
+    assert code == 0 and "green/red_00.png" in out and "suggested red" in out
+    code, _, err = _cli(capsys, "label-issues", run, "--exclude", "green/red_00.png")
+    assert code == 2 and "--project FILE" in err
+    proc = subprocess.run(  # one real process end to end: the command as a person types it
+        [sys.executable, "-m", "tlapp", "label-issues", run, "--exclude", "green/red_00.png", "--project", str(pf)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
     from tlapp.config import load_project
     from tlapp.data.sources import scan_project
 

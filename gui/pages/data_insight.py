@@ -14,7 +14,7 @@ from typing import Any, Optional
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QImageReader, QPixmap
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -33,6 +33,7 @@ from tlapp.rundir import RunDir
 from tlapp.training.insight import read_curve, read_label_issues
 
 from ..theme import SERIES, muted_color, text_color
+from ..widgets import thumbnail
 
 ROWS = 60  # label-check rows shown (thumbnails decode on the GUI thread; the CLI lists them all)
 THUMB = 56
@@ -214,7 +215,7 @@ class LabelCheckView(QWidget):
         cell = QTableWidgetItem(it["text"][:160] if it.get("text") else it["key"])
         cell.setToolTip(it["path"])
         if not it.get("text"):
-            cell.setIcon(_thumb(it["path"]))
+            cell.setIcon(QIcon(thumbnail(it["path"], THUMB)))
         cells = [cell, QTableWidgetItem(it["given"]), QTableWidgetItem(it["suggested"])]
         cells.append(QTableWidgetItem(f"{it['self_confidence']:.3f}"))
         for c, item in enumerate(cells):
@@ -257,14 +258,3 @@ class LabelCheckView(QWidget):
         self.status.setText(
             f"Saved in {where}: the next run leaves out {len(d.exclude)} and relabels {len(d.relabel)} example(s)."
         )
-
-
-def _thumb(path: str) -> Any:
-    from PySide6.QtGui import QIcon
-
-    reader = QImageReader(path)
-    size = reader.size()
-    if size.isValid():
-        reader.setScaledSize(size.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio))
-    image = reader.read()
-    return QIcon(QPixmap.fromImage(image)) if not image.isNull() else QIcon()

@@ -28,6 +28,7 @@ from ..empty import EmptyState
 from ..widgets import ThumbGrid, open_folder
 from .base import WizardPage
 from .data_insight import LabelCheckView, MoreDataPanel
+from .label_next import LabelNextPanel
 from .lm_views import BeforeAfterView
 
 
@@ -115,6 +116,8 @@ class EvaluatePage(WizardPage):
         self.tabs.addTab(wrong, "Misclassified")
         self.tabs.addTab(self.more_data, "More data?")
         self.tabs.addTab(self.label_check, "Check labels")
+        self.label_next = LabelNextPanel(state)
+        self.tabs.addTab(self.label_next, "Label next")
         # One splitter, so the matrix keeps its room whatever a tab below asks for; the person can drag it.
         self.split = QSplitter(Qt.Orientation.Vertical)
         self.split.setObjectName("evaluateSplit")
@@ -158,6 +161,7 @@ class EvaluatePage(WizardPage):
             self.report_btn.setEnabled(False)
             self.more_data.show_run(None)
             self.label_check.show_run(None)
+            self.label_next.show_run(None, [], False)
             return
         rd = RunDir(self.state.run_dir)
         if lm:
@@ -194,6 +198,10 @@ class EvaluatePage(WizardPage):
         self.show_cell(-1, -1)
         self.more_data.show_run(rd)
         self.label_check.show_run(rd)
+        task = self.state.project.task.type
+        self.label_next.show_run(
+            rd.root if task.is_single_label else None, self.evaluation.get("classes", []), task.is_text
+        )
 
     def fill_matrix(self) -> None:
         classes = self.evaluation.get("classes", [])

@@ -1,7 +1,7 @@
-"""``tlapp curve`` and ``tlapp label-issues``: what a finished run says about its data.
+"""``tlapp curve``, ``tlapp label-issues`` and ``tlapp suggest``: what a finished run says about its data.
 
-How much more data would help (a learning curve with its forecast), which labels look wrong, and the
-person's decisions about them, written into the project file's ``data.exclude`` / ``data.relabel``
+How much more data would help (a learning curve with its forecast), which unlabeled examples to label
+first, which labels look wrong, and the person's decisions about them, written into the project file's ``data.exclude`` / ``data.relabel``
 (never by touching their files) for the next run to use.
 """
 
@@ -124,3 +124,34 @@ def _decide(project: Optional[Path], exclude: list[str], relabel: list[str], kee
         f"{project}: {len(proj.data.exclude)} excluded, {len(proj.data.relabel)} relabelled (the next run uses them)",
         highlight=False,
     )
+
+
+@app.command()
+def suggest(
+    run: Path,
+    source: Path,
+    n: int = typer.Option(20, "--n", help="How many to suggest."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """What to label next: the unlabeled images (a folder) or texts (.txt/.csv) that would help most."""
+    from rich.progress import Progress
+
+    from tlapp.cli.app import err
+    from tlapp.deploy.suggest import suggest as rank_unlabeled
+
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("embedding the unlabeled examples", total=None)
+        s = rank_unlabeled(run, source, n, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if as_json:
+        dump({"items": s.items, "skipped": s.skipped, "unlabeled": s.unlabeled})
+        return
+    out.print(
+        f"label these first ({len(s.items)} of {s.unlabeled}: least sure, and unlike each other):", highlight=False
+    )
+    for it in s.items:
+        what = it.get("path") or it["text"][:100]
+        out.print(
+            f"  {it['rank']:3d}. {what}  (looks like {it['predicted']}, margin {it['margin']:.2f})", highlight=False
+        )
+    for sk in s.skipped[:20]:
+        out.print(f"  skipped {sk['path']}: {sk['reason']}", highlight=False)
