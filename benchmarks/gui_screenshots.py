@@ -197,6 +197,16 @@ def run(out: Path, data: Path) -> None:
     for i, name in ((1, "6-evaluate-more-data"), (2, "6-evaluate-check-labels")):
         ev.tabs.setCurrentIndex(i)
         w.shot(name)
+    pool = w.work / "unlabeled"  # photos the run did not train on (the last 4 of each class), as links
+    pool.mkdir(exist_ok=True)
+    for c in sorted(p for p in data.iterdir() if p.is_dir()):
+        for f in sorted(c.iterdir())[-4:]:
+            if not (pool / f.name).exists():
+                os.link(f, pool / f.name)
+    ev.tabs.setCurrentIndex(3)
+    ev.label_next.start(str(pool), 12)
+    w.wait(lambda: ev.label_next.list.count() > 0 or "error" in ev.label_next.status.text().lower())
+    w.shot("6-evaluate-label-next")
     ev.tabs.setCurrentIndex(0)
     w.next()
     ex = w.win.pages[6]

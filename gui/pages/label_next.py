@@ -99,6 +99,7 @@ class LabelNextPanel(QWidget):
         row.addWidget(self.count)
         row.addWidget(self.cancel)
         row.addWidget(self.bar, 1)
+        row.addStretch(1)
         lay = QVBoxLayout(self)
         lay.addWidget(self.intro)
         lay.addLayout(row)
@@ -112,7 +113,8 @@ class LabelNextPanel(QWidget):
         self.list.clear()
         while self.targets.count():
             w = self.targets.takeAt(0).widget()
-            if w is not None:
+            if w is not None:  # off the panel now: a widget only scheduled for deletion still paints
+                w.setParent(None)
                 w.deleteLater()
         if classes:
             self.targets.addWidget(QLabel("Label as:"))
