@@ -227,3 +227,15 @@ def test_the_wizard_shows_the_curve_and_saves_label_decisions_into_the_project(m
     assert "leaves out 1" in lc.status.text()
     lc.show_run(RunDir(root / "run"))  # reopened: the decision shows as made
     assert lc.table.cellWidget(0, 4).currentText() == "exclude"
+
+
+def test_a_large_run_measures_its_curve_on_a_sample_and_forecasts_for_all_of_it(tmp_path, monkeypatch) -> None:
+    from tlapp.training import insight
+
+    monkeypatch.setattr(insight, "CURVE_MAX", 120)
+    x, y = _blobs(75)  # 300 examples, 4 classes
+    a = insight.write_curve(
+        RunDir(tmp_path), x, y, TaskType.image_classification, 4, 1e-2, None, "images", list("abcd")
+    )
+    assert max(p["per_class"] for p in a["points"]) <= 120 / 4 and a["n_now"] == 75
+    assert json.loads(RunDir(tmp_path).curve.read_text())["analysis"]["n_now"] == 75
