@@ -37,6 +37,7 @@ class TaskType(str, Enum):
     text_classification = "text_classification"
     text_multi_label = "text_multi_label"
     sft = "sft"  # supervised fine-tuning of a causal language model on prompt -> response pairs
+    dpo = "dpo"  # preference tuning of a causal language model on prompt / chosen / rejected triples
 
     @property
     def is_text(self) -> bool:
@@ -44,7 +45,8 @@ class TaskType(str, Enum):
 
     @property
     def is_generative(self) -> bool:
-        return self is TaskType.sft
+        """A language model (sft or dpo): pairs in, a chat model out; no head, no classes."""
+        return self in (TaskType.sft, TaskType.dpo)
 
     @property
     def is_multi_label(self) -> bool:
@@ -55,8 +57,34 @@ class TaskType(str, Enum):
         return self in (TaskType.image_classification, TaskType.text_classification)
 
 
+class Preference(_Strict):
+    """Direct Preference Optimization (Rafailov et al., 2023) settings of a task ``dpo``."""
+
+    beta: float = Field(
+        0.1, gt=0.0, le=10.0, description="How far the tuned model may move from the reference (smaller: further)."
+    )
+    loss: Literal["sigmoid", "ipo"] = Field(
+        "sigmoid",
+        description="sigmoid: the DPO paper's loss; ipo: Azar et al.'s squared loss on length-averaged log-probs, "
+        "which does not push a margin without bound.",
+    )
+    sft_weight: float = Field(
+        0.0,
+        ge=0.0,
+        le=10.0,
+        description="Adds this times the chosen answer's next-token loss (RPO): keeps the chosen answers likely.",
+    )
+
+
 class Task(_Strict):
     type: TaskType = TaskType.image_classification
+    preference: Preference = Field(default_factory=Preference, description="Task dpo only: the preference loss.")
+
+    @model_validator(mode="after")
+    def _preference_only_for_dpo(self) -> "Task":
+        if self.preference != Preference() and self.type is not TaskType.dpo:
+            raise ValueError(f"task.preference is for task dpo; task is {self.type.value!r}")
+        return self
 
 
 class Data(_Strict):
@@ -374,13 +402,12 @@ class Project(_Strict):
 
     @model_validator(mode="after")
     def _data_fits_task(self) -> "Project":
-        sft, pairs = self.task.type == TaskType.sft, self.data.source == "pairs"
-        if sft and not pairs:
-            raise ValueError(
-                f"task sft reads prompt/response pairs: set data.source to 'pairs' (got {self.data.source!r})"
-            )
-        if pairs and not sft:
-            raise ValueError(f"data.source 'pairs' is for task sft; task is {self.task.type.value!r}")
+        lm, pairs, t = self.task.type.is_generative, self.data.source == "pairs", self.task.type.value
+        if lm and not pairs:
+            what = "prompt/chosen/rejected triples" if t == "dpo" else "prompt/response pairs"
+            raise ValueError(f"task {t} reads {what}: set data.source to 'pairs' (got {self.data.source!r})")
+        if pairs and not lm:
+            raise ValueError(f"data.source 'pairs' is for tasks sft and dpo; task is {t!r}")
         return self
 
     @model_validator(mode="after")
@@ -470,6 +497,8 @@ def load_project(path: str | Path) -> Project:
 def project_to_yaml(project: Project, exclude_defaults: bool = False, compact_phases: bool = True) -> str:
     d = project.model_dump(mode="json", exclude_defaults=exclude_defaults)
     d["schema_version"] = project.schema_version
+    if project.task.type is not TaskType.dpo:
+        d.get("task", {}).pop("preference", None)  # settings of another task: not part of this project's file
     if compact_phases and d.get("train", {}).get("phases"):
         # Each phase with only what differs from a phase's defaults: `{name: head, solver: exact}` reads as
         # what it is, where every default spelled out would look like settings that apply.

@@ -59,6 +59,9 @@ FINETUNE = {
 # paraphrases of a new fact: 36 steps at 1e-3 learnt it and kept "Paris"; 3e-3 learnt it too but then
 # called France's capital "La Médicion".)
 SFT_LR = 1e-3
+# DPO moves the model away from where it starts, not towards fixed answers: half SFT's rate (measured in
+# benchmarks/dpo.py: held-out preference accuracy and "Paris" kept on SmolLM2 with LoRA rank 8).
+DPO_LR = 5e-4
 # Optimizer steps each preset aims for, and its epoch limits: a few pairs need many passes to be learnt,
 # thousands need one or two (more would only memorise them).
 SFT_STEPS = {"fast": (24, 1, 8), "balanced": (40, 2, 12), "best": (80, 2, 20)}
@@ -83,13 +86,14 @@ def sft_epochs(preset: str, n_train: int, batch_size: int) -> int:
     return int(min(most, max(least, -(-target // steps))))
 
 
-def sft_phase(epochs: int = 4) -> Phase:
-    """The default fine-tuning of a language model (stops when held-out loss stops improving)."""
+def sft_phase(epochs: int = 4, task: TaskType = TaskType.sft) -> Phase:
+    """The default tuning of a language model, SFT or DPO (stops when held-out loss stops improving)."""
+    dpo = task is TaskType.dpo
     return Phase(
-        name="sft",
+        name="dpo" if dpo else "sft",
         epochs=epochs,
         optimizer="adamw",
-        learning_rate=SFT_LR,
+        learning_rate=DPO_LR if dpo else SFT_LR,
         schedule="cosine",
         freeze=FreezePlan(mode="lora", rank=8),
         use_embedding_cache=False,
@@ -130,7 +134,7 @@ def propose_phases(project: Project, n_train: int) -> list[Phase]:
     t, task = project.train, project.task.type
     preset = "balanced" if t.preset == "custom" else t.preset
     if task.is_generative:
-        return [sft_phase(sft_epochs(preset, n_train, t.batch_size))]
+        return [sft_phase(sft_epochs(preset, n_train, t.batch_size), task)]
     phases = [head_phase(bool(project.head.hidden))]
     if PRESETS[preset]["epochs"] or t.finetune == "always":
         phases.append(finetune_phase(task, preset, mirrors(project)))

@@ -45,6 +45,8 @@ class RunDir:
     status_file = property(lambda self: self.root / "status.json")
     events = property(lambda self: self.root / "events.jsonl")
     history = property(lambda self: self.root / "history.csv")
+    # dpo: the starting model's log-probs of every chosen and rejected answer, computed once per run
+    reference = property(lambda self: self.root / "reference_logps.json")
     metrics = property(lambda self: self.root / "metrics.json")
     evaluation = property(lambda self: self.root / "evaluation.json")
     evaluation_test = property(lambda self: self.root / "evaluation_test.json")  # only when there is a test split

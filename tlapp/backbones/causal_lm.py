@@ -120,6 +120,20 @@ def install_default() -> Path:
     return ensure_converted()
 
 
+def model_folder(path: str | Path) -> Path:
+    """``backbone.weights`` as a model folder: a Hugging Face folder as given, or a finished sft/dpo run's
+    folder, whose merged export (``export/preset``) is the model it made (DPO after SFT starts there)."""
+    folder = Path(path).expanduser()
+    if (folder / "export" / "preset" / "config.json").is_file():
+        return folder / "export" / "preset"
+    if (folder / "config.yaml").is_file() and not (folder / "config.json").is_file():
+        raise WeightsError(
+            f"backbone.weights: {folder} is a tlapp run without a merged model (export/preset); "
+            "is it a finished sft run?"
+        )
+    return folder
+
+
 def load_folder(folder: Path, load_weights: bool = True) -> tuple[Any, Tokenizer]:
     """A Hugging Face (or tlapp-exported) Llama folder: keras-hub backbone + tokenizer."""
     kh = quiet_keras_hub()
@@ -221,7 +235,7 @@ def build_language_model(cfg: BackboneCfg) -> LanguageModel:
     """The configured causal LM, offline: the store's converted default, a folder, or the tiny test model."""
     entry, max_len, opts = check_backbone(cfg, "lm")
     w = cfg.weights.strip()
-    if entry.name == "tiny_llama":
+    if entry.name == "tiny_llama" and w.lower() in PRETRAINED + ("none",):  # a folder: a tuned tiny model
         backbone, tok = _tiny(opts)
         return LanguageModel(
             backbone,
@@ -235,7 +249,7 @@ def build_language_model(cfg: BackboneCfg) -> LanguageModel:
             pretrained=False,
         )
     folder = (
-        Path(w).expanduser()
+        model_folder(w)
         if w.lower() not in PRETRAINED + ("none",)
         else (ensure_converted(entry.name) if entry.name == SMOLLM2 else store_folder(entry.name))
     )
@@ -263,5 +277,5 @@ def tokenizer_for(cfg: BackboneCfg) -> Tokenizer:
     """The configured model's tokenizer, without TensorFlow (a folder in backbone.weights, or the catalog's)."""
     w = cfg.weights.strip()
     if w.lower() not in PRETRAINED + ("none",):
-        return folder_tokenizer(Path(w).expanduser())
+        return folder_tokenizer(model_folder(w))
     return catalog_tokenizer(cfg.name)

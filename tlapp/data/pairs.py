@@ -93,8 +93,8 @@ def _from_record(rec: Any, line: int) -> tuple[Optional[Pair], Optional[str]]:
     return Pair((("user", prompt),), response, line), None
 
 
-def _records(path: Path) -> list[tuple[int, Any, Optional[str]]]:
-    """(line, record, parse error) for a JSONL file or the rows of a CSV/TSV."""
+def records(path: Path, columns: tuple[str, ...] = ("prompt", "response")) -> list[tuple[int, Any, Optional[str]]]:
+    """(line, record, parse error) for a JSONL file or the rows of a CSV/TSV (which must have ``columns``)."""
     data = path.read_bytes()
     if len(data) > MAX_FILE_BYTES:
         raise DataError(f"{path}: {len(data) / 2**20:.0f} MB is over the {MAX_FILE_BYTES // 2**20} MB limit for pairs")
@@ -110,12 +110,12 @@ def _records(path: Path) -> list[tuple[int, Any, Optional[str]]]:
                 out.append((i, None, f"not valid JSON ({e.msg} at column {e.colno})"))
         return out
     if path.suffix.lower() not in (".csv", ".tsv"):
-        raise DataError(f"{path}: pairs are read from .jsonl (prompt/response or messages) or .csv/.tsv")
+        raise DataError(f"{path}: pairs are read from .jsonl or .csv/.tsv (columns {', '.join(columns)})")
     reader = csv.DictReader(io.StringIO(text), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-    missing = {"prompt", "response"} - set(reader.fieldnames or [])
+    missing = set(columns) - set(reader.fieldnames or [])
     if missing:
         raise DataError(
-            f"{path}: needs columns prompt and response; missing {', '.join(sorted(missing))} "
+            f"{path}: needs columns {', '.join(columns)}; missing {', '.join(sorted(missing))} "
             f"(columns: {', '.join(reader.fieldnames or [])})"
         )
     return [(reader.line_num, dict(row), None) for row in reader]
@@ -127,7 +127,7 @@ def scan_pairs(source: str | Path) -> PairsReport:
         raise DataError(f"{path}: pairs file does not exist")
     report = PairsReport(str(path))
     seen: dict[tuple[Any, ...], list[int]] = {}
-    for line, rec, err in _records(path):
+    for line, rec, err in records(path):
         pair, why = (None, err) if err else _from_record(rec, line)
         if pair is None:
             report.problems.append({"line": line, "reason": why or "unusable"})

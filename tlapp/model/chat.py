@@ -95,17 +95,21 @@ def bucketed_batches(
     for length, group in sorted(by.items()):
         order = rng.permutation(len(group))
         for s in range(0, len(group), batch_size):
-            chunk = [group[i] for i in order[s : s + batch_size]]
-            ids = np.full((len(chunk), length), pad_id, np.int32)
-            labels = np.full((len(chunk), length), pad_id, np.int32)
-            mask = np.zeros((len(chunk), length), bool)
-            weight = np.zeros((len(chunk), length), np.float32)
-            for r, it in enumerate(chunk):
-                n = len(it.ids) - 1
-                ids[r, :n], labels[r, :n], mask[r, :n] = it.ids[:-1], it.ids[1:], True
-                weight[r, :n] = it.weights[1:]
-            batches.append({"token_ids": ids, "padding_mask": mask, "labels": labels, "sample_weight": weight})
+            batches.append(padded_rows([group[i] for i in order[s : s + batch_size]], length, pad_id))
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def padded_rows(items: Sequence[Encoded], length: int, pad_id: int) -> dict[str, np.ndarray]:
+    """Next-token rows of ``items``, padded to ``length``: inputs, labels (shifted by one) and loss weights."""
+    ids = np.full((len(items), length), pad_id, np.int32)
+    labels = np.full((len(items), length), pad_id, np.int32)
+    mask = np.zeros((len(items), length), bool)
+    weight = np.zeros((len(items), length), np.float32)
+    for r, it in enumerate(items):
+        n = len(it.ids) - 1
+        ids[r, :n], labels[r, :n], mask[r, :n] = it.ids[:-1], it.ids[1:], True
+        weight[r, :n] = it.weights[1:]
+    return {"token_ids": ids, "padding_mask": mask, "labels": labels, "sample_weight": weight}
 
 
 def suggest_length(

@@ -25,6 +25,8 @@ def metric_name(task: TaskType) -> str:
     """The metric compiled into the model, shown in charts and logs ("val_" + it on validation)."""
     if task == TaskType.sft:
         return "perplexity"
+    if task == TaskType.dpo:
+        return "reward_accuracy"
     return "mae" if task == TaskType.regression else "accuracy"
 
 

@@ -33,6 +33,19 @@ class RunResult:
         return asdict(self)
 
 
+def write_history(path: Any, rows: list[dict[str, Any]]) -> None:
+    """``history.csv``: one row per record, the union of their keys as columns (first seen first)."""
+    import csv
+
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+
+
 def progress(log: EventLog, stage: str, unit: str = "") -> Callable[[int, int], None]:
     """A ``(done, total)`` callback that emits PROGRESS events for one long step, with speed and time left
     (``stage`` may name ``{total}``; ``unit`` "" counts steps). The one home of progress events."""

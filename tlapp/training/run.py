@@ -9,7 +9,6 @@ frozen; the best epoch's weights are kept, evaluated, exported and verified.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import shutil
@@ -62,6 +61,7 @@ from tlapp.training.estimate import speed as estimate_speed
 from tlapp.training.finish import finish_run
 from tlapp.training.lifecycle import RunResult
 from tlapp.training.recipe import run_recipe
+from tlapp.training.dpo import DpoRun
 from tlapp.training.sft import SftRun
 
 tf, keras = quiet_import()
@@ -456,13 +456,7 @@ class Run:
             self.checkpoint(i, phase, done[-1], opt)
 
     def write_history(self) -> None:
-        keys: list[str] = []
-        for r in self.history:
-            keys += [k for k in r if k not in keys]
-        with open(self.run_dir.history, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(self.history)
+        lifecycle.write_history(self.run_dir.history, self.history)
 
     # ---- whole run ---------------------------------------------------------
     def run(self, resume: bool) -> RunResult:
@@ -677,9 +671,12 @@ def _train_locked(
         project = absolute_data_path(project, project_file)
         rd.write_resolved_config(project)
     log = EventLog(rd.events, on_event)
+    task = project.task.type
     run: Run | SftRun = (
-        SftRun(project, rd, log, should_stop, shared=shared)
-        if project.task.type.is_generative
+        DpoRun(project, rd, log, should_stop, shared=shared)
+        if task is TaskType.dpo
+        else SftRun(project, rd, log, should_stop, shared=shared)
+        if task.is_generative
         else Run(project, rd, log, should_stop, project_file, shared=shared)
     )
     rd.write_status("running")

@@ -91,6 +91,7 @@ class SftRun:
     best: dict[str, Any] = field(default_factory=dict)
     best_values: Optional[list[np.ndarray]] = None
     step_seconds: list[float] = field(default_factory=list)
+    step_log: list[dict[str, Any]] = field(default_factory=list)  # each step's figures (history.csv)
     phases: list[Phase] = field(default_factory=list)
     # A multi-worker run's other workers write to a scratch folder and read the chief's split and checkpoint.
     shared: Optional[RunDir] = None
@@ -105,22 +106,25 @@ class SftRun:
         return self.shared or self.run_dir
 
     # ---- data ---------------------------------------------------------------
+    NOUN = "pair"  # what one example is called in messages
+
+    def read_data(self) -> Any:
+        return scan_pairs(self.project.data.path or "")
+
+    def encode_data(self, lm: LanguageModel) -> tuple[list[Any], dict[str, Any]]:
+        """Each example's encoding (None where it does not fit) aligned with the scan, and the token report."""
+        truncate = self.project.data.too_long == "truncate"
+        assert self.report is not None
+        enc = chat.encode_all(self.report.pairs, lm.tokenizer, lm.max_len, truncate, lm.system)
+        return enc, chat.token_report(enc, self.report.pairs, lm.max_len)
+
     def prepare(self, resume: bool) -> None:
-        p = self.project
-        self.report = scan_pairs(p.data.path or "")
+        p, noun = self.project, self.NOUN
+        self.report = self.read_data()
         self.report.require_usable(2)
-        self.stage(f"loading the language model {p.backbone.name}")
-        self.lm = build_language_model(p.backbone)
-        self.stage(f"loading the language model {p.backbone.name}", done=True)
-        if not self.lm.pretrained and not self.lm.entry.test_only:
-            raise WeightsError(
-                f"backbone.weights: 'none' would fine-tune a randomly initialised {self.lm.entry.name}; "
-                "use 'pretrained' or a model folder"
-            )
-        lm = self.lm
-        enc = chat.encode_all(self.report.pairs, lm.tokenizer, lm.max_len, p.data.too_long == "truncate", lm.system)
+        lm = self.load_model()
+        enc, tokens = self.encode_data(lm)
         self.encoded = {pair.line: e for pair, e in zip(self.report.pairs, enc) if e is not None}
-        tokens = chat.token_report(enc, self.report.pairs, lm.max_len)
         dropped = [pair.line for pair, e in zip(self.report.pairs, enc) if e is None]
         scan = {**self.report.as_dict(), "tokens": tokens, "dropped_lines": dropped}
         self.run_dir.scan.write_text(json.dumps(scan, indent=2))
@@ -128,7 +132,7 @@ class SftRun:
         self.log.emit(
             SCAN,
             source=self.report.source,
-            counts={"pairs": len(self.report.pairs)},
+            counts={f"{noun}s": len(self.report.pairs)},
             n_good=len(self.report.pairs),
             used=len(self.report.pairs) - len(dropped),
             bad=bad,
@@ -141,23 +145,28 @@ class SftRun:
         if self.report.duplicates:
             self.log.emit(
                 WARNING,
-                message=f"{len(self.report.duplicates)} pair(s) repeated (lines "
+                message=f"{len(self.report.duplicates)} {noun}(s) repeated (lines "
                 f"{', '.join('/'.join(map(str, d)) for d in self.report.duplicates[:5])}); each is used once",
             )
         if tokens["over_limit_lines"]:
             what = "truncated (oldest prompt tokens first)" if p.data.too_long == "truncate" else "dropped"
             self.log.emit(
                 WARNING,
-                message=f"{len(tokens['over_limit_lines'])} pair(s) are longer than "
-                f"{self.lm.max_len} tokens and were {what}: lines "
+                message=f"{len(tokens['over_limit_lines'])} {noun}(s) are longer than "
+                f"{lm.max_len} tokens and were {what}: lines "
                 f"{', '.join(map(str, tokens['over_limit_lines'][:10]))} (backbone.sequence_length)",
             )
         keep = [pair for pair, e in zip(self.report.pairs, enc) if e is not None]
         if len(keep) < 2:
             raise DataError(
-                f"{self.report.source}: {len(keep)} pair(s) fit in {self.lm.max_len} tokens; raise "
+                f"{self.report.source}: {len(keep)} {noun}(s) fit in {lm.max_len} tokens; raise "
                 "backbone.sequence_length or set data.too_long: truncate"
             )
+        self.make_split(keep, resume)
+
+    def make_split(self, keep: list[Any], resume: bool) -> None:
+        """The seeded split of the usable examples, or on resume the one the run saved."""
+        p = self.project
         saved = self.src.read_json(self.src.split) if resume else None
         if saved:
             by_line = {pair.line: pair for pair in keep}
@@ -166,6 +175,18 @@ class SftRun:
         else:
             self.split = split_pairs(keep, p.data.val_fraction, p.data.test_fraction, p.data.seed)
             self.run_dir.split.write_text(json.dumps(self.split.as_dict(), indent=1))
+
+    def load_model(self) -> LanguageModel:
+        p = self.project
+        self.stage(f"loading the language model {p.backbone.name}")
+        self.lm = build_language_model(p.backbone)
+        self.stage(f"loading the language model {p.backbone.name}", done=True)
+        if not self.lm.pretrained and not self.lm.entry.test_only:
+            raise WeightsError(
+                f"backbone.weights: 'none' would fine-tune a randomly initialised {self.lm.entry.name}; "
+                "use 'pretrained' or a model folder"
+            )
+        return self.lm
 
     def stage(self, what: str, done: bool = False, total: int = 1, count: int = 0) -> None:
         """A step that is not an epoch, for the progress bar (the first training step's graph tracing, the
@@ -252,7 +273,40 @@ class SftRun:
             self.keep_best(phases)
         if not chief:
             return lifecycle.worker_done(self.log, self.src, place.plan.worker, [])
-        return finish_sft(self, before or [])
+        return self.finish(before or [])
+
+    # ---- what one step trains and reports (a preference run overrides these) ----
+    METRICS = ("loss", "token_accuracy")
+
+    def make_step(self, model: Any, opt: Any, strategy: Any) -> Callable[[dict[str, np.ndarray]], Any]:
+        """batch -> ({metric: batch mean}, weight): the SFT step weighs its means by answer tokens."""
+        step = train_step(model, opt, strategy)
+
+        def run(batch: dict[str, np.ndarray]) -> tuple[dict[str, float], float]:
+            loss, acc, n = step(batch)
+            return {"loss": loss, "token_accuracy": acc}, n
+
+        return run
+
+    def make_evaluator(self, model: Any) -> Callable[[list[dict[str, np.ndarray]]], dict[str, float]]:
+        return evaluator(model)
+
+    def derived(self, logs: dict[str, float]) -> dict[str, float]:
+        """What is shown and logged from a step's or an epoch's means (SFT adds perplexity)."""
+        return {**logs, "perplexity": perplexity(logs["loss"])}
+
+    def sums(self, saved: Any) -> dict[str, float]:
+        """Running sums of an epoch's metrics: zero, or what a mid-epoch checkpoint saved."""
+        if isinstance(saved, list):  # checkpoints before 2026-12: [loss, token accuracy, tokens]
+            saved = {"loss": saved[0], "token_accuracy": saved[1], "_n": saved[2]}
+        zero = dict.fromkeys((*self.METRICS, "_n"), 0.0)
+        return {**zero, **(saved or {})}
+
+    def finish(self, before: list[str]) -> RunResult:
+        return finish_sft(self, before)
+
+    def preference_before(self, pairs: list[Any]) -> Any:
+        return None  # a preference run's figure; SFT has none
 
     def run_phase(self, i: int, phase: Phase, start_epoch: int, state: Optional[dict[str, Any]]) -> None:
         lm, p = self.model_lm, self.project
@@ -280,18 +334,19 @@ class SftRun:
         )
         opt = make_optimizer(phase, steps)
         place = self.placement
-        step = train_step(model, opt, place.strategy if place is not None and place.distributed else None)
+        step = self.make_step(model, opt, place.strategy if place is not None and place.distributed else None)
         if state:
             trainables.load_weights(self.src.last_checkpoint / "model.weights.h5")
             ckpt.restore_optimizer(self.src.last_checkpoint, opt, model.trainable_variables)
             self.history, self.best = state.get("history", []), state.get("best", {})
+            self.step_log = state.get("step_log", [])
             if self.src.best_weights.is_file() and self.best:
                 keep = trainables.values()
                 trainables.load_weights(self.src.best_weights)
                 self.best_values = trainables.values()
                 trainables.assign(keep)
             self.log.emit(RESUME, phase=i, epoch=start_epoch + 1, step=int(state.get("step_done", 0)) + 1)
-        evaluate = evaluator(model)
+        evaluate = self.make_evaluator(model)
         val = self.batches(self.split.val, 0) if self.split and self.split.val else []
         cb = EventCallback(
             self.log,
@@ -307,10 +362,10 @@ class SftRun:
         es, wait = phase.early_stopping, 0
         # A checkpoint written mid-epoch says how many of that epoch's batches are done, and their sums.
         skip = int(state.get("step_done", 0)) if state else 0
-        partial = list(state.get("partial", [0.0, 0.0, 0.0])) if state and skip else [0.0, 0.0, 0.0]
+        partial = self.sums(state.get("partial") if state and skip else None)
         saved_at = time.time()
 
-        def save(epoch: int, step_done: int, sums: list[float]) -> None:
+        def save(epoch: int, step_done: int, sums: dict[str, float]) -> None:
             ckpt.save_checkpoint(
                 self.run_dir.last_checkpoint,
                 trainables,
@@ -323,40 +378,43 @@ class SftRun:
                     "phase_epochs": phase.epochs,
                     "best": self.best,
                     "history": self.history,
+                    "step_log": self.step_log,
                 },
             )
 
         for epoch in range(start_epoch, phase.epochs):
             cb.on_epoch_begin(epoch)
-            tot, acc, n = partial if epoch == start_epoch else (0.0, 0.0, 0.0)
+            sums = dict(partial) if epoch == start_epoch else self.sums(None)
             for b, batch in enumerate(self.batches(train_pairs, p.train.seed + epoch)[:steps]):
                 if epoch == start_epoch and b < skip:
                     continue  # done before the interruption (the batches are the same: same seed, same epoch)
                 if not self.step_seconds:
                     self.stage("preparing the first training step (tracing the model graph, once per run)")
                 t0 = time.time()
-                loss, a, k = step(batch)
+                values, k = step(batch)
                 self.step_seconds.append(time.time() - t0)
-                tot, acc, n = tot + loss * k, acc + a * k, n + k
+                for key, v in values.items():
+                    sums[key] += v * k
+                sums["_n"] += k
+                self.step_log.append(
+                    {"stage": "step", "phase": i, "epoch": epoch + 1, "step": len(self.step_log) - len(self.history) + 1}
+                    | self.derived(values)
+                )
                 cb.batch_size = batch["token_ids"].shape[0]  # pairs/s counts this batch, not the nominal size
                 try:
-                    cb.on_train_batch_end(b, {"loss": loss, "token_accuracy": a, "perplexity": perplexity(loss)})
+                    cb.on_train_batch_end(b, self.derived(values))
                 except Cancelled:
-                    save(epoch, b + 1, [tot, acc, n])  # this step is applied: keep it
+                    save(epoch, b + 1, sums)  # this step is applied: keep it
                     raise
                 if time.time() - saved_at >= CHECKPOINT_EVERY_S and b + 1 < steps:
-                    save(epoch, b + 1, [tot, acc, n])
+                    save(epoch, b + 1, sums)
                     saved_at = time.time()
-            logs = {
-                "loss": tot / max(n, 1.0),
-                "token_accuracy": acc / max(n, 1.0),
-                "perplexity": perplexity(tot / max(n, 1.0)),
-            }
+            logs = self.derived({k: v / max(sums["_n"], 1.0) for k, v in sums.items() if k != "_n"})
             if val:
                 logs.update({f"val_{k}": v for k, v in evaluate(val).items()})
             cb.on_epoch_end(epoch, logs)
             improved = self.epoch_done(i, phase, epoch, logs, trainables)
-            save(epoch + 1, 0, [0.0, 0.0, 0.0])
+            save(epoch + 1, 0, self.sums(None))
             saved_at = time.time()
             wait = 0 if improved else wait + 1
             if es and val and wait >= max(es.patience, 1):
@@ -370,6 +428,9 @@ class SftRun:
 
     def epoch_done(self, i: int, phase: Phase, epoch: int, logs: dict[str, float], trainables: Trainables) -> bool:
         self.history.append({"phase": i, "phase_name": phase.name, "epoch": epoch + 1, **logs})
+        # history.csv: every step's figures, then each epoch's (with the held-out ones), as the charts show them
+        self.step_log.append({"stage": "epoch", **self.history[-1]})
+        lifecycle.write_history(self.run_dir.history, self.step_log)
         metric = "val_loss" if "val_loss" in logs else "loss"
         value = logs[metric]
         if self.best and value >= self.best["value"]:

@@ -1,11 +1,15 @@
-"""The end of an SFT run: held-out metrics, before/after answers, export + fresh check, card."""
+"""The end of a language-model run (sft or dpo): held-out metrics, before/after answers, export + fresh
+check, model card. A dpo run adds its preference settings and the held-out preference accuracy of the
+starting model and of the tuned one."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import resource
 import statistics
 import time
+from pathlib import Path
 from typing import Any, Protocol
 
 from tlapp.backbones.catalog import weights_origin
@@ -14,7 +18,7 @@ from tlapp.base.errors import ExportError
 from tlapp.base.fsutil import atomic_write_text
 from tlapp.deploy.lm_export import export_lm, verify_lm
 from tlapp.events import EXPORT, VERIFY
-from tlapp.model.lm import causal_lm, evaluator
+from tlapp.model.lm import causal_lm
 from tlapp.rundir import versions
 from tlapp.training.lifecycle import RunResult, completed
 from tlapp.training.reports import hardware, md_table
@@ -41,6 +45,8 @@ class SftRun(Protocol):
     def sample_pairs(self) -> list[Any]: ...
     def answers(self, pairs: list[Any], who: str) -> list[str]: ...
     def prompts(self, pairs: list[Any]) -> list[list[int]]: ...
+    def make_evaluator(self, model: Any) -> Any: ...
+    def preference_before(self, pairs: list[Any]) -> Any: ...
     def stage(self, what: str, done: bool = False, total: int = 1, count: int = 0) -> None: ...
 
 
@@ -52,13 +58,15 @@ def finish_sft(run: SftRun, before: list[str]) -> RunResult:
     p, rd, lm = run.project, run.run_dir, run.model_lm
     split = run.split
     assert split is not None
-    evaluate = evaluator(causal_lm(lm.backbone))
+    evaluate = run.make_evaluator(causal_lm(lm.backbone))
     val = evaluate(run.batches(split.val, 0)) if split.val else None
     test = evaluate(run.batches(split.test, 0)) if split.test else None
     pairs = run.sample_pairs()
     after = run.answers(pairs, "tuned")
     samples = [
-        {"line": pr.line, "prompt": pr.prompt, "reference": pr.response, "before": b, "after": a}
+        {"line": pr.line, "prompt": pr.prompt, "reference": getattr(pr, "response", None) or pr.chosen}
+        | ({"rejected": pr.rejected} if hasattr(pr, "rejected") else {})
+        | {"before": b, "after": a}
         for pr, b, a in zip(pairs, before, after)
     ]
     last = run.phases[-1].freeze
@@ -106,7 +114,8 @@ def finish_sft(run: SftRun, before: list[str]) -> RunResult:
         }
     )
     metrics = {
-        "task": "sft",
+        "task": p.task.type.value,
+        "preference": preference_block(run, val, test),
         "final": final,
         "best": run.best,
         "history": run.history,
@@ -136,13 +145,35 @@ def finish_sft(run: SftRun, before: list[str]) -> RunResult:
     return completed(rd, run.log, [], metrics, export, final)
 
 
+def preference_block(run: SftRun, val: Any, test: Any) -> Any:
+    """A dpo run's settings, its data's hash and the preference accuracy of the starting and tuned models
+    on held-out triples (None for sft)."""
+    if run.project.task.type.value != "dpo":
+        return None
+    s, split = run.project.task.preference, run.split
+    assert split is not None and run.report is not None
+    held = [("val", split.val, val), ("test", split.test, test)]
+    return {
+        "beta": s.beta,
+        "loss": s.loss,
+        "sft_weight": s.sft_weight,
+        "reference": run.model_lm.weights_source,
+        "pairs_sha256": hashlib.sha256(Path(run.report.source).read_bytes()).hexdigest(),
+        "preference_accuracy": {
+            name: {"before": run.preference_before(pairs), "after": rep["preference_accuracy"], "n": len(pairs)}
+            for name, pairs, rep in held
+            if rep
+        },
+    }
+
+
 def card_data(run: SftRun, metrics: dict[str, Any]) -> dict[str, Any]:
     p, lm, rep = run.project, run.model_lm, run.report
     assert rep is not None and run.split is not None
     return {
         "schema": 1,
         "name": p.name,
-        "task": "sft",
+        "task": p.task.type.value,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "data": {
             "source": rep.source,
@@ -174,6 +205,7 @@ def card_data(run: SftRun, metrics: dict[str, Any]) -> dict[str, Any]:
             "best": run.best,
             "freeze_map": block_summary(layer_table(lm.backbone, lm.entry)),
         },
+        "preference": metrics["preference"],
         "metrics": {"val": metrics["val"], "test": metrics["test"], "speed": metrics["speed"]},
         "samples": metrics["samples"],
         "export": {k: v for k, v in (metrics["export"] or {}).items() if k != "verify"}
@@ -197,7 +229,12 @@ def render_card(card: dict[str, Any]) -> str:
     parts = [
         f"# Model card: {card['name']}",
         "",
-        "- Task: supervised fine-tuning (prompt -> response, ChatML)",
+        "- Task: "
+        + (
+            "preference tuning (DPO on prompt / chosen / rejected, ChatML)"
+            if card.get("preference")
+            else "supervised fine-tuning (prompt -> response, ChatML)"
+        ),
         f"- Base model: {b['name']} ({b['family']}, {b['params_m']:.1f} M params, licence {b['licence']})",
         f"- Weights: {b['weights']} — {b['weights_origin']}",
         f"- Trained: {how}; {t['trainable_params']:,} trainable parameters; at most {b['max_tokens']} tokens "
@@ -214,11 +251,31 @@ def render_card(card: dict[str, Any]) -> str:
         "## Metrics (held-out pairs)",
         "",
     ]
+    pr = card.get("preference")
     for name, rep in (("Validation", m["val"]), ("Test", m["test"])):
-        if rep:
+        if rep and pr:
+            parts.append(
+                f"- {name}: DPO loss {rep['loss']:.3f}, reward accuracy {rep['reward_accuracy']:.3f}, "
+                f"reward margin {rep['reward_margin']:.3f} (chosen {rep['chosen_reward']:.3f}, "
+                f"rejected {rep['rejected_reward']:.3f})"
+            )
+        elif rep:
             parts.append(
                 f"- {name}: loss {rep['loss']:.3f}, perplexity {rep['perplexity']:.2f}, "
                 f"token accuracy {rep['token_accuracy']:.3f}"
+            )
+    if pr:
+        parts += ["", "## Preference", ""]
+        parts.append(
+            f"DPO ({pr['loss']} loss, beta {pr['beta']:g}"
+            + (f", plus {pr['sft_weight']:g} x the chosen answers' next-token loss" if pr["sft_weight"] else "")
+            + f"); reference: the starting model, {pr['reference']}. Triples file sha256 {pr['pairs_sha256'][:16]}…"
+        )
+        for name, acc in pr["preference_accuracy"].items():
+            before = "n/a" if acc["before"] is None else f"{acc['before']:.3f}"
+            parts.append(
+                f"- Preference accuracy on {acc['n']} held-out {name} triples (chosen likelier per token than "
+                f"rejected): {before} before, {acc['after']:.3f} after"
             )
     if not m["val"]:
         parts.append("- No validation pairs (too few pairs to hold any out): nothing measures generalisation.")
