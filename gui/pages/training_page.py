@@ -155,7 +155,7 @@ class SummaryCard(QFrame):
         )
         self.setToolTip(f"Recipe: {s.recipe}" if s.recipe else "")
         self.open_btn.setEnabled(s.export_dir is not None)
-        self.copy_btn.setText("Copy generate command" if s.task == "sft" else "Copy predict command")
+        self.copy_btn.setText("Copy generate command" if s.task in ("sft", "dpo") else "Copy predict command")
         self.setVisible(True)
         self.setMinimumHeight(self.sizeHint().height())  # the splitter may not squash the result
 

@@ -16,9 +16,10 @@ from tlapp.presets import with_head, with_preset, with_proposed_phases
 def _report(project: Project, project_file: Path) -> Any:
     """The data as the run will see it (a scan of images/texts, or of prompt/response pairs)."""
     if project.task.type.is_generative:
-        from tlapp.data.pairs import scan_pairs
+        from tlapp.data.preferences import scan_lm_file
 
-        return scan_pairs(resolve_data_path(project, project_file) or Path(project.data.path or ""))
+        path = resolve_data_path(project, project_file) or Path(project.data.path or "")
+        return scan_lm_file(path, project.task.type)
     from tlapp.data.sources import scan_project
 
     return scan_project(project, project_file)

@@ -38,7 +38,8 @@ def init(
         "image_classification",
         "--task",
         help="image_classification | multi_label | regression | text_classification | "
-        "text_multi_label | sft (prompt/response pairs for a language model)",
+        "text_multi_label | sft (prompt/response pairs for a language model) | dpo (prompt/chosen/rejected "
+        "triples: teach it which answer you prefer)",
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing project file."),
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Text tasks: CSV text column."),
@@ -56,7 +57,7 @@ def init(
     extra = {"text_column": text_column, "label_column": label_column} if task_type.is_text else {}
     section = data_section(data, project, task_type, **extra)
     if task_type.is_generative:
-        _init_sft(project, data, section, backbone)
+        _init_sft(project, data, section, backbone, task_type)
         return
     report = None
     if task_type.is_text and section["source"] != "tfds":
@@ -75,30 +76,33 @@ def init(
         out.print(f"wrote {project}  (next: tlapp scan {data}  then  tlapp train {project})", highlight=False)
 
 
-def _init_sft(project: Path, data: str, section: dict, backbone: Optional[str]) -> None:
-    """Scan the pairs; size the sequence length from their token counts when the model's tokenizer is here."""
+def _init_sft(project: Path, data: str, section: dict, backbone: Optional[str], task: TaskType) -> None:
+    """Scan the pairs (or triples); size the sequence length from their token counts when the model's tokenizer
+    is here."""
     from tlapp.backbones.causal_lm import catalog_tokenizer, default_system
     from tlapp.config import DEFAULT_LM_BACKBONE
-    from tlapp.data.pairs import scan_pairs
+    from tlapp.data.preferences import scan_lm_file
     from tlapp.model.chat import suggest_length
 
-    report = scan_pairs(Path(data).expanduser())
+    report = scan_lm_file(Path(data).expanduser(), task)
     report.require_usable()
     name = backbone or DEFAULT_LM_BACKBONE
     seq, how = None, "the default sequence length"
+    convs = [c for t in report.pairs for c in ((t.as_chosen, t.as_rejected) if task is TaskType.dpo else (t,))]
     try:
         tok = catalog_tokenizer(name)
-        seq = suggest_length(report.pairs, tok.encode, tok.start_id, tok.end_id, default_system(tok.files))
+        seq = suggest_length(convs, tok.encode, tok.start_id, tok.end_id, default_system(tok.files))
         how = f"sequence length {seq} tokens (holds 95% of the conversations whole)"
     except TlappError as e:
         err.print(f"note: {e}; {how} is used", highlight=False)
     proj = starter_project(
-        project.stem, TaskType.sft, section, backbone=backbone, sequence_length=seq, n_pairs=len(report.pairs)
+        project.stem, task, section, backbone=backbone, sequence_length=seq, n_pairs=len(report.pairs)
     )
+    noun = "triples" if task is TaskType.dpo else "pairs"
     check_backbone(proj.backbone)
     save_project(proj, project)
     out.print(
-        f"wrote {project}: {len(report.pairs)} pairs ({len(report.problems)} unusable, {len(report.duplicates)} "
+        f"wrote {project}: {len(report.pairs)} {noun} ({len(report.problems)} unusable, {len(report.duplicates)} "
         f"repeated), {how}; LoRA rank 8, batch 4, {proj.train.phases[0].epochs} epochs  (next: tlapp train "
         f"{project})",
         highlight=False,
@@ -128,8 +132,8 @@ def scan_cmd(
     task: str = typer.Option("image_classification", "--task"),
 ) -> None:
     """Decode every file (or read every text row) and report counts, imbalance and unusable entries."""
-    if task.replace("-", "_") == TaskType.sft.value:
-        _scan_pairs(data, as_json)
+    if task.replace("-", "_") in (TaskType.sft.value, TaskType.dpo.value):
+        _scan_pairs(data, as_json, task.replace("-", "_"))
         return
     report = scan_data(data, task.replace("-", "_"))
     if as_json:
@@ -139,14 +143,15 @@ def scan_cmd(
     report.require_usable()
 
 
-def _scan_pairs(data: Path, as_json: bool) -> None:
-    """Pairs, problems and repeats; token lengths too when the default language model's tokenizer is here."""
+def _scan_pairs(data: Path, as_json: bool, task: str = "sft") -> None:
+    """Pairs (or triples), problems and repeats; token lengths too when the default language model's tokenizer
+    is here."""
     from tlapp.config import DEFAULT_LM_BACKBONE, project_from_dict
     from tlapp.model.chat import scan_project_pairs
 
     project = project_from_dict(
         {
-            "task": {"type": "sft"},
+            "task": {"type": task},
             "data": {"source": "pairs", "path": str(data.resolve())},
             "backbone": {"name": DEFAULT_LM_BACKBONE, "weights": "pretrained"},
         }
@@ -156,20 +161,26 @@ def _scan_pairs(data: Path, as_json: bool) -> None:
         dump(report.as_dict())
     else:
         c, t = report.chars, report.tokens
-        out.print(
-            f"{report.source}: {len(report.pairs)} usable prompt/response pairs; length {c.get('min', 0)}-"
-            f"{c.get('max', 0)} characters (median {c.get('median', 0)})",
-            highlight=False,
-        )
+        spread = lambda d: f"{d.get('min', 0)}-{d.get('max', 0)} (median {d.get('median', 0)})"  # noqa: E731
+        if task == "dpo":
+            parts = "; ".join(f"{k} {spread(c.get(k, {}))}" for k in ("prompt", "chosen", "rejected"))
+            out.print(f"{report.source}: {len(report.pairs)} usable triples; characters: {parts}", highlight=False)
+        else:
+            out.print(
+                f"{report.source}: {len(report.pairs)} usable prompt/response pairs; length {spread(c)} characters",
+                highlight=False,
+            )
         if t.get("error"):
             out.print(f"token lengths unknown: {t['error']}", highlight=False)
         elif t:
             over = t["over_limit_lines"]
             out.print(
-                f"{DEFAULT_LM_BACKBONE} tokens per conversation: {t['min']}-{t['max']} (median {t['median']}); "
-                f"{len(over)} over {t['max_tokens']}" + (f": lines {', '.join(map(str, over[:20]))}" if over else ""),
+                f"{DEFAULT_LM_BACKBONE} tokens per conversation: {spread(t)}; {len(over)} over {t['max_tokens']}"
+                + (f": lines {', '.join(map(str, over[:20]))}" if over else ""),
                 highlight=False,
             )
+            if task == "dpo":
+                out.print("tokens: " + "; ".join(f"{k} {spread(t[k])}" for k in ("prompt", "chosen", "rejected")))
         for pr in report.problems:
             out.print(f"[red]unusable[/red] line {pr['line']}: {pr['reason']}", highlight=False)
         for lines in report.duplicates:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from tlapp.base.errors import DataError
-from tlapp.data.pairs import Pair, records
+from tlapp.data.pairs import Pair, PairsReport, records, scan_pairs
 
 FIELDS = ("prompt", "chosen", "rejected")
 
@@ -127,6 +127,13 @@ def looks_like_triples(path: Path) -> bool:
     except OSError:
         return False
     first = head.splitlines()[0] if head else ""
-    return '"chosen"' in first and '"rejected"' in first or {"chosen", "rejected"} <= {
-        f.strip().strip('"').lower() for f in first.replace("\t", ",").split(",")
-    }
+    return (
+        '"chosen"' in first
+        and '"rejected"' in first
+        or {"chosen", "rejected"} <= {f.strip().strip('"').lower() for f in first.replace("\t", ",").split(",")}
+    )
+
+
+def scan_lm_file(path: str | Path, task: Any) -> PairsReport | TriplesReport:
+    """The pairs (task sft) or preference triples (task dpo) of a file, without token counts."""
+    return scan_triples(path) if getattr(task, "value", task) == "dpo" else scan_pairs(path)

@@ -19,7 +19,7 @@ from tlapp.config import (
 )
 from tlapp.data.examples import ScanReport
 from tlapp.data.imageio import IMAGE_EXTS
-from tlapp.data.pairs import scan_pairs
+from tlapp.data.preferences import looks_like_triples, scan_lm_file
 from tlapp.presets import with_proposed_phases
 
 MAX_DEFAULT_SEQUENCE = 256  # longer default sequences cost more than they add for classification
@@ -31,7 +31,7 @@ SFT_BATCH = 4  # a causal LM step on 2 CPUs: 4 x 128 tokens take ~3 s; 32 would 
 
 def source_kind(path: Path, task: Optional[TaskType] = None) -> str:
     """'folder' for a directory of class folders, 'pairs' for prompt/response pairs, 'csv' for a file."""
-    if task == TaskType.sft or (task is None and Path(path).suffix.lower() in PAIRS_EXTS):
+    if (task is not None and task.is_generative) or (task is None and Path(path).suffix.lower() in PAIRS_EXTS):
         return "pairs"
     return "folder" if Path(path).is_dir() else "csv"
 
@@ -45,7 +45,7 @@ def guess_task(path: Path) -> TaskType:
     """
     path = Path(path)
     if path.suffix.lower() in PAIRS_EXTS:
-        return TaskType.sft
+        return TaskType.dpo if looks_like_triples(path) else TaskType.sft
     if path.is_dir():
         images = texts = 0
         for i, f in enumerate(p for p in path.rglob("*") if p.is_file()):
@@ -61,6 +61,8 @@ def guess_task(path: Path) -> TaskType:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
     first = head.splitlines()[0] if head else ""
     fields = [f.strip().strip('"').lower() for f in first.replace("\t", ",").split(",")]
+    if {"prompt", "chosen", "rejected"} <= set(fields):
+        return TaskType.dpo
     if {"prompt", "response"} <= set(fields):
         return TaskType.sft
     if set(fields) & {"path", "file", "filename", "image", "image_path"} or (
@@ -102,7 +104,7 @@ def starter_project(
     if task.is_generative:
         if n_pairs is None:  # epochs follow the number of pairs (a few need many passes)
             try:
-                n_pairs = len(scan_pairs(data.get("path") or "").pairs)
+                n_pairs = len(scan_lm_file(data.get("path") or "", task).pairs)
             except DataError:
                 n_pairs = None
         n_train = round((1 - data.get("val_fraction", 0.2)) * (n_pairs or 100))

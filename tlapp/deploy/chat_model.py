@@ -32,7 +32,9 @@ PERPLEXITY_LIMIT = 100.0
 def run_model_folder(run_dir: Path) -> Path:
     folder = RunDir(run_dir).export / "preset"
     if not (folder / "config.json").is_file():
-        raise TlappError(f"{run_dir}: no exported language model ({folder} is missing); is it a finished sft run?")
+        raise TlappError(
+            f"{run_dir}: no exported language model ({folder} is missing); is it a finished sft or dpo run?"
+        )
     return folder
 
 

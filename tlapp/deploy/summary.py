@@ -49,7 +49,7 @@ class RunSummary:
 
     def predict_command(self) -> str:
         """The shell line that predicts with this run's exported model."""
-        if self.task == "sft":
+        if self.task in ("sft", "dpo"):
             return f'tlapp generate {shlex.quote(str(self.run_dir))} "your question"'
         example = '"some text to classify"' if self.is_text else "path/to/image.jpg"
         return f"tlapp predict {shlex.quote(str(self.run_dir))} {example}"
@@ -73,7 +73,7 @@ def _headline_metric(metrics: dict[str, Any], task_metric: str) -> tuple[Optiona
         return "accuracy", float(ev["accuracy"]), f"on {n_val:,} validation examples (exported model)"
     for key in (f"val_{task_metric}", "val_loss"):
         if fin.get(key) is not None:
-            what = "pairs (answer tokens)" if metrics.get("task") == "sft" else "examples"
+            what = {"sft": "pairs (answer tokens)", "dpo": "preference triples"}.get(metrics.get("task"), "examples")
             return key.removeprefix("val_"), float(fin[key]), f"on {n_val:,} validation {what}"
     return None, None, ""
 

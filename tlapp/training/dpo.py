@@ -28,6 +28,7 @@ from tlapp.backbones.causal_lm import LanguageModel
 from tlapp.base.fsutil import atomic_write_text
 from tlapp.data.preferences import scan_triples
 from tlapp.model import preference as pref
+from tlapp.model import triples
 from tlapp.model.lm import causal_lm
 from tlapp.training.sft import SftRun
 
@@ -47,9 +48,9 @@ class DpoRun(SftRun):
 
     def encode_data(self, lm: LanguageModel) -> tuple[list[Any], dict[str, Any]]:
         assert self.report is not None
-        triples = self.report.pairs
-        enc = pref.encode_triples(triples, lm.tokenizer, lm.max_len, self.project.data.too_long == "truncate", lm.system)
-        return enc, pref.triple_token_report(triples, enc, lm.tokenizer, lm.max_len, lm.system)
+        rows, truncate = self.report.pairs, self.project.data.too_long == "truncate"
+        enc = triples.encode_triples(rows, lm.tokenizer, lm.max_len, truncate, lm.system)
+        return enc, triples.triple_token_report(rows, enc, lm.tokenizer, lm.max_len, lm.system)
 
     def prepare(self, resume: bool) -> None:
         super().prepare(resume)
@@ -66,7 +67,7 @@ class DpoRun(SftRun):
         self.stage(what, total=len(items))
         score = pref.log_probs(causal_lm(self.model_lm.backbone))
         out: dict[int, list[float]] = {}
-        for batch in pref.preference_batches(items, self.project.train.batch_size, self.pad_id, {}, 0):
+        for batch in triples.preference_batches(items, self.project.train.batch_size, self.pad_id, {}, 0):
             out.update(score([batch]))
             self.stage(what, total=len(items), count=len(out))
         if self.shared is None:
@@ -82,7 +83,7 @@ class DpoRun(SftRun):
 
     def batches(self, pairs: list[Any], seed: int) -> list[dict[str, np.ndarray]]:
         items = [self.encoded[t.line] for t in pairs if t.line in self.encoded]
-        return pref.preference_batches(items, self.project.train.batch_size, self.pad_id, self.reference, seed)
+        return triples.preference_batches(items, self.project.train.batch_size, self.pad_id, self.reference, seed)
 
     def make_step(self, model: Any, opt: Any, strategy: Any) -> Callable[[dict[str, np.ndarray]], Any]:
         return pref.train_step(model, opt, self.loss, strategy)
@@ -95,4 +96,5 @@ class DpoRun(SftRun):
 
     def preference_before(self, pairs: list[Any]) -> Any:
         """The starting model's preference accuracy on ``pairs`` (from the reference log-probs)."""
-        return pref.preference_accuracy(self.reference, [self.encoded[t.line] for t in pairs if t.line in self.encoded])
+        items = [self.encoded[t.line] for t in pairs if t.line in self.encoded]
+        return triples.preference_accuracy(self.reference, items)

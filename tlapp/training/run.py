@@ -56,12 +56,12 @@ from tlapp.training import embcache, lifecycle, strategy
 from tlapp.training.augment import augmented
 from tlapp.training.callbacks import EventCallback
 from tlapp.training.devices import describe_device, devices, tensor_cores
+from tlapp.training.dpo import DpoRun
 from tlapp.training.estimate import examples_used, measured_speed, record_speed
 from tlapp.training.estimate import speed as estimate_speed
 from tlapp.training.finish import finish_run
 from tlapp.training.lifecycle import RunResult
 from tlapp.training.recipe import run_recipe
-from tlapp.training.dpo import DpoRun
 from tlapp.training.sft import SftRun
 
 tf, keras = quiet_import()

@@ -397,7 +397,12 @@ class SftRun:
                     sums[key] += v * k
                 sums["_n"] += k
                 self.step_log.append(
-                    {"stage": "step", "phase": i, "epoch": epoch + 1, "step": len(self.step_log) - len(self.history) + 1}
+                    {
+                        "stage": "step",
+                        "phase": i,
+                        "epoch": epoch + 1,
+                        "step": len(self.step_log) - len(self.history) + 1,
+                    }
                     | self.derived(values)
                 )
                 cb.batch_size = batch["token_ids"].shape[0]  # pairs/s counts this batch, not the nominal size
