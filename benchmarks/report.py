@@ -130,6 +130,43 @@ def sft_block() -> str:
     )
 
 
+def dpo_block() -> str:
+    doc = _load("dpo.json")
+    sc, r = doc["step_cost"], doc["run"]
+    pa, style = r["held_out_preference_accuracy"], r["new_prompts_in_style"]
+    rows = [
+        ["", "s / step (median)", "first step s", "peak RSS GB", "batch"],
+        [
+            "LoRA SFT",
+            f"{sc['sft']['seconds_per_step_median']:.2f}",
+            f"{sc['sft']['first_step_s']:.0f}",
+            f"{sc['sft']['peak_rss_gb']:.2f}",
+            "×".join(map(str, sc["sft"]["batch_shape"])),
+        ],
+        [
+            "LoRA DPO",
+            f"{sc['dpo']['seconds_per_step_median']:.2f}",
+            f"{sc['dpo']['first_step_s']:.0f}",
+            f"{sc['dpo']['peak_rss_gb']:.2f}",
+            "×".join(map(str, sc["dpo"]["batch_shape"])),
+        ],
+        ["**DPO / SFT**", f"**{sc['step_ratio']:.2f}×**", "", f"**{sc['memory_ratio']:.2f}×**", ""],
+    ]
+    text = (
+        f"The reference pass over the same 4 triples took {sc['dpo']['reference_pass_s']:.0f} s, once per run. "
+        f"The default DPO run (beta {r['beta']:g}, {r['loss']} loss, lr {r['learning_rate']:g}) on {r['triples']} "
+        f"triples ({r['n_train']} train, {r['n_val']} held out), {r['epochs']} epochs, {r['steps']} steps, "
+        f"{r['run_seconds']:.0f} s as a whole process with export and check, peak RSS {r['peak_rss_gb']:.2f} GB: "
+        f"held-out preference accuracy **{pa['before']:.2f} → {pa['after']:.2f}** (n={pa['n']}); reward accuracy "
+        f"{r['val_reward_accuracy']:.2f}, margin {r['val_reward_margin']:.2f}; greedy answers to {style['of']} new "
+        f'prompts in the house style: {style["before"]} before, {style["after"]} after; "{r["general"]["prompt"]}" '
+        f'→ "{r["general"]["after"]}" (Paris kept: {r["general"]["kept_paris"]}).'
+    )
+    return (
+        _table(rows) + "\n\n" + text + "\n\n" + source_line(doc["provenance"], "dpo.json", "python benchmarks/dpo.py")
+    )
+
+
 def curve_block() -> str:
     doc = _load("curve.json")
     rows = [["set", "examples", "fit on (per class)", "forecast at", "forecast (10-90 %)", "actual", "error"]]
@@ -215,6 +252,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "recipe": recipe_block,
     "suite": suite_block,
     "sft": sft_block,
+    "dpo": dpo_block,
     "curve": curve_block,
     "label_issues": label_issues_block,
     "suggest": suggest_block,

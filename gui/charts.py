@@ -2,6 +2,8 @@
 per epoch for train and val, with phase boundaries marked. An exact head solve
 draws too: each cross-validation candidate's out-of-fold score as a validation
 point, and the solver's iterations as the per-step line (events carry ``x``).
+Preference tuning (task dpo) adds a second row: the reward margin, and the
+chosen and rejected rewards on one panel (rejected dashed).
 
 Colours follow the application palette (light or dark); the legend is a line
 of text above the plots, so it never covers data."""
@@ -11,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import pyqtgraph as pg
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
 
 from tlapp.events import BATCH_END, EPOCH_END, PHASE_START, SOLVER_STEP
 
@@ -74,6 +76,10 @@ class _Panel(pg.PlotWidget):
             if isinstance(item, pg.InfiniteLine):
                 self.removeItem(item)
 
+    def feed_batch(self, x: float, metrics: dict[str, float], smooth: bool) -> None:
+        if self.key in metrics:
+            self.add_batch(x, metrics[self.key], smooth)
+
     def add_batch(self, x: float, value: float, smooth: bool = True) -> None:
         self._ema = value if self._ema is None or not smooth else 0.8 * self._ema + 0.2 * value
         self.bx.append(x)
@@ -102,6 +108,56 @@ class _Panel(pg.PlotWidget):
         self.addItem(line)
 
 
+class _RewardsPanel(_Panel):
+    """Chosen rewards as any panel's lines, rejected rewards dashed beside them (DPO: they should part)."""
+
+    def __init__(self) -> None:
+        super().__init__("Rewards: chosen ━  rejected ┅", "chosen_reward")
+        self.other = _Panel.__new__(_Panel)  # only its point lists and curves are used, drawn on this plot
+        dash = pg.QtCore.Qt.PenStyle.DashLine
+        self.other.key = "rejected_reward"
+        self.other.batch = self.plot([], [], pen=pg.mkPen(_COLORS["batch"], width=1, style=dash))
+        self.other.train = self.plot(
+            [],
+            [],
+            pen=pg.mkPen(_COLORS["train"], width=2, style=dash),
+            symbol="t",
+            symbolSize=6,
+            symbolBrush=_COLORS["train"],
+            symbolPen=None,
+        )
+        self.other.val = self.plot(
+            [],
+            [],
+            pen=pg.mkPen(_COLORS["val"], width=2, style=dash),
+            symbol="t",
+            symbolSize=6,
+            symbolBrush=_COLORS["val"],
+            symbolPen=None,
+        )
+        self._reset_other()
+
+    def _reset_other(self) -> None:
+        o = self.other
+        o.bx, o.by, o.ex, o.ey, o.vx, o.vy, o._ema = [], [], [], [], [], [], None
+        for c in (o.batch, o.train, o.val):
+            c.setData([], [])
+
+    def reset(self) -> None:
+        super().reset()
+        if hasattr(self, "other"):
+            self._reset_other()
+
+    def feed_batch(self, x: float, metrics: dict[str, float], smooth: bool) -> None:
+        super().feed_batch(x, metrics, smooth)
+        if self.other.key in metrics:
+            _Panel.add_batch(self.other, x, metrics[self.other.key], smooth)
+
+    def add_epoch(self, x: float, metrics: dict[str, float]) -> None:
+        super().add_epoch(x, metrics)
+        _Panel.add_epoch(self.other, x, metrics)
+
+
 class TrainingCharts(QWidget):
     """Feeds on training event dicts; x is a global epoch count across phases."""
 
@@ -117,10 +173,16 @@ class TrainingCharts(QWidget):
             "iteration)</span> &nbsp; "
             "┆ phase start"
         )
-        plots = QHBoxLayout()
+        # The second row: only a preference run (task dpo) shows it.
+        self.margin = _Panel("Reward margin", "reward_margin")
+        self.rewards = _RewardsPanel()
+        plots = QGridLayout()
         plots.setContentsMargins(0, 0, 0, 0)
-        plots.addWidget(self.loss)
-        plots.addWidget(self.metric)
+        plots.addWidget(self.loss, 0, 0)
+        plots.addWidget(self.metric, 0, 1)
+        plots.addWidget(self.margin, 1, 0)
+        plots.addWidget(self.rewards, 1, 1)
+        self.set_preference(False)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.legend)
@@ -135,32 +197,38 @@ class TrainingCharts(QWidget):
         self.offset = 0.0  # chart x where the current phase starts (epochs, or a head solve's 2 units)
         self.end = 0.0  # the largest x drawn so far
         self.updates = 0
-        self.loss.reset()
-        self.metric.reset()
+        for p in self.panels():
+            p.reset()
+
+    def panels(self) -> list[_Panel]:
+        return [self.loss, self.metric, self.margin, self.rewards]
 
     def set_metric(self, key: str, title: str) -> None:
         self.metric.key = key
         self.metric.set_title(title)
 
+    def set_preference(self, on: bool) -> None:
+        """Show the DPO row (reward margin; chosen and rejected rewards) or hide it."""
+        for p in (self.margin, self.rewards):
+            p.setVisible(on)
+
     def on_event(self, ev: dict[str, Any]) -> None:
         t, d = ev["type"], ev.get("data", {})
         if t == PHASE_START:
             self.offset = self.end
-            for p in (self.loss, self.metric):
+            for p in self.panels():
                 p._ema = None  # a new phase's first step starts its own line, not the last phase's average
                 p.mark_phase(self.offset + d.get("start_epoch", 0), d.get("name", ""))
         elif t in (BATCH_END, SOLVER_STEP):
             x = self.offset + (d["x"] if "x" in d else d["epoch"] - 1 + d["batch"] / max(d["steps"], 1))
             m, smooth = d.get("metrics", {}), t == BATCH_END  # a solver's iterations are exact, not noisy
-            if "loss" in m:
-                self.loss.add_batch(x, m["loss"], smooth)
-            if self.metric.key in m:
-                self.metric.add_batch(x, m[self.metric.key], smooth)
+            for p in self.panels():
+                p.feed_batch(x, m, smooth)
             self.end = max(self.end, x)
             self.updates += 1
         elif t == EPOCH_END:
             x = self.offset + d.get("x", d["epoch"])
-            self.loss.add_epoch(x, d["metrics"])
-            self.metric.add_epoch(x, d["metrics"])
+            for p in self.panels():
+                p.add_epoch(x, d["metrics"])
             self.end = max(self.end, x)
             self.updates += 1

@@ -117,6 +117,7 @@ class MainWindow(QMainWindow):
         self.welcome.new_image.connect(lambda: self.new_from_dialog(TaskType.image_classification))
         self.welcome.new_text.connect(lambda: self.new_from_dialog(TaskType.text_classification))
         self.welcome.new_lm.connect(lambda: self.new_from_dialog(TaskType.sft))
+        self.welcome.new_dpo.connect(lambda: self.new_from_dialog(TaskType.dpo))
         self.welcome.example.connect(self.try_example)
         self.welcome.open_project.connect(self.open_dialog)
         self.welcome.open_run.connect(self.open_run_dialog)
@@ -171,8 +172,9 @@ class MainWindow(QMainWindow):
 
     def new_from_dialog(self, task: TaskType) -> None:
         if task.is_generative:
+            what = "prompt, chosen and rejected answers" if task is TaskType.dpo else "prompt → response pairs"
             path, _ = QFileDialog.getOpenFileName(
-                self, "Choose prompt → response pairs", "", "Pairs (*.jsonl *.csv *.tsv);;All files (*)"
+                self, f"Choose {what}", "", "Pairs (*.jsonl *.csv *.tsv);;All files (*)"
             )
         elif task.is_text:
             path, _ = QFileDialog.getOpenFileName(
@@ -284,6 +286,7 @@ class MainWindow(QMainWindow):
             ),
             ("New &text project…", None, lambda: self.new_from_dialog(TaskType.text_classification)),
             ("Fine-tune a &language model…", None, lambda: self.new_from_dialog(TaskType.sft)),
+            ("Teach &preferences (DPO)…", None, lambda: self.new_from_dialog(TaskType.dpo)),
             ("Try the &example", None, self.try_example),
             ("&Open project…", QKeySequence.StandardKey.Open, self.open_dialog),
             ("Open &run…", QKeySequence("Ctrl+Shift+O"), self.open_run_dialog),

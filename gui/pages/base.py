@@ -12,10 +12,14 @@ from ..state import ProjectState
 class WizardPage(QWidget):
     title = "Step"
     intro = ""  # one paragraph under the heading: what this step does and what to do here
-    intro_lm = ""  # the same for a language-model project (task sft), where it differs
+    intro_lm = ""  # the same for a language-model project (tasks sft and dpo), where it differs
+    intro_dpo = ""  # the same for preference tuning (task dpo), where it differs again
 
     def intro_for(self) -> str:
-        return self.intro_lm if self.intro_lm and self.state.project.task.type.is_generative else self.intro
+        task = self.state.project.task.type
+        if self.intro_dpo and task.value == "dpo":
+            return self.intro_dpo
+        return self.intro_lm if self.intro_lm and task.is_generative else self.intro
 
     def __init__(self, state: ProjectState) -> None:
         super().__init__()

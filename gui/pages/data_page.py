@@ -31,6 +31,7 @@ from tlapp.base.errors import DataError
 from tlapp.base.progress import Rate
 from tlapp.config import Data, TaskType
 from tlapp.data.pairs import PairsReport
+from tlapp.data.preferences import TriplesReport
 from tlapp.data.sources import scan_project_data
 from tlapp.data.starter import guess_task, retarget, source_kind
 
@@ -43,7 +44,25 @@ from .base import WizardPage
 IMAGE_HINT = "Folder with one sub-folder per class (e.g. photos/cats, photos/dogs), or a CSV of path,label"
 TEXT_HINT = "CSV/TSV with a text and a label column, or a folder with one sub-folder of .txt files per class"
 PAIRS_HINT = ".jsonl with prompt/response (or chat messages) per line, or a CSV/TSV with prompt,response columns"
-KINDS = {"Images": "image", "Text": "text", "Pairs (language model)": "pairs"}
+TRIPLES_HINT = ".jsonl with prompt, chosen and rejected per line (optional system), or a CSV/TSV with those columns"
+KINDS = {
+    "Images": "image",
+    "Text": "text",
+    "Pairs (language model)": "pairs",
+    "Preferences (language model)": "triples",
+}
+LM_KINDS = ("pairs", "triples")
+
+
+def kind_label(task: TaskType) -> str:
+    """The Kind box's entry for a task."""
+    if task is TaskType.dpo:
+        return "Preferences (language model)"
+    return "Pairs (language model)" if task.is_generative else "Text" if task.is_text else "Images"
+
+
+def task_kind(task: TaskType) -> str:
+    return KINDS[kind_label(task)]
 
 
 def _scan(project, project_file, progress=None, should_stop=None):
@@ -68,6 +87,13 @@ class DataPage(WizardPage):
         "Your prompt → response pairs: each becomes a chat turn the model learns to answer. The scan reads "
         "every line once and names any it cannot use; check a few answers below, choose how many pairs to "
         "hold out to measure the model honestly, then press Next."
+    )
+
+    intro_dpo = (
+        "Your preferences: for each prompt, the answer you want and one you do not. The model learns to prefer "
+        "the first (DPO) while staying close to where it started. The scan reads every line once and names any "
+        "it cannot use (a missing answer, two identical answers); check a few below, choose how many triples to "
+        "hold out to measure the preference honestly, then press Next."
     )
 
     def __init__(self, state) -> None:
@@ -217,24 +243,27 @@ class DataPage(WizardPage):
         words = kind != "image"
         for w in (self.lengths_box, self.samples_box):
             w.setVisible(words)
-        self.chart_box.setVisible(kind != "pairs")
+        lm = kind in LM_KINDS
+        self.chart_box.setVisible(not lm)
         self.split_form.setRowVisible(self.text_cols_row, kind == "text")
         self.thumbs_box.setVisible(not words)
-        self.top.setSizes({"image": [500, 500, 0, 0], "text": [300, 0, 300, 500], "pairs": [0, 0, 300, 700]}[kind])
-        self.path.setPlaceholderText({"image": IMAGE_HINT, "text": TEXT_HINT, "pairs": PAIRS_HINT}[kind])
-        self.samples.setHorizontalHeaderLabels(
-            ["Prompt", "Response"] if kind == "pairs" else ["Label", "Text (sample rows)"]
-        )
+        self.top.setSizes({"text": [300, 0, 300, 500], "image": [500, 500, 0, 0]}.get(kind, [0, 0, 300, 700]))
+        hints = {"image": IMAGE_HINT, "text": TEXT_HINT, "pairs": PAIRS_HINT, "triples": TRIPLES_HINT}
+        self.path.setPlaceholderText(hints[kind])
+        columns = {"pairs": ["Prompt", "Response"], "triples": ["Prompt", "Chosen", "Rejected"]}
+        labels = columns.get(kind, ["Label", "Text (sample rows)"])
+        self.samples.setColumnCount(len(labels))
+        self.samples.setHorizontalHeaderLabels(labels)
         head = self.samples.horizontalHeader()
-        head.setSectionResizeMode(0, head.ResizeMode.Stretch if kind == "pairs" else head.ResizeMode.Interactive)
-        self.samples_box.default = (
-            "Sample pairs (prompt and the answer to learn) appear here after the scan."
-            if kind == "pairs"
-            else "Sample rows (label and text) appear here after the scan."
-        )
+        for c in range(len(labels)):
+            head.setSectionResizeMode(c, head.ResizeMode.Stretch if lm else head.ResizeMode.Interactive)
+        self.samples_box.default = {
+            "pairs": "Sample pairs (prompt and the answer to learn) appear here after the scan.",
+            "triples": "Sample triples (prompt, the answer you prefer, the one you do not) appear here after the scan.",
+        }.get(kind, "Sample rows (label and text) appear here after the scan.")
         self.lengths_box.default = (
             "Conversation lengths in tokens appear here after the scan; they set how long one training example may be."
-            if kind == "pairs"
+            if lm
             else "Text lengths appear here after the scan; they set how many tokens the model reads."
         )
 
@@ -245,9 +274,7 @@ class DataPage(WizardPage):
     def refresh(self) -> None:
         d = self.state.project.data
         task = self.state.project.task.type
-        self.kind.setCurrentText(
-            "Pairs (language model)" if task.is_generative else "Text" if task.is_text else "Images"
-        )
+        self.kind.setCurrentText(kind_label(task))
         self._kind_changed()
         self.text_col.setText(d.text_column or "")
         self.label_col.setText(d.label_column or "")
@@ -279,8 +306,8 @@ class DataPage(WizardPage):
             where = Path(text).expanduser()
             if not where.is_absolute() and self.state.path is not None:
                 where = self.state.path.parent / where  # paths in a project file are relative to it
-            src = source_kind(where, TaskType.sft if self.kind_key() == "pairs" else None)
-            if self.kind_key() != "pairs" and src == "pairs":
+            src = source_kind(where, TaskType.sft if self.kind_key() in LM_KINDS else None)
+            if self.kind_key() not in LM_KINDS and src == "pairs":
                 src = "csv"
             self.source.setCurrentText(src)
         values = {
@@ -296,8 +323,7 @@ class DataPage(WizardPage):
         d = self.state.project.model_dump(mode="json")
         d["data"].update(values)
         task = self.state.project.task.type
-        was = "pairs" if task.is_generative else "text" if task.is_text else "image"
-        kind = "pairs" if self.kind_key() == "pairs" else "text" if self.is_text() else "image"
+        was, kind = task_kind(task), self.kind_key()
         if kind != was:  # another kind of data: that kind's task, backbone and plan (one rule, in the core)
             self.state.scan_report = None
             self.state.set_project(
@@ -308,9 +334,10 @@ class DataPage(WizardPage):
         self.state.blank = False
 
     def browse(self) -> None:
-        if self.kind_key() == "pairs":
+        if self.kind_key() in LM_KINDS:
+            what = "prompt, chosen and rejected answers" if self.kind_key() == "triples" else "prompt → response pairs"
             path, _ = QFileDialog.getOpenFileName(
-                self, "Choose prompt → response pairs", "", "Pairs (*.jsonl *.csv *.tsv);;All files (*)"
+                self, f"Choose {what}", "", "Pairs (*.jsonl *.csv *.tsv);;All files (*)"
             )
         elif self.source.currentText() == "csv":
             path, _ = QFileDialog.getOpenFileName(self, "Choose a CSV of path,label", "", "CSV (*.csv *.tsv)")
@@ -326,9 +353,7 @@ class DataPage(WizardPage):
             return False
         try:
             task = guess_task(path)
-            self.kind.setCurrentText(
-                "Pairs (language model)" if task.is_generative else "Text" if task.is_text else "Images"
-            )
+            self.kind.setCurrentText(kind_label(task))
         except DataError as e:
             show_error(self, str(e))
             return True
@@ -413,11 +438,12 @@ class DataPage(WizardPage):
         self.state.scanned.emit(report)
         self.show_report(report)
 
-    def show_pairs(self, report: PairsReport) -> None:
-        """Pairs: counts, token lengths, sample prompts and answers, every unusable line and repeat."""
-        t = report.tokens
+    def show_pairs(self, report: PairsReport | TriplesReport) -> None:
+        """Pairs or preference triples: counts, token lengths, samples, every unusable line and repeat."""
+        t, triples = report.tokens, isinstance(report, TriplesReport)
+        noun = "prompt / chosen / rejected triples" if triples else "prompt → response pairs"
         lines = [
-            f"<b>{len(report.pairs)}</b> usable prompt → response pairs; {len(report.problems)} unusable "
+            f"<b>{len(report.pairs)}</b> usable {noun}; {len(report.problems)} unusable "
             f"(skipped), {sum(len(d) - 1 for d in report.duplicates)} repeats (used once)."
         ]
         if t.get("error"):
@@ -427,16 +453,24 @@ class DataPage(WizardPage):
                 f"Conversations are {t['min']}–{t['max']} tokens (median {t['median']}); the model reads "
                 f"at most {t['max_tokens']}."
             )
+            if triples:
+                lines.append(
+                    "Median tokens: "
+                    + ", ".join(f"{k} {t[k].get('median', 0)}" for k in ("prompt", "chosen", "rejected") if t.get(k))
+                    + "."
+                )
             if t["over_limit_lines"]:
                 lines.append(
-                    f"<span style='color:{WARN}'>⚠ {len(t['over_limit_lines'])} pair(s) are longer and will "
-                    f"be {'truncated' if self.state.project.data.too_long == 'truncate' else 'dropped'}: "
+                    f"<span style='color:{WARN}'>⚠ {len(t['over_limit_lines'])} {'triple' if triples else 'pair'}(s) "
+                    f"are longer and will be {'truncated' if self.state.project.data.too_long == 'truncate' else 'dropped'}: "
                     f"lines {', '.join(map(str, t['over_limit_lines'][:8]))}</span>"
                 )
         if len(report.pairs) >= 2:
             lines.append("Looks good: press <b>Next</b> to choose the language model.")
         else:
-            lines.append(f"<span style='color:{BAD}'>✗ at least 2 usable pairs are needed</span>")
+            lines.append(
+                f"<span style='color:{BAD}'>✗ at least 2 usable {'triples' if triples else 'pairs'} are needed</span>"
+            )
         self.summary.setText("<br>".join(lines))
         if t.get("histogram"):
             self.lengths.set_counts(t["histogram"])
@@ -448,14 +482,17 @@ class DataPage(WizardPage):
             )
         self.samples.setRowCount(min(60, len(report.pairs)))
         for r, pr in enumerate(report.pairs[:60]):
-            self.samples.setItem(r, 0, QTableWidgetItem(pr.prompt.replace("\n", " ")[:300]))
-            self.samples.setItem(r, 1, QTableWidgetItem(pr.response.replace("\n", " ")[:300]))
+            cells = [pr.prompt, pr.chosen, pr.rejected] if triples else [pr.prompt, pr.response]
+            for c, text in enumerate(cells):
+                self.samples.setItem(r, c, QTableWidgetItem(text.replace("\n", " ")[:300]))
         self.samples_box.show_content()
         bad = [(f"line {p['line']}", p["reason"]) for p in report.problems]
-        bad += [
-            (f"lines {', '.join(map(str, d))}", "the same prompt and response again (used once)")
-            for d in report.duplicates
-        ]
+        again = (
+            "the same prompt and answers again (used once)"
+            if triples
+            else "the same prompt and response again (used once)"
+        )
+        bad += [(f"lines {', '.join(map(str, d))}", again) for d in report.duplicates]
         if not bad:
             self.bad_box.show_empty("✓ Every line was usable: nothing skipped.")
         else:
@@ -466,7 +503,7 @@ class DataPage(WizardPage):
             self.bad.setItem(r, 1, QTableWidgetItem(why))
 
     def show_report(self, report) -> None:
-        if isinstance(report, PairsReport):
+        if isinstance(report, (PairsReport, TriplesReport)):
             self.show_pairs(report)
             return
         unit = "texts" if report.kind == "text" else "images"

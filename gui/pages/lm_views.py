@@ -1,4 +1,4 @@
-"""Views of a fine-tuned language model (task sft): the before/after table on held-out prompts, and a
+"""Views of a tuned language model (tasks sft and dpo): the before/after table on held-out prompts, and a
 chat box that asks the exported model. Both read the run folder and call the core; neither computes."""
 
 from __future__ import annotations
@@ -26,8 +26,33 @@ from ..widgets import show_error
 from ..workers import FunctionWorker
 
 
+def preference_line(m: dict[str, Any]) -> str:
+    """A DPO run's held-out figures: preference accuracy before and after, reward accuracy and margin."""
+    val, n, pr = m.get("val"), m.get("n_val", 0), m.get("preference") or {}
+    if not val:
+        return (
+            "<b>No validation triples</b> (too few to hold any out): nothing measures whether the preference "
+            "generalises; the table shows training prompts."
+        )
+    acc = (pr.get("preference_accuracy") or {}).get("val") or {}
+    before = acc.get("before")
+    parts = [
+        f"<b>Preference accuracy {acc.get('after', val['preference_accuracy']):.2f}</b> on {n} held-out triple(s)"
+        + (f" (starting model: {before:.2f})" if before is not None else ""),
+        f"reward accuracy {val['reward_accuracy']:.2f}",
+        f"reward margin {val['reward_margin']:.3f}",
+        f"DPO loss {val['loss']:.3f} (log 2 = 0.693 at the start)",
+    ]
+    sp = m.get("speed") or {}
+    if sp.get("seconds_per_step_median"):
+        parts.append(f"{sp['seconds_per_step_median']:.2f} s/step, peak memory {sp['peak_rss_gb']:.1f} GB")
+    return " · ".join(parts)
+
+
 def metrics_line(m: dict[str, Any]) -> str:
     """Held-out loss, perplexity and token accuracy in one line (what Evaluate heads with)."""
+    if m.get("task") == "dpo":
+        return preference_line(m)
     val, n = m.get("val"), m.get("n_val", 0)
     if not val:
         return (
@@ -84,6 +109,9 @@ class BeforeAfterView(QWidget):
     def show_metrics(self, m: dict[str, Any]) -> None:
         self.summary.setText(metrics_line(m))
         rows = m.get("samples") or []
+        self.table.setHorizontalHeaderItem(
+            1, QTableWidgetItem("Preferred (your data)" if m.get("task") == "dpo" else self.COLUMNS[1])
+        )
         self.table.setRowCount(len(rows))
         for r, s in enumerate(rows):
             for c, key in enumerate(("prompt", "reference", "before", "after")):

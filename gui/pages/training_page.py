@@ -106,11 +106,20 @@ STAGE_HELP = {
     "answering": "Asking the held-out prompts, to show the answers before and after tuning side by side.",
     "preparing the first": "TensorFlow builds the training graph once; every later step reuses it (about 25 s "
     "for SmolLM2 on a 2-core CPU).",
+    "scoring": "The starting model scores every chosen and rejected answer once: that is the reference DPO "
+    "measures the tuned model against (no second copy of the model in memory).",
 }
 CHARTS_BEFORE_LM = (
     "Press Start: the loss and perplexity of the answers appear here as the model trains (lower is "
     "better; perplexity 1 means it predicts every answer token). Before the first point: the model "
     "loads, answers a few held-out prompts, and prepares its training graph (about a minute)."
+)
+
+CHARTS_BEFORE_DPO = (
+    "Press Start: four curves appear here as the model learns your preferences — the DPO loss (log 2 = 0.69 "
+    "at the start, lower is better), reward accuracy (how often the preferred answer gains more than the other), "
+    "the reward margin between them, and the two rewards themselves (chosen should rise above rejected). Before "
+    "the first point the model loads, scores every answer once as its reference and answers a few held-out prompts."
 )
 
 
@@ -381,31 +390,42 @@ class TrainingPage(WizardPage):
         for ph in shown:
             self._append_row(ph.model_dump(mode="json"))
         metric = metric_name(p.task.type)
-        self.charts.set_metric(metric, metric.upper() if metric == "mae" else metric.capitalize())
-        self.charts_box.default = CHARTS_BEFORE_LM if p.task.type.is_generative else CHARTS_BEFORE
+        self.charts.set_metric(metric, metric.upper() if metric == "mae" else metric.replace("_", " ").capitalize())
+        dpo = p.task.type.value == "dpo"
+        self.charts.set_preference(dpo)
+        self.charts_box.default = (
+            CHARTS_BEFORE_DPO if dpo else CHARTS_BEFORE_LM if p.task.type.is_generative else CHARTS_BEFORE
+        )
         if self.charts_box.is_empty() and not self.is_running() and self.state.run_dir is None:
             self.charts_box.show_empty()
 
     def _lm_estimates(self, rep) -> None:
         """A language model: what each preset trains, and the steps it takes (speed measured on 2 CPUs)."""
         p = self.state.project
+        dpo = p.task.type.value == "dpo"
+        noun = "triples" if dpo else "pairs"
         scanned = rep is not None and hasattr(rep, "pairs")
         n_train = max(1, round(len(rep.pairs) * (1 - p.data.val_fraction - p.data.test_fraction))) if scanned else 100
         for name, rb in self.presets.items():
             rb.setText(
                 f"{name.capitalize()} — LoRA rank 8 on queries and values, "
                 f"{sft_epochs(name, n_train, p.train.batch_size)} epochs"
-                + (" for your pairs" if scanned else "")
+                + (f" for your {noun}" if scanned else "")
                 + (" (recommended)" if name == "balanced" else "")
             )
         if not scanned:
-            self.preset_note.setText("Scan your pairs (step 1) to see how many steps training takes.")
+            self.preset_note.setText(f"Scan your {noun} (step 1) to see how many steps training takes.")
             return
         steps = -(-n_train // p.train.batch_size)
         epochs = sum(ph.epochs for ph in phases_of(p, n_train))
         self.preset_note.setText(
-            f"{n_train} training pairs at batch {p.train.batch_size}: {steps} step(s) per epoch, {steps * epochs} in "
-            "all; on a 2-core CPU SmolLM2 takes 1–3 s a step, plus ~25 s to start."
+            f"{n_train} training {noun} at batch {p.train.batch_size}: {steps} step(s) per epoch, {steps * epochs} in "
+            + (
+                "all; on a 2-core CPU a SmolLM2 DPO step (chosen and rejected: twice the sequences) takes 2–6 s, "
+                "plus ~1 min to score the reference and start."
+                if dpo
+                else "all; on a 2-core CPU SmolLM2 takes 1–3 s a step, plus ~25 s to start."
+            )
         )
 
     def _show_phases(self, on: bool) -> None:

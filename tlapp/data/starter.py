@@ -73,10 +73,15 @@ def guess_task(path: Path) -> TaskType:
 
 
 def retarget(project: Project, kind: str) -> Project:
-    """``project`` for another kind of data ("image", "text" or "pairs"): that kind's task, default backbone
+    """``project`` for another kind of data ("image", "text", "pairs" or "triples"): that kind's task, default backbone
     and proposed plan, keeping the name and the data section (the wizard's Data step when the kind changes:
     an image plan must not train a text model)."""
-    task = {"pairs": TaskType.sft, "text": TaskType.text_classification, "image": TaskType.image_classification}[kind]
+    task = {
+        "pairs": TaskType.sft,
+        "triples": TaskType.dpo,
+        "text": TaskType.text_classification,
+        "image": TaskType.image_classification,
+    }[kind]
     return starter_project(project.name, task, project.data.model_dump(mode="json"))
 
 
