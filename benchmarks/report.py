@@ -131,6 +131,8 @@ def sft_block() -> str:
 
 
 def dpo_block() -> str:
+    if not (RESULTS / "dpo.json").exists():
+        return "*Not measured yet: run `python benchmarks/dpo.py`.*"
     doc = _load("dpo.json")
     sc, r = doc["step_cost"], doc["run"]
     pa, style = r["held_out_preference_accuracy"], r["new_prompts_in_style"]
@@ -154,7 +156,8 @@ def dpo_block() -> str:
     ]
     text = (
         f"The reference pass over the same 4 triples took {sc['dpo']['reference_pass_s']:.0f} s, once per run. "
-        f"The default DPO run (beta {r['beta']:g}, {r['loss']} loss, lr {r['learning_rate']:g}) on {r['triples']} "
+        f"The default DPO run (beta {r['beta']:g}, {r['loss']} loss, sft_weight {r.get('sft_weight', 0):g}, "
+        f"lr {r['learning_rate']:g}) on {r['triples']} "
         f"triples ({r['n_train']} train, {r['n_val']} held out), {r['epochs']} epochs, {r['steps']} steps, "
         f"{r['run_seconds']:.0f} s as a whole process with export and check, peak RSS {r['peak_rss_gb']:.2f} GB: "
         f"held-out preference accuracy **{pa['before']:.2f} → {pa['after']:.2f}** (n={pa['n']}); reward accuracy "

@@ -137,7 +137,7 @@ def test_dpo_run_starts_at_log_2_raises_the_margin_and_exports(dpo_run):
     assert {"loss", "reward_accuracy", "reward_margin", "chosen_reward", "rejected_reward"} <= set(ends[0])
     m = json.loads((run / "metrics.json").read_text())
     pr = m["preference"]
-    assert m["task"] == "dpo" and (pr["beta"], pr["loss"], pr["sft_weight"]) == (0.1, "sigmoid", 0.0)
+    assert m["task"] == "dpo" and (pr["beta"], pr["loss"], pr["sft_weight"]) == (0.1, "sigmoid", 1.0)
     assert pr["preference_accuracy"]["val"]["n"] == 2 and pr["preference_accuracy"]["val"]["before"] is not None
     assert pr["pairs_sha256"] and m["val"]["reward_accuracy"] >= 0.5
     assert m["samples"][0]["rejected"] and m["samples"][0]["reference"].startswith("Answer:")

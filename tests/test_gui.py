@@ -405,11 +405,12 @@ def test_a_finished_dpo_run_draws_four_curves_and_the_preference_line(window, qt
     train(project_from_dict(dpo_dict(write_triples(tmp_path / "t.jsonl"), epochs=2, export={"formats": []})), run)
     window.state.dirty = False
     assert window.open_run(run)
+    ev = window.pages[5]
+    assert ev.lm_view.isVisible() and "Preference accuracy" in ev.lm_view.summary.text()
+    assert ev.lm_view.table.horizontalHeaderItem(1).text() == "Preferred (your data)"
+    window.go(4, check=False)  # the Training step draws the opened run's curves
     charts = window.training.charts
     assert not charts.rewards.isHidden() and len(charts.margin.ex) == 2 and len(charts.margin.vx) == 2
     assert len(charts.rewards.bx) == len(charts.rewards.other.bx) == 4  # chosen and rejected, every step
     assert charts.rewards.ey[-1] > charts.rewards.other.ey[-1]  # the chosen reward rose above the rejected
     assert charts.metric.key == "reward_accuracy" and len(charts.metric.vx) == 2
-    ev = window.pages[5]
-    assert ev.lm_view.isVisible() and "Preference accuracy" in ev.lm_view.summary.text()
-    assert ev.lm_view.table.horizontalHeaderItem(1).text() == "Preferred (your data)"

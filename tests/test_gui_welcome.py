@@ -39,7 +39,7 @@ def test_start_page_first_and_empty_states_everywhere(start_window):
     w = start_window
     assert w.on_welcome() and w.windowTitle() == "tlapp"
     assert w.welcome.recent_box.is_empty() and "appear here" in w.welcome.recent_box.message.text()
-    assert set(w.welcome.buttons) == {"new_image", "new_text", "new_lm", "example"}
+    assert set(w.welcome.buttons) == {"new_image", "new_text", "new_lm", "new_dpo", "example"}
     w.show_wizard()
     data = w.pages[0]
     assert data.path.text() == "" and data.path.placeholderText()  # no "." in the path field

@@ -69,10 +69,12 @@ class Preference(_Strict):
         "which does not push a margin without bound.",
     )
     sft_weight: float = Field(
-        0.0,
+        1.0,
         ge=0.0,
         le=10.0,
-        description="Adds this times the chosen answer's next-token loss (RPO): keeps the chosen answers likely.",
+        description="Adds this times the chosen answer's next-token loss (RPO): keeps the chosen answers likely. "
+        "1 by default: on SmolLM2 pure DPO (0) won every held-out pair yet its greedy answers drifted into "
+        "rambling and lost general facts; with 1 they took the preferred style and kept them.",
     )
 
 

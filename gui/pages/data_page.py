@@ -68,7 +68,7 @@ def task_kind(task: TaskType) -> str:
 def _scan(project, project_file, progress=None, should_stop=None):
     """The worker's job: pairs for a language model, else files/rows (both are core functions)."""
     if project.task.type.is_generative:
-        from tlapp.model.chat import scan_project_pairs
+        from tlapp.model.lm_scan import scan_project_pairs
 
         return scan_project_pairs(project, project_file)
     return scan_project_data(project, project_file, progress, should_stop)

@@ -389,13 +389,7 @@ class TrainingPage(WizardPage):
             shown = p.train.phases  # the plan view says what is wrong with them
         for ph in shown:
             self._append_row(ph.model_dump(mode="json"))
-        metric = metric_name(p.task.type)
-        self.charts.set_metric(metric, metric.upper() if metric == "mae" else metric.replace("_", " ").capitalize())
-        dpo = p.task.type.value == "dpo"
-        self.charts.set_preference(dpo)
-        self.charts_box.default = (
-            CHARTS_BEFORE_DPO if dpo else CHARTS_BEFORE_LM if p.task.type.is_generative else CHARTS_BEFORE
-        )
+        self._chart_kind()
         if self.charts_box.is_empty() and not self.is_running() and self.state.run_dir is None:
             self.charts_box.show_empty()
 
@@ -682,8 +676,20 @@ class TrainingPage(WizardPage):
         if t == CRASH:
             show_error(self, f"Training failed: {d.get('message')}", d.get("details", ""))
 
+    def _chart_kind(self) -> None:
+        """The charts for the project's task: its metric, and for DPO the rewards row."""
+        task = self.state.project.task.type
+        metric = metric_name(task)
+        self.charts.set_metric(metric, metric.upper() if metric == "mae" else metric.replace("_", " ").capitalize())
+        dpo = task.value == "dpo"
+        self.charts.set_preference(dpo)
+        self.charts_box.default = (
+            CHARTS_BEFORE_DPO if dpo else CHARTS_BEFORE_LM if task.is_generative else CHARTS_BEFORE
+        )
+
     def replay(self, run_dir: Path) -> None:
         """Draw a finished run's curves and log from its ``events.jsonl`` (an opened run looks as it did)."""
+        self._chart_kind()
         self.charts.reset()
         self.log.clear()
         for ev in RunDir(run_dir).read_events():

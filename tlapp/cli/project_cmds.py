@@ -147,7 +147,7 @@ def _scan_pairs(data: Path, as_json: bool, task: str = "sft") -> None:
     """Pairs (or triples), problems and repeats; token lengths too when the default language model's tokenizer
     is here."""
     from tlapp.config import DEFAULT_LM_BACKBONE, project_from_dict
-    from tlapp.model.chat import scan_project_pairs
+    from tlapp.model.lm_scan import scan_project_pairs
 
     project = project_from_dict(
         {

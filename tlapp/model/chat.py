@@ -14,9 +14,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from tlapp.base.errors import DataError
 from tlapp.data.pairs import Pair
-from tlapp.data.preferences import scan_lm_file
 
 BUCKET = 32  # tokens: lengths are rounded up to a multiple of this
 
@@ -158,35 +156,3 @@ def encode_all(
 ) -> list[Optional[Encoded]]:
     """Every pair through :func:`encode` with a model tokenizer (``encode``, ``start_id``, ``end_id``)."""
     return [encode(p, tokenizer.encode, tokenizer.start_id, tokenizer.end_id, max_len, truncate, system) for p in pairs]
-
-
-def scan_project_pairs(project: Any, project_file: Optional[Any] = None) -> Any:
-    """A project's pairs (or triples, for dpo) with token lengths for its model (the wizard's Data step,
-    ``tlapp scan``). Without the model's tokenizer (not installed yet) the scan still reports the examples
-    and problems, and says why tokens are missing."""
-    from tlapp.backbones.catalog import check_backbone
-    from tlapp.backbones.causal_lm import default_system, tokenizer_for
-    from tlapp.base.errors import TlappError
-    from tlapp.config import resolve_data_path
-
-    path = resolve_data_path(project, project_file)
-    dpo = project.task.type.value == "dpo"
-    if path is None:
-        what = "prompt,chosen,rejected" if dpo else "prompt,response"
-        raise DataError(f"data.path: choose a {'preference' if dpo else 'pairs'} file (.jsonl or .csv with {what})")
-    _, max_len, _ = check_backbone(project.backbone, "lm")
-    report = scan_lm_file(path, project.task.type)
-    try:
-        tok = tokenizer_for(project.backbone)
-    except TlappError as e:
-        report.tokens = {"error": str(e)}
-        return report
-    truncate, system = project.data.too_long == "truncate", default_system(tok.files)
-    if dpo:
-        from tlapp.model.triples import encode_triples, triple_token_report
-
-        enc = encode_triples(report.pairs, tok, max_len, truncate, system)
-        report.tokens = triple_token_report(report.pairs, enc, tok, max_len, system)
-    else:
-        report.tokens = token_report(encode_all(report.pairs, tok, max_len, truncate, system), report.pairs, max_len)
-    return report

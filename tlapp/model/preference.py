@@ -62,7 +62,7 @@ def _logps(model: Any, batch: dict[str, Any], training: bool) -> tuple[Any, Any]
 class Loss:
     beta: float = 0.1
     kind: str = "sigmoid"  # or "ipo"
-    sft_weight: float = 0.0
+    sft_weight: float = 1.0
 
     def sums(self, model: Any, batch: dict[str, Any], training: bool, pairs: Any, tokens: Any) -> dict[str, Any]:
         """The loss over ``pairs`` pairs (a replica's share of the global batch) and the metrics' sums."""
