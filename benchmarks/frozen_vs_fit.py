@@ -74,7 +74,7 @@ def main() -> None:
     # tlapp, frozen phase with the embedding cache (includes the one forward pass).
     from tlapp.training import embcache
 
-    embcache.clear_memory()
+    embcache.clear()
     (t_cache,), _ = phase_seconds([{"name": "head", "epochs": args.epochs, "learning_rate": 1e-3}])
 
     # Plain Keras: same model, backbone frozen, images through the backbone every epoch.

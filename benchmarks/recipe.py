@@ -266,7 +266,9 @@ def _run_logged(cmd: list[str], log: Path) -> float:
 
 def method_tlapp(s: BenchSet, res: dict[str, Any], tlapp_sets: list[str]) -> None:
     from tlapp.deploy.predict import Predictor
+    from tlapp.training import embcache
 
+    embcache.clear()  # a first run: no vectors left in the model store by an earlier benchmark
     root = _fresh(Path(s.train).parent / "tlapp")
     proj, run = root / "P.yaml", root / "run"
     task = ["--task", "text_classification"] if s.modality == "text" else []

@@ -69,3 +69,32 @@ def test_compare_three_real_backbones_on_sign_language_digits(tmp_path, capsys):
         )
     assert [r["rank"] for r in rows] == [1, 2, 3] and all(r["score"] > 0.5 for r in rows)
     assert rows[0]["score"] >= rows[1]["score"] >= rows[2]["score"]
+
+
+def test_training_reuses_what_compare_embedded(color_data, tmp_path):
+    """The leaderboard and training share one row store: a run after `tlapp compare` on a sample embeds
+    only the examples the sample lacked, and the next run (that run stored them) none."""
+    from tlapp.training import embcache
+    from tlapp.training.run import train
+
+    embcache.clear()
+    d = tiny_project_dict(color_data)
+    d["backbone"] = {"name": "efficientnet_lite0", "weights": "imagenet", "image_size": 64}
+    d["train"]["phases"] = [{"name": "head", "epochs": 1, "freeze": {"mode": "all"}}]
+    d["export"] = {"formats": [], "verify": False}
+    p = project_from_dict(d)
+
+    def embedded(run: str) -> dict:
+        embcache._MEMORY.clear()  # as a new process: only the model store's rows remain
+        events = []
+        assert train(p, tmp_path / run, events.append).status == "completed"
+        return next(e.data for e in events if e.type == "embeddings" and not e.data["flip"])
+
+    fresh = embedded("first")
+    assert fresh["reused"] == 0 and not fresh["cached"]
+    embcache.clear()
+    compare.compare(p, ["efficientnet_lite0@64"], per_class=4)  # 12 of the 30 photos
+    part = embedded("after_sample")
+    assert 0 < part["reused"] < part["n"] and not part["cached"]
+    again = embedded("after_all")  # the first run added the rest
+    assert again["cached"] and again["reused"] == again["n"] == fresh["n"]

@@ -70,7 +70,7 @@ def test_evaluation_and_export_report_progress_and_cancel_cleanly(color_data, tm
     from tlapp.training import embcache
     from tlapp.training.run import train
 
-    embcache.clear_memory()  # earlier tests cached these embeddings: this run must compute them
+    embcache.clear()  # earlier tests cached these embeddings: this run must compute them
     d = tiny_project_dict(color_data)
     d["train"]["phases"] = [{"name": "head", "epochs": 1, "freeze": {"mode": "all"}}]
     events = []
@@ -97,7 +97,7 @@ def test_large_embedding_matrices_are_memory_mapped_and_removed_at_the_end(color
     from tlapp.training import embcache
     from tlapp.training.run import train
 
-    embcache.clear_memory()
+    embcache.clear()
     monkeypatch.setattr(embcache, "MEMMAP_BYTES", 1)  # every matrix counts as large
     made = []
     real = np.lib.format.open_memmap
@@ -111,7 +111,7 @@ def test_large_embedding_matrices_are_memory_mapped_and_removed_at_the_end(color
     emb = next(e.data for e in events if e.type == "embeddings")
     assert not emb["cached"] and emb["n"] > 0
     assert not list((tmp_path / "run" / "cache").glob("embeddings-*.npy"))
-    embcache.clear_memory()
+    embcache.clear()
 
 
 def test_a_short_last_batch_gives_the_same_vectors_without_a_new_input_shape():

@@ -195,6 +195,24 @@ class Backbone(_Strict):
         None, ge=8, le=4096, description="Text: tokens per example (padded/truncated)."
     )
     options: dict[str, Any] = Field(default_factory=dict, description="Extra constructor options, e.g. alpha.")
+    choose_from: list[str] = Field(
+        default_factory=list,
+        description="Image tasks: backbones the run chooses among, before training, by the cross-validated "
+        "score of the linear head on each one's embeddings (the leaderboard's measure; the winner's are "
+        "reused). Empty: preset best proposes the embedded EfficientNet-Lite0/1/2 when `name` is the default, "
+        "other presets train `name`; one name: no choice, `name` trains.",
+    )
+
+    @model_validator(mode="after")
+    def _name_among_choices(self) -> "Backbone":
+        if self.choose_from and self.name not in self.choose_from:
+            raise ValueError(
+                f"backbone.name {self.name!r} is not among backbone.choose_from {self.choose_from}: the run "
+                "would never train it; add it to the list, or empty the list to train it alone"
+            )
+        if len(set(self.choose_from)) != len(self.choose_from):
+            raise ValueError(f"backbone.choose_from lists a backbone twice: {self.choose_from}")
+        return self
 
 
 class Head(_Strict):
@@ -418,6 +436,15 @@ class Project(_Strict):
             raise ValueError(
                 f"head.pooling 'cls' is for text tasks (a [CLS] token); task is {self.task.type.value!r}: "
                 "use 'avg' or 'max'"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _choice_is_for_images(self) -> "Project":
+        if self.backbone.choose_from and (self.task.type.is_text or self.task.type.is_generative):
+            raise ValueError(
+                f"backbone.choose_from is for image tasks; task is {self.task.type.value!r}: empty it "
+                f"(compare text backbones with `tlapp compare`)"
             )
         return self
 

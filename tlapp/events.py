@@ -23,6 +23,7 @@ SCAN = "scan"
 RESUME = "resume"
 PLAN = "plan"  # the phases that will train, their expected times and the fine-tune decision, before training
 RECIPE_DECISION = "recipe_decision"
+BACKBONE_CHOICE = "backbone_choice"  # backbone.choose_from: each candidate's cross-validated head score, the winner
 PHASE_START = "phase_start"
 EMBEDDINGS = "embeddings"
 DATA_CACHE = "data_cache"  # where a split's decoded images live between epochs, and why
@@ -133,6 +134,12 @@ def _scan(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _choice(d: dict[str, Any]) -> str:
+    scored = [c for c in d["candidates"] if c.get("score") is not None]
+    rows = ", ".join(f"{c['name']}@{c['size']} {c['score']:.3f}" for c in scored)
+    return f"backbone: {d['chosen']} (cross-validated head score: {rows}; {d['seconds']:.0f}s)"
+
+
 def _run_end(d: dict[str, Any]) -> str:
     return f"run {d.get('status')}: {d.get('message', '')}".rstrip(": ")
 
@@ -144,8 +151,19 @@ _LINES: dict[str, Callable[[dict[str, Any]], Optional[str]]] = {
     RESUME: lambda d: d.get("message") or f"resuming at phase {d['phase'] + 1}, epoch {d['epoch']}",
     PLAN: lambda d: "\n".join(d["lines"]),
     RECIPE_DECISION: lambda d: f"recipe: {d['summary']}",
+    BACKBONE_CHOICE: _choice,
     PHASE_START: _phase_start,
-    EMBEDDINGS: lambda d: f"  embeddings for {d['n']} examples ({'from cache' if d['cached'] else 'computed'})",
+    EMBEDDINGS: lambda d: (
+        f"  embeddings for {d['n']} examples ("
+        + (
+            "from cache"
+            if d["cached"]
+            else f"{d['reused']} from cache, {d['n'] - d['reused']} computed"
+            if d.get("reused")
+            else "computed"
+        )
+        + ")"
+    ),
     EPOCH_END: _epoch_end,
     WARNING: lambda d: f"warning: {d['message']}",
     INSIGHT: lambda d: "\n".join(

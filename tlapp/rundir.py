@@ -58,6 +58,7 @@ class RunDir:
     model_card_json = property(lambda self: self.root / "model_card.json")
     curve = property(lambda self: self.root / "curve.json")  # the learning curve and its data forecast
     label_issues = property(lambda self: self.root / "label_issues.json")  # labels that look wrong
+    backbone_choice = property(lambda self: self.root / "backbone_choice.json")  # backbone.choose_from's scores
     checkpoints = property(lambda self: self.root / "checkpoints")
     last_checkpoint = property(lambda self: self.root / "checkpoints" / "last")
     best_weights = property(lambda self: self.root / "checkpoints" / "best.weights.h5")

@@ -331,7 +331,16 @@ class BackbonePage(WizardPage):
             if get_entry(name).modality in ("text", "lm")
             else {"image_size": self.size.value()}
         )
-        return Backbone(name=name, weights=self.weights.currentText().strip() or "imagenet", options=opts, **size)
+        # A choice the preset proposed (backbone.choose_from) stays while its backbone stays selected.
+        mine = self.state.project.backbone
+        choose = mine.choose_from if name == mine.name else []
+        return Backbone(
+            name=name,
+            weights=self.weights.currentText().strip() or "imagenet",
+            options=opts,
+            choose_from=choose,
+            **size,
+        )
 
     def commit(self) -> None:
         cfg = self._config(self.selected_name() or self.state.project.backbone.name)

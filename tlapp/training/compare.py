@@ -28,7 +28,7 @@ from tlapp.data.examples import Example
 from tlapp.data.labels import LabelEncoder
 from tlapp.data.sources import scan_project
 from tlapp.training import embcache
-from tlapp.training.linear_head import choose_folds, cross_validate
+from tlapp.training.linear_head import choose_folds, cross_validate, ranking
 
 BATCH = 32
 
@@ -112,7 +112,7 @@ def compare(
         rows.append(row)
         if on_row:
             on_row(row)
-    return sorted(rows, key=lambda r: (r.skipped != "", -(r.score or 0.0), r.loss or 0.0, r.ms_per_image or 0.0))
+    return sorted(rows, key=lambda r: (r.skipped != "", *ranking(r.score or 0.0, r.loss or 0.0), r.ms_per_image or 0.0))
 
 
 def _score(
@@ -147,13 +147,13 @@ def _score(
         saved = json.loads(board.read_text())
         row.score, row.loss, row.cached = saved["score"], saved["loss"], True
     else:
-        x, _ = embcache.get_or_compute(
-            key,
-            "disk",
+        x, _ = embcache.rows(
+            examples,
+            embcache.identity(asm, p),
             store_dir("cache", "embeddings"),
-            embcache.pass_over(
-                asm, p, examples, encoder, BATCH, asm.features.predict_on_batch, should_stop=should_stop
-            ),
+            lambda todo: embcache.pass_over(
+                asm, p, todo, encoder, BATCH, asm.features.predict_on_batch, should_stop=should_stop
+            )(),
         )
         cv = cross_validate(x, y, p.task.type, units, folds=folds, seed=p.train.seed)
         row.score, row.loss = float(cv.score), float(cv.loss)

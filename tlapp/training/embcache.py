@@ -3,9 +3,14 @@
 When the whole backbone is frozen and nothing augments the images, every
 epoch would push the same pixels through the same network. We run the
 feature extractor once, keep the pooled vectors (in memory for this process,
-or on disk keyed by data + backbone + weights), and train only the head on
-them. The physical limit of a frozen phase is one forward pass; this gets
-close to it.
+and in the model store's row store), and train only the head on them. The
+physical limit of a frozen phase is one forward pass; this gets close to it.
+
+The row store keeps one vector per *example* (its path, size and mtime, or its
+text) for each backbone identity, not one matrix per list of examples. So
+``tlapp compare`` on a sample, a training run in split order, and the next run
+with one photo added all reuse what any of them computed, and only the missing
+rows go through the network.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -20,6 +26,7 @@ import numpy as np
 
 from tlapp.base.errors import Cancelled
 from tlapp.base.fsutil import atomic_path
+from tlapp.base.paths import store_dir
 from tlapp.data.examples import Example
 from tlapp.data.labels import LabelEncoder
 
@@ -28,17 +35,26 @@ _MEMORY: dict[str, np.ndarray] = {}
 MEMMAP_BYTES = 128 * 2**20
 
 
+def example_key(e: Example) -> str:
+    """What an example's vector depends on: its text, or its file's path, size and modification time."""
+    if e.text is not None:
+        return f"text|{e.text}"
+    try:
+        st = os.stat(e.path)
+        return f"{e.path}|{st.st_size}|{st.st_mtime_ns}"
+    except OSError:
+        return f"{e.path}|missing"
+
+
+def identity_hash(backbone_id: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(backbone_id, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
 def cache_key(examples: list[Example], backbone_id: dict[str, Any]) -> str:
-    h = hashlib.sha256(json.dumps(backbone_id, sort_keys=True, default=str).encode())
+    """One key for a list of examples in its order (the in-process cache and a run's scratch file)."""
+    h = hashlib.sha256(identity_hash(backbone_id).encode())
     for e in examples:
-        if e.text is not None:
-            h.update(f"{e.text}|{e.label}\n".encode())
-            continue
-        try:
-            st = os.stat(e.path)
-            h.update(f"{e.path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-        except OSError:
-            h.update(f"{e.path}|missing\n".encode())
+        h.update(f"{example_key(e)}\n".encode())
     return h.hexdigest()[:32]
 
 
@@ -87,29 +103,64 @@ def compute(
     return out[:row] if out is not None else np.zeros((0, 0), np.float32)
 
 
-def get_or_compute(
-    key: str, mode: str, cache_dir: Path, compute_fn: Callable[[], np.ndarray]
-) -> tuple[np.ndarray, bool]:
-    """Return (features, was_cached)."""
-    if mode != "none" and key in _MEMORY:
-        return _MEMORY[key], True
-    path = cache_dir / f"{key}.npy"
-    if mode == "disk" and path.is_file():
-        arr = np.load(path)
+def rows(
+    examples: list[Example],
+    backbone_id: dict[str, Any],
+    store: Optional[Path],
+    compute_fn: Callable[[list[Example]], np.ndarray],
+) -> tuple[np.ndarray, int]:
+    """The vectors of ``examples`` in their order, and how many came from a cache.
+
+    In-process first (the whole list), then the row store in folder ``store`` (None: no store):
+    only the examples it lacks are computed (``compute_fn`` of that sublist), and added to it
+    while it stays under ``MEMMAP_BYTES``.
+    """
+    key = cache_key(examples, backbone_id)
+    if key in _MEMORY:
+        return _MEMORY[key], len(examples)
+    if store is None or not storable(backbone_id):
+        arr = compute_fn(examples).astype(np.float32, copy=False)
         _MEMORY[key] = arr
-        return arr, True
-    arr = compute_fn().astype(np.float32, copy=False)
-    if mode != "none":
-        _MEMORY[key] = arr
-    if mode == "disk":
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path, suffix=".npy") as tmp:
-            np.save(tmp, arr)
-    return arr, False
+        return arr, 0
+    path = store / f"{identity_hash(backbone_id)}.npz"
+    keys, matrix = _read_store(path)
+    where = {k: i for i, k in enumerate(keys)}
+    wanted = [example_key(e) for e in examples]
+    missing = [i for i, k in enumerate(wanted) if k not in where]
+    new = compute_fn([examples[i] for i in missing]).astype(np.float32, copy=False) if missing else None
+    dim = (new if new is not None else matrix).shape[-1]
+    arr = np.empty((len(examples), dim), np.float32)
+    if missing:
+        arr[missing] = new
+    found = [i for i, k in enumerate(wanted) if k in where]
+    if found:
+        arr[found] = matrix[[where[wanted[i]] for i in found]]
+    _MEMORY[key] = arr
+    if missing:
+        grown = np.concatenate([matrix, new]) if len(keys) else new
+        if grown.nbytes <= MEMMAP_BYTES:
+            with atomic_path(path, suffix=".npz") as tmp:
+                np.savez(tmp, keys=np.array([*keys.tolist(), *(wanted[i] for i in missing)], dtype=str), vectors=grown)
+    return arr, len(found)
 
 
-def clear_memory() -> None:
+def _read_store(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(keys, vectors) of a row store; empty when absent or unreadable (a cache: recomputed, never fatal)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys, vectors = z["keys"], z["vectors"]
+        if len(keys) == len(vectors):
+            return keys, vectors
+    except (OSError, ValueError, KeyError):
+        pass
+    return np.array([], dtype=str), np.zeros((0, 0), np.float32)
+
+
+def clear() -> None:
+    """Forget every cached vector: this process's and the model store's row store (a benchmark or a test
+    that must time or see the embedding pass itself)."""
     _MEMORY.clear()
+    shutil.rmtree(store_dir("cache", "embeddings"), ignore_errors=True)
 
 
 def identity(asm: Any, project: Any, flip: bool = False) -> dict[str, Any]:
@@ -119,12 +170,30 @@ def identity(asm: Any, project: Any, flip: bool = False) -> dict[str, Any]:
     return {
         "backbone": b.entry.name,
         "weights": b.weights_source,
+        "weights_changed": _mtime(b.weights_source),
         "size": b.size,
         "task": project.task.type.value,
         "pooling": project.head.pooling,
         "options": project.backbone.options,
         "flip": flip,
     }
+
+
+def _mtime(source: str) -> Optional[int]:
+    """When a weights file or preset folder named by ``source`` ("file PATH", "preset PATH") last changed:
+    re-importing weights under the same name must not serve the old vectors."""
+    kind, _, path = source.partition(" ")
+    if kind not in ("file", "preset"):
+        return None
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+def storable(backbone_id: dict[str, Any]) -> bool:
+    """Whether vectors may outlive this process: not from a random initialisation (another build differs)."""
+    return backbone_id.get("weights") != "random init"
 
 
 def pass_over(

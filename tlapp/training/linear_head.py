@@ -59,6 +59,12 @@ class CVResult:
     grid: list[dict[str, float]] = field(default_factory=list)
 
 
+def ranking(score: float, loss: float) -> tuple[float, float]:
+    """Which of two cross-validated heads is better (smaller first): the higher score, then the lower
+    loss. The leaderboard ranks by it and ``backbone.choose_from`` picks by it, so they agree."""
+    return (-score, loss)
+
+
 def _kind(task: TaskType) -> str:
     if task == TaskType.regression:
         return "regression"

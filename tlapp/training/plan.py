@@ -21,6 +21,7 @@ from tlapp.config import Phase, Project
 from tlapp.data.pairs import pair_split_sizes
 from tlapp.data.split import split_examples
 from tlapp.presets import PRESETS, phases_of
+from tlapp.training.choice import plan_choice
 from tlapp.training.estimate import FIXED_S, budget_s, embed_seconds, finetune_seconds, phase_seconds, speed
 
 SATURATED = 0.99  # a CV score at or above this leaves nothing for a fine-tune to find
@@ -158,6 +159,7 @@ class Plan:
     total_high_s: float
     proposed: bool  # the phases come from the preset (train.phases is empty)
     generative: bool = False  # a language model: no head, no fine-tune decision
+    choice: list[dict[str, Any]] = field(default_factory=list)  # backbone.choose_from's candidates, priced
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -222,8 +224,21 @@ def make_plan(project: Project, n_train: int, n_val: int, rate: float, measured:
         + sum(r.expected_s for r in rows if r.runs == "yes")
     )
     high = low + sum(r.expected_s for r in rows if r.runs != "yes" and r.runs != "no")
+    cands = plan_choice(project, n_train, n_val)
+    extra = sum(c.expected_s for c in cands[1:] if c.runs)  # the first one's pass is the run's own
     return Plan(
-        project.train.preset, n_train, n_val, rate, measured, rows, dec, low, high, not project.train.phases, generative
+        project.train.preset,
+        n_train,
+        n_val,
+        rate,
+        measured,
+        rows,
+        dec,
+        low + extra,
+        high + extra,
+        not project.train.phases,
+        generative,
+        [c.as_dict() for c in cands],
     )
 
 
@@ -253,6 +268,14 @@ def plan_lines(plan: Plan) -> list[str]:
         f"plan (preset {plan.preset}, {plan.n_train} training / {plan.n_val} validation examples, "
         f"phases {src}; speed {plan.speed:.0f} examples/s, {speed}):"
     ]
+    if plan.choice:
+        runs = [c for c in plan.choice if c["runs"]]
+        out.append(
+            "  backbone: chosen before training among "
+            + ", ".join(f"{c['name']}@{c['size']} (~{c['expected_s']:.0f}s)" for c in runs)
+            + " by the linear head's cross-validated score on each one's embeddings; the winner's are reused"
+        )
+        out += [f"    {c['name']} left out: {c['why']}" for c in plan.choice if not c["runs"]]
     for r in plan.phases:
         t = f", ~{r.expected_s:.0f}s" if r.expected_s >= 1 else ""
         out.append(f"  {r.index}. {r.name}: {r.trains}{t}; runs: {r.runs}")

@@ -34,6 +34,7 @@ from tlapp.data.pipelines import array_batches, image_dataset, plan_cache, text_
 from tlapp.data.sources import scan_project
 from tlapp.data.split import Splits, cross_split_duplicates, split_examples
 from tlapp.events import (
+    BACKBONE_CHOICE,
     DATA_CACHE,
     EMBEDDINGS,
     PHASE_END,
@@ -49,10 +50,10 @@ from tlapp.model.image_model import build_model
 from tlapp.model.optim import block_multipliers, make_optimizer
 from tlapp.model.tasks import monitor
 from tlapp.model.text_model import build_text_model, token_batches
-from tlapp.presets import phases_of
+from tlapp.presets import choices_of, phases_of
 from tlapp.rundir import RunDir, absolute_data_path
 from tlapp.training import checkpoint as ckpt
-from tlapp.training import embcache, lifecycle, strategy
+from tlapp.training import choice, embcache, lifecycle, strategy
 from tlapp.training.augment import augmented
 from tlapp.training.callbacks import EventCallback
 from tlapp.training.devices import describe_device, devices, tensor_cores
@@ -106,6 +107,8 @@ class Run:
         self.phases: list[Phase] = []  # the plan that trains: train.phases, or the preset's proposal
         self.use_class_weights = True  # a recipe turns them off when cross-validation says they hurt
         self.embed_rate: Optional[float] = None  # examples/s of the last computed embedding pass
+        self.last_reused = 0  # vectors of the last embedding pass that came from the cache
+        self.choice: list[dict[str, Any]] = []  # backbone.choose_from's candidates and their scores
         self.evaluation: Optional[dict[str, Any]] = None  # set by a recipe that evaluated without a val pass
         self._cached_phase: Optional[int] = None
         self._cache_told: set[str] = set()  # splits whose cache plan was announced
@@ -228,7 +231,7 @@ class Run:
         return {self.encoder.index[c]: w for c, w in self.report.class_weights.items() if c in self.encoder.index}
 
     def embeddings(self, examples: list[Example], flip: bool = False, fresh: bool = False) -> np.ndarray:
-        """Pooled backbone vectors, computed once per data + backbone (memory or disk cache).
+        """Pooled backbone vectors, each computed once per example + backbone (:func:`embcache.rows`).
 
         ``flip=True``: of the horizontally mirrored images (an augmentation the head can learn
         from without another pass per epoch). ``fresh=True``: computed now and not cached (a
@@ -236,43 +239,44 @@ class Run:
         speed is kept in ``embed_rate``.
         """
         asm, p = self.model, self.project
-        key = embcache.cache_key(examples, embcache.identity(asm, p, flip))
-        bs, mode = p.train.batch_size, "memory" if p.data.cache == "auto" else p.data.cache
+        ident = embcache.identity(asm, p, flip)
+        bs = p.train.batch_size
         unit = "texts" if p.task.type.is_text else "images"
-        rows = self.progress(f"embedding {len(examples)} {unit}" + (" (mirrored)" if flip else ""), unit)
-
-        def progress(i: int, _n: int) -> None:
-            rows(min(i * bs, len(examples)), len(examples))
-
         big = len(examples) * asm.feature_dim * 4 > embcache.MEMMAP_BYTES
-        compute = embcache.pass_over(
-            asm,
-            p,
-            examples,
-            self.encoder,
-            bs,
-            self.forward(asm.features),
-            progress,
-            self.should_stop,
-            flip,
-            self.run_dir.cache / f"embeddings-{key}.npy" if big else None,
-        )
+
+        def compute(todo: list[Example]) -> np.ndarray:
+            rows = self.progress(f"embedding {len(todo)} {unit}" + (" (mirrored)" if flip else ""), unit)
+            return embcache.pass_over(
+                asm,
+                p,
+                todo,
+                self.encoder,
+                bs,
+                self.forward(asm.features),
+                lambda i, _n: rows(min(i * bs, len(todo)), len(todo)),
+                self.should_stop,
+                flip,
+                self.run_dir.cache / f"embeddings-{embcache.cache_key(todo, ident)}.npy" if big else None,
+            )()
+
+        # The model store's row store (shared with `tlapp compare` and earlier runs) unless the data
+        # cache is off or the matrix is large (then it lives in this run's scratch file).
+        store = None if big else store_dir("cache", "embeddings")
         t0 = time.time()
-        arr, hit = (
-            (compute(), False)
-            if fresh
-            else embcache.get_or_compute(
-                key, mode, store_dir("cache", "embeddings") if mode == "disk" else Path("."), compute
-            )
-        )
+        if fresh or p.data.cache == "none":
+            arr, reused = compute(examples), 0
+        else:
+            arr, reused = embcache.rows(examples, ident, store, compute)
+        hit, self.last_reused = reused == len(examples), reused
         if not hit and not fresh:
-            self.embed_rate = len(examples) / max(time.time() - t0, 1e-6)
+            self.embed_rate = (len(examples) - reused) / max(time.time() - t0, 1e-6)
             record_speed(p, self.embed_rate)
         self.log.emit(
             EMBEDDINGS,
             n=len(examples),
             dim=int(arr.shape[-1]) if arr.size else 0,
             cached=hit,
+            reused=reused,
             flip=flip,
             seconds=round(time.time() - t0, 2),
         )
@@ -475,6 +479,9 @@ class Run:
             self.prepare_data(resume)
             self.build()
             self.show_plan()
+            if choices_of(p):
+                self.choose_backbone(resume)
+            p = self.project
             if p.train.preset != "custom" or self.phases[0].solver == "exact":
                 if resume:  # a recipe re-decides from the data; its embeddings come back from the cache
                     self.log.emit(
@@ -514,6 +521,28 @@ class Run:
             rate or estimate_speed(self.project, b.entry.params_m, b.size)[0],
             rate is not None,
         )
+
+    def choose_backbone(self, resume: bool) -> None:
+        """``backbone.choose_from``: score the candidates and make the winner this run's backbone (BACKBONE_CHOICE).
+        A resumed run keeps the choice it made (its checkpoint holds the winner's weights)."""
+        p = self.project
+        saved = self.shared.read_json(self.shared.backbone_choice) if resume else None
+        if saved:
+            self.project = choice.candidate_project(p, saved["chosen"])
+            self.choice = saved["candidates"]
+            self.build()
+            return
+        t0 = time.time()
+        cands = choice.plan_choice(p, len(self.splits.train), len(self.splits.val))
+        for c in cands:
+            if not c.runs:
+                self.log.emit(WARNING, message=f"backbone.choose_from: {c.name} left out: {c.why}")
+        won = choice.choose(self, cands)
+        self.choice = [c.as_dict() for c in cands]
+        doc = {"chosen": won.name, "candidates": self.choice, "seconds": round(time.time() - t0, 1)}
+        with atomic_path(self.run_dir.backbone_choice) as tmp:
+            tmp.write_text(json.dumps(doc, indent=1))
+        self.log.emit(BACKBONE_CHOICE, **doc)
 
     def unwrap(self) -> None:
         """The trained weights in a model built outside the strategy, for evaluation and export.

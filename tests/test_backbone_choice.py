@@ -1,0 +1,77 @@
+"""backbone.choose_from (preset best): the run scores each candidate by the cross-validated linear head on its
+embeddings, trains and exports the winner on the vectors it already has, and the plan shows the choice and
+its cost before Start; a candidate past the time budget is left out, and says why."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tlapp.base.errors import ConfigError
+from tlapp.config import project_from_dict
+from tlapp.presets import EMBEDDED_IMAGE, choices_of
+from tlapp.training.choice import plan_choice
+from tlapp.training.plan import make_plan, plan_lines
+
+from conftest import tiny_project_dict
+
+
+def _project(data, **backbone):
+    d = tiny_project_dict(data)
+    d["backbone"] = {"name": "efficientnet_lite0", "image_size": 64, **backbone}
+    d["train"] = {"batch_size": 8, "preset": "best", "finetune": "never"}
+    d["export"] = {"formats": ["savedmodel"], "verify": False}
+    return d
+
+
+def test_best_proposes_the_embedded_backbones_and_never_overrides_a_pick(color_data):
+    def proj(preset: str, **backbone):
+        d = tiny_project_dict(color_data) | {"backbone": {"name": "efficientnet_lite0", **backbone}}
+        d["train"] = {"preset": preset}
+        return project_from_dict(d)
+
+    assert choices_of(proj("best")) == list(EMBEDDED_IMAGE)  # the default backbone under best: a choice
+    assert choices_of(proj("balanced")) == []
+    assert choices_of(proj("best", name="mobilenet_v2")) == []  # a backbone the person picked trains
+    assert choices_of(proj("best", choose_from=["efficientnet_lite0"])) == []  # one name: no choice
+    two = ["efficientnet_lite0", "efficientnet_lite2"]
+    assert choices_of(proj("balanced", choose_from=two)) == two  # written out: any preset chooses
+    with pytest.raises(ConfigError, match="'mobilenet_v2' is not among backbone.choose_from"):
+        project_from_dict(_project(color_data, name="mobilenet_v2", choose_from=["efficientnet_lite0"]))
+    with pytest.raises(ConfigError, match="choose_from is for image tasks"):
+        project_from_dict(
+            {
+                "task": {"type": "text_classification"},
+                "data": {"path": "x.csv", "source": "csv"},
+                "backbone": {"name": "efficientnet_lite0", "choose_from": ["efficientnet_lite0"]},
+            }
+        )
+
+
+def test_the_plan_prices_each_candidate_and_leaves_out_what_the_budget_cannot_pay(color_data):
+    p = project_from_dict(_project(color_data, choose_from=["efficientnet_lite0", "efficientnet_lite2"]))
+    lines = "\n".join(plan_lines(make_plan(p, 20, 10, 40.0, False)))
+    assert "chosen before training among efficientnet_lite0@64" in lines and "efficientnet_lite2@64" in lines
+    tight = p.model_copy(update={"train": p.train.model_copy(update={"time_budget_s": 0.01})})
+    cands = plan_choice(tight, 20, 10)
+    assert cands[0].runs and not cands[1].runs and "budget" in cands[1].why
+    assert "efficientnet_lite2 left out" in "\n".join(plan_lines(make_plan(tight, 20, 10, 40.0, False)))
+
+
+def test_the_run_trains_the_winner_on_the_vectors_it_scored(color_data, tmp_path):
+    from tlapp.training import embcache
+    from tlapp.training.run import train
+
+    embcache.clear()
+    p = project_from_dict(_project(color_data, choose_from=["efficientnet_lite0", "efficientnet_lite1"]))
+    events = []
+    assert train(p, tmp_path / "run", events.append).status == "completed"
+    choice = next(e.data for e in events if e.type == "backbone_choice")
+    saved = json.loads((tmp_path / "run" / "backbone_choice.json").read_text())
+    ranked = sorted(saved["candidates"], key=lambda c: (-c["score"], c["loss"]))
+    assert saved["chosen"] == choice["chosen"] == ranked[0]["name"] and len(ranked) == 2
+    emb = [e.data for e in events if e.type == "embeddings" and not e.data["flip"]]
+    assert [e["cached"] for e in emb] == [False, False, True]  # two candidates, then the winner's again
+    meta = json.loads((tmp_path / "run" / "export" / "meta.json").read_text())
+    assert meta["backbone"] == saved["chosen"]
