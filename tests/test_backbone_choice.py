@@ -21,7 +21,7 @@ def _project(data, **backbone):
     d = tiny_project_dict(data)
     d["backbone"] = {"name": "efficientnet_lite0", "image_size": 64, **backbone}
     d["train"] = {"batch_size": 8, "preset": "best", "finetune": "never"}
-    d["export"] = {"formats": ["savedmodel"], "verify": False}
+    d["export"] = {"formats": []}
     return d
 
 
@@ -73,5 +73,6 @@ def test_the_run_trains_the_winner_on_the_vectors_it_scored(color_data, tmp_path
     assert saved["chosen"] == choice["chosen"] == ranked[0]["name"] and len(ranked) == 2
     emb = [e.data for e in events if e.type == "embeddings" and not e.data["flip"]]
     assert [e["cached"] for e in emb] == [False, False, True]  # two candidates, then the winner's again
-    meta = json.loads((tmp_path / "run" / "export" / "meta.json").read_text())
-    assert meta["backbone"] == saved["chosen"]
+    card = json.loads((tmp_path / "run" / "model_card.json").read_text())["backbone"]
+    assert card["name"] == saved["chosen"] and card["chosen_from"] == saved["candidates"]
+    assert "Chosen before training" in (tmp_path / "run" / "model_card.md").read_text()

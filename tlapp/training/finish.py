@@ -132,6 +132,7 @@ def record(run: Run) -> RunRecord:
         run.recipe,
         time.time() - run.started,
         run.phases,
+        run.choice,
     )
 
 

@@ -40,6 +40,7 @@ class RunRecord:
     recipe: dict[str, Any] = field(default_factory=dict)  # what the recipe decided, and its CV estimate
     seconds: float = 0.0  # wall time of the (last) training session, scan to export
     phases: list[Any] = field(default_factory=list)  # the plan that trained (train.phases or the proposal)
+    choice: list[dict[str, Any]] = field(default_factory=list)  # backbone.choose_from's scored candidates
 
 
 def metric_mode(key: str) -> str:
@@ -168,6 +169,7 @@ def card_data(rec: RunRecord, metrics: dict[str, Any], export: Optional[dict[str
             "weights_origin": weights_origin(e),
             "input_size": rec.input_size,
             "preprocessing": e.preprocessing,
+            "chosen_from": rec.choice,
         },
         "head": {"pooling": p.head.pooling, "dropout": p.head.dropout, "hidden": p.head.hidden},
         "training": {
@@ -287,6 +289,19 @@ def render_card(card: dict[str, Any]) -> str:
         f"- Task: {card['task']}",
         f"- Backbone: {b['name']} ({b['family']}, {b['params_m']:.1f} M params, licence {b['licence']})",
         f"- Weights: {b['weights']} — {b['weights_origin']}",
+        *(
+            [
+                "- Chosen before training by the cross-validated linear head on each one's embeddings: "
+                + ", ".join(
+                    f"{c['name']}@{c['size']} {c['score']:.3f}"
+                    if c.get("score") is not None
+                    else f"{c['name']} (not run: {c['why']})"
+                    for c in b["chosen_from"]
+                )
+            ]
+            if b.get("chosen_from")
+            else []
+        ),
         (
             f"- Input: raw strings (tokenizer inside the model; {b['input_size']} tokens, padded/truncated)"
             if text_task
