@@ -25,7 +25,7 @@ def _project(data, **backbone):
     return d
 
 
-def test_best_proposes_the_embedded_backbones_and_never_overrides_a_pick(color_data):
+def test_best_proposes_the_embedded_backbones_only_where_nothing_else_was_set(color_data):
     def proj(preset: str, **backbone):
         d = tiny_project_dict(color_data) | {"backbone": {"name": "efficientnet_lite0", **backbone}}
         d["train"] = {"preset": preset}
@@ -37,6 +37,8 @@ def test_best_proposes_the_embedded_backbones_and_never_overrides_a_pick(color_d
     assert choices_of(proj("best", choose_from=["efficientnet_lite0"])) == []  # one name: no choice
     two = ["efficientnet_lite0", "efficientnet_lite2"]
     assert choices_of(proj("balanced", choose_from=two)) == two  # written out: any preset chooses
+    with pytest.raises(ConfigError, match="compares pretrained backbones"):
+        project_from_dict(_project(color_data, weights="none", choose_from=two))
     with pytest.raises(ConfigError, match="'mobilenet_v2' is not among backbone.choose_from"):
         project_from_dict(_project(color_data, name="mobilenet_v2", choose_from=["efficientnet_lite0"]))
     with pytest.raises(ConfigError, match="choose_from is for image tasks"):
@@ -44,9 +46,21 @@ def test_best_proposes_the_embedded_backbones_and_never_overrides_a_pick(color_d
             {
                 "task": {"type": "text_classification"},
                 "data": {"path": "x.csv", "source": "csv"},
-                "backbone": {"name": "efficientnet_lite0", "choose_from": ["efficientnet_lite0"]},
+                "backbone": {"name": "efficientnet_lite0", "choose_from": two},
             }
         )
+
+
+def test_candidates_take_their_own_size_and_weights_unless_the_person_set_a_size(color_data):
+    from tlapp.training.choice import candidate_project
+
+    d = _project(color_data, image_size=224, options={"x": 1}, choose_from=["efficientnet_lite0", "efficientnet_lite2"])
+    wizard = project_from_dict(d)  # the wizard writes Lite0's own size: not a choice of size
+    lite2 = candidate_project(wizard, "efficientnet_lite2").backbone
+    assert (lite2.image_size, lite2.weights, lite2.options) == (None, "imagenet", {})
+    assert candidate_project(wizard, "efficientnet_lite0") is wizard
+    d["backbone"]["image_size"] = 160  # a size the person chose applies to every candidate
+    assert candidate_project(project_from_dict(d), "efficientnet_lite2").backbone.image_size == 160
 
 
 def test_the_plan_prices_each_candidate_and_leaves_out_what_the_budget_cannot_pay(color_data):

@@ -74,10 +74,14 @@ def test_compare_three_real_backbones_on_sign_language_digits(tmp_path, capsys):
 def test_training_reuses_what_compare_embedded(color_data, tmp_path):
     """The leaderboard and training share one row store: a run after `tlapp compare` on a sample embeds
     only the examples the sample lacked, and the next run (that run stored them) none."""
+    import shutil
+
+    from tlapp.base.paths import store_dir
     from tlapp.training import embcache
     from tlapp.training.run import train
 
     embcache.clear()
+    shutil.rmtree(store_dir("cache", "compare"), ignore_errors=True)  # a saved score would skip the pass
     d = tiny_project_dict(color_data)
     d["backbone"] = {"name": "efficientnet_lite0", "weights": "imagenet", "image_size": 64}
     d["train"]["phases"] = [{"name": "head", "epochs": 1, "freeze": {"mode": "all"}}]

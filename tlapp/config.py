@@ -441,10 +441,23 @@ class Project(_Strict):
 
     @model_validator(mode="after")
     def _choice_is_for_images(self) -> "Project":
-        if self.backbone.choose_from and (self.task.type.is_text or self.task.type.is_generative):
+        b = self.backbone
+        if len(b.choose_from) < 2:
+            return self
+        if self.task.type.is_text or self.task.type.is_generative:
             raise ValueError(
                 f"backbone.choose_from is for image tasks; task is {self.task.type.value!r}: empty it "
                 f"(compare text backbones with `tlapp compare`)"
+            )
+        if b.weights != "imagenet":
+            raise ValueError(
+                f"backbone.choose_from compares pretrained backbones; backbone.weights is {b.weights!r}: set "
+                "it to 'imagenet' or keep one name"
+            )
+        if self.train.strategy == "multi_worker":
+            raise ValueError(
+                "backbone.choose_from: every worker of a multi_worker run must train the same backbone; choose "
+                "it first (`tlapp compare`) and keep one name"
             )
         return self
 

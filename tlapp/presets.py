@@ -284,8 +284,14 @@ def choices_of(project: Project) -> list[str]:
     if b.choose_from:
         return list(b.choose_from) if len(b.choose_from) > 1 else []
     t = project.task.type
-    proposes = project.train.preset == "best" and not (t.is_text or t.is_generative)
-    return list(EMBEDDED_IMAGE) if proposes and b.name == DEFAULT_IMAGE_BACKBONE and b.weights == "imagenet" else []
+    proposes = (
+        project.train.preset == "best"
+        and not (t.is_text or t.is_generative)
+        and b.name == DEFAULT_IMAGE_BACKBONE
+        and b.weights == "imagenet"
+        and project.train.strategy != "multi_worker"  # every worker must train the same backbone
+    )
+    return list(EMBEDDED_IMAGE) if proposes else []
 
 
 def with_preset(project: Project, preset: str, n_train: int = 0) -> Project:

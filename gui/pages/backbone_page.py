@@ -96,6 +96,8 @@ class BackbonePage(WizardPage):
 
     def __init__(self, state) -> None:
         super().__init__(state)
+        self.picked = False  # the person chose a row (or a leaderboard row) on this visit
+        self._selecting = False
         self.worker: Optional[FunctionWorker] = None
         self.search = QLineEdit()
         self.search.setPlaceholderText("Search backbones (name or family)…")
@@ -269,16 +271,21 @@ class BackbonePage(WizardPage):
         return self.proxy.index(rows[0].row(), NAME).data() if rows else None
 
     def select(self, name: str) -> None:
-        for r in range(self.proxy.rowCount()):
-            if self.proxy.index(r, NAME).data() == name:
-                self.table.selectRow(r)
-                self.table.scrollTo(self.proxy.index(r, NAME))
-                return
+        self._selecting = True  # the page showing the project's backbone, not the person picking one
+        try:
+            for r in range(self.proxy.rowCount()):
+                if self.proxy.index(r, NAME).data() == name:
+                    self.table.selectRow(r)
+                    self.table.scrollTo(self.proxy.index(r, NAME))
+                    return
+        finally:
+            self._selecting = False
 
     def _selected(self) -> None:
         name = self.selected_name()
         if not name:
             return
+        self.picked = self.picked or not self._selecting
         e = get_entry(name)
         b = self.state.project.backbone
         mine = (b.sequence_length if e.modality in ("text", "lm") else b.image_size) if b.name == name else None
@@ -301,6 +308,7 @@ class BackbonePage(WizardPage):
         )
 
     def refresh(self) -> None:
+        self.picked = False
         b = self.state.project.backbone
         task = self.state.project.task.type
         want = "text" if task.is_text or task.is_generative else "image"
@@ -331,9 +339,11 @@ class BackbonePage(WizardPage):
             if get_entry(name).modality in ("text", "lm")
             else {"image_size": self.size.value()}
         )
-        # A choice the preset proposed (backbone.choose_from) stays while its backbone stays selected.
+        # A backbone the person picks here trains as picked (one name: preset best does not choose); a choice
+        # written in the project (backbone.choose_from) stays while its backbone stays selected.
         mine = self.state.project.backbone
-        choose = mine.choose_from if name == mine.name else []
+        image = get_entry(name).modality == "image"
+        choose = [name] if self.picked and image else (mine.choose_from if name == mine.name else [])
         return Backbone(
             name=name,
             weights=self.weights.currentText().strip() or "imagenet",
@@ -423,6 +433,7 @@ class BackbonePage(WizardPage):
         if 0 <= row < len(self._board_rows) and not self._board_rows[row].skipped:
             chosen = self._board_rows[row]
             self.select(chosen.name)
+            self.picked = True  # clicking a leaderboard row is the person's choice
             self.size.setValue(chosen.image_size)
 
     def install_lm(self) -> None:

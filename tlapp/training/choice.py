@@ -14,8 +14,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
-from tlapp.backbones.catalog import check_backbone
-from tlapp.base.errors import WeightsError
+from tlapp.backbones.catalog import check_backbone, get_entry
+from tlapp.base.errors import BackboneError, WeightsError
 from tlapp.config import Project
 from tlapp.presets import choices_of
 from tlapp.training.estimate import budget_s, speed
@@ -39,8 +39,15 @@ class Candidate:
 
 
 def candidate_project(project: Project, name: str) -> Project:
-    """``project`` with backbone ``name`` (the person's image size if set, else that backbone's own)."""
-    return project.model_copy(update={"backbone": project.backbone.model_copy(update={"name": name})})
+    """``project`` with backbone ``name``: ImageNet weights, and the person's image size if they changed it
+    from their backbone's own (the wizard always writes one), else the candidate's own size."""
+    b = project.backbone
+    if name == b.name:
+        return project
+    own = get_entry(b.name).default_size
+    size = b.image_size if b.image_size not in (None, own) else None
+    cand = b.model_copy(update={"name": name, "weights": "imagenet", "options": {}, "image_size": size})
+    return project.model_copy(update={"backbone": cand})
 
 
 def plan_choice(project: Project, n_train: int, n_val: int) -> list[Candidate]:
@@ -53,7 +60,10 @@ def plan_choice(project: Project, n_train: int, n_val: int) -> list[Candidate]:
     spent = 0.0
     for name in choices_of(project):
         p = candidate_project(project, name)
-        entry, size, _ = check_backbone(p.backbone, "image")
+        try:
+            entry, size, _ = check_backbone(p.backbone, "image")
+        except BackboneError as e:
+            raise BackboneError(f"backbone.choose_from: {name!r}: {e}") from None
         rate, measured = speed(p, entry.params_m, size)
         secs = (n_train + n_val) / max(rate, 1e-9)
         c = Candidate(name, size, round(secs, 1), measured)
@@ -77,15 +87,18 @@ def choose(run: Any, candidates: list[Candidate]) -> Candidate:
     y = run.encoder.encode_all(examples)
     units = 1 if p.task.type.value == "regression" else len(run.classes)
     folds = choose_folds(y, p.task.type)
+    built: dict[str, Any] = {p.backbone.name: run.model}
     for c in candidates:
+        q = candidate_project(p, c.name)
         if not c.runs:
             continue
-        if not offline_status(c.name, c.size, p.backbone.options):
+        if not offline_status(c.name, c.size, q.backbone.options):
             c.runs, c.why = False, "no weights on this machine (see `tlapp weights list`)"
             continue
         t0 = time.time()
-        run.project = candidate_project(p, c.name)
-        run.build()
+        run.project = q
+        run.asm = built[c.name] if c.name in built else run.build()
+        built[c.name] = run.asm
         x = run.embeddings(examples)
         c.reused = run.last_reused
         cv = cross_validate(x, y, p.task.type, units, folds=folds, seed=p.train.seed)
@@ -97,7 +110,6 @@ def choose(run: Any, candidates: list[Candidate]) -> Candidate:
             "(see `tlapp weights list`)"
         )
     best = min(scored, key=lambda c: (*ranking(c.score, c.loss), candidates.index(c)))
-    run.project = candidate_project(p, best.name)
-    if run.model.backbone.entry.name != best.name:
-        run.build()
+    # The winner trains as it was scored: the very model whose vectors are cached, never a rebuild.
+    run.project, run.asm = candidate_project(p, best.name), built[best.name]
     return best

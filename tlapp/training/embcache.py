@@ -26,7 +26,7 @@ import numpy as np
 
 from tlapp.base.errors import Cancelled
 from tlapp.base.fsutil import atomic_path
-from tlapp.base.paths import store_dir
+from tlapp.base.paths import store_dir, tlapp_home
 from tlapp.data.examples import Example
 from tlapp.data.labels import LabelEncoder
 
@@ -36,14 +36,17 @@ MEMMAP_BYTES = 128 * 2**20
 
 
 def example_key(e: Example) -> str:
-    """What an example's vector depends on: its text, or its file's path, size and modification time."""
+    """What an example's vector depends on (its text, or its file's path, size and modification time),
+    hashed: the store holds no copy of a person's texts, and every key has the same short width."""
     if e.text is not None:
-        return f"text|{e.text}"
-    try:
-        st = os.stat(e.path)
-        return f"{e.path}|{st.st_size}|{st.st_mtime_ns}"
-    except OSError:
-        return f"{e.path}|missing"
+        what = f"text|{e.text}"
+    else:
+        try:
+            st = os.stat(e.path)
+            what = f"{e.path}|{st.st_size}|{st.st_mtime_ns}"
+        except OSError:
+            what = f"{e.path}|missing"
+    return hashlib.sha256(what.encode()).hexdigest()[:32]
 
 
 def identity_hash(backbone_id: dict[str, Any]) -> str:
@@ -137,11 +140,20 @@ def rows(
         arr[found] = matrix[[where[wanted[i]] for i in found]]
     _MEMORY[key] = arr
     if missing:
-        grown = np.concatenate([matrix, new]) if len(keys) else new
-        if grown.nbytes <= MEMMAP_BYTES:
-            with atomic_path(path, suffix=".npz") as tmp:
-                np.savez(tmp, keys=np.array([*keys.tolist(), *(wanted[i] for i in missing)], dtype=str), vectors=grown)
+        _grow(path, keys, matrix, [wanted[i] for i in missing], new)
     return arr, len(found)
+
+
+def _grow(path: Path, keys: np.ndarray, matrix: np.ndarray, added: list[str], new: np.ndarray) -> None:
+    """Append rows to a store; past ``MEMMAP_BYTES`` the oldest rows go (edited or deleted files' vectors
+    linger otherwise), so the store keeps serving the data in use instead of freezing when full."""
+    all_keys = np.array([*keys.tolist(), *added], dtype="U32")
+    grown = np.concatenate([matrix, new]) if len(keys) else new
+    cap = MEMMAP_BYTES // max(grown.shape[1] * 4, 1)
+    if len(new) > cap:
+        return
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, keys=all_keys[-cap:], vectors=grown[-cap:])
 
 
 def _read_store(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -167,10 +179,13 @@ def identity(asm: Any, project: Any, flip: bool = False) -> dict[str, Any]:
     """What the vectors depend on besides the data: with the examples, the cache key. Training and
     ``tlapp compare`` share it, so a backbone compared once trains without a second pass."""
     b = asm.backbone
+    source = b.weights_source.replace(", cached)", ")")  # Keras says "cached" after the first download
     return {
         "backbone": b.entry.name,
-        "weights": b.weights_source,
-        "weights_changed": _mtime(b.weights_source),
+        "weights": source,
+        "weights_changed": _mtime(source),
+        # random weights differ with each build: their vectors belong to this very model object
+        "model": id(b.model) if source == "random init" else None,
         "size": b.size,
         "task": project.task.type.value,
         "pooling": project.head.pooling,
@@ -180,9 +195,11 @@ def identity(asm: Any, project: Any, flip: bool = False) -> dict[str, Any]:
 
 
 def _mtime(source: str) -> Optional[int]:
-    """When a weights file or preset folder named by ``source`` ("file PATH", "preset PATH") last changed:
-    re-importing weights under the same name must not serve the old vectors."""
+    """When the weights file or preset folder a ``source`` names ("file PATH", "preset PATH",
+    "imagenet (presets/NAME)") last changed: re-imported weights must not be served old vectors."""
     kind, _, path = source.partition(" ")
+    if kind == "imagenet" and path.startswith("(presets/"):
+        kind, path = "preset", str(tlapp_home() / path.strip("()"))
     if kind not in ("file", "preset"):
         return None
     try:

@@ -268,8 +268,8 @@ class Run:
         else:
             arr, reused = embcache.rows(examples, ident, store, compute)
         hit, self.last_reused = reused == len(examples), reused
-        if not hit and not fresh:
-            self.embed_rate = (len(examples) - reused) / max(time.time() - t0, 1e-6)
+        if not reused and not fresh:  # a partial pass's rate is dominated by loading and warm-up: not a speed
+            self.embed_rate = len(examples) / max(time.time() - t0, 1e-6)
             record_speed(p, self.embed_rate)
         self.log.emit(
             EMBEDDINGS,
@@ -542,6 +542,7 @@ class Run:
         doc = {"chosen": won.name, "candidates": self.choice, "seconds": round(time.time() - t0, 1)}
         with atomic_path(self.run_dir.backbone_choice) as tmp:
             tmp.write_text(json.dumps(doc, indent=1))
+        self.run_dir.write_resolved_config(self.project)  # the run's config names what trains: the winner
         self.log.emit(BACKBONE_CHOICE, **doc)
 
     def unwrap(self) -> None:
