@@ -11,7 +11,7 @@ import pytest
 from tlapp.base.errors import ConfigError
 from tlapp.config import project_from_dict
 from tlapp.presets import EMBEDDED_IMAGE, choices_of
-from tlapp.training.choice import plan_choice
+from tlapp.training.estimate import plan_choice
 from tlapp.training.plan import make_plan, plan_lines
 
 from conftest import tiny_project_dict
@@ -52,7 +52,7 @@ def test_best_proposes_the_embedded_backbones_only_where_nothing_else_was_set(co
 
 
 def test_candidates_take_their_own_size_and_weights_unless_the_person_set_a_size(color_data):
-    from tlapp.training.choice import candidate_project
+    from tlapp.training.estimate import candidate_project
 
     d = _project(color_data, image_size=224, options={"x": 1}, choose_from=["efficientnet_lite0", "efficientnet_lite2"])
     wizard = project_from_dict(d)  # the wizard writes Lite0's own size: not a choice of size
@@ -90,3 +90,12 @@ def test_the_run_trains_the_winner_on_the_vectors_it_scored(color_data, tmp_path
     card = json.loads((tmp_path / "run" / "model_card.json").read_text())["backbone"]
     assert card["name"] == saved["chosen"] and card["chosen_from"] == saved["candidates"]
     assert "Chosen before training" in (tmp_path / "run" / "model_card.md").read_text()
+
+
+def test_the_wizard_preset_estimate_counts_the_choice(color_data):
+    from tlapp.training.estimate import estimate
+
+    d = tiny_project_dict(color_data) | {"backbone": {"name": "efficientnet_lite0"}}
+    est = estimate(project_from_dict(d), 300, 3.4, 224)
+    # best embeds with Lite1 and Lite2 too; balanced only with Lite0
+    assert est["best"].low_s > est["balanced"].low_s + 1

@@ -5,75 +5,17 @@ Each candidate embeds the run's training and validation examples once and the li
 cross-validated on those vectors, exactly as ``tlapp compare`` ranks backbones and as the recipe
 starts; the best wins by the leaderboard's own ranking (score, then loss; then the earlier candidate). The winner's vectors stay in the
 embedding cache, so the training that follows does not embed again. Candidates whose passes would not
-fit the preset's time budget are left out before Start, and the plan says which and why.
+fit the preset's time budget are left out before Start, and the plan says which and why
+(:func:`tlapp.training.estimate.plan_choice`, the one cost model).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from typing import Any
 
-from tlapp.backbones.catalog import check_backbone, get_entry
-from tlapp.base.errors import BackboneError, WeightsError
-from tlapp.config import Project
-from tlapp.presets import choices_of
-from tlapp.training.estimate import budget_s, speed
-
-
-@dataclass
-class Candidate:
-    name: str
-    size: int
-    expected_s: float  # its embedding pass over training + validation, at this machine's speed
-    measured: bool  # that speed was measured here (else a rough guess from its size)
-    runs: bool = True
-    why: str = ""  # why it was left out
-    score: Optional[float] = None  # out-of-fold accuracy (R² for regression) of the linear head
-    loss: Optional[float] = None
-    seconds: float = 0.0
-    reused: int = 0  # vectors that came from the cache
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def candidate_project(project: Project, name: str) -> Project:
-    """``project`` with backbone ``name``: ImageNet weights, and the person's image size if they changed it
-    from their backbone's own (the wizard always writes one), else the candidate's own size."""
-    b = project.backbone
-    if name == b.name:
-        return project
-    own = get_entry(b.name).default_size
-    size = b.image_size if b.image_size not in (None, own) else None
-    cand = b.model_copy(update={"name": name, "weights": "imagenet", "options": {}, "image_size": size})
-    return project.model_copy(update={"backbone": cand})
-
-
-def plan_choice(project: Project, n_train: int, n_val: int) -> list[Candidate]:
-    """The candidates, priced before Start; those past the preset's time budget do not run.
-
-    The first candidate always runs (it is what trains if the choice is cut short); each further one
-    runs while all the passes together fit in the budget a preset gives its fine-tune.
-    """
-    out: list[Candidate] = []
-    spent = 0.0
-    for name in choices_of(project):
-        p = candidate_project(project, name)
-        try:
-            entry, size, _ = check_backbone(p.backbone, "image")
-        except BackboneError as e:
-            raise BackboneError(f"backbone.choose_from: {name!r}: {e}") from None
-        rate, measured = speed(p, entry.params_m, size)
-        secs = (n_train + n_val) / max(rate, 1e-9)
-        c = Candidate(name, size, round(secs, 1), measured)
-        limit = budget_s(p, n_train, n_val, rate)
-        if out and spent + secs > limit:
-            c.runs, c.why = False, f"its pass (~{secs:.0f}s) would take the choice past the {limit:.0f}s budget"
-        else:
-            spent += secs
-        out.append(c)
-    return out
+from tlapp.base.errors import WeightsError
+from tlapp.training.estimate import Candidate, candidate_project
 
 
 def choose(run: Any, candidates: list[Candidate]) -> Candidate:

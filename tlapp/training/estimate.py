@@ -10,13 +10,15 @@ wizard's preset labels all price phases with the functions below.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
 
+from tlapp.backbones.catalog import check_backbone, get_entry
+from tlapp.base.errors import BackboneError
 from tlapp.base.fsutil import atomic_write_text
 from tlapp.base.paths import store_dir
 from tlapp.config import Phase, Project
-from tlapp.presets import PRESETS, mirrors, modality, propose_phases
+from tlapp.presets import PRESETS, choices_of, mirrors, modality, propose_phases
 
 FIXED_S = 25.0  # process start, model build, export and the fresh-process check (measured: 20-30 s here)
 # Rough speed before a measurement: 2 CPU cores ran EfficientNet-Lite0 (3.4 M params) at 224 px at ~42
@@ -103,6 +105,61 @@ def embed_seconds(project: Project, n_examples: int, rate: float) -> float:
     return (2 if mirrors(project) else 1) * n_examples / max(rate, 1e-9)
 
 
+@dataclass
+class Candidate:
+    name: str
+    size: int
+    expected_s: float  # its embedding pass over training + validation, at this machine's speed
+    measured: bool  # that speed was measured here (else a rough guess from its size)
+    runs: bool = True
+    why: str = ""  # why it was left out
+    score: Optional[float] = None  # out-of-fold accuracy (R² for regression) of the linear head
+    loss: Optional[float] = None
+    seconds: float = 0.0
+    reused: int = 0  # vectors that came from the cache
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def candidate_project(project: Project, name: str) -> Project:
+    """``project`` with backbone ``name``: ImageNet weights, and the person's image size if they changed it
+    from their backbone's own (the wizard always writes one), else the candidate's own size."""
+    b = project.backbone
+    if name == b.name:
+        return project
+    own = get_entry(b.name).default_size
+    size = b.image_size if b.image_size not in (None, own) else None
+    cand = b.model_copy(update={"name": name, "weights": "imagenet", "options": {}, "image_size": size})
+    return project.model_copy(update={"backbone": cand})
+
+
+def plan_choice(project: Project, n_train: int, n_val: int) -> list[Candidate]:
+    """The candidates, priced before Start; those past the preset's time budget do not run.
+
+    The first candidate always runs (it is what trains if the choice is cut short); each further one
+    runs while all the passes together fit in the budget a preset gives its fine-tune.
+    """
+    out: list[Candidate] = []
+    spent = 0.0
+    for name in choices_of(project):
+        p = candidate_project(project, name)
+        try:
+            entry, size, _ = check_backbone(p.backbone, "image")
+        except BackboneError as e:
+            raise BackboneError(f"backbone.choose_from: {name!r}: {e}") from None
+        rate, measured = speed(p, entry.params_m, size)
+        secs = (n_train + n_val) / max(rate, 1e-9)
+        c = Candidate(name, size, round(secs, 1), measured)
+        limit = budget_s(p, n_train, n_val, rate)
+        if out and spent + secs > limit:
+            c.runs, c.why = False, f"its pass (~{secs:.0f}s) would take the choice past the {limit:.0f}s budget"
+        else:
+            spent += secs
+        out.append(c)
+    return out
+
+
 def estimate(project: Project, n_examples: int, params_m: float, size: int) -> dict[str, Estimate]:
     """Expected wall time of each preset's proposal for ``n_examples`` (train + validation)."""
     rate, measured = speed(project, params_m, size)
@@ -111,7 +168,8 @@ def estimate(project: Project, n_examples: int, params_m: float, size: int) -> d
     out: dict[str, Estimate] = {}
     for name in PRESETS:
         p = project.model_copy(update={"train": project.train.model_copy(update={"preset": name})})
-        low = FIXED_S + embed_seconds(p, n_examples, rate)
+        choice = sum(c.expected_s for c in plan_choice(p, n_train, n_val)[1:] if c.runs)  # best: the other Lites
+        low = FIXED_S + embed_seconds(p, n_examples, rate) + choice
         ft = finetune_seconds(p, propose_phases(p, n_train)[1:], n_train, n_val, rate)
         out[name] = Estimate(low, low + min(ft, budget_s(p, n_train, n_val, rate)), measured)
     return out

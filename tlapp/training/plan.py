@@ -21,8 +21,15 @@ from tlapp.config import Phase, Project
 from tlapp.data.pairs import pair_split_sizes
 from tlapp.data.split import split_examples
 from tlapp.presets import PRESETS, phases_of
-from tlapp.training.choice import plan_choice
-from tlapp.training.estimate import FIXED_S, budget_s, embed_seconds, finetune_seconds, phase_seconds, speed
+from tlapp.training.estimate import (
+    FIXED_S,
+    budget_s,
+    embed_seconds,
+    finetune_seconds,
+    phase_seconds,
+    plan_choice,
+    speed,
+)
 
 SATURATED = 0.99  # a CV score at or above this leaves nothing for a fine-tune to find
 # A short fine-tune is expected to remove about this share of the head's remaining error (a prior, and a

@@ -58,7 +58,7 @@ from tlapp.training.augment import augmented
 from tlapp.training.callbacks import EventCallback
 from tlapp.training.devices import describe_device, devices, tensor_cores
 from tlapp.training.dpo import DpoRun
-from tlapp.training.estimate import examples_used, measured_speed, record_speed
+from tlapp.training.estimate import candidate_project, examples_used, measured_speed, plan_choice, record_speed
 from tlapp.training.estimate import speed as estimate_speed
 from tlapp.training.finish import finish_run
 from tlapp.training.lifecycle import RunResult
@@ -528,12 +528,12 @@ class Run:
         p = self.project
         saved = self.shared.read_json(self.shared.backbone_choice) if resume else None
         if saved:
-            self.project = choice.candidate_project(p, saved["chosen"])
+            self.project = candidate_project(p, saved["chosen"])
             self.choice = saved["candidates"]
             self.build()
             return
         t0 = time.time()
-        cands = choice.plan_choice(p, len(self.splits.train), len(self.splits.val))
+        cands = plan_choice(p, len(self.splits.train), len(self.splits.val))
         for c in cands:
             if not c.runs:
                 self.log.emit(WARNING, message=f"backbone.choose_from: {c.name} left out: {c.why}")
