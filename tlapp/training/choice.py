@@ -3,8 +3,9 @@ EfficientNet-Lite0/1/2, :func:`tlapp.presets.choices_of`).
 
 Each candidate embeds the run's training and validation examples once and the linear head is
 cross-validated on those vectors, exactly as ``tlapp compare`` ranks backbones and as the recipe
-starts; the best wins by the leaderboard's own ranking (score, then loss; then the earlier candidate). The winner's vectors stay in the
-embedding cache, so the training that follows does not embed again. Candidates whose passes would not
+starts; the best wins by the leaderboard's own ranking (score, then loss; then the earlier
+candidate). The winner's vectors stay in the embedding cache, so the training that follows does not
+embed again. Candidates whose passes would not
 fit the preset's time budget are left out before Start, and the plan says which and why
 (:func:`tlapp.training.estimate.plan_choice`, the one cost model).
 """

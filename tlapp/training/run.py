@@ -259,8 +259,8 @@ class Run:
                 self.run_dir.cache / f"embeddings-{embcache.cache_key(todo, ident)}.npy" if big else None,
             )()
 
-        # The model store's row store (shared with `tlapp compare` and earlier runs) unless the data
-        # cache is off or the matrix is large (then it lives in this run's scratch file).
+        # The model store's row store (shared with `tlapp compare` and earlier runs), unless the matrix is
+        # large (then it lives in this run's scratch file); data.cache: none computes every time.
         store = None if big else store_dir("cache", "embeddings")
         t0 = time.time()
         if fresh or p.data.cache == "none":
@@ -530,7 +530,8 @@ class Run:
         if saved:
             self.project = candidate_project(p, saved["chosen"])
             self.choice = saved["candidates"]
-            self.build()
+            if self.model.backbone.entry.name != saved["chosen"]:
+                self.build()
             return
         t0 = time.time()
         cands = plan_choice(p, len(self.splits.train), len(self.splits.val))
