@@ -120,8 +120,9 @@ def _epoch_end(d: dict[str, Any]) -> str:
 def _scan(d: dict[str, Any]) -> str:
     if d.get("pairs"):
         t = d.get("tokens") or {}
+        what = "prompt/chosen/rejected triples" if "triples" in d.get("counts", {}) else "prompt/response pairs"
         lines = [
-            f"data: {d['n_good']:,} prompt/response pairs ({t.get('min', 0)}-{t.get('max', 0)} tokens, median "
+            f"data: {d['n_good']:,} {what} ({t.get('min', 0)}-{t.get('max', 0)} tokens, median "
             f"{t.get('median', 0)}), {len(d['bad'])} unusable skipped, {d.get('ignored', 0)} repeats dropped"
         ]
         return "\n".join(lines + [f"  skipped {b['path']}: {b['reason']}" for b in d["bad"][:20]])
