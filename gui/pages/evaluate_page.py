@@ -45,6 +45,11 @@ class EvaluatePage(WizardPage):
         "perfect) and the share of answer tokens it predicts, then the base and the tuned model's answers to "
         "the same held-out questions, side by side. Press Next to chat with it."
     )
+    intro_dpo = (
+        "How the tuned model does on triples it never trained on: how often it finds your preferred answer "
+        "likelier than the other (before tuning, then after), its rewards, then the base and the tuned model's "
+        "answers to the same held-out questions, side by side. Press Next to chat with it."
+    )
 
     def __init__(self, state) -> None:
         super().__init__(state)
@@ -168,7 +173,8 @@ class EvaluatePage(WizardPage):
             self.evaluation = rd.read_json(rd.metrics, {})
             self.report_btn.setEnabled(rd.model_card.is_file())
             self.summary.setText(
-                "Evaluated on pairs the model never trained on. Open <b>model_card.md</b> in the "
+                f"Evaluated on {'triples' if self.state.project.task.type.value == 'dpo' else 'pairs'} the model "
+                "never trained on. Open <b>model_card.md</b> in the "
                 "run folder for the full record. Press Next to try the tuned model."
             )
             self.lm_view.show_metrics(self.evaluation)
