@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -38,23 +39,88 @@ def _size(path: Path) -> int:
 
 
 def _run(fn: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, batch: int) -> tuple[np.ndarray, float]:
-    """Outputs for every input, and milliseconds per input (after one warm-up call)."""
-    fn(inputs[:batch])
+    """Outputs for every input, and milliseconds per input timed after the first batch (its call
+    warms the artifact up; with one batch only, that batch is timed a second time)."""
+    first = fn(inputs[:batch])
+    rest = inputs[batch:] if len(inputs) > batch else inputs[:batch]
     t0 = time.perf_counter()
-    out = np.concatenate([fn(inputs[i : i + batch]) for i in range(0, len(inputs), batch)])
-    return out, (time.perf_counter() - t0) * 1000 / max(len(inputs), 1)
+    timed = [fn(rest[i : i + batch]) for i in range(0, len(rest), batch)]
+    ms = (time.perf_counter() - t0) * 1000 / max(len(rest), 1)
+    return np.concatenate([first, *timed]) if len(inputs) > batch else first, ms
 
 
-def image_report(
-    tf: Any, keras: Any, export_dir: Path, meta: dict[str, Any], limit: int = MAX_EXAMPLES
-) -> Optional[dict[str, Any]]:
-    """The report for an image model's export (None without a validation split beside it)."""
-    from tlapp.data.imageio import ImageProblem, load_rgb
+@dataclass
+class Artifact:
+    """One exported file, loaded as a deployment would load it: ``run(batch) -> outputs``."""
+
+    run: Callable[[np.ndarray], np.ndarray]
+    batch: int  # the batch it is timed at (TFLite interpreters take one image)
+    path: Path
+    loaded: Any = None  # a SavedModel's loaded object: the check calls its uint8 and bytes signatures too
+
+
+def _keras_call(tf: Any, model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """``model(batch)`` traced once for any batch size (``predict_on_batch`` traced again for each new
+    one: 2.5 s each for EfficientNet-Lite0 on 2 cores, three times per check)."""
+    fn = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec((None, None, None, 3))])
+    return lambda b: fn(tf.constant(b, tf.float32)).numpy()
+
+
+def artifact_names() -> list[str]:
+    """Every file or folder an image export may hold that runs a model, in the order they are checked."""
+    from tlapp.deploy import onnx_export
+    from tlapp.deploy.tflite import FILES
+
+    return ["model.keras", "saved_model", "model.h5", onnx_export.FILE, *FILES.values()]
+
+
+def load_image_artifacts(
+    tf: Any, keras: Any, export_dir: Path, key: str, names: Optional[list[str]] = None
+) -> dict[str, Artifact]:
+    """The image artifacts ``names`` (None: every one present) of ``export_dir``, each loaded once:
+    the parity check and the report both run these (loading them twice cost 5 s of the export's
+    fixed cost)."""
+    import tlapp.model.image_model  # noqa: F401  registers tlapp's custom layers
+    from tlapp.base.tfenv import quiet_keras_hub
     from tlapp.deploy import onnx_export
     from tlapp.deploy.tflite import FILES, Runner
 
+    quiet_keras_hub()
+    wanted = set(names if names is not None else artifact_names())
+    out: dict[str, Artifact] = {}
+    if "model.keras" in wanted and (export_dir / "model.keras").is_file():
+        m = keras.saving.load_model(export_dir / "model.keras", compile=False, safe_mode=True)
+        out["model.keras"] = Artifact(_keras_call(tf, m), 32, export_dir / "model.keras")
+    if "saved_model" in wanted and (export_dir / "saved_model").is_dir():
+        sm = tf.saved_model.load(str(export_dir / "saved_model"))
+        out["saved_model"] = Artifact(
+            lambda b: sm.signatures["serving_default"](image=tf.constant(b.astype(np.float32)))[key].numpy(),
+            32,
+            export_dir / "saved_model",
+            sm,
+        )
+    if "model.h5" in wanted and (export_dir / "model.h5").is_file():
+        h5 = keras.saving.load_model(export_dir / "model.h5", compile=False)
+        out["model.h5"] = Artifact(_keras_call(tf, h5), 32, export_dir / "model.h5")
+    if onnx_export.FILE in wanted and (export_dir / onnx_export.FILE).is_file():
+        out[onnx_export.FILE] = Artifact(
+            onnx_export.runner(export_dir / onnx_export.FILE), 32, export_dir / onnx_export.FILE
+        )
+    for name in FILES.values():
+        if name in wanted and (export_dir / name).is_file():
+            runner = Runner(export_dir / name)
+            out[name] = Artifact(lambda b, r=runner: np.stack([r(img) for img in b]), 1, export_dir / name)
+    return out
+
+
+def image_report(
+    export_dir: Path, meta: dict[str, Any], artifacts: dict[str, Artifact], limit: int = MAX_EXAMPLES
+) -> Optional[dict[str, Any]]:
+    """The report for an image model's export (None without a validation split beside it)."""
+    from tlapp.data.imageio import ImageProblem, load_rgb
+
     split, rows = _examples(export_dir, limit)
-    size, key, classes, task = int(meta["image_size"]), meta["output_key"], meta["classes"], meta["task"]
+    size, classes, task = int(meta["image_size"]), meta["classes"], meta["task"]
     images, labels = [], []
     for path, label, *_ in rows:
         try:
@@ -65,41 +131,9 @@ def image_report(
     if not images:
         return None
     x = np.stack(images)
-    artifacts: dict[str, tuple[Callable[[np.ndarray], np.ndarray], int, Path]] = {}
-    if (export_dir / "model.keras").is_file():
-        m = keras.saving.load_model(export_dir / "model.keras", compile=False, safe_mode=True)
-        artifacts["model.keras"] = (
-            lambda b: np.asarray(m.predict_on_batch(b.astype(np.float32))),
-            32,
-            export_dir / "model.keras",
-        )
-    if (export_dir / "saved_model").is_dir():
-        sig = tf.saved_model.load(str(export_dir / "saved_model")).signatures["serving_default"]
-        artifacts["saved_model"] = (
-            lambda b: sig(image=tf.constant(b.astype(np.float32)))[key].numpy(),
-            32,
-            export_dir / "saved_model",
-        )
-    if (export_dir / "model.h5").is_file():
-        h5 = keras.saving.load_model(export_dir / "model.h5", compile=False)
-        artifacts["model.h5"] = (
-            lambda b: np.asarray(h5.predict_on_batch(b.astype(np.float32))),
-            32,
-            export_dir / "model.h5",
-        )
-    if (export_dir / onnx_export.FILE).is_file():
-        artifacts[onnx_export.FILE] = (
-            onnx_export.runner(export_dir / onnx_export.FILE),
-            32,
-            export_dir / onnx_export.FILE,
-        )
-    for fmt, name in FILES.items():
-        if (export_dir / name).is_file():
-            runner = Runner(export_dir / name)
-            artifacts[name] = (lambda b, r=runner: np.stack([r(img) for img in b]), 1, export_dir / name)
     outputs, timing = {}, {}
-    for name, (fn, batch, _) in artifacts.items():
-        outputs[name], timing[name] = _run(fn, x, batch)
+    for name, a in artifacts.items():
+        outputs[name], timing[name] = _run(a.run, x, a.batch)
     ref_name = "model.keras" if "model.keras" in outputs else next(iter(outputs), None)
     if ref_name is None:
         return None
@@ -121,9 +155,9 @@ def image_report(
     for name, y in outputs.items():
         row: dict[str, Any] = {
             "max_abs_diff": float(np.abs(y - ref).max()),
-            "size_bytes": _size(artifacts[name][2]),
+            "size_bytes": _size(artifacts[name].path),
             "ms_per_image": round(timing[name], 3),
-            "batch": artifacts[name][1],
+            "batch": artifacts[name].batch,
         }
         if y.shape[-1] > 1:
             row["agreement"] = float((y.argmax(-1) == ref.argmax(-1)).mean())

@@ -1,10 +1,15 @@
 """Fresh-process parity check: ``python -m tlapp.deploy.verify EXPORT_DIR``
-(or ``--wait``: import everything first, then read the folder from stdin).
+(or ``--wait``: import everything first, then read what to check from stdin).
 
 Loads each exported artifact the way a deployment would (SavedModel with
 plain TensorFlow; ``.keras`` with Keras) and compares its outputs on the saved
 samples with what the in-app model produced: same argmax and max abs diff
 <= 1e-4. Prints one JSON line.
+
+``--wait`` reads JSON lines: ``{"dir": D, "artifacts": [...]}`` (load and check those now: the exporter sends
+each file as soon as it is written, so this process checks the ``.keras`` file
+while the other writes the SavedModel) and finally ``{"dir": D, "end": true}``
+(the export report over every artifact, and the JSON line).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -38,53 +44,76 @@ def _compare(
     return out
 
 
+class Check:
+    """One export folder's check, artifact by artifact, each loaded once (the report reruns them)."""
+
+    def __init__(self, export_dir: str) -> None:
+        from tlapp.base.tfenv import quiet_import
+
+        self.tf, self.keras = quiet_import()
+        self.dir = Path(export_dir)
+        self.meta = json.loads((self.dir / "meta.json").read_text())
+        self.data = read_samples(self.dir / SAMPLES_FILE)
+        self.text = self.meta.get("input") == "text"
+        self.artifacts: dict = {}
+        self.results: list = []
+
+    def add(self, names: Optional[list[str]] = None) -> None:
+        """Load and compare the image artifacts ``names`` (None: all present). Text exports are
+        checked whole at :meth:`end` (their two artifacts share the tokenizer's import)."""
+        if self.text:
+            return
+        from tlapp.deploy.report import load_image_artifacts
+        from tlapp.deploy.tflite import FILES
+
+        tf, key = self.tf, self.meta["output_key"]
+        images, expected = self.data["images"], self.data["expected"]
+        new = load_image_artifacts(tf, self.keras, self.dir, key, names)
+        for name, a in new.items():
+            if name == "saved_model":
+                self.results.append(_compare("saved_model:serving_default", a.run(images), expected))
+                got = a.loaded.signatures["serving_uint8"](image=tf.constant(images))[key].numpy()
+                self.results.append(_compare("saved_model:serving_uint8", got, expected))
+                got = a.loaded.signatures["serving_bytes"](image_bytes=tf.constant(list(self.data["png"])))[key].numpy()
+                self.results.append(_compare("saved_model:serving_bytes", got, expected))
+            elif name in FILES.values():
+                tol = LITE_TOLERANCE.get(name, 1.0)
+                self.results.append(_compare(name, a.run(images), expected, tol, name not in LITE_TOLERANCE))
+            else:
+                self.results.append(_compare(name, np.asarray(a.run(images)), expected))
+        self.artifacts.update(new)
+
+    def end(self) -> int:
+        if self.text:
+            return _text(self.tf, self.keras, self.dir, self.meta, self.data)
+        from tlapp.deploy.report import image_report
+
+        self.add([n for n in _present(self.dir) if n not in self.artifacts])
+        n = len(self.data["images"])
+        return _report(self.results, n, image_report(self.dir, self.meta, self.artifacts))
+
+
+def _present(d: Path) -> list[str]:
+    from tlapp.deploy.report import artifact_names
+
+    return [n for n in artifact_names() if (d / n).exists()]
+
+
 def main(export_dir: str) -> int:
-    from tlapp.base.tfenv import quiet_import
+    return Check(export_dir).end()
 
-    tf, keras = quiet_import()
-    d = Path(export_dir)
-    meta = json.loads((d / "meta.json").read_text())
-    data = read_samples(d / SAMPLES_FILE)
-    if meta.get("input") == "text":
-        return _text(tf, keras, d, meta, data)
-    images, expected, pngs = data["images"], data["expected"], list(data["png"])
-    key = meta["output_key"]
-    results = []
-    if (d / "saved_model").is_dir():
-        sm = tf.saved_model.load(str(d / "saved_model"))
-        got = sm.signatures["serving_default"](image=tf.constant(images.astype(np.float32)))[key].numpy()
-        results.append(_compare("saved_model:serving_default", got, expected))
-        got = sm.signatures["serving_uint8"](image=tf.constant(images))[key].numpy()
-        results.append(_compare("saved_model:serving_uint8", got, expected))
-        got = sm.signatures["serving_bytes"](image_bytes=tf.constant(pngs))[key].numpy()
-        results.append(_compare("saved_model:serving_bytes", got, expected))
-    if (d / "model.keras").is_file():
-        import tlapp.model.image_model  # noqa: F401  registers tlapp's custom layers
-        from tlapp.base.tfenv import quiet_keras_hub
 
-        quiet_keras_hub()
-        m = keras.saving.load_model(d / "model.keras", compile=False, safe_mode=True)
-        results.append(_compare("model.keras", np.asarray(m.predict_on_batch(images.astype(np.float32))), expected))
-    if (d / "model.h5").is_file():
-        import tlapp.model.image_model  # noqa: F401  registers tlapp's custom layers
-
-        h5 = keras.saving.load_model(d / "model.h5", compile=False)
-        results.append(_compare("model.h5", np.asarray(h5.predict_on_batch(images.astype(np.float32))), expected))
-    from tlapp.deploy import onnx_export
-    from tlapp.deploy.tflite import FILES, Runner
-
-    if (d / onnx_export.FILE).is_file():
-        got = onnx_export.runner(d / onnx_export.FILE)(images.astype(np.float32))
-        results.append(_compare(onnx_export.FILE, np.asarray(got), expected))
-
-    for name in FILES.values():
-        if (d / name).is_file():
-            run = Runner(d / name)
-            got = np.stack([run(img) for img in images])
-            results.append(_compare(name, got, expected, LITE_TOLERANCE.get(name, 1.0), name not in LITE_TOLERANCE))
-    from tlapp.deploy.report import image_report
-
-    return _report(results, len(images), image_report(tf, keras, d, meta))
+def serve() -> int:
+    """``--wait``: see the module's docstring."""
+    check: Optional[Check] = None
+    for line in sys.stdin:
+        msg = json.loads(line)
+        if check is None or str(check.dir) != msg["dir"]:
+            check = Check(msg["dir"])
+        if msg.get("end"):
+            return check.end()
+        check.add(msg.get("artifacts"))
+    return 1
 
 
 def _text(tf, keras, d: Path, meta: dict, data) -> int:
@@ -143,5 +172,5 @@ def _preload() -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "--wait":
         _preload()
-        sys.exit(main(sys.stdin.readline().strip()))
+        sys.exit(serve())
     sys.exit(main(sys.argv[1]))
