@@ -519,8 +519,9 @@ class FreshVerifier:
         self.proc = proc
 
     @classmethod
-    def start(cls) -> "FreshVerifier":
-        cmd = [sys.executable, "-m", "tlapp.deploy.verify", "--wait"]
+    def start(cls, nice: int = 0) -> "FreshVerifier":
+        """``nice``: the checker lowers its own priority by this much (it starts beside a training run)."""
+        cmd = [sys.executable, "-m", "tlapp.deploy.verify", "--wait", str(nice)]
         return cls(
             subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         )

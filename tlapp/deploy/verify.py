@@ -15,6 +15,7 @@ while the other writes the SavedModel) and finally ``{"dir": D, "end": true}``
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -171,6 +172,8 @@ def _preload() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "--wait":
+        if len(sys.argv) > 2 and int(sys.argv[2]) and hasattr(os, "nice"):
+            os.nice(int(sys.argv[2]))
         _preload()
         sys.exit(serve())
     sys.exit(main(sys.argv[1]))

@@ -1,7 +1,7 @@
 """The end of a run: evaluate, export (verified in a fresh process), write metrics and the model card.
 
-The fresh-process verifier starts first, so its TensorFlow import overlaps the
-evaluation and the export writing (the fixed cost of a small run).
+The fresh-process verifier was started with the run (:meth:`tlapp.training.run.Run.run`), so its
+TensorFlow import is done by now; it checks each export file while the next is written.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class Run(Protocol):
     evaluation: Optional[dict[str, Any]]
     phases: list[Any]
     started: float
+    verifier: Optional[FreshVerifier]
     should_stop: Optional[Callable[[], bool]]
 
     @property
@@ -138,8 +139,7 @@ def record(run: Run) -> RunRecord:
 
 def finish_run(run: Run) -> RunResult:
     p = run.project
-    # The parity checker's process imports TensorFlow while this one evaluates and writes the export.
-    verifier = FreshVerifier.start() if p.export.formats and p.export.verify else None
+    verifier = (run.verifier or FreshVerifier.start()) if p.export.formats and p.export.verify else None
     try:
         t0 = time.time()
         ev = run.evaluation

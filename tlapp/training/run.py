@@ -33,6 +33,7 @@ from tlapp.data.labels import LabelEncoder
 from tlapp.data.pipelines import array_batches, image_dataset, plan_cache, text_dataset
 from tlapp.data.sources import scan_project
 from tlapp.data.split import Splits, cross_split_duplicates, split_examples
+from tlapp.deploy.export import FreshVerifier
 from tlapp.events import (
     BACKBONE_CHOICE,
     DATA_CACHE,
@@ -94,6 +95,7 @@ class Run:
         self.should_stop, self.project_file = should_stop, project_file
         self.started = time.time()  # this session's start: a resumed run counts its own time
         self.best: dict[str, Any] = {}
+        self.verifier: Optional[FreshVerifier] = None  # the export check's process, started with the run
         self.best_weights: Optional[list[np.ndarray]] = None
         self.best_saved: dict[str, Any] = {}  # the best whose weights file is on disk (what checkpoints record)
         self._best_unsaved = False
@@ -464,6 +466,18 @@ class Run:
 
     # ---- whole run ---------------------------------------------------------
     def run(self, resume: bool) -> RunResult:
+        p = self.project
+        # The export check's own process imports TensorFlow (about 10 s of one core) while this one
+        # trains, at a lower priority so it takes what training leaves; the export then waits for no import.
+        chief = self.shared is self.run_dir
+        self.verifier = FreshVerifier.start(nice=10) if p.export.formats and p.export.verify and chief else None
+        try:
+            return self._run(resume)
+        finally:
+            if self.verifier is not None:
+                self.verifier.cancel()
+
+    def _run(self, resume: bool) -> RunResult:
         p = self.project
         # First: a multi-worker strategy must exist before TensorFlow runs any op in this process.
         self.placement = place = strategy.make(p.train.strategy, p.train.devices, p.train.device, p.train.batch_size)
