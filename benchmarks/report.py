@@ -251,7 +251,44 @@ def suggest_block() -> str:
     return _table(rows) + "\n\n" + text + "\n\n" + source_line(doc["provenance"], "suggest.json", doc["command"])
 
 
+def export_cost_block() -> str:
+    if not (RESULTS / "export_cost.json").exists():
+        return "*Not measured yet: run `python benchmarks/export_cost.py`.*"
+    doc = _load("export_cost.json")
+    rows = [["default run, 245 photos", "process s", "run s", "embedding passes s", "end of run s", "share"]]
+    for key in ("before", "after"):
+        r = doc.get(key)
+        if not r:
+            continue
+        ex = r.get("export_seconds") or {}
+        label = f"{key} ({r.get('commit') or (doc.get('provenance') or {}).get('commit', '?')})"
+        rows.append(
+            [
+                label,
+                f"{r['process_seconds']:.1f}",
+                f"{r['run']:.1f}",
+                " + ".join(f"{x:.1f}" for x in r["embedding_passes"]),
+                f"{r['fixed_cost']:.1f} (write {ex.get('write', 0):.1f}, check {ex.get('verify_wait', 0):.1f})",
+                f"{r['fixed_share']:.0%}",
+            ]
+        )
+    sm = doc.get("saved_model_write", {}).get("best", {})
+    text = (
+        "The end of a run is evaluation, export, the fresh-process check and the export report. "
+        f"The SavedModel write alone on that model: {_num(sm.get('export_archive'), '.1f')} s with Keras's "
+        f"ExportArchive, {_num(sm.get('tlapp'), '.1f')} s with tlapp's writer."
+    )
+    return (
+        _table(rows)
+        + "\n\n"
+        + text
+        + "\n\n"
+        + source_line(doc.get("provenance"), "export_cost.json", "python benchmarks/export_cost.py --baseline OLD")
+    )
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
+    "export_cost": export_cost_block,
     "recipe": recipe_block,
     "suite": suite_block,
     "sft": sft_block,

@@ -125,8 +125,8 @@ def write_saved_model(model: Any, folder: Path, size: int, key: str) -> None:
     Written with ``tf.saved_model.save`` on a bare ``tf.Module`` that holds only the model's
     variables, and the signatures handed over as concrete functions. Keras's ``ExportArchive``
     walks every layer of a tracked model for lookup tables, and functions kept as attributes are
-    traced again under the save context: EfficientNet-Lite0 on 2 CPU cores took 16.3 s that way,
-    10.2 s this way (``benchmarks/export_cost.py``). All three signatures call one traced
+    traced again under the save context: EfficientNet-Lite0 on 2 CPU cores took 15.3 s that way,
+    6.7 s this way (``benchmarks/results/export_cost.json``). All three signatures call one traced
     function of the model. An image model holds no lookup tables; text exports keep the archive
     (:func:`write_text_saved_model`), whose tokenizer does.
     """
