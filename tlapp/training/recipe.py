@@ -329,14 +329,21 @@ def _finetune(run: Run, finetunes: list[Phase]) -> bool:
     """Run the fine-tune phases; keep them only when validation says they helped. True if kept."""
     head_best, head_weights = dict(run.best), run.model.model.get_weights()
     head_val = float(head_best.get("value", 0.0))
+    always = run.project.train.finetune == "always"
+    if always:
+        run.best = {}  # the best epoch is chosen among the fine-tune's own epochs, not against the head
     for i, phase in enumerate(finetunes, start=1):
         run.run_phase(i, phase, 0, False)
     improved = run.best.get("phase", 0) > 0  # a fine-tune epoch beat the head (the best key: metric, then loss)
     gain = float(run.best.get("value", 0.0)) - head_val if improved else 0.0
+    if always and "value" in run.best:
+        gain = float(run.best["value"]) - head_val
     accuracy = str(run.best.get("metric", "")).endswith("accuracy")
     if not accuracy:
         gain = -gain  # a loss: lower is better
-    if run.project.train.preset == "custom" or not accuracy:
+    if always:
+        kept = True  # the person asked for it: its best epoch is kept, whatever validation says
+    elif run.project.train.preset == "custom" or not accuracy:
         kept = improved  # phases as written, or a loss with no standard error: Keras's best epoch decides
     else:
         kept = gain >= PROOF_SE * standard_error(head_val, len(run.splits.val))
