@@ -46,3 +46,27 @@ def test_files_sent_early_and_the_rest_at_the_end_are_all_checked_once(trained_r
     assert result["ok"] is True
     assert names.count("model.keras") == 1 and "saved_model:serving_bytes" in names
     assert set(result["report"]["artifacts"]) == {"model.keras", "saved_model"}
+
+
+def test_a_text_savedmodel_with_a_lookup_table_is_saved_with_it(tmp_path):
+    """The bare SavedModel holds only variables and signatures; TensorFlow refuses a captured lookup table
+    that nothing tracks, so such a model goes through Keras's archive and its table is saved."""
+    from tlapp.base.tfenv import quiet_import
+    from tlapp.deploy.export import write_text_saved_model
+
+    tf, keras = quiet_import()
+    inp = keras.Input((), dtype="string")
+    ids = keras.layers.StringLookup(vocabulary=["spam", "ham", "offer"])(inp)
+    out = keras.layers.Dense(2, activation="softmax")(keras.ops.one_hot(ids, 4))
+    model = keras.Model(inp, out)
+    write_text_saved_model(model, tmp_path / "sm", "probabilities")
+    code = (
+        "import sys, json, tensorflow as tf\n"
+        f"sm = tf.saved_model.load({str(tmp_path / 'sm')!r})\n"
+        "y = sm.signatures['serving_default'](text=tf.constant(['offer', 'ham', 'unknown']))['probabilities']\n"
+        "print(json.dumps(y.numpy().tolist()))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    got = np.array(json.loads(done.stdout.strip().splitlines()[-1]))
+    want = model(tf.constant(["offer", "ham", "unknown"])).numpy()
+    assert np.abs(got - want).max() < 1e-6 and not np.allclose(got[0], got[2])  # "offer" is not out-of-vocabulary
