@@ -287,7 +287,25 @@ def export_cost_block() -> str:
     )
 
 
+def finetune_priors_block() -> str:
+    doc = _load("finetune_priors.json")
+    rows = [["set", "modality", "per class", "fine-tune kept", "head alone", "gain (points)"]]
+    for r in doc.get("priors", []):
+        rows.append(
+            [
+                SET_LABELS.get(r["set"], r["set"]),
+                r["modality"],
+                str(r["per_class"]),
+                f"{r['accuracy_always']:.3f}",
+                f"{r['accuracy_never']:.3f}",
+                f"{r['gain'] * 100:+.1f}",
+            ]
+        )
+    return _table(rows) + "\n\n" + source_line(doc.get("provenance"), "finetune_priors.json", doc.get("command", ""))
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
+    "finetune_priors": finetune_priors_block,
     "export_cost": export_cost_block,
     "recipe": recipe_block,
     "suite": suite_block,

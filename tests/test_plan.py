@@ -56,7 +56,12 @@ def _events(data: dict, run_dir: Path):
     return result, events
 
 
-def test_default_preset_fine_tune_taken_by_the_auto_rule(noisy_data, tmp_path):
+def test_default_preset_fine_tune_taken_by_the_validation_rule(noisy_data, tmp_path, monkeypatch):
+    """The rule for tasks no benchmark measured (here: image priors removed): the fine-tune runs when the
+    head leaves error the validation split can tell from noise."""
+    from tlapp.training import plan as plan_mod
+
+    monkeypatch.setattr(plan_mod, "PRIORS", ())
     d = _preset(noisy_data)
     d["data"]["val_fraction"] = 0.3
     result, events = _events(d, tmp_path / "run")
@@ -76,7 +81,11 @@ def test_default_preset_fine_tune_taken_by_the_auto_rule(noisy_data, tmp_path):
 def test_default_preset_fine_tune_skipped_and_the_head_solve_is_charted(color_data, tmp_path):
     result, events = _events(_preset(color_data), tmp_path / "run")
     decision = next(e.data for e in events if e.type == "recipe_decision")
-    assert decision["finetune"]["finetune"] is False and "cross-validation" in decision["finetune"]["reason"]
+    # 10 colour squares per class: the nearest image prior (sign10) lost 8 points to the head alone
+    assert decision["finetune"]["finetune"] is False and decision["finetune"]["prior"] == "sign10"
+    assert "benchmarks/recipe.py" in decision["finetune"]["reason"]
+    plan = next(e.data for e in events if e.type == "plan")
+    assert plan["decision"]["finetune"] is False  # known before Start: the plan and the run agree
     assert [e.data["name"] for e in events if e.type == "phase_start"] == ["head"]
     cv = [e.data for e in events if e.type == "epoch_end" and e.data.get("stage") == "cv"]
     steps = [e.data for e in events if e.type == "solver_step"]
@@ -96,20 +105,23 @@ def csv_rows(path: Path):
         yield from csv.DictReader(f)
 
 
-def test_a_fine_tune_that_makes_things_worse_is_dropped_and_the_head_is_exported(color_data, tmp_path):
-    """Forced, after a head that already scores 1.0 on validation, with a learning rate far too high: the
-    fine-tune cannot gain, so the head on the original backbone is what the run exports (its backbone
-    weights are the untouched ones)."""
+def test_a_fine_tune_that_makes_things_worse_is_dropped_and_the_head_is_exported(color_data, tmp_path, monkeypatch):
+    """Run on a prior's word after a head that already scores 1.0 on validation, with a learning rate far
+    too high (0.1; 0.2 trips the divergence guard): validation vetoes the fine-tune, so the head on the original backbone is what the run exports
+    (its backbone weights are the untouched ones)."""
     from tlapp.base.tfenv import quiet_import
     from tlapp.model.image_model import build_model
+    from tlapp.training import plan as plan_mod
 
-    d = _preset(color_data, finetune="always")
+    monkeypatch.setattr(plan_mod, "PRIORS", (plan_mod.Prior("image", 10, 0.05, "pretend"),))
+    monkeypatch.setattr(plan_mod, "SATURATED", 1.01)  # the head's perfect score leaves nothing, on its own word
+    d = _preset(color_data)
     d["train"]["phases"] = [
         {"name": "head", "solver": "exact"},
         {
             "name": "finetune",
             "epochs": 2,
-            "learning_rate": 0.05,
+            "learning_rate": 0.1,
             "freeze": {"mode": "none"},
             "use_embedding_cache": False,
         },
@@ -117,6 +129,7 @@ def test_a_fine_tune_that_makes_things_worse_is_dropped_and_the_head_is_exported
     result, _ = _events(d, tmp_path / "run")
     recipe = result.metrics["recipe"]
     assert recipe["finetune"]["finetune"] is True and recipe["finetune_kept"] is False
+    assert recipe["finetune_gain"] < 0 and "worse by more than noise" in recipe["summary"], recipe["finetune_gain"]
     assert result.metrics["best"]["phase_name"] == "head"
     _, keras = quiet_import()
     project = project_from_dict(d)

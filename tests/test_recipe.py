@@ -139,7 +139,9 @@ def test_recipe_decision_event(refit_run):
     assert describe("recipe_decision", d).startswith("recipe: head: L2")
 
 
-def test_forced_finetune_keeps_only_what_validation_supports(color_data, tmp_path):
+def test_a_forced_finetune_is_kept_at_its_own_best_epoch(color_data, tmp_path):
+    """``train.finetune: always`` is what the person asked for: validation picks the fine-tune's best
+    epoch, never drops the fine-tune for the head."""
     from tlapp.training.run import train
 
     events = []
@@ -151,9 +153,9 @@ def test_forced_finetune_keeps_only_what_validation_supports(color_data, tmp_pat
     phases = [e.data["name"] for e in events if e.type == "phase_start"]
     assert phases == ["head", "finetune"]
     recipe = result.metrics["recipe"]
-    assert recipe["finetune"]["finetune"] is True and isinstance(recipe["finetune_kept"], bool)
-    best = result.metrics["best"]
-    assert best["phase_name"] == ("finetune" if recipe["finetune_kept"] else "head")
+    assert recipe["finetune"]["finetune"] is True and recipe["finetune_kept"] is True
+    assert result.metrics["best"]["phase_name"] == "finetune"
+    assert "within noise" not in recipe["summary"]
     assert result.export["verified"] is True
 
 
@@ -166,3 +168,60 @@ def test_mirror_never_skips_the_mirrored_pass(color_data, tmp_path):
     result = train(project_from_dict(d), tmp_path / "run", events.append)
     assert [e.data["flip"] for e in events if e.type == "embeddings"] == [False]
     assert result.metrics["recipe"]["mirror_augmentation"] is False
+
+
+def test_the_priors_are_what_the_benchmark_measured():
+    """PRIORS is the auto rule's evidence: it must be the gains benchmarks/finetune_priors.py wrote."""
+    from pathlib import Path
+
+    from tlapp.training.plan import PRIORS, Prior
+
+    doc = json.loads((Path(__file__).parents[1] / "benchmarks" / "results" / "finetune_priors.json").read_text())
+    measured = tuple(Prior(r["modality"], r["per_class"], r["gain"], r["set"]) for r in doc["priors"])
+    assert PRIORS == measured and {p.modality for p in PRIORS} == {"image", "text"}
+
+
+def _prior_decide(monkeypatch, priors, n_train, n_val, score, classes=10, task="image_classification"):
+    from tlapp.training import plan
+
+    monkeypatch.setattr(plan, "PRIORS", priors)
+    project = project_from_dict({"task": {"type": task}, "data": {"path": "x"}})
+    ft = [finetune_phase(TaskType.image_classification, "balanced", flip=True)]
+    return decide(project, ft, n_train, n_val, 1000.0, score, classes=classes)
+
+
+def test_auto_rule_by_prior_runs_skips_and_saturates(monkeypatch):
+    from tlapp.training.plan import SATURATED, Prior
+
+    priors = (Prior("image", 10, -0.08, "small"), Prior("image", 100, 0.03, "large"), Prior("text", 100, 0.02, "t"))
+    # 30 per class is nearer 10 than 100 on a log scale (3x vs 3.3x): the small set's loss decides
+    no = _prior_decide(monkeypatch, priors, 240, 60, 0.85)
+    assert no.finetune is False and no.prior == "small" and "-8.0 points" in no.reason
+    assert "all the data trains the head" in no.reason
+    # 100 per class: the large set's gain; a validation split of 200 need not prove it
+    yes = _prior_decide(monkeypatch, priors, 800, 200, 0.95)
+    assert yes.finetune is True and yes.prior == "large" and "+3.0 points" in yes.reason
+    assert "kept unless validation" in yes.reason
+    before = _prior_decide(monkeypatch, priors, 800, 200, None)
+    assert before.finetune is None and before.below == SATURATED
+    assert _prior_decide(monkeypatch, priors, 800, 200, 0.995).finetune is False  # nothing left to find
+    # without class counts (or for a task no benchmark measured) the validation rule stands
+    assert _prior_decide(monkeypatch, priors, 800, 200, 0.95, classes=0).prior is None
+    reg = _prior_decide(monkeypatch, priors, 800, 200, None, task="regression")
+    assert reg.prior is None
+
+
+def test_a_prior_decided_finetune_is_kept_unless_validation_says_it_hurt(color_data, tmp_path, monkeypatch):
+    from tlapp.training import plan
+    from tlapp.training.run import train
+
+    monkeypatch.setattr(plan, "PRIORS", (plan.Prior("image", 10, 0.05, "pretend"),))
+    monkeypatch.setattr(plan, "SATURATED", 1.01)  # the colour squares are solved by the head alone
+    result = train(project_from_dict(_preset_project(color_data)), tmp_path / "run", lambda e: None)
+    recipe = result.metrics["recipe"]
+    assert recipe["finetune"]["finetune"] is True and recipe["finetune"]["prior"] == "pretend"
+    kept, gain = recipe["finetune_kept"], recipe["finetune_gain"]
+    assert kept or gain < 0  # validation may only veto: a fine-tune that did not lose is kept
+    assert result.metrics["best"]["phase_name"] == ("finetune" if kept else "head")
+    if not kept:
+        assert "worse by more than noise" in recipe["summary"]

@@ -86,9 +86,11 @@ def run_start(
     )
 
 
-def show_plan(log: EventLog, project: Any, n_train: int, n_val: int, rate: float, measured: bool) -> None:
+def show_plan(
+    log: EventLog, project: Any, n_train: int, n_val: int, rate: float, measured: bool, classes: int = 0
+) -> None:
     """The plan, before anything trains: its phases, expected times and the fine-tune decision (PLAN)."""
-    plan = make_plan(project, n_train, n_val, rate, measured)
+    plan = make_plan(project, n_train, n_val, rate, measured, classes)
     log.emit(PLAN, **plan.as_dict(), lines=plan_lines(plan))
 
 

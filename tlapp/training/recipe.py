@@ -219,6 +219,7 @@ def _decide(run: Run, finetunes: list[Phase], score: Optional[float], scored_by:
         score,
         scored_by,
         judged=score is not None,
+        classes=len(run.classes),
     )
 
 
@@ -268,7 +269,7 @@ def _exact_head(run: Run, head: Phase, finetunes: list[Phase]) -> None:
         **_logs(run, predict(fitted, x[n_train:], task), y[n_train:], "val_"),
     }
     _record_head(run, head, logs, time.time() - t0)
-    if not _finetune(run, finetunes):
+    if not _finetune(run, finetunes, decision):
         if p.train.refit != "never":  # the attempt cost time, not accuracy: back to the head, refit on all the data
             run.recipe["summary"] += "; the head was refit on all the data"
             _refit_on_all(run, head, x, y, xf, cv, units, w, examples, None)
@@ -322,21 +323,24 @@ def _gradient_head(run: Run, head: Phase, finetunes: list[Phase]) -> None:
         + (f" (validation {score:.3f})" if score is not None else ""),
     )
     if decision.finetune:
-        _finetune(run, finetunes)
+        _finetune(run, finetunes, decision)
 
 
-def _finetune(run: Run, finetunes: list[Phase]) -> bool:
-    """Run the fine-tune phases; keep them only when validation says they helped. True if kept."""
+def _finetune(run: Run, finetunes: list[Phase], decision: Decision) -> bool:
+    """Run the fine-tune phases and say whether they are kept (True), by whoever decided to run them:
+    the person (``always``: kept), a measured prior (kept unless validation is worse than the head by
+    more than noise), or the validation rule (kept only when validation beat the head by more than noise)."""
     head_best, head_weights = dict(run.best), run.model.model.get_weights()
     head_val = float(head_best.get("value", 0.0))
     always = run.project.train.finetune == "always"
-    if always:
-        run.best = {}  # the best epoch is chosen among the fine-tune's own epochs, not against the head
+    own = always or bool(decision.prior)
+    if own:  # the fine-tune runs on its own merits: its best epoch is chosen among its own epochs
+        run.best = {}
     for i, phase in enumerate(finetunes, start=1):
         run.run_phase(i, phase, 0, False)
     improved = run.best.get("phase", 0) > 0  # a fine-tune epoch beat the head (the best key: metric, then loss)
     gain = float(run.best.get("value", 0.0)) - head_val if improved else 0.0
-    if always and "value" in run.best:
+    if own and "value" in run.best:
         gain = float(run.best["value"]) - head_val
     accuracy = str(run.best.get("metric", "")).endswith("accuracy")
     if not accuracy:
@@ -345,6 +349,8 @@ def _finetune(run: Run, finetunes: list[Phase]) -> bool:
         kept = True  # the person asked for it: its best epoch is kept, whatever validation says
     elif run.project.train.preset == "custom" or not accuracy:
         kept = improved  # phases as written, or a loss with no standard error: Keras's best epoch decides
+    elif decision.prior:
+        kept = gain > -PROOF_SE * standard_error(head_val, len(run.splits.val))
     else:
         kept = gain >= PROOF_SE * standard_error(head_val, len(run.splits.val))
     run.recipe["finetune_kept"], run.recipe["finetune_gain"] = kept, gain
@@ -355,7 +361,11 @@ def _finetune(run: Run, finetunes: list[Phase]) -> bool:
     run.best = {**head_best, "restored": True}
     run.best_weights = head_weights
     run.save_best_weights()
-    run.recipe["summary"] += f"; the fine-tune's validation gain ({gain:+.3f}) was within noise, so it was dropped"
+    run.recipe["summary"] += (
+        f"; validation scored the fine-tune {gain:+.3f} against the head, "
+        + ("worse by more than noise" if decision.prior else "within noise")
+        + ", so it was dropped"
+    )
     return False
 
 

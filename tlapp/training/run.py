@@ -534,6 +534,7 @@ class Run:
             len(self.splits.val),
             rate or estimate_speed(self.project, b.entry.params_m, b.size)[0],
             rate is not None,
+            len(self.classes),
         )
 
     def choose_backbone(self, resume: bool) -> None:
