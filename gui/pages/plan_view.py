@@ -28,8 +28,8 @@ class PlanView(QGroupBox):
         self.anyway = QPushButton("Fine-tune anyway")
         self.anyway.setObjectName("finetuneAnyway")
         self.anyway.setToolTip(
-            "Run the fine-tune whatever the head scores (train.finetune: always); it is still "
-            "kept only if validation improves"
+            "Run the fine-tune whatever the preset's evidence says (train.finetune: always); it is "
+            "kept, at its best epoch on validation"
         )
         self.anyway.clicked.connect(self._toggle)
         self.decision = None
