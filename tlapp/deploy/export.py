@@ -127,8 +127,8 @@ def write_saved_model(model: Any, folder: Path, size: int, key: str) -> None:
     walks every layer of a tracked model for lookup tables, and functions kept as attributes are
     traced again under the save context: EfficientNet-Lite0 on 2 CPU cores took 15.3 s that way,
     6.7 s this way (``benchmarks/results/export_cost.json``). All three signatures call one traced
-    function of the model. An image model holds no lookup tables; text exports keep the archive
-    (:func:`write_text_saved_model`), whose tokenizer does.
+    function of the model. An image model holds no lookup tables (for a text model that does, see
+    :func:`write_text_saved_model`).
     """
     spec = tf.TensorSpec((None, None, None, 3), tf.float32)
     core = tf.function(lambda image: model(image, training=False), input_signature=[spec], autograph=False)
