@@ -519,10 +519,13 @@ def export_model(
     return info
 
 
+WRITE_ORDER = ("keras", "h5", "savedmodel", "onnx")  # then the TFLite files
+
+
 def _write_order(fmt: str) -> int:
     """Quick files first, so the checker has one to load while the slow ones (the SavedModel's
     tracing, TFLite conversion) are written."""
-    return ["keras", "h5", "savedmodel", "onnx"].index(fmt) if fmt in ("keras", "h5", "savedmodel", "onnx") else 9
+    return WRITE_ORDER.index(fmt) if fmt in WRITE_ORDER else len(WRITE_ORDER)
 
 
 class FreshVerifier:

@@ -42,7 +42,7 @@ class Run(Protocol):
     evaluation: Optional[dict[str, Any]]
     phases: list[Any]
     started: float
-    verifier: Optional[FreshVerifier]
+    verifier: Optional[FreshVerifier]  # started with the run when it exports with a check (it also cancels it)
     should_stop: Optional[Callable[[], bool]]
 
     @property
@@ -138,23 +138,17 @@ def record(run: Run) -> RunRecord:
 
 
 def finish_run(run: Run) -> RunResult:
-    p = run.project
-    verifier = (run.verifier or FreshVerifier.start()) if p.export.formats and p.export.verify else None
-    try:
-        t0 = time.time()
-        ev = run.evaluation
-        if ev is None:
-            ev = evaluate_split(run, run.splits.val, "validation") or {}
-        run.run_dir.evaluation.write_text(json.dumps(ev, indent=1, default=float))
-        test_ev = evaluate_split(run, run.splits.test, "test")  # once, at the very end: never used to choose
-        if test_ev is not None:
-            run.run_dir.evaluation_test.write_text(json.dumps(test_ev, indent=1, default=float))
-        write_plots(run.run_dir, {"val": ev, "test": test_ev})
-        evaluate_s = time.time() - t0
-        export_info = export_run(run, verifier)
-    finally:
-        if verifier is not None:
-            verifier.cancel()
+    t0 = time.time()
+    ev = run.evaluation
+    if ev is None:
+        ev = evaluate_split(run, run.splits.val, "validation") or {}
+    run.run_dir.evaluation.write_text(json.dumps(ev, indent=1, default=float))
+    test_ev = evaluate_split(run, run.splits.test, "test")  # once, at the very end: never used to choose
+    if test_ev is not None:
+        run.run_dir.evaluation_test.write_text(json.dumps(test_ev, indent=1, default=float))
+    write_plots(run.run_dir, {"val": ev, "test": test_ev})
+    evaluate_s = time.time() - t0
+    export_info = export_run(run, run.verifier)  # the run's own checker; the run cancels it whatever happens
     if export_info:
         export_info["seconds"]["evaluate"] = round(evaluate_s, 2)
     rec = record(run)

@@ -339,9 +339,7 @@ def _finetune(run: Run, finetunes: list[Phase], decision: Decision) -> bool:
     for i, phase in enumerate(finetunes, start=1):
         run.run_phase(i, phase, 0, False)
     improved = run.best.get("phase", 0) > 0  # a fine-tune epoch beat the head (the best key: metric, then loss)
-    gain = float(run.best.get("value", 0.0)) - head_val if improved else 0.0
-    if own and "value" in run.best:
-        gain = float(run.best["value"]) - head_val
+    gain = float(run.best.get("value", head_val)) - head_val  # 0 while the head is still the best
     accuracy = str(run.best.get("metric", "")).endswith("accuracy")
     if not accuracy:
         gain = -gain  # a loss: lower is better
