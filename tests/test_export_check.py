@@ -4,6 +4,7 @@ incremental protocol (each file sent as it is written, the rest at the end) chec
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -48,6 +49,25 @@ def test_files_sent_early_and_the_rest_at_the_end_are_all_checked_once(trained_r
     assert set(result["report"]["artifacts"]) == {"model.keras", "saved_model"}
 
 
+def test_files_loaded_before_the_samples_are_compared_after_them_and_the_report_can_follow(trained_run, tmp_path):
+    """The run's order: files before the samples, the verdict before the report, which the checker writes
+    once released (a cancel after the release no longer stops it)."""
+    from tlapp.deploy import report
+
+    export = _copy_export(trained_run, tmp_path)
+    v = FreshVerifier.start()
+    v.send(export, ["model.keras", "saved_model"])
+    v.send(export, [], samples=True)
+    result = v.finish(export, report_later=True)
+    assert result["ok"] is True and result["report_pending"] is True and result["report"] is None
+    assert [r["artifact"] for r in result["results"]].count("model.keras") == 1
+    report.mark_pending(export, v.proc.pid)
+    v.release(export)
+    v.cancel()
+    st = report.wait(export, timeout=300)
+    assert st["status"] == "done" and set(st["report"]["artifacts"]) == {"model.keras", "saved_model"}
+
+
 def test_a_text_savedmodel_with_a_lookup_table_is_saved_with_it(tmp_path):
     """The bare SavedModel holds only variables and signatures; TensorFlow refuses a captured lookup table
     that nothing tracks, so such a model goes through Keras's archive and its table is saved."""
@@ -70,3 +90,39 @@ def test_a_text_savedmodel_with_a_lookup_table_is_saved_with_it(tmp_path):
     got = np.array(json.loads(done.stdout.strip().splitlines()[-1]))
     want = model(tf.constant(["offer", "ham", "unknown"])).numpy()
     assert np.abs(got - want).max() < 1e-6 and not np.allclose(got[0], got[2])  # "offer" is not out-of-vocabulary
+
+
+def test_the_export_report_lands_after_the_run_in_the_file_and_the_model_card(trained_run):
+    """The run ends with the verdict; the checker then measures the report and writes it beside the export,
+    replacing the card's pending line with the report's own lines."""
+    from tlapp.deploy import report
+
+    result, events, run_dir = trained_run
+    exported = [e for e in events if e.type == "export"][-1].data
+    assert exported["report_pending"] is True and "report" not in exported
+    st = report.wait(run_dir / "export", timeout=300)
+    assert st["status"] == "done", st
+    assert set(st["report"]["artifacts"]) >= {"model.keras", "saved_model"}
+    assert st["report"]["artifacts"]["saved_model"]["size_bytes"] > 10_000  # measured before the folder moved
+    card = (run_dir / "model_card.md").read_text()
+    assert report.pending_line() not in card and "saved_model: accuracy" in card
+    assert not (run_dir / "export" / report.PENDING).exists()
+
+
+def test_a_report_whose_process_died_reads_failed_and_a_replaced_export_keeps_its_own(tmp_path):
+    from tlapp.deploy import report
+
+    export = tmp_path / "run" / "export"
+    export.mkdir(parents=True)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    report.mark_pending(export, gone.pid)
+    st = report.status(export)
+    assert st["status"] == "failed" and "ended without writing report.json" in st["error"]
+    # A checker whose export was replaced meanwhile (its pid is not the pending one) writes nothing.
+    report.deliver(export, {"n": 1, "split": "val", "reference": "model.keras", "artifacts": {}})
+    assert not (export / report.FILE).exists()
+    report.mark_pending(export, os.getpid())
+    assert report.status(export)["status"] == "running"
+    report.deliver(export, None, "OSError: disk full")
+    assert report.status(export) == {"status": "failed", "error": "OSError: disk full"}

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -20,7 +20,8 @@ from PySide6.QtWidgets import (
 
 from tlapp.deploy.formats import formats_for
 from tlapp.deploy.predict import Predictor, find_export
-from tlapp.deploy.report import summary as export_summary
+from tlapp.deploy.report import status as report_status
+from tlapp.deploy.report import status_lines
 from tlapp.rundir import RunDir
 
 from ..widgets import open_folder, show_error, thumbnail
@@ -68,6 +69,10 @@ class ExportPage(WizardPage):
         super().__init__(state)
         self.worker: Optional[FunctionWorker] = None
         self.predictor = None
+        self.report_poll = QTimer(self)  # the export report lands after the run: show it when it does
+        self.report_poll.setSingleShot(True)
+        self.report_poll.setInterval(1000)
+        self.report_poll.timeout.connect(self.show_parity)
         self.formats = {
             f: QCheckBox(label)
             for f, label in (
@@ -242,8 +247,9 @@ class ExportPage(WizardPage):
             for r in v.get("results", [])
         )
         ok = v.get("ok")
-        report = exp.get("report")
-        lines = export_summary(report)
+        lines = status_lines(rd.export)
+        if report_status(rd.export)["status"] == "running":
+            self.report_poll.start()
         table = (f"<b>{lines[0]}</b><ul>" + "".join(f"<li>{x[2:]}</li>" for x in lines[1:]) + "</ul>") if lines else ""
         self.parity.setText(
             f"<b>{'✓' if ok else '✗'} Fresh-process check:</b> {v.get('summary', 'not run')}"

@@ -77,6 +77,11 @@ def _summary(result: Any) -> None:
         out.print(f"recipe: {s.recipe}", highlight=False)
     if result.export:
         out.print(f"export: {result.export['dir']}  verified: {result.export.get('verified')}", highlight=False)
+        if result.export.get("report_pending"):
+            out.print(
+                f"export report: being measured in the background -> {Path(result.export['dir']) / 'report.json'}",
+                highlight=False,
+            )
 
 
 @app.command()

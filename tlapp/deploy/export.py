@@ -10,10 +10,13 @@ from __future__ import annotations
 import io
 import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -119,19 +122,44 @@ def resize_like_training(images: Any, size: int) -> Any:
     )
 
 
+MAX_CONSTANT_BYTES = 1 << 30  # a GraphDef stops at 2 GiB: larger weights stay variables
+
+
+def inference_fn(model: Any) -> tuple[Callable[[Any], Any], bool]:
+    """``model(x, training=False)`` to trace into a SavedModel, and whether its weights are graph constants.
+
+    Constants when they fit (under :data:`MAX_CONSTANT_BYTES`): a SavedModel without variables
+    writes no checkpoint and traces no save/restore function per variable, which was 6.7 s of the
+    7.9 s that EfficientNet-Lite0's bare SavedModel took on 2 cores; it also loads in 1.1 s instead
+    of 2.7 s, and grappler folds the batch norms into the convolutions
+    (``benchmarks/results/export_cost.json``). Serving is the same; to train on, ``model.keras``
+    holds the variables. Larger models keep theirs."""
+    nbytes = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.variables)
+    if nbytes > MAX_CONSTANT_BYTES:
+        return (lambda x: model(x, training=False)), False
+    trainable = [np.asarray(v) for v in model.trainable_variables]
+    frozen = [np.asarray(v) for v in model.non_trainable_variables]
+
+    def forward(x: Any) -> Any:
+        consts = lambda arrays: [tf.constant(a) for a in arrays]  # noqa: E731
+        return model.stateless_call(consts(trainable), consts(frozen), x, training=False)[0]
+
+    return forward, True
+
+
 def write_saved_model(model: Any, folder: Path, size: int, key: str) -> None:
     """Signatures: ``serving_default`` (float32 pixels), ``serving_uint8``, ``serving_bytes`` (JPEG/PNG/...).
 
-    Written with ``tf.saved_model.save`` on a bare ``tf.Module`` that holds only the model's
-    variables, and the signatures handed over as concrete functions. Keras's ``ExportArchive``
-    walks every layer of a tracked model for lookup tables, and functions kept as attributes are
-    traced again under the save context: EfficientNet-Lite0 on 2 CPU cores took 15.3 s that way,
-    6.7 s this way (``benchmarks/results/export_cost.json``). All three signatures call one traced
-    function of the model. An image model holds no lookup tables (for a text model that does, see
+    Written with ``tf.saved_model.save`` on a bare ``tf.Module``, the signatures handed over as
+    concrete functions that call one traced function of the model (:func:`inference_fn`). Keras's
+    ``ExportArchive`` walks every layer of a tracked model for lookup tables, and traces the
+    functions kept as attributes again under the save context: EfficientNet-Lite0 on 2 CPU cores
+    took 15.3 s that way. An image model holds no lookup tables (for a text model that does, see
     :func:`write_text_saved_model`).
     """
+    forward, constant = inference_fn(model)
     spec = tf.TensorSpec((None, None, None, 3), tf.float32)
-    core = tf.function(lambda image: model(image, training=False), input_signature=[spec], autograph=False)
+    core = tf.function(forward, input_signature=[spec], autograph=False)
 
     def pixels(image):
         return {key: core(resize_like_training(image, size))}
@@ -155,25 +183,29 @@ def write_saved_model(model: Any, folder: Path, size: int, key: str) -> None:
             ("serving_bytes", encoded, tf.TensorSpec((None,), tf.string, name="image_bytes")),
         )
     }
-    _save_bare(model, Path(folder), signatures)
+    _save_bare(model, Path(folder), signatures, constant)
 
 
-def _save_bare(model: Any, folder: Path, signatures: dict[str, Any]) -> None:
-    """A SavedModel of ``model``'s variables and these concrete-function signatures, nothing else."""
+def _save_bare(model: Any, folder: Path, signatures: dict[str, Any], constant: bool) -> None:
+    """A SavedModel of these concrete-function signatures and, unless its weights are constants in
+    them, ``model``'s variables; nothing else."""
     root = tf.Module()
-    root.model_variables = list(model.variables)
+    if not constant:
+        root.model_variables = list(model.variables)
     tf.saved_model.save(root, str(folder), signatures=signatures)
 
 
 def write_text_saved_model(model: Any, folder: Any, key: str) -> None:
     """``serving_default`` on raw strings. Saved bare as :func:`write_saved_model` (MiniLM-L6 on 2 cores:
-    12.1 s with Keras's ``ExportArchive``, 3.5 s bare); a model that holds a lookup table (a resource
-    the bare module does not track, which TensorFlow refuses to save) goes through the archive, which
-    walks the model's layers for such tables (tests/test_export_check.py saves a ``StringLookup`` model)."""
+    12.1 s with Keras's ``ExportArchive``, 3.5 s bare with variables); a model that holds a lookup table
+    (a resource the bare module does not track, which TensorFlow refuses to save) goes through the
+    archive, which walks the model's layers for such tables (tests/test_export_check.py saves a
+    ``StringLookup`` model)."""
     spec = tf.TensorSpec((None,), tf.string, name="text")
-    serve = tf.function(lambda text: {key: model(text, training=False)}, input_signature=[spec], autograph=False)
+    forward, constant = inference_fn(model)
+    serve = tf.function(lambda text: {key: forward(text)}, input_signature=[spec], autograph=False)
     try:
-        _save_bare(model, Path(folder), {"serving_default": serve.get_concrete_function()})
+        _save_bare(model, Path(folder), {"serving_default": serve.get_concrete_function()}, constant)
         return
     except AssertionError as e:  # "Tried to export a function which references an 'untracked' resource"
         if "untracked" not in str(e):
@@ -421,7 +453,8 @@ def _write_samples(parts: ExportParts, samples: np.ndarray, path: Path) -> None:
         expected = np.asarray(parts.model.predict_on_batch(tf.constant(list(samples), dtype=tf.string)))
         write_samples(path, expected, texts=[str(t) for t in samples])
     else:
-        expected = np.asarray(parts.model.predict_on_batch(samples.astype(np.float32)))
+        # Eagerly: 1.1 s on 8 images here, where predict_on_batch traced the model first (3.2 s).
+        expected = np.asarray(parts.model(samples.astype(np.float32), training=False))
         write_samples(path, expected, images=samples, pngs=[_png_bytes(s) for s in samples])
 
 
@@ -435,6 +468,8 @@ def export_model(
     progress: Optional[Callable[[int, int], None]] = None,
     should_stop: Optional[Callable[[], bool]] = None,
     keep_existing: bool = False,
+    report_later: bool = False,
+    while_checking: Optional[Callable[[], None]] = None,
 ) -> dict[str, Any]:
     """Write all requested formats to ``out_dir`` atomically; verify in a fresh process.
 
@@ -444,13 +479,17 @@ def export_model(
     Pass a ``verifier`` started earlier (:meth:`FreshVerifier.start`) to overlap its
     TensorFlow import with other work; otherwise one is started here. ``progress(done, total)``
     counts the steps (each format, the samples, the check); ``should_stop`` cancels between
-    steps, leaving any previous export untouched.
+    steps, leaving any previous export untouched. ``while_checking`` runs once every file is
+    written, while the checker finishes. ``report_later``: the export report is measured after this
+    returns, in the background (:mod:`tlapp.deploy.report`); ``info["report_pending"]`` then says so.
 
     Example::
 
         info = export_model(parts, Path("runs/a/export"), ["savedmodel", "keras"], samples)
         info["verify"]["summary"]   # 'passed: 4 artifact/signature(s) on 8 inputs, ...'
     """
+    from tlapp.deploy import report as export_report
+
     check = verify and samples is not None and len(samples) > 0
     verifier = (verifier or FreshVerifier.start()) if check else None
     t0 = time.time()
@@ -474,16 +513,26 @@ def export_model(
         _carry_over(Path(out_dir), tmp, kept)
         meta = _meta(parts)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-        if check:
-            _write_samples(parts, samples, tmp / SAMPLES_FILE)
-            step()
-            verifier.send(tmp, [a for f in kept for a in artifacts(f)])
         errors: dict[str, str] = {}
-        for fmt in sorted(formats, key=_write_order):
+        order = sorted(formats, key=_write_order)
+
+        def write_samples_once() -> None:
+            if check and not (tmp / SAMPLES_FILE).exists():
+                _write_samples(parts, samples, tmp / SAMPLES_FILE)
+                verifier.send(tmp, [a for f in kept for a in artifacts(f)], samples=True)
+                step()
+
+        # The samples (their reference outputs take a second or so) after the .keras file and the
+        # SavedModel: the checker loads those meanwhile, the loads being its slowest part.
+        samples_after = ([f for f in order if f in ("keras", "savedmodel")] or order)[-1:]
+        for fmt in order:
             errors.update(_write_formats(parts, tmp, [fmt]))
             if verifier is not None and fmt not in errors:
-                verifier.send(tmp, artifacts(fmt))  # checked there while the next format is written here
+                verifier.send(tmp, artifacts(fmt))  # loaded there while the next file is written here
             step()
+            if fmt in samples_after:
+                write_samples_once()
+        write_samples_once()
         formats = sorted(set(formats) | set(kept))
         lite = {
             TFLITE_FILES[f]: ("uint8" if f == "tflite_int8" else "float32") + f" [1,{parts.size},{parts.size},3] 0-255"
@@ -495,10 +544,14 @@ def export_model(
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         (tmp / "README.md").write_text(usage_readme(meta, [f for f in formats if f not in errors]))
         write_s = round(time.time() - t0, 2)
+        if while_checking:
+            while_checking()
         if verifier is not None:
             t1 = time.time()
-            result = verifier.finish(tmp)
+            result = verifier.finish(tmp, report_later=report_later)
             wait_s = round(time.time() - t1, 2)
+            if result.get("report_pending"):
+                export_report.mark_pending(tmp, verifier.proc.pid)
     info: dict[str, Any] = {
         "dir": str(out_dir),
         "formats": formats,
@@ -510,8 +563,11 @@ def export_model(
         info["verify"] = result
         info["verified"] = result["ok"]
         report = result.pop("report", None)
-        if report:
-            atomic_write_text(out_dir / "report.json", json.dumps(report, indent=1))
+        if result.pop("report_pending", False):
+            verifier.release(out_dir)  # swapped in: the checker writes the report there
+            info["report_pending"] = True
+        elif report:
+            atomic_write_text(out_dir / export_report.FILE, json.dumps(report, indent=1))
             info["report"] = report
         if progress:
             progress(total, total)
@@ -530,10 +586,27 @@ def _write_order(fmt: str) -> int:
 
 class FreshVerifier:
     """The parity check's own Python process, started early so its TensorFlow import overlaps
-    the export; it waits on stdin for the folder to check (see :mod:`tlapp.deploy.verify`)."""
+    the export; it waits on stdin for the folder to check (see :mod:`tlapp.deploy.verify`).
+
+    Its output is read by two threads from the start, so nothing it prints can fill a pipe and
+    block it, and :meth:`finish` can take the verdict without waiting for the process to end."""
 
     def __init__(self, proc: subprocess.Popen) -> None:
         self.proc = proc
+        self.released = False
+        self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
+        self._err: "deque[str]" = deque(maxlen=50)
+        threading.Thread(target=self._read, args=(proc.stdout, self._lines.put), daemon=True).start()
+        threading.Thread(target=self._read, args=(proc.stderr, self._err.append), daemon=True).start()
+
+    @staticmethod
+    def _read(stream: Any, put: Callable[[Any], None]) -> None:
+        try:
+            for line in stream:
+                put(line)
+        except (OSError, ValueError):
+            pass
+        put(None)
 
     @classmethod
     def start(cls, nice: int = 0) -> "FreshVerifier":
@@ -543,30 +616,51 @@ class FreshVerifier:
             subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         )
 
-    def send(self, export_dir: Path, names: list[str]) -> None:
-        """Have the checker load and compare these artifacts of ``export_dir`` now (it answers at :meth:`finish`)."""
-        if names and self.proc.poll() is None:
+    def _tell(self, msg: dict[str, Any], close: bool = False) -> None:
+        if self.proc.poll() is None:
             try:
-                self.proc.stdin.write(json.dumps({"dir": str(export_dir), "artifacts": names}) + "\n")
+                self.proc.stdin.write(json.dumps(msg) + "\n")
                 self.proc.stdin.flush()
-            except OSError:  # it died: finish() reports why
+                if close:
+                    self.proc.stdin.close()
+            except (OSError, ValueError):  # it died: finish() reports why
                 pass
 
-    def finish(self, export_dir: Path, timeout: float = 600) -> dict[str, Any]:
-        """Check whatever of ``export_dir`` was not sent yet, run the export report, return the result."""
-        try:
-            out, err = self.proc.communicate(json.dumps({"dir": str(export_dir), "end": True}) + "\n", timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise ExportError(f"{export_dir}: parity check process did not finish in {timeout:.0f}s") from None
-        except (BrokenPipeError, ValueError):  # it had already died
-            out, err = self.proc.communicate()
-        lines = [x for x in out.splitlines() if x.startswith("{")]
-        if self.proc.returncode != 0 or not lines:
-            raise ExportError(f"{export_dir}: parity check process failed: {(err or out)[-400:]}")
-        return json.loads(lines[-1])
+    def send(self, export_dir: Path, names: list[str], samples: bool = False) -> None:
+        """Have the checker load these artifacts of ``export_dir`` now, and compare them (and any loaded
+        before) once ``samples`` says the parity samples are written; it answers at :meth:`finish`."""
+        if names or samples:
+            self._tell({"dir": str(export_dir), "artifacts": names, "samples": samples})
+
+    def finish(self, export_dir: Path, timeout: float = 600, report_later: bool = False) -> dict[str, Any]:
+        """Check whatever of ``export_dir`` was not sent yet; the verdict, with the export report (or
+        ``report_pending``: it follows :meth:`release`)."""
+        self._tell({"dir": str(export_dir), "end": True, **({"report": "later"} if report_later else {})})
+        end = time.time() + timeout
+        while True:
+            try:
+                line = self._lines.get(timeout=max(end - time.time(), 0.01))
+            except queue.Empty:
+                self.cancel()
+                raise ExportError(f"{export_dir}: parity check process did not finish in {timeout:.0f}s") from None
+            if line is None or line.startswith("{"):
+                break
+        if line is None or not report_later:
+            try:
+                self.proc.wait(timeout=max(end - time.time(), 1))
+            except subprocess.TimeoutExpired:
+                self.cancel()
+        if line is None or (not report_later and self.proc.returncode != 0):
+            raise ExportError(f"{export_dir}: parity check process failed: {''.join(self._err)[-400:]}")
+        return json.loads(line)
+
+    def release(self, export_dir: Path) -> None:
+        """Let the checker write its export report into ``export_dir`` (the folder now in place) and
+        end on its own: :meth:`cancel` no longer stops it."""
+        self._tell({"report_to": str(export_dir)}, close=True)
+        self.released = True
 
     def cancel(self) -> None:
-        if self.proc.poll() is None:
+        if not self.released and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()

@@ -6,11 +6,17 @@ Keras model's, how often it agrees with the Keras model's answer, the largest ou
 its file size and its latency per image on this machine. Written as ``export/report.json`` and
 shown in the model card and the wizard's Export step: the quantised TFLite files are judged on
 the user's own data, not on a promise.
+
+After a training run the report is measured in the background, once the run has completed: the
+checker prints its verdict, the run swaps the export in and ends, and the checker then writes
+``report.json`` and the model card's report lines. Until then ``report.pending.json`` says so
+(:func:`status`: running, done, failed or none).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +24,11 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from tlapp.base.fsutil import atomic_write_text
+
+FILE = "report.json"
+PENDING = "report.pending.json"  # {"status": "running", "pid", "started"} or {"status": "failed", "error"}
+STALE_S = 15 * 60  # a report still "running" after this long is reported as failed
 MAX_EXAMPLES = 200  # validation examples re-run per artifact (the int8 delta needs a few hundred at most)
 
 
@@ -56,7 +67,12 @@ class Artifact:
     run: Callable[[np.ndarray], np.ndarray]
     batch: int  # the batch it is timed at (TFLite interpreters take one image)
     path: Path
-    loaded: Any = None  # a SavedModel's loaded object: the check calls its uint8 and bytes signatures too
+    loaded: Any = None  # a SavedModel's loaded object (the check calls its other signatures), or a Keras model
+    size_bytes: int = -1  # measured when loaded: a background report runs after the folder has moved
+
+    def __post_init__(self) -> None:
+        if self.size_bytes < 0:
+            self.size_bytes = _size(self.path)
 
 
 def _keras_call(tf: Any, model: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -90,7 +106,7 @@ def load_image_artifacts(
     out: dict[str, Artifact] = {}
     if "model.keras" in wanted and (export_dir / "model.keras").is_file():
         m = keras.saving.load_model(export_dir / "model.keras", compile=False, safe_mode=True)
-        out["model.keras"] = Artifact(_keras_call(tf, m), 32, export_dir / "model.keras")
+        out["model.keras"] = Artifact(_keras_call(tf, m), 32, export_dir / "model.keras", m)
     if "saved_model" in wanted and (export_dir / "saved_model").is_dir():
         sm = tf.saved_model.load(str(export_dir / "saved_model"))
         out["saved_model"] = Artifact(
@@ -101,7 +117,7 @@ def load_image_artifacts(
         )
     if "model.h5" in wanted and (export_dir / "model.h5").is_file():
         h5 = keras.saving.load_model(export_dir / "model.h5", compile=False)
-        out["model.h5"] = Artifact(_keras_call(tf, h5), 32, export_dir / "model.h5")
+        out["model.h5"] = Artifact(_keras_call(tf, h5), 32, export_dir / "model.h5", h5)
     if onnx_export.FILE in wanted and (export_dir / onnx_export.FILE).is_file():
         out[onnx_export.FILE] = Artifact(
             onnx_export.runner(export_dir / onnx_export.FILE), 32, export_dir / onnx_export.FILE
@@ -155,7 +171,7 @@ def image_report(
     for name, y in outputs.items():
         row: dict[str, Any] = {
             "max_abs_diff": float(np.abs(y - ref).max()),
-            "size_bytes": _size(artifacts[name].path),
+            "size_bytes": artifacts[name].size_bytes,
             "ms_per_image": round(timing[name], 3),
             "batch": artifacts[name].batch,
         }
@@ -190,3 +206,93 @@ def summary(report: Optional[dict[str, Any]]) -> list[str]:
             f"{r['ms_per_image']:.1f} ms/image (batch {r['batch']})"
         )
     return lines
+
+
+def pending_line() -> str:
+    """The model card's line while the report is measured (:func:`deliver` replaces it)."""
+    return (
+        "Export report: each file is being re-run on the held-out examples in the background; "
+        f"it lands in `export/{FILE}` and here."
+    )
+
+
+def mark_pending(export_dir: Path, pid: int) -> None:
+    atomic_write_text(export_dir / PENDING, json.dumps({"status": "running", "pid": pid, "started": time.time()}))
+
+
+def deliver(export_dir: Path, report: Optional[dict[str, Any]], error: Optional[str] = None) -> None:
+    """The background report's end: ``report.json`` and the model card's lines, or the failure. Only
+    into the export it measured: one that replaced it meanwhile (a re-export) has its own report."""
+    export_dir = Path(export_dir)
+    try:
+        if json.loads((export_dir / PENDING).read_text()).get("pid") != os.getpid():
+            return
+    except (OSError, ValueError):
+        return
+    if error:
+        atomic_write_text(export_dir / PENDING, json.dumps({"status": "failed", "error": error}))
+        return
+    card = export_dir.parent / "model_card.md"
+    if report:
+        atomic_write_text(export_dir / FILE, json.dumps(report, indent=1))
+        if card.is_file() and pending_line() in card.read_text(encoding="utf-8"):
+            text = card.read_text(encoding="utf-8").replace(pending_line(), "\n".join(summary(report)))
+            atomic_write_text(card, text)
+    elif card.is_file():  # nothing held out to re-run on
+        atomic_write_text(card, card.read_text(encoding="utf-8").replace(pending_line() + "\n", ""))
+    (export_dir / PENDING).unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if os.name != "posix":
+        return True  # no cheap portable test: the age limit decides
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def status(export_dir: Path) -> dict[str, Any]:
+    """``{"status": "done", "report": {...}}``, ``"running"`` (with ``"seconds"`` so far), ``"failed"``
+    (with ``"error"``) or ``"none"`` (no report: nothing held out, or an export from before reports)."""
+    export_dir = Path(export_dir)
+    try:
+        pending = json.loads((export_dir / PENDING).read_text())
+    except (OSError, ValueError):
+        pending = None
+    if pending is None:
+        try:
+            return {"status": "done", "report": json.loads((export_dir / FILE).read_text())}
+        except (OSError, ValueError):
+            return {"status": "none"}
+    if pending.get("status") == "failed":
+        return {"status": "failed", "error": pending.get("error", "unknown")}
+    age = time.time() - float(pending.get("started", 0))
+    if age > STALE_S or not _alive(int(pending.get("pid", 0))):
+        return {"status": "failed", "error": f"its process ended without writing {FILE}"}
+    return {"status": "running", "seconds": round(age, 1)}
+
+
+def wait(export_dir: Path, timeout: float = 300) -> dict[str, Any]:
+    """:func:`status` once it is no longer running (or ``timeout`` seconds have passed)."""
+    end = time.time() + timeout
+    while (st := status(export_dir))["status"] == "running" and time.time() < end:
+        time.sleep(0.2)
+    return st
+
+
+def status_lines(export_dir: Path) -> list[str]:
+    """The report's lines for the CLI and the wizard, whatever its status."""
+    st = status(export_dir)
+    if st["status"] == "done":
+        return summary(st["report"])
+    if st["status"] == "running":
+        return [
+            f"Export report: measuring each file on the held-out examples in the background ({st['seconds']:.0f} s)…"
+        ]
+    if st["status"] == "failed":
+        return [f"Export report failed: {st['error']}"]
+    return []

@@ -79,7 +79,11 @@ def evaluate_split(run: Run, examples: list[Any], name: str) -> Optional[dict[st
     return {**rep, "split": {"validation": "val"}.get(name, name), "n": len(examples)}
 
 
-def export_run(run: Run, verifier: Optional[FreshVerifier] = None) -> Optional[dict[str, Any]]:
+def export_run(
+    run: Run, verifier: Optional[FreshVerifier] = None, while_checking: Optional[Callable[[], None]] = None
+) -> Optional[dict[str, Any]]:
+    """The run's export, its check, and ``while_checking`` in the check's wait; the export report follows
+    in the background once the run has completed (:mod:`tlapp.deploy.report`)."""
     p, asm = run.project, run.model
     if not p.export.formats:
         return None
@@ -107,6 +111,8 @@ def export_run(run: Run, verifier: Optional[FreshVerifier] = None) -> Optional[d
         verifier=verifier,
         progress=run.progress(f"exporting {', '.join(p.export.formats)} and checking"),
         should_stop=run.should_stop,
+        report_later=True,
+        while_checking=while_checking,
     )
     run.log.emit(EXPORT, **{k: v for k, v in info.items() if k != "verify"})
     if info.get("verify"):
@@ -138,19 +144,27 @@ def record(run: Run) -> RunRecord:
 
 
 def finish_run(run: Run) -> RunResult:
-    t0 = time.time()
-    ev = run.evaluation
-    if ev is None:
-        ev = evaluate_split(run, run.splits.val, "validation") or {}
-    run.run_dir.evaluation.write_text(json.dumps(ev, indent=1, default=float))
-    test_ev = evaluate_split(run, run.splits.test, "test")  # once, at the very end: never used to choose
-    if test_ev is not None:
-        run.run_dir.evaluation_test.write_text(json.dumps(test_ev, indent=1, default=float))
-    write_plots(run.run_dir, {"val": ev, "test": test_ev})
-    evaluate_s = time.time() - t0
-    export_info = export_run(run, run.verifier)  # the run's own checker; the run cancels it whatever happens
+    held_out: dict[str, Any] = {}
+
+    def evaluate() -> None:
+        """The held-out reports and plots: run while the export's checker finishes (they need no export)."""
+        t0 = time.time()
+        ev = run.evaluation
+        if ev is None:
+            ev = evaluate_split(run, run.splits.val, "validation") or {}
+        run.run_dir.evaluation.write_text(json.dumps(ev, indent=1, default=float))
+        test_ev = evaluate_split(run, run.splits.test, "test")  # once, at the very end: never used to choose
+        if test_ev is not None:
+            run.run_dir.evaluation_test.write_text(json.dumps(test_ev, indent=1, default=float))
+        write_plots(run.run_dir, {"val": ev, "test": test_ev})
+        held_out.update(val=ev, test=test_ev, seconds=round(time.time() - t0, 2))
+
+    export_info = export_run(run, run.verifier, evaluate)  # the run's own checker; the run cancels it
+    if not held_out:
+        evaluate()
     if export_info:
-        export_info["seconds"]["evaluate"] = round(evaluate_s, 2)
+        export_info["seconds"]["evaluate"] = held_out["seconds"]
+    ev, test_ev = held_out["val"], held_out["test"]
     rec = record(run)
     metrics = write_metrics(rec, ev, export_info, test_ev)
     write_model_card(rec, metrics, export_info)

@@ -279,6 +279,7 @@ def _per_class_table(rep: dict[str, Any]) -> list[str]:
 def render_card(card: dict[str, Any]) -> str:
     """``model_card.md`` from the card's data: one source of truth for both files."""
     from tlapp.deploy.metrics import summary_lines
+    from tlapp.deploy.report import pending_line
     from tlapp.deploy.report import summary as export_summary
 
     d, b, t, env = card["data"], card["backbone"], card["training"], card["environment"]
@@ -383,7 +384,7 @@ def render_card(card: dict[str, Any]) -> str:
             f"Folder `{ex.get('dir')}`; formats {ex.get('formats')}.",
             f"Fresh-process parity check: {(ex.get('verify') or {}).get('summary', 'not run')}",
             "",
-            *export_summary(ex.get("report")),
+            *([pending_line()] if ex.get("report_pending") else export_summary(ex.get("report"))),
             "",
         ]
         if ex.get("errors"):
