@@ -106,6 +106,8 @@ def test_open_a_finished_run_goes_to_evaluate_without_training(start_window, qtb
     assert w.pages[6].drop.isEnabled() and "Fresh-process check" in w.pages[6].parity.text()
     w.go(4, check=False)
     assert w.training.card.isVisible() and "tlapp predict" in w.training.card.copy_command()
+    plan = w.training.plan_view.text.text()  # beside the replayed curves, the plan that run followed
+    assert "Scan the data" not in plan and "Expected time" in plan, plan
     charts = w.training.charts  # replayed: three epochs, their validation points and the batches between
     assert len(charts.loss.ex) == len(charts.loss.vx) == 3 and charts.epoch_points() > 6
     assert "epoch" in w.training.log.toPlainText()

@@ -5,7 +5,7 @@ preset's fine-tune decision with a one-click "Fine-tune anyway". The rules are t
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import Any, Optional
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
@@ -33,6 +33,7 @@ class PlanView(QGroupBox):
         )
         self.anyway.clicked.connect(self._toggle)
         self.decision = None
+        self.run_plan: Optional[dict[str, Any]] = None  # the opened run's own plan event (shown until a scan)
         row = QHBoxLayout()
         row.addStretch(1)
         row.addWidget(self.anyway)
@@ -42,6 +43,10 @@ class PlanView(QGroupBox):
 
     def refresh(self) -> None:
         p = self.state.project
+        if self.state.scan_report is None and self.run_plan is not None:
+            self.show_lines(self.run_plan["lines"])
+            self.anyway.setVisible(False)
+            return
         if self.state.scan_report is None:
             self.text.setText(
                 "Scan the data (step 1) to see the plan: each phase, what it trains, how long it "

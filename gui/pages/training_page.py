@@ -31,7 +31,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tlapp.backbones.catalog import check_backbone
 from tlapp.base.errors import TlappError
 from tlapp.base.paths import projects_dir
 from tlapp.base.progress import describe_seconds, progress_text
@@ -53,7 +52,8 @@ from tlapp.model.tasks import metric_name
 from tlapp.presets import PRESETS, phases_of, sft_epochs, with_preset, with_proposed_phases
 from tlapp.rundir import RunDir, absolute_data_path
 from tlapp.training.devices import describe_device
-from tlapp.training.estimate import estimate, examples_used
+from tlapp.training.estimate import examples_used
+from tlapp.training.plan import preset_plans
 
 from ..charts import TrainingCharts
 from ..empty import EmptyState
@@ -366,6 +366,7 @@ class TrainingPage(WizardPage):
                 pass  # the Evaluate step reports a broken run folder
         elif rd is None:
             self.card.setVisible(False)
+            self.plan_view.run_plan = None
         self.advanced.blockSignals(True)
         self.advanced.setChecked(custom)
         self.advanced.blockSignals(False)
@@ -450,23 +451,22 @@ class TrainingPage(WizardPage):
             for name, rb in self.presets.items():
                 rb.setText(PRESET_LABELS[name])
             return
-        entry, size, _ = check_backbone(p.backbone)
         n = examples_used(rep.counts, p.data.max_per_class) if p.task.type.is_single_label else len(rep.examples)
-        est = estimate(p, n, entry.params_m, size)
+        try:
+            plans = preset_plans(p, rep)
+        except TlappError:  # the plan view below says why this project cannot run
+            plans = {}
         for name, rb in self.presets.items():
-            e = est[name]
-            span = (
-                describe_seconds(e.low_s)
-                if e.high_s - e.low_s < 5
-                else f"{describe_seconds(e.low_s)}–{describe_seconds(e.high_s)}"
-            )
-            rb.setText(f"{PRESET_LABELS[name]}  (≈ {span})")
-        first = next(iter(est.values()))
+            pl = plans.get(name)
+            low, high = (pl.total_low_s, pl.total_high_s) if pl else (0.0, 0.0)
+            span = describe_seconds(low) if high - low < 5 else f"{describe_seconds(low)}–{describe_seconds(high)}"
+            rb.setText(f"{PRESET_LABELS[name]}  (≈ {span})" if pl else PRESET_LABELS[name])
+        measured = any(pl.measured for pl in plans.values())
         self.preset_note.setText(
             f"Times for {n:,} examples with {p.backbone.name}: "
             + (
                 "measured on this machine."
-                if first.measured
+                if measured
                 else "a rough guess until the first run measures this machine's speed."
             )
         )
@@ -694,6 +694,8 @@ class TrainingPage(WizardPage):
         self.log.clear()
         for ev in RunDir(run_dir).read_events():
             self.charts.on_event(ev)
+            if ev["type"] == PLAN:
+                self.plan_view.run_plan = ev.get("data")  # beside its curves, the plan the run followed
             line = describe(ev["type"], ev.get("data", {}))
             if line is not None:
                 self.log.appendPlainText(line)

@@ -18,7 +18,7 @@ from tlapp.base.errors import BackboneError
 from tlapp.base.fsutil import atomic_write_text
 from tlapp.base.paths import store_dir
 from tlapp.config import Phase, Project
-from tlapp.presets import PRESETS, choices_of, mirrors, modality, propose_phases
+from tlapp.presets import PRESETS, choices_of, mirrors, modality
 
 FIXED_S = 25.0  # process start, model build, export and the fresh-process check (measured: 20-30 s here)
 # Rough speed before a measurement: 2 CPU cores ran EfficientNet-Lite0 (3.4 M params) at 224 px at ~42
@@ -32,13 +32,6 @@ STEP_COST = {"image": 1.5, "text": 2.0, "lm": 2.0}
 # A DPO example is two sequences (chosen and rejected) in one pass: benchmarks/dpo.py measured a step of 4
 # triples at 1.56x an SFT step of their 4 chosen answers on SmolLM2 (2 CPU cores).
 DPO_COST = 1.6
-
-
-@dataclass
-class Estimate:
-    low_s: float  # without a fine-tune
-    high_s: float  # with the fine-tune the preset proposes, within its budget
-    measured: bool  # speed measured on this machine (else a rough guess)
 
 
 def _speeds_file():
@@ -157,21 +150,6 @@ def plan_choice(project: Project, n_train: int, n_val: int) -> list[Candidate]:
         else:
             spent += secs
         out.append(c)
-    return out
-
-
-def estimate(project: Project, n_examples: int, params_m: float, size: int) -> dict[str, Estimate]:
-    """Expected wall time of each preset's proposal for ``n_examples`` (train + validation)."""
-    rate, measured = speed(project, params_m, size)
-    n_train = round(n_examples * (1 - project.data.val_fraction - project.data.test_fraction))
-    n_val = round(n_examples * project.data.val_fraction)
-    out: dict[str, Estimate] = {}
-    for name in PRESETS:
-        p = project.model_copy(update={"train": project.train.model_copy(update={"preset": name})})
-        choice = sum(c.expected_s for c in plan_choice(p, n_train, n_val)[1:] if c.runs)  # best: the other Lites
-        low = FIXED_S + embed_seconds(p, n_examples, rate) + choice
-        ft = finetune_seconds(p, propose_phases(p, n_train)[1:], n_train, n_val, rate)
-        out[name] = Estimate(low, low + min(ft, budget_s(p, n_train, n_val, rate)), measured)
     return out
 
 

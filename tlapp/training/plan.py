@@ -28,7 +28,7 @@ from tlapp.backbones.catalog import check_backbone
 from tlapp.config import Phase, Project
 from tlapp.data.pairs import pair_split_sizes
 from tlapp.data.split import split_examples
-from tlapp.presets import PRESETS, phases_of
+from tlapp.presets import PRESETS, phases_of, with_preset
 from tlapp.training.estimate import (
     FIXED_S,
     budget_s,
@@ -349,6 +349,13 @@ def plan_for(project: Project, report: Any) -> Plan:
     entry, size, _ = check_backbone(project.backbone)
     classes = 0 if hasattr(report, "pairs") else len({str(e.label) for e in report.examples})
     return make_plan(project, n_train, n_val, *speed(project, entry.params_m, size), classes=classes)
+
+
+def preset_plans(project: Project, report: Any) -> dict[str, Plan]:
+    """Each preset's plan for this data (the wizard's preset labels show their times), under the same
+    rules as the plan itself: a fine-tune the evidence already rules out is not in the time."""
+    n_train, _ = split_sizes(project, report)
+    return {name: plan_for(with_preset(project, name, n_train), report) for name in PRESETS}
 
 
 def plan_lines(plan: Plan) -> list[str]:
