@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from provenance import provenance  # noqa: E402
 
 SEED = 1337
-METHODS = ("tlapp", "keras_guide", "linear_probe")
+METHODS = ("tlapp", "tlapp_best", "keras_guide", "linear_probe")  # tlapp_best: tlapp with train.preset=best
 SIGN_DIR = SHARED / "data" / "sign_language_digits" / "Dataset"
 SMS_FILE = SHARED / "data" / "smsspamcollection" / "SMSSpamCollection"
 IMAGE_SIZE = 224  # EfficientNet-Lite0's default size in tlapp's catalog
@@ -264,12 +264,12 @@ def _run_logged(cmd: list[str], log: Path) -> float:
     return seconds
 
 
-def method_tlapp(s: BenchSet, res: dict[str, Any], tlapp_sets: list[str]) -> None:
+def method_tlapp(s: BenchSet, res: dict[str, Any], tlapp_sets: list[str], folder: str = "tlapp") -> None:
     from tlapp.deploy.predict import Predictor
     from tlapp.training import embcache
 
     embcache.clear()  # a first run: no vectors left in the model store by an earlier benchmark
-    root = _fresh(Path(s.train).parent / "tlapp")
+    root = _fresh(Path(s.train).parent / folder)
     proj, run = root / "P.yaml", root / "run"
     task = ["--task", "text_classification"] if s.modality == "text" else []
     res["init_s"] = _run_logged(
@@ -281,6 +281,7 @@ def method_tlapp(s: BenchSet, res: dict[str, Any], tlapp_sets: list[str]) -> Non
     )
     metrics = json.loads((run / "metrics.json").read_text())
     res["recipe"], res["final"] = metrics.get("recipe"), metrics.get("final")
+    res["backbone"] = json.loads((run / "model_card.json").read_text())["backbone"]["name"]
     t0 = time.time()
     pred = Predictor.load(run)
     xs = [x for x, _ in s.heldout]
@@ -501,6 +502,8 @@ def worker(method: str, work: Path, name: str, tlapp_sets: list[str]) -> int:
     try:
         if method == "tlapp":
             method_tlapp(s, res, tlapp_sets)
+        elif method == "tlapp_best":
+            method_tlapp(s, res, [*tlapp_sets, "train.preset=best"], "tlapp_best")
         else:
             {"keras_guide": method_keras_guide, "linear_probe": method_linear_probe}[method](s, res)
     except Exception:  # noqa: BLE001  any failure is a result: recorded, never fatal
@@ -579,6 +582,16 @@ def goal_checks(results: dict[str, Any], methods: list[str]) -> dict[str, Any]:
             lambda p: all(x >= y for _, x, y in p),
             "tlapp accuracy >= linear probe on every set",
         ),
+        "tlapp_ge_probe_plus_1pt_avg": check(
+            "tlapp", "linear_probe", "accuracy", avg, "mean tlapp accuracy >= mean linear probe accuracy + 0.01"
+        ),
+        "best_ge_balanced_plus_1_5pt_avg": check(
+            "tlapp_best",
+            "tlapp",
+            "accuracy",
+            lambda p: _mean([x for _, x, _ in p]) >= _mean([y for _, _, y in p]) + 0.015,
+            "mean tlapp_best accuracy >= mean tlapp (balanced) accuracy + 0.015",
+        ),
         "tlapp_ge_keras_plus_1pt_avg": check(
             "tlapp", "keras_guide", "accuracy", avg, "mean tlapp accuracy >= mean keras_guide accuracy + 0.01"
         ),
@@ -609,7 +622,7 @@ def _headline(error: str) -> str:
 
 def table(results: dict[str, Any], summary: dict[str, Any]) -> str:
     cols = [("set", 9), ("n_train", 8)] + [
-        (f"{short} {k}", 10) for short in ("tlapp", "keras", "probe") for k in ("acc", "s")
+        (f"{short} {k}", 10) for short in ("tlapp", "best", "keras", "probe") for k in ("acc", "s")
     ]
 
     def fmt(v, k):

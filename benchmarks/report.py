@@ -53,13 +53,15 @@ def _num(v: Any, fmt: str) -> str:
 
 def recipe_block() -> str:
     doc = _load("recipe.json")
-    rows = [["set", "train", "tlapp acc", "tlapp s", "Keras guide acc", "Keras s", "probe acc", "probe s"]]
+    labels = {"tlapp": "tlapp", "tlapp_best": "tlapp best", "keras_guide": "Keras guide", "linear_probe": "probe"}
+    ran = [m for m in labels if m in doc["meta"].get("methods", labels)]
+    rows = [["set", "train", *[f"{labels[m]} {k}" for m in ran for k in ("acc", "s")]]]
     for name, r in doc["sets"].items():
         if "error" in r:
             continue
         m = r.get("methods", {})
         cells = [SET_LABELS.get(name, name), str(r.get("n_train", ""))]
-        for meth in ("tlapp", "keras_guide", "linear_probe"):
+        for meth in ran:
             cells += [_num(m.get(meth, {}).get("accuracy"), ".3f"), _num(m.get(meth, {}).get("seconds"), ".0f")]
         rows.append(cells)
     av = doc["summary"]["averages"]
@@ -67,7 +69,7 @@ def recipe_block() -> str:
         ["**average**", ""]
         + [
             x
-            for meth in ("tlapp", "keras_guide", "linear_probe")
+            for meth in ran
             for x in (_num(av.get(meth, {}).get("accuracy"), ".3f"), _num(av.get(meth, {}).get("seconds"), ".0f"))
         ]
     )
@@ -77,7 +79,31 @@ def recipe_block() -> str:
             continue
         shown.append(a)
     command = " ".join(["python benchmarks/recipe.py", *shown])
-    return _table(rows) + "\n\n" + source_line(doc["meta"].get("provenance"), "recipe.json", command)
+    decisions = []
+    for name, r in doc["sets"].items():
+        for meth in ("tlapp", "tlapp_best"):
+            res = r.get("methods", {}).get(meth) or {}
+            if res.get("backbone"):
+                rec = res.get("recipe") or {}
+                tuned = bool((rec.get("finetune") or {}).get("finetune")) or "finetune_kept" in rec
+                ft = (
+                    ("fine-tune kept" if rec.get("finetune_kept") else "fine-tune not kept")
+                    if tuned
+                    else "no fine-tune"
+                )
+                decisions.append(f"{SET_LABELS.get(name, name)} / {labels[meth]}: {res['backbone']}, {ft}")
+    checks = doc["summary"].get("checks", {})
+    goals = "; ".join(
+        f"{c['goal']}: {({True: 'yes', False: 'no', None: 'not run'})[c['pass']]}" for c in checks.values()
+    )
+    extra = ("\n\nBackbone and fine-tune per row: " + "; ".join(decisions) + ".") if decisions else ""
+    return (
+        _table(rows)
+        + extra
+        + ("\n\nGoals: " + goals + "." if goals else "")
+        + "\n\n"
+        + source_line(doc["meta"].get("provenance"), "recipe.json", command)
+    )
 
 
 def suite_block() -> str:

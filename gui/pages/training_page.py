@@ -211,7 +211,6 @@ class TrainingPage(WizardPage):
         self.phases = QTableWidget(0, len(PHASE_COLUMNS))
         self.phases.setHorizontalHeaderLabels(PHASE_COLUMNS)
         self.phases.horizontalHeader().setStretchLastSection(True)
-        self.phases.setMaximumHeight(120)
         self.phases.setToolTip(
             "One row per phase, run in order. LR: learning rate; Freeze: which backbone layers "
             "stay fixed (edit on the Layers step); Patience: epochs without improvement before "
@@ -390,6 +389,7 @@ class TrainingPage(WizardPage):
             shown = p.train.phases  # the plan view says what is wrong with them
         for ph in shown:
             self._append_row(ph.model_dump(mode="json"))
+        self._fit_phases()
         self._chart_kind()
         if self.charts_box.is_empty() and not self.is_running() and self.state.run_dir is None:
             self.charts_box.show_empty()
@@ -511,6 +511,13 @@ class TrainingPage(WizardPage):
         self.phases.setCellWidget(r, 3, sched)
         self.phases.setCellWidget(r, 4, opt)
         self.phases.setCellWidget(r, 7, flip)
+
+    def _fit_phases(self) -> None:
+        """The table as tall as its rows (up to five): in the scrolling settings a table without a
+        height of its own was squeezed to its header."""
+        t = self.phases
+        rows = sum(t.rowHeight(r) for r in range(min(t.rowCount(), 5)))
+        t.setFixedHeight(t.horizontalHeader().sizeHint().height() + rows + 2 * t.frameWidth() + 2)
 
     def add_phase(self) -> None:
         self.commit()
