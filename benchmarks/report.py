@@ -300,7 +300,14 @@ def export_cost_block() -> str:
         )
     sm = doc.get("saved_model_write", {}).get("best", {})
     text = (
-        "The end of a run is evaluation, export, the fresh-process check and the export report. "
+        "The end of a run is the held-out evaluation, the export and the fresh-process check (before "
+        "ffd2ed4 the export report too; it now follows run completed, in the background"
+        + (
+            f": it landed {a['report_after_run_end']:.1f} s after"
+            if (a := doc.get("after") or {}).get("report_after_run_end") is not None
+            else ""
+        )
+        + "). "
         f"The SavedModel write alone on that model: {_num(sm.get('export_archive'), '.1f')} s with Keras's "
         f"ExportArchive, {_num(sm.get('tlapp'), '.1f')} s with tlapp's writer."
     )

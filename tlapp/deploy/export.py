@@ -320,6 +320,9 @@ def usage_readme(meta: dict[str, Any], formats: list[str]) -> str:
             f'out = {call}["{key}"]',
             "```",
             "",
+            "Its weights are constants in the graph when under 1 GiB (serving is the same either way); to train "
+            "on, load `model.keras`.",
+            "",
         ]
         if not text:
             parts += [
