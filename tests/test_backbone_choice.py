@@ -11,7 +11,8 @@ import pytest
 from tlapp.base.errors import ConfigError
 from tlapp.config import project_from_dict
 from tlapp.presets import EMBEDDED_IMAGE, choices_of
-from tlapp.training.estimate import plan_choice
+from tlapp.training.choice import pick
+from tlapp.training.estimate import Candidate, plan_choice
 from tlapp.training.plan import make_plan, plan_lines
 
 from conftest import tiny_project_dict
@@ -84,7 +85,9 @@ def test_the_run_trains_the_winner_on_the_vectors_it_scored(color_data, tmp_path
     choice = next(e.data for e in events if e.type == "backbone_choice")
     saved = json.loads((tmp_path / "run" / "backbone_choice.json").read_text())
     ranked = sorted(saved["candidates"], key=lambda c: (-c["score"], c["loss"]))
-    assert saved["chosen"] == choice["chosen"] == ranked[0]["name"] and len(ranked) == 2
+    won, why = pick([Candidate(**c) for c in saved["candidates"]], saved["examples"], True)  # the rule, again
+    assert saved["chosen"] == choice["chosen"] == won.name and saved["reason"] == why and len(ranked) == 2
+    assert saved["chosen"] in (ranked[0]["name"], saved["candidates"][0]["name"])
     emb = [e.data for e in events if e.type == "embeddings" and not e.data["flip"]]
     assert [e["cached"] for e in emb] == [False, False, True]  # two candidates, then the winner's again
     card = json.loads((tmp_path / "run" / "model_card.json").read_text())["backbone"]
@@ -106,3 +109,18 @@ def test_the_wizard_preset_times_count_the_choice_and_leave_out_a_ruled_out_fine
     assert plans["best"].total_low_s > plans["balanced"].total_low_s + 1
     assert plans["balanced"].decision.finetune is False
     assert plans["balanced"].total_high_s == plans["balanced"].total_low_s
+
+
+def test_the_top_candidate_wins_only_by_more_than_one_standard_error():
+    """sign30's numbers: Lite2's CV lead over Lite0 was within noise, so Lite0 (earlier, cheaper) trains; a lead
+    beyond one standard error wins; regression has no binomial error, so the ranking alone decides."""
+
+    def cands(*scores):
+        names = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+        return [Candidate(n, 224, 1.0, True, score=s, loss=1 - s) for n, s in zip(names, scores)]
+
+    won, why = pick(cands(0.867, 0.86, 0.88), 300, True)
+    assert won.name == "efficientnet_lite0" and "within one standard error (0.019 on 300 examples)" in why
+    won, why = pick(cands(0.80, 0.86, 0.88), 300, True)
+    assert won.name == "efficientnet_lite2" and "more than one standard error" in why
+    assert pick(cands(0.867, 0.86, 0.88), 300, False)[0].name == "efficientnet_lite2"

@@ -138,7 +138,8 @@ def _scan(d: dict[str, Any]) -> str:
 def _choice(d: dict[str, Any]) -> str:
     scored = [c for c in d["candidates"] if c.get("score") is not None]
     rows = ", ".join(f"{c['name']}@{c['size']} {c['score']:.3f}" for c in scored)
-    return f"backbone: {d['chosen']} (cross-validated head score: {rows}; {d['seconds']:.0f}s)"
+    why = f" — {d['reason']}" if d.get("reason") else ""
+    return f"backbone: {d['chosen']} (cross-validated head score: {rows}; {d['seconds']:.0f}s){why}"
 
 
 def _run_end(d: dict[str, Any]) -> str:

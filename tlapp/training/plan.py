@@ -371,7 +371,8 @@ def plan_lines(plan: Plan) -> list[str]:
         out.append(
             "  backbone: chosen before training among "
             + ", ".join(f"{c['name']}@{c['size']} (~{c['expected_s']:.0f}s)" for c in runs)
-            + " by the linear head's cross-validated score on each one's embeddings; the winner's are reused"
+            + " by the linear head's cross-validated score on each one's embeddings (an earlier one within one "
+            "standard error of the top wins: it is cheaper); the winner's are reused"
         )
         out += [f"    {c['name']} left out: {c['why']}" for c in plan.choice if not c["runs"]]
     for r in plan.phases:

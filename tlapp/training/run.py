@@ -553,9 +553,15 @@ class Run:
         for c in cands:
             if not c.runs:
                 self.log.emit(WARNING, message=f"backbone.choose_from: {c.name} left out: {c.why}")
-        won = choice.choose(self, cands)
+        won, why = choice.choose(self, cands)
         self.choice = [c.as_dict() for c in cands]
-        doc = {"chosen": won.name, "candidates": self.choice, "seconds": round(time.time() - t0, 1)}
+        doc = {
+            "chosen": won.name,
+            "reason": why,
+            "examples": len(self.splits.train) + len(self.splits.val),  # what the scores were measured on
+            "candidates": self.choice,
+            "seconds": round(time.time() - t0, 1),
+        }
         with atomic_path(self.run_dir.backbone_choice) as tmp:
             tmp.write_text(json.dumps(doc, indent=1))
         self.run_dir.write_resolved_config(self.project)  # the run's config names what trains: the winner
