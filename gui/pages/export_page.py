@@ -247,8 +247,9 @@ class ExportPage(WizardPage):
             for r in v.get("results", [])
         )
         ok = v.get("ok")
-        lines = status_lines(rd.export)
-        if report_status(rd.export)["status"] == "running":
+        st = report_status(rd.export)
+        lines = status_lines(st)
+        if st["status"] == "running":
             self.report_poll.start()
         table = (f"<b>{lines[0]}</b><ul>" + "".join(f"<li>{x[2:]}</li>" for x in lines[1:]) + "</ul>") if lines else ""
         self.parity.setText(

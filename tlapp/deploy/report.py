@@ -233,13 +233,12 @@ def deliver(export_dir: Path, report: Optional[dict[str, Any]], error: Optional[
         atomic_write_text(export_dir / PENDING, json.dumps({"status": "failed", "error": error}))
         return
     card = export_dir.parent / "model_card.md"
+    text = card.read_text(encoding="utf-8") if card.is_file() else ""
     if report:
         atomic_write_text(export_dir / FILE, json.dumps(report, indent=1))
-        if card.is_file() and pending_line() in card.read_text(encoding="utf-8"):
-            text = card.read_text(encoding="utf-8").replace(pending_line(), "\n".join(summary(report)))
-            atomic_write_text(card, text)
-    elif card.is_file():  # nothing held out to re-run on
-        atomic_write_text(card, card.read_text(encoding="utf-8").replace(pending_line() + "\n", ""))
+    if pending_line() in text:  # the report's lines, or none when nothing was held out to re-run on
+        lines = "\n".join(summary(report)) if report else ""
+        atomic_write_text(card, text.replace(pending_line() + ("" if report else "\n"), lines))
     (export_dir / PENDING).unlink(missing_ok=True)
 
 
@@ -284,9 +283,8 @@ def wait(export_dir: Path, timeout: float = 300) -> dict[str, Any]:
     return st
 
 
-def status_lines(export_dir: Path) -> list[str]:
-    """The report's lines for the CLI and the wizard, whatever its status."""
-    st = status(export_dir)
+def status_lines(st: dict[str, Any]) -> list[str]:
+    """The report's lines for the wizard, whatever its :func:`status`."""
     if st["status"] == "done":
         return summary(st["report"])
     if st["status"] == "running":
