@@ -92,7 +92,8 @@ def test_the_run_trains_the_winner_on_the_vectors_it_scored(color_data, tmp_path
     assert [e["cached"] for e in emb] == [False, False, True]  # two candidates, then the winner's again
     card = json.loads((tmp_path / "run" / "model_card.json").read_text())["backbone"]
     assert card["name"] == saved["chosen"] and card["chosen_from"] == saved["candidates"]
-    assert "Chosen before training" in (tmp_path / "run" / "model_card.md").read_text()
+    assert card["chosen_why"] == why  # the card says why the winner won, in the rule's own words
+    assert "Chosen before training" in (md := (tmp_path / "run" / "model_card.md").read_text()) and why in md
 
 
 def test_the_wizard_preset_times_count_the_choice_and_leave_out_a_ruled_out_fine_tune(color_data):

@@ -231,7 +231,7 @@ def test_preset_proposals_and_the_layers_step_rules():
     filled = with_proposed_phases(p, 100)
     assert [ph.name for ph in filled.train.phases] == ["head", "finetune"]
     best = with_preset(filled, "best", 100)  # an untouched proposal follows the preset
-    assert best.train.phases[1].epochs == 6
+    assert best.train.phases[1].epochs == 12 == 2 * filled.train.phases[1].epochs  # images: twice the text epochs
     from tlapp.config import FreezePlan
 
     ticked = with_finetune_freeze(best, FreezePlan(mode="top_blocks", blocks=1))

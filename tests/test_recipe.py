@@ -62,7 +62,7 @@ def test_decision_before_start_is_the_runs_threshold():
     assert before.finetune is None and before.below == pytest.approx(t) and f"{t:.3f}" in before.reason
     assert _decide(800, 200, 1000.0, t - 0.01).finetune is True
     assert _decide(800, 200, 1000.0, t + 0.01).finetune is False
-    assert FINETUNE["image"]["learning_rate"] == 1e-4
+    assert FINETUNE["image"]["learning_rate"] == 3e-5
 
 
 def test_cv_picks_regularisation_and_folded_head_matches():
@@ -150,12 +150,21 @@ def test_a_forced_finetune_is_kept_at_its_own_best_epoch(color_data, tmp_path):
         tmp_path / "run",
         events.append,
     )
-    phases = [e.data["name"] for e in events if e.type == "phase_start"]
-    assert phases == ["head", "finetune"]
-    recipe = result.metrics["recipe"]
-    assert recipe["finetune"]["finetune"] is True and recipe["finetune_kept"] is True
-    assert result.metrics["best"]["phase_name"] == "finetune"
-    assert "within noise" not in recipe["summary"]
+    starts = [e.data for e in events if e.type == "phase_start"]
+    # the top blocks train on cached activations, then again on all the data for the epochs validation chose
+    assert [d["name"] for d in starts] == ["head", "finetune", "finetune (all data)"]
+    assert starts[1]["cut_at"] and starts[2]["cut_at"] == starts[1]["cut_at"]
+    recipe, m = result.metrics["recipe"], result.metrics
+    assert recipe["finetune"]["finetune"] is True and recipe["finetune_kept"] is True and recipe["refit"] is True
+    ends = [e.data for e in events if e.type == "epoch_end" and not e.data.get("stage")]
+    first = [d for d in ends if d["phase"] == 1]
+    again = [d for d in ends if d["phase_name"] == "finetune (all data)"]
+    # 9 validation squares cannot choose among epochs: the refit trains as many as the first run did
+    assert len(again) == len(first) and "val_loss" not in again[-1]["metrics"]  # nothing held out to judge
+    assert m["best"]["phase_name"] == "finetune (all data)" and m["best"]["epoch"] == len(first)
+    # the reported score is the first run's on validation, which the model then trained on: it says so
+    assert m["evaluation"]["method"] == "validation" and "before it was trained again" in m["evaluation"]["note"]
+    assert "within noise" not in recipe["summary"] and "trained again on all the data" in recipe["summary"]
     assert result.export["verified"] is True
 
 
@@ -222,6 +231,6 @@ def test_a_prior_decided_finetune_is_kept_unless_validation_says_it_hurt(color_d
     assert recipe["finetune"]["finetune"] is True and recipe["finetune"]["prior"] == "pretend"
     kept, gain = recipe["finetune_kept"], recipe["finetune_gain"]
     assert kept or gain < 0  # validation may only veto: a fine-tune that did not lose is kept
-    assert result.metrics["best"]["phase_name"] == ("finetune" if kept else "head")
+    assert result.metrics["best"]["phase_name"] == ("finetune (all data)" if kept else "head")
     if not kept:
         assert "worse by more than noise" in recipe["summary"]

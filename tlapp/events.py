@@ -98,7 +98,13 @@ def _metrics(m: dict[str, float]) -> str:
 def _phase_start(d: dict[str, Any]) -> str:
     if d.get("solver"):
         return f"phase {d['index'] + 1} {d['name']!r}: {d['solver']}"
-    cache = " (embedding cache)" if d.get("embedding_cache") else ""
+    cache = (
+        " (embedding cache)"
+        if d.get("embedding_cache")
+        else f" (on cached activations below {d['cut_at']})"
+        if d.get("cut_at")
+        else ""
+    )
     return (
         f"phase {d['index'] + 1} {d['name']!r}: {d['epochs']} epoch(s), lr {d['learning_rate']:g}, "
         f"{d['trainable_params']:,} trainable / {d['non_trainable_params']:,} frozen params{cache}"

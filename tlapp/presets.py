@@ -33,7 +33,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "balanced": {
         "flip": True,
         "epochs": 3,
-        "budget_passes": 6.0,
+        "budget_passes": 8.0,
         "budget_cap_s": 300.0,
         "about": "the head, then a short fine-tune when it pays within the time budget",
     },
@@ -55,9 +55,15 @@ EMBEDDED_IMAGE = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite
 HEAD_LR = 1e-3
 # What a fine-tune trains: images the top 2 blocks at 1e-4; text the whole transformer at 2e-5 (the usual
 # BERT-family recipe; on SMS spam the top 2 layers at 5e-5 lost 1.5 points on validation in 3 epochs).
+# Images: Adam at 1e-4 first undid the solved head (held-out on sign10: 0.70, 0.72, then 0.79; sign30: 0.86,
+# 0.84, then 0.90) - Adam moves every weight by about the rate whatever its gradient - while 3e-5 rose from
+# the start (sign10: 0.79, 0.82, 0.82 ...; sign30 0.886 -> 0.904 in six epochs; digits level at 0.957).
+# Images stop by no validation split: on 20 validation photos one epoch's 0.85 and the next's 0.75 are two
+# photos (noise), and an early stop there ended the fine-tune at its third epoch. Their epochs are the
+# benchmark's; the split only vetoes (see tlapp.training.recipe).
 FINETUNE = {
-    "image": {"learning_rate": 1e-4, "freeze": FreezePlan(mode="top_blocks", blocks=2)},
-    "text": {"learning_rate": 2e-5, "freeze": FreezePlan(mode="none")},
+    "image": {"learning_rate": 3e-5, "freeze": FreezePlan(mode="top_blocks", blocks=2), "patience": None},
+    "text": {"learning_rate": 2e-5, "freeze": FreezePlan(mode="none"), "patience": 1},
 }
 # A language model: LoRA rank 8 on query/value, AdamW at 1e-3 with cosine decay. (SmolLM2 on 12
 # paraphrases of a new fact: 36 steps at 1e-3 learnt it and kept "Paris"; 3e-3 learnt it too but then
@@ -78,9 +84,11 @@ def modality(task: TaskType) -> str:
     return "lm" if task.is_generative else "text" if task.is_text else "image"
 
 
-def finetune_epochs(preset: str) -> int:
-    """The preset's fine-tune epochs (``fast`` proposes none; a forced one takes balanced's)."""
-    return PRESETS[preset]["epochs"] or PRESETS["balanced"]["epochs"]
+def finetune_epochs(preset: str, kind: str = "text") -> int:
+    """The preset's fine-tune epochs for ``kind`` ('image' or 'text'; ``fast`` proposes none, so a forced one
+    takes balanced's). Images take twice as many: on cached activations an epoch of the top blocks is cheap,
+    and their validation loss first rises for an epoch or two (see ``FINETUNE``)."""
+    return (PRESETS[preset]["epochs"] or PRESETS["balanced"]["epochs"]) * (2 if kind == "image" else 1)
 
 
 def sft_epochs(preset: str, n_train: int, batch_size: int) -> int:
@@ -118,13 +126,12 @@ def finetune_phase(task: TaskType, preset: str, flip: bool) -> Phase:
     ft = FINETUNE[modality(task)]
     return Phase(
         name="finetune",
-        epochs=finetune_epochs(preset),
+        epochs=finetune_epochs(preset, modality(task)),
         learning_rate=ft["learning_rate"],
         schedule="cosine",
         freeze=ft["freeze"],
         augment=Augment(flip=flip),
-        use_embedding_cache=False,
-        early_stopping=EarlyStopping(metric="val_loss", patience=1),
+        early_stopping=EarlyStopping(metric="val_loss", patience=ft["patience"]) if ft["patience"] else None,
     )
 
 
@@ -265,8 +272,8 @@ def with_finetune_freeze(project: Project, plan: FreezePlan, n_train: int = 0) -
     return p.model_copy(update={"train": t.model_copy(update={"phases": phases, "finetune": finetune})})
 
 
-def _untouched(project: Project, n_train: int) -> bool:
-    """The phases are the preset's own proposal (a language model's: whatever epochs the data sized)."""
+def untouched(project: Project, n_train: int) -> bool:
+    """Whether the phases are the preset's own proposal (a language model's: whatever epochs the data sized)."""
     phases, proposal = project.train.phases, propose_phases(project, n_train)
     if not phases:
         return True
@@ -297,12 +304,12 @@ def choices_of(project: Project) -> list[str]:
 def with_preset(project: Project, preset: str, n_train: int = 0) -> Project:
     """``project`` under another preset. Phases that are the old preset's untouched proposal become the new
     one's (``best`` proposes a longer fine-tune than ``balanced``); phases the person edited stay as they are."""
-    untouched = _untouched(project, n_train)
-    t = project.train.model_copy(update={"preset": preset, "phases": [] if untouched else project.train.phases})
+    proposal = untouched(project, n_train)
+    t = project.train.model_copy(update={"preset": preset, "phases": [] if proposal else project.train.phases})
     if preset == "custom" and not t.phases:
         t = t.model_copy(update={"phases": propose_phases(project, n_train)})
     moved = project.model_copy(update={"train": t})
-    return with_proposed_phases(moved, n_train) if untouched and preset != "custom" else moved
+    return with_proposed_phases(moved, n_train) if proposal and preset != "custom" else moved
 
 
 def with_finetune_choice(project: Project, choice: str, n_train: int = 0) -> Project:

@@ -70,7 +70,11 @@ def _headline_metric(metrics: dict[str, Any], task_metric: str) -> tuple[Optiona
             f"(each scored by a head that never saw it; the final model was {final})",
         )
     if ev.get("accuracy") is not None:
-        return "accuracy", float(ev["accuracy"]), f"on {n_val:,} validation examples (exported model)"
+        return (
+            "accuracy",
+            float(ev["accuracy"]),
+            f"on {n_val:,} validation examples ({ev.get('note') or 'exported model'})",
+        )
     for key in (f"val_{task_metric}", "val_loss"):
         if fin.get(key) is not None:
             what = {"sft": "pairs (answer tokens)", "dpo": "preference triples"}.get(metrics.get("task"), "examples")

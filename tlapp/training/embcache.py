@@ -92,9 +92,9 @@ def compute(
         if out is None:
             if into is not None:
                 into.parent.mkdir(parents=True, exist_ok=True)
-                out = np.lib.format.open_memmap(into, mode="w+", dtype=np.float32, shape=(n_rows, y.shape[-1]))
+                out = np.lib.format.open_memmap(into, mode="w+", dtype=np.float32, shape=(n_rows, *y.shape[1:]))
             else:
-                out = np.empty((n_rows, y.shape[-1]), np.float32)
+                out = np.empty((n_rows, *y.shape[1:]), np.float32)
         out[row : row + len(y)] = y
         row += len(y)
         if on_batch:

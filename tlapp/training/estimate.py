@@ -32,6 +32,11 @@ STEP_COST = {"image": 1.5, "text": 2.0, "lm": 2.0}
 # A DPO example is two sequences (chosen and rejected) in one pass: benchmarks/dpo.py measured a step of 4
 # triples at 1.56x an SFT step of their 4 chosen answers on SmolLM2 (2 CPU cores).
 DPO_COST = 1.6
+# The top two blocks of EfficientNet-Lite0 (7x7 resolution) cost about this share of a whole step: what a
+# fine-tune epoch on cached activations costs (tlapp.training.cut_cache). Measured on sign30, 2 cores: an
+# epoch of 240 mirrored photos + 60 validation took 2.4 s at a forward rate of 36 photos/s (0.21), an
+# epoch of all 300 took 2.7 s (0.22).
+CUT_SHARE = 0.22
 
 
 def _speeds_file():
@@ -69,20 +74,45 @@ def speed(project: Project, params_m: float, size: int) -> tuple[float, bool]:
     return (rate, True) if rate else (_rough_speed(project, params_m, size), False)
 
 
-def phase_seconds(project: Project, phase: Phase, n_train: int, n_val: int, rate: float) -> float:
-    """Expected seconds of one phase, beyond the embedding pass that every run makes."""
+def phase_seconds(project: Project, phase: Phase, n_train: int, n_val: int, rate: float, refit: bool = False) -> float:
+    """Expected seconds of one phase, beyond the embedding pass that every run makes; ``refit``: and of its
+    second run on all the data (see :func:`refits`)."""
     if phase.solver == "exact" or (
         phase.freeze.mode == "all" and phase.use_embedding_cache and not phase.augment.enabled
     ):
         return 0.0  # on cached embeddings: a fraction of a second
     n = min(n_train, phase.steps_per_epoch * project.train.batch_size) if phase.steps_per_epoch else n_train
+    if on_activations(project, phase):  # one pass below the cut (and its mirror), then epochs of the top
+        flips = 2 if phase.augment.flip else 1
+        below = (n_train * flips + n_val * (flips if refit else 1)) / max(rate, 1e-9)
+        again = (n_train + n_val) * STEP_COST["image"] if refit else 0.0
+        return below + phase.epochs * (n * STEP_COST["image"] + n_val + again) * CUT_SHARE / max(rate, 1e-9)
     cost = 1.0 if phase.freeze.mode == "all" else STEP_COST[modality(project.task.type)]
     pair = DPO_COST if project.task.type.value == "dpo" else 1.0
     return phase.epochs * (n * cost + n_val) * pair / max(rate, 1e-9)
 
 
+def on_activations(project: Project, phase: Phase) -> bool:
+    """Whether an image fine-tune of the top blocks trains on cached activations (:mod:`cut_cache`; the
+    run itself also checks that the backbone can be cut and that the activations fit in memory)."""
+    a = phase.augment
+    return (
+        modality(project.task.type) == "image"
+        and phase.freeze.mode == "top_blocks"
+        and phase.use_embedding_cache
+        and not (a.rotation or a.zoom or a.contrast)
+    )
+
+
+def refits(project: Project, finetunes: list[Phase]) -> bool:
+    """Whether a kept fine-tune is trained again on train+validation (``train.refit``): one phase on cached
+    activations (:func:`on_activations`), so a second run costs little; the recipe's one rule for it."""
+    return len(finetunes) == 1 and on_activations(project, finetunes[0]) and project.train.refit != "never"
+
+
 def finetune_seconds(project: Project, phases: list[Phase], n_train: int, n_val: int, rate: float) -> float:
-    return sum(phase_seconds(project, ph, n_train, n_val, rate) for ph in phases)
+    again = refits(project, phases) and n_val > 0
+    return sum(phase_seconds(project, ph, n_train, n_val, rate, again) for ph in phases)
 
 
 def budget_s(project: Project, n_train: int, n_val: int, rate: float) -> float:

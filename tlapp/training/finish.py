@@ -140,6 +140,7 @@ def record(run: Run) -> RunRecord:
         time.time() - run.started,
         run.phases,
         run.choice,
+        run.choice_reason,
     )
 
 

@@ -36,6 +36,7 @@ from tlapp.training.estimate import (
     finetune_seconds,
     phase_seconds,
     plan_choice,
+    refits,
     speed,
 )
 
@@ -253,8 +254,9 @@ class Plan:
         return asdict(self)
 
 
-def trains_text(phase: Phase) -> str:
-    """What a phase trains, in words a person reads on the plan."""
+def trains_text(phase: Phase, refit: bool = False) -> str:
+    """What a phase trains, in words a person reads on the plan (``refit``: it then trains again on all the
+    data, see :func:`tlapp.training.estimate.refits`)."""
     f = phase.freeze
     if phase.solver == "exact":
         return "the head, solved exactly (L2 strength by cross-validation)"
@@ -269,8 +271,11 @@ def trains_text(phase: Phase) -> str:
     }[f.mode]
     what = what if isinstance(what, str) else what()
     aug = [k for k in ("flip", "rotation", "zoom", "contrast") if getattr(phase.augment, k)]
-    return f"{what}, {phase.epochs} epoch(s) at lr {phase.learning_rate:g} ({phase.optimizer}, {phase.schedule})" + (
-        f", augment {'+'.join(aug)}" if aug else ""
+    again = ", then again on train+validation for the epochs validation chose" if refit else ""
+    return (
+        f"{what}, {phase.epochs} epoch(s) at lr {phase.learning_rate:g} ({phase.optimizer}, {phase.schedule})"
+        + (f", augment {'+'.join(aug)}" if aug else "")
+        + again
     )
 
 
@@ -296,14 +301,15 @@ def make_plan(project: Project, n_train: int, n_val: int, rate: float, measured:
         )
     runs = {True: "yes", False: "no", None: f"if the head scores below {dec.below or 0:.3f}"}[dec.finetune]
     rows = []
+    again = not generative and n_val > 0 and refits(project, phases[1:])
     for i, ph in enumerate(phases):
         first = i == 0 and not generative
         rows.append(
             PlannedPhase(
                 i,
                 ph.name,
-                trains_text(ph),
-                phase_seconds(project, ph, n_train, n_val, rate),
+                trains_text(ph, again and i > 0),
+                phase_seconds(project, ph, n_train, n_val, rate, again and i > 0),
                 "yes" if first or generative else runs,
                 ph.model_dump(mode="json"),
             )

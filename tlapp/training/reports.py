@@ -41,6 +41,7 @@ class RunRecord:
     seconds: float = 0.0  # wall time of the (last) training session, scan to export
     phases: list[Any] = field(default_factory=list)  # the plan that trained (train.phases or the proposal)
     choice: list[dict[str, Any]] = field(default_factory=list)  # backbone.choose_from's scored candidates
+    choice_reason: str = ""  # why the winner won (tlapp.training.choice.pick)
 
 
 def metric_mode(key: str) -> str:
@@ -170,6 +171,7 @@ def card_data(rec: RunRecord, metrics: dict[str, Any], export: Optional[dict[str
             "input_size": rec.input_size,
             "preprocessing": e.preprocessing,
             "chosen_from": rec.choice,
+            "chosen_why": rec.choice_reason,
         },
         "head": {"pooling": p.head.pooling, "dropout": p.head.dropout, "hidden": p.head.hidden},
         "training": {
@@ -299,6 +301,7 @@ def render_card(card: dict[str, Any]) -> str:
                     else f"{c['name']} (not run: {c['why']})"
                     for c in b["chosen_from"]
                 )
+                + (f"; {b['chosen_why']}" if b.get("chosen_why") else "")
             ]
             if b.get("chosen_from")
             else []

@@ -54,7 +54,7 @@ from tlapp.model.text_model import build_text_model, token_batches
 from tlapp.presets import choices_of, phases_of
 from tlapp.rundir import RunDir, absolute_data_path
 from tlapp.training import checkpoint as ckpt
-from tlapp.training import choice, embcache, lifecycle, strategy
+from tlapp.training import choice, cut_cache, embcache, lifecycle, strategy
 from tlapp.training.augment import augmented
 from tlapp.training.callbacks import EventCallback
 from tlapp.training.devices import describe_device, devices, tensor_cores
@@ -111,8 +111,10 @@ class Run:
         self.embed_rate: Optional[float] = None  # examples/s of the last computed embedding pass
         self.last_reused = 0  # vectors of the last embedding pass that came from the cache
         self.choice: list[dict[str, Any]] = []  # backbone.choose_from's candidates and their scores
+        self.choice_reason = ""  # and why the winner won
         self.evaluation: Optional[dict[str, Any]] = None  # set by a recipe that evaluated without a val pass
         self._cached_phase: Optional[int] = None
+        self._cut: Optional[tuple[cut_cache.Cut, np.ndarray, Optional[np.ndarray], np.ndarray]] = None
         self._cache_told: set[str] = set()  # splits whose cache plan was announced
         self._base_saved = False
 
@@ -322,17 +324,120 @@ class Run:
         lifecycle.phase_start(self.log, i, phase, start_epoch, tr, non, cached, block_summary(table), **extra)
         return table
 
+    def _cut_for(self, phase: Phase, table: list[Any]) -> tuple[Optional[cut_cache.Cut], str]:
+        """The fine-tune's cut (see :mod:`cut_cache`) when training on cached activations is exact and fits."""
+        p, a = self.project, phase.augment
+        if p.task.type.is_text or not phase.use_embedding_cache:
+            return None, "use_embedding_cache is off" if not p.task.type.is_text else ""
+        if a.rotation or a.zoom or a.contrast:
+            return None, "rotation, zoom and contrast change every epoch's images"
+        if self.placement is not None and self.placement.distributed:
+            return None, "several devices train"
+        cut, why = cut_cache.find_cut(self.model, table)
+        n = len(self.splits.train) + len(self.splits.val)
+        if cut is not None and not cut_cache.fits(cut, n, a.flip):
+            return None, f"the activations of {n} images would not fit {cut_cache.BUDGET_BYTES >> 20} MiB"
+        return cut, why
+
+    def _cut_data(self, cut: cut_cache.Cut, phase: Phase) -> tuple[Any, Any, Any]:
+        """(model to fit, train batches, validation batches) on the activations at ``cut``, computed once."""
+        p, size, bs = self.project, self.model.backbone.size, self.project.train.batch_size
+        train_ex, val_ex = self.splits.train, self.splits.val
+
+        def run(examples: list[Example], flip: bool) -> np.ndarray:
+            rows = self.progress(
+                f"activations below {cut.layer} of {len(examples)} images" + (" (mirrored)" if flip else ""), "images"
+            )
+            return cut_cache.activations(
+                cut,
+                examples,
+                self.encoder,
+                size,
+                bs,
+                flip,
+                lambda i, _n: rows(min(i * bs, len(examples)), len(examples)),
+                self.should_stop,
+            )
+
+        x, xf = run(train_ex, False), run(train_ex, True) if phase.augment.flip else None
+        xv = run(val_ex, False) if val_ex else x[:0]
+        self._cut = (cut, x, xf, xv)  # kept for refit_on_all
+        train_ds = cut_cache.batches(x, xf, self.encoder.encode_all(train_ex), bs, True, p.train.seed)
+        val_ds = cut_cache.batches(xv, None, self.encoder.encode_all(val_ex), bs, False, 0) if val_ex else None
+        return cut.target, train_ds, val_ds
+
+    def can_refit(self) -> bool:
+        """Whether the last phase trained on cached activations (so training it again on all the data is cheap)."""
+        return self._cut is not None and len(self.splits.val) > 0
+
+    def val_outputs(self) -> np.ndarray:
+        """The current model's outputs on the validation split, from the cached activations."""
+        assert self._cut is not None
+        cut, _, _, xv = self._cut
+        return np.asarray(cut.target.predict(xv, batch_size=self.project.train.batch_size, verbose=0))
+
+    def refit_on_all(self, index: int, phase: Phase, epochs: int) -> None:
+        """Phase ``phase`` again, from the weights the model holds now, on train+validation for ``epochs``
+        epochs (the count validation chose), on the activations the first run cached: the final model sees
+        all the data, as a refit head does. Its epochs have nothing to be judged on, so the last one is kept."""
+        assert self._cut is not None
+        p, bs = self.project, self.project.train.batch_size
+        cut, x, xf, xv = self._cut
+        examples = self.splits.train + self.splits.val
+        if xf is not None:
+            rows = self.progress(f"activations below {cut.layer} of {len(self.splits.val)} images (mirrored)", "images")
+            n = len(self.splits.val)
+            xvf = cut_cache.activations(
+                cut,
+                self.splits.val,
+                self.encoder,
+                self.model.backbone.size,
+                bs,
+                True,
+                lambda i, _n: rows(min(i * bs, n), n),
+                self.should_stop,
+            )
+            xf = np.concatenate([xf, xvf])
+        refit = phase.model_copy(update={"name": f"{phase.name} (all data)", "epochs": epochs})
+        table = self.announce_phase(index, refit, 0, False, cut_at=cut.layer, refit_of=phase.name)
+        steps = math.ceil(len(examples) / bs)
+        loss, metrics = loss_and_metrics(p.task.type)
+        opt = self.optimizer(phase, steps, table, False)
+        cut.target.compile(optimizer=opt, loss=loss, metrics=metrics)
+        ds = cut_cache.batches(np.concatenate([x, xv]), xf, self.encoder.encode_all(examples), bs, True, p.train.seed)
+
+        def done(e: int, logs: dict[str, float]) -> None:
+            self.history.append({"phase": index, "phase_name": refit.name, "epoch": e + 1, **logs})
+            self.write_history()
+
+        cb = EventCallback(self.log, index, refit.name, epochs, steps, bs, self.should_stop, done, phase.learning_rate)
+        cut.target.fit(
+            ds.repeat(),
+            epochs=epochs,
+            steps_per_epoch=steps,
+            class_weight=self.class_weight(),
+            verbose=0,
+            callbacks=[cb],
+        )
+        self.best = {**self.best, "phase": index, "phase_name": refit.name, "epoch": epochs, "refit": True}
+        self.best_weights = self.model.model.get_weights()
+        self.save_best_weights()
+        self.log.emit(PHASE_END, index=index, name=refit.name)
+
     def run_phase(self, i: int, phase: Phase, start_epoch: int, restore: bool) -> None:
         p, asm = self.project, self.model
         table = apply_plan(asm.backbone.model, asm.backbone.entry, phase.freeze)
         trainable_backbone = any(r.trainable for r in table)
         cached = phase.use_embedding_cache and not trainable_backbone and not phase.augment.enabled
+        cut, why = self._cut_for(phase, table) if trainable_backbone else (None, "")
+        self._cut = None
         self._cached_phase, self._base_saved = (i if cached else None), False
-        self.announce_phase(i, phase, start_epoch, cached, table)
+        where = {"cut_at": cut.layer} if cut else {"cut_why_not": why} if why else {}
+        self.announce_phase(i, phase, start_epoch, cached, table, **where)
         if phase.epochs <= start_epoch:
             self.log.emit(PHASE_END, index=i, name=phase.name, skipped=True)
             return
-        target, train_ds, val_ds = self._phase_data(phase, cached)
+        target, train_ds, val_ds = self._cut_data(cut, phase) if cut else self._phase_data(phase, cached)
         steps = phase.steps_per_epoch or math.ceil(len(self.splits.train) / p.train.batch_size)
         train_ds = train_ds.repeat()  # exactly `steps` batches per epoch, whatever the source's cardinality
         loss, metrics = loss_and_metrics(p.task.type)
@@ -544,7 +649,7 @@ class Run:
         saved = self.shared.read_json(self.shared.backbone_choice) if resume else None
         if saved:
             self.project = candidate_project(p, saved["chosen"])
-            self.choice = saved["candidates"]
+            self.choice, self.choice_reason = saved["candidates"], saved.get("reason", "")
             if self.model.backbone.entry.name != saved["chosen"]:
                 self.build()
             return
@@ -554,7 +659,7 @@ class Run:
             if not c.runs:
                 self.log.emit(WARNING, message=f"backbone.choose_from: {c.name} left out: {c.why}")
         won, why = choice.choose(self, cands)
-        self.choice = [c.as_dict() for c in cands]
+        self.choice, self.choice_reason = [c.as_dict() for c in cands], why
         doc = {
             "chosen": won.name,
             "reason": why,

@@ -1,0 +1,103 @@
+"""A top-blocks fine-tune on cached activations is the fine-tune through the whole model, only cheaper."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tlapp.config import FreezePlan, project_from_dict
+
+from conftest import lite0_pth, tiny_project_dict
+
+
+def _assembled(color_data, backbone: dict | None = None):
+    from tlapp.model.image_model import build_model
+
+    d = tiny_project_dict(color_data)
+    if backbone:
+        d["backbone"] = backbone
+    return build_model(project_from_dict(d), 3)
+
+
+def _images(n: int, size: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 255, (n, size, size, 3)).astype("float32")
+
+
+def _cut(asm, plan: FreezePlan):
+    from tlapp.backbones.freeze import apply_plan
+    from tlapp.training.cut_cache import find_cut
+
+    table = apply_plan(asm.backbone.model, asm.backbone.entry, plan)
+    return find_cut(asm, table)
+
+
+def test_the_top_on_activations_is_the_whole_model_and_trains_its_layers(color_data):
+    asm = _assembled(color_data)
+    cut, why = _cut(asm, FreezePlan(mode="top_blocks", blocks=1))
+    assert cut is not None and why == "" and cut.layer == "block3_conv"
+    x = _images(6, 40)  # another size than the backbone's: the model's own Resizing runs below the cut
+    for imgs in (x, x[:, :, ::-1]):
+        whole = asm.model.predict_on_batch(imgs)
+        np.testing.assert_allclose(cut.target.predict_on_batch(cut.lower.predict_on_batch(imgs)), whole, atol=1e-5)
+    # the same layer objects: a step on the activations moves the full model the same way
+    before = asm.model.predict_on_batch(x)
+    import keras
+
+    cut.target.compile(optimizer=keras.optimizers.SGD(1.0), loss="sparse_categorical_crossentropy")
+    act = cut.lower.predict_on_batch(x)
+    cut.target.fit(act, np.array([0, 1, 2, 0, 1, 2]), epochs=3, verbose=0)
+    after = asm.model.predict_on_batch(x)
+    assert np.abs(after - before).max() > 1e-3
+    np.testing.assert_allclose(cut.target.predict_on_batch(act), after, atol=1e-5)
+
+
+def test_no_cut_where_it_would_not_be_exact(color_data):
+    asm = _assembled(color_data)
+    for plan in (FreezePlan(mode="none"), FreezePlan(mode="patterns", patterns=["^stem_conv$", "^block3_conv$"])):
+        cut, why = _cut(asm, plan)  # the first layer trains: nothing below it to cache
+        assert cut is None and "nothing below it is frozen" in why
+
+
+def test_each_epoch_shows_each_row_once_mirrored_or_not():
+    from tlapp.training.cut_cache import batches
+
+    x = np.arange(40, dtype="float32").reshape(20, 2)
+    xf = -x  # "mirrored": negated, so each row says which copy it came from
+    ds = batches(x, xf, np.arange(20), 8, shuffle=True, seed=3)
+    it = ds.repeat().as_numpy_iterator()  # as fit reads it: one iterator, 3 batches an epoch
+    epochs = [[next(it) for _ in range(3)] for _ in range(2)]
+    flipped = []
+    for ep in epochs:
+        rows = np.concatenate([b[0] for b in ep])
+        labels = np.concatenate([b[1] for b in ep])
+        assert sorted(labels) == list(range(20))
+        np.testing.assert_array_equal(np.abs(rows), x[labels])  # row i (or its mirror) carries label i
+        flipped.append(tuple(rows[:, 1] < 0))
+    assert 0 < sum(flipped[0]) < 20 and flipped[0] != flipped[1]  # a fresh draw every epoch
+
+
+def test_efficientnet_lite0_cut_below_its_top_two_blocks_matches_the_whole_model(color_data):
+    lite0_pth()
+    asm = _assembled(color_data, {"name": "efficientnet_lite0"})
+    cut, _ = _cut(asm, FreezePlan(mode="top_blocks", blocks=2))
+    assert cut is not None and cut.layer == "block6a_expand_conv" and cut.shape == (14, 14, 112)
+    x = _images(4, 224, seed=1)
+    np.testing.assert_allclose(
+        cut.target.predict_on_batch(cut.lower.predict_on_batch(x)), asm.model.predict_on_batch(x), atol=1e-5
+    )
+
+
+def test_a_run_says_why_a_fine_tune_goes_through_the_whole_model(color_data, tmp_path):
+    from tlapp.training.run import train
+
+    d = tiny_project_dict(color_data)
+    d["train"]["phases"][1]["augment"] = {"flip": True, "rotation": 0.1}
+    d["export"] = {"formats": []}
+    events = []
+    train(project_from_dict(d), tmp_path / "run", events.append)
+    starts = [e.data for e in events if e.type == "phase_start"]
+    assert "cut_at" not in starts[1] and "rotation" in starts[1]["cut_why_not"]
+    d["train"]["phases"][1]["augment"] = {"flip": True}
+    events.clear()
+    train(project_from_dict(d), tmp_path / "run2", events.append)
+    starts = [e.data for e in events if e.type == "phase_start"]
+    assert starts[1]["cut_at"] == "block3_conv"
