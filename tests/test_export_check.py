@@ -106,6 +106,8 @@ def test_the_export_report_lands_after_the_run_in_the_file_and_the_model_card(tr
     assert st["report"]["artifacts"]["saved_model"]["size_bytes"] > 10_000  # measured before the folder moved
     card = (run_dir / "model_card.md").read_text()
     assert report.pending_line() not in card and "saved_model: accuracy" in card
+    page = (run_dir / "report.html").read_text()  # the HTML report shows the card: it follows too
+    assert "in the background" not in page and "saved_model: accuracy" in page
     assert not (run_dir / "export" / report.PENDING).exists()
 
 

@@ -15,6 +15,7 @@ checker prints its verdict, the run swaps the export in and ends, and the checke
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import time
@@ -232,13 +233,17 @@ def deliver(export_dir: Path, report: Optional[dict[str, Any]], error: Optional[
     if error:
         atomic_write_text(export_dir / PENDING, json.dumps({"status": "failed", "error": error}))
         return
-    card = export_dir.parent / "model_card.md"
-    text = card.read_text(encoding="utf-8") if card.is_file() else ""
     if report:
         atomic_write_text(export_dir / FILE, json.dumps(report, indent=1))
-    if pending_line() in text:  # the report's lines, or none when nothing was held out to re-run on
-        lines = "\n".join(summary(report)) if report else ""
-        atomic_write_text(card, text.replace(pending_line() + ("" if report else "\n"), lines))
+    # The pending line becomes the report's lines, or goes when nothing was held out to re-run on: in the
+    # model card, and in report.html, which shows the card as it was when the run ended.
+    lines = "\n".join(summary(report)) if report else ""
+    gone = "" if report else "\n"
+    for name, esc in (("model_card.md", str), ("report.html", html.escape)):
+        page = export_dir.parent / name
+        text = page.read_text(encoding="utf-8") if page.is_file() else ""
+        if esc(pending_line()) in text:
+            atomic_write_text(page, text.replace(esc(pending_line()) + gone, esc(lines)))
     (export_dir / PENDING).unlink(missing_ok=True)
 
 
