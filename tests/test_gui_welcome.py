@@ -108,6 +108,10 @@ def test_open_a_finished_run_goes_to_evaluate_without_training(start_window, qtb
     assert w.training.card.isVisible() and "tlapp predict" in w.training.card.copy_command()
     plan = w.training.plan_view.text.text()  # beside the replayed curves, the plan that run followed
     assert "Scan the data" not in plan and "Expected time" in plan, plan
+    ran = w.training.plan_view.run_plan["preset"]  # the preset labels speak of that run, too
+    assert f"This run followed preset '{ran}'" in w.training.preset_note.text()
+    claims = [n for n, rb in w.training.presets.items() if "this run: planned" in rb.text()]
+    assert claims == ([ran] if ran in w.training.presets else [])  # that run's phases as written: no preset claims it
     charts = w.training.charts  # replayed: three epochs, their validation points and the batches between
     assert len(charts.loss.ex) == len(charts.loss.vx) == 3 and charts.epoch_points() > 6
     assert "epoch" in w.training.log.toPlainText()

@@ -447,9 +447,18 @@ class TrainingPage(WizardPage):
             self._lm_estimates(rep)
             return
         if rep is None:
-            self.preset_note.setText("Scan the data (step 1) to see how long each recipe takes on this machine.")
+            ran = self.plan_view.run_plan  # a finished run opened from disk: its own plan, not a price list
             for name, rb in self.presets.items():
-                rb.setText(PRESET_LABELS[name])
+                this = ran is not None and ran.get("preset") == name
+                rb.setText(
+                    f"{PRESET_LABELS[name]}  (this run: planned ≈ {describe_seconds(ran['total_low_s'])})"
+                    if this and ran is not None
+                    else PRESET_LABELS[name]
+                )
+            self.preset_note.setText(
+                (f"This run followed preset '{ran.get('preset')}'; its plan is beside its curves. " if ran else "")
+                + "Scan the data (step 1) to see how long each recipe takes on this machine."
+            )
             return
         n = examples_used(rep.counts, p.data.max_per_class) if p.task.type.is_single_label else len(rep.examples)
         try:
@@ -710,6 +719,7 @@ class TrainingPage(WizardPage):
             self.charts_box.show_content()
         else:
             self.charts_box.show_empty("This run drew no curves (it ended before its first points).")
+        self._estimates()  # the preset labels speak of this run's plan, not of a scan it has not made
 
     def _show_progress(self, d: dict) -> None:
         """A long step that is not an epoch (scan, embedding pass, evaluation, export): a bar with
