@@ -339,28 +339,21 @@ class Run:
             return None, f"the activations of {n} images would not fit {cut_cache.BUDGET_BYTES >> 20} MiB"
         return cut, why
 
+    def _activations(self, cut: cut_cache.Cut, examples: list[Example], flip: bool) -> np.ndarray:
+        """The frozen bottom's pass over ``examples`` (mirrored when ``flip``), with a progress bar."""
+        n, bs = len(examples), self.project.train.batch_size
+        rows = self.progress(f"activations below {cut.layer} of {n} images" + (" (mirrored)" if flip else ""), "images")
+        size = self.model.backbone.size
+        done = lambda i, _n: rows(min(i * bs, n), n)  # noqa: E731
+        return cut_cache.activations(cut, examples, self.encoder, size, bs, flip, done, self.should_stop)
+
     def _cut_data(self, cut: cut_cache.Cut, phase: Phase) -> tuple[Any, Any, Any]:
         """(model to fit, train batches, validation batches) on the activations at ``cut``, computed once."""
-        p, size, bs = self.project, self.model.backbone.size, self.project.train.batch_size
+        p, bs = self.project, self.project.train.batch_size
         train_ex, val_ex = self.splits.train, self.splits.val
-
-        def run(examples: list[Example], flip: bool) -> np.ndarray:
-            rows = self.progress(
-                f"activations below {cut.layer} of {len(examples)} images" + (" (mirrored)" if flip else ""), "images"
-            )
-            return cut_cache.activations(
-                cut,
-                examples,
-                self.encoder,
-                size,
-                bs,
-                flip,
-                lambda i, _n: rows(min(i * bs, len(examples)), len(examples)),
-                self.should_stop,
-            )
-
-        x, xf = run(train_ex, False), run(train_ex, True) if phase.augment.flip else None
-        xv = run(val_ex, False) if val_ex else x[:0]
+        x = self._activations(cut, train_ex, False)
+        xf = self._activations(cut, train_ex, True) if phase.augment.flip else None
+        xv = self._activations(cut, val_ex, False) if val_ex else x[:0]
         self._cut = (cut, x, xf, xv)  # kept for refit_on_all
         train_ds = cut_cache.batches(x, xf, self.encoder.encode_all(train_ex), bs, True, p.train.seed)
         val_ds = cut_cache.batches(xv, None, self.encoder.encode_all(val_ex), bs, False, 0) if val_ex else None
@@ -385,19 +378,7 @@ class Run:
         cut, x, xf, xv = self._cut
         examples = self.splits.train + self.splits.val
         if xf is not None:
-            rows = self.progress(f"activations below {cut.layer} of {len(self.splits.val)} images (mirrored)", "images")
-            n = len(self.splits.val)
-            xvf = cut_cache.activations(
-                cut,
-                self.splits.val,
-                self.encoder,
-                self.model.backbone.size,
-                bs,
-                True,
-                lambda i, _n: rows(min(i * bs, n), n),
-                self.should_stop,
-            )
-            xf = np.concatenate([xf, xvf])
+            xf = np.concatenate([xf, self._activations(cut, self.splits.val, True)])
         refit = phase.model_copy(update={"name": f"{phase.name} (all data)", "epochs": epochs})
         table = self.announce_phase(index, refit, 0, False, cut_at=cut.layer, refit_of=phase.name)
         steps = math.ceil(len(examples) / bs)
@@ -738,6 +719,7 @@ class Run:
         )
 
     def finish(self) -> RunResult:
+        self._cut = None  # a fine-tune's cached activations (up to 1 GiB) are not kept through the export
         return finish_run(self)
 
 
