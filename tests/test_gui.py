@@ -258,7 +258,7 @@ def test_training_step_offers_presets_with_times(window, qtbot, color_data):
     assert tp.phases.isVisibleTo(tp) and tp.phases.rowCount() == 2  # the plan's phases, under a preset too
     assert tp.phases.item(0, 1).text() == "exact" and "fine-tune:" in tp.plan_view.text.text().lower()
     tp.presets["best"].setChecked(True)  # an untouched proposal follows the preset
-    assert window.state.project.train.phases[1].epochs == 6 and tp.phases.item(1, 1).text() == "6"
+    assert window.state.project.train.phases[1].epochs == 12 and tp.phases.item(1, 1).text() == "12"  # images: 2 x 6
     tp.presets["fast"].setChecked(True)
     assert window.state.project.train.preset == "fast" and tp.phases.rowCount() == 1
     assert "fine-tune: no" in tp.plan_view.text.text().lower() and tp.plan_view.anyway.isVisibleTo(tp)
