@@ -272,7 +272,7 @@ def trains_text(phase: Phase, refit: bool = False) -> str:
     }[f.mode]
     what = what if isinstance(what, str) else what()
     aug = [k for k in ("flip", "rotation", "zoom", "contrast") if getattr(phase.augment, k)]
-    again = ", then again on train+validation for the epochs validation chose" if refit else ""
+    again = ", then (when kept) again on train+validation from the start" if refit else ""
     return (
         f"{what}, {phase.epochs} epoch(s) at lr {phase.learning_rate:g} ({phase.optimizer}, {phase.schedule})"
         + (f", augment {'+'.join(aug)}" if aug else "")

@@ -16,8 +16,9 @@ and the wizard show. What the preset adds is judgement, never other settings:
 3. Without a kept fine-tune, an exact head is refit on train+validation: the
    final model has seen all the data, and the honest estimate is the out-of-fold one.
    A kept fine-tune that trained on cached activations (:mod:`cut_cache`) is
-   trained again on train+validation for the epochs validation chose; its
-   estimate is the first run's validation score.
+   trained again on train+validation, from the original backbone, for as many
+   epochs as the first run (:func:`_refit_epochs`); its estimate is the first
+   run's validation score.
 
 Every choice leaves as one ``recipe_decision`` event and in ``metrics.json``.
 """
@@ -81,6 +82,9 @@ class Run(Protocol):
     def run_phase(self, i: int, phase: Phase, start_epoch: int, restore: bool) -> None: ...
     def keep_best(self) -> None: ...
     def save_best_weights(self) -> None: ...
+    def can_refit(self) -> bool: ...
+    def val_outputs(self) -> np.ndarray: ...
+    def refit_on_all(self, index: int, phase: Phase, epochs: int) -> None: ...
     def write_history(self) -> None: ...
 
 
@@ -336,8 +340,8 @@ def _refit_epochs(run: Run) -> int:
 
 
 def _finetune_on_all(run: Run, phase: Phase, start: list[Any], head_on_all: Any) -> None:
-    """A kept fine-tune on cached activations, trained again on train+validation for the epochs validation
-    chose, from the original backbone and a head solved on all the data (``head_on_all()``): a refit, as the
+    """A kept fine-tune on cached activations, trained again on train+validation for :func:`_refit_epochs`
+    epochs, from the original backbone and a head solved on all the data (``head_on_all()``): a refit, as the
     head alone gets (on sign30 a fine-tune that saw 80 % of the photos scored 1-2 points below one that saw
     all of them). The reported score stays the first run's, on the validation split it did not train on."""
     epochs = _refit_epochs(run)

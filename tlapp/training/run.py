@@ -371,7 +371,7 @@ class Run:
 
     def refit_on_all(self, index: int, phase: Phase, epochs: int) -> None:
         """Phase ``phase`` again, from the weights the model holds now, on train+validation for ``epochs``
-        epochs (the count validation chose), on the activations the first run cached: the final model sees
+        epochs (see ``recipe._refit_epochs``), on the activations the first run cached: the final model sees
         all the data, as a refit head does. Its epochs have nothing to be judged on, so the last one is kept."""
         assert self._cut is not None
         p, bs = self.project, self.project.train.batch_size
