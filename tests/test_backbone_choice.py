@@ -98,17 +98,17 @@ def test_the_run_trains_the_winner_on_the_vectors_it_scored(color_data, tmp_path
 
 def test_the_wizard_preset_times_count_the_choice_and_leave_out_a_ruled_out_fine_tune(color_data):
     """The preset labels' times are each preset's own plan: best embeds with Lite1 and Lite2 too, and a
-    fine-tune the priors rule out (images at 30 per class) is not in balanced's time."""
+    fine-tune the priors rule out (images at about 10 per class) is not in balanced's time."""
     from tlapp.presets import with_preset
     from tlapp.training.plan import make_plan
 
     d = tiny_project_dict(color_data) | {"backbone": {"name": "efficientnet_lite0"}}
     p = project_from_dict(d)
     plans = {
-        name: make_plan(with_preset(p, name, 240), 240, 60, 40.0, True, classes=8) for name in ("balanced", "best")
+        name: make_plan(with_preset(p, name, 80), 80, 20, 40.0, True, classes=8) for name in ("balanced", "best")
     }
     assert plans["best"].total_low_s > plans["balanced"].total_low_s + 1
-    assert plans["balanced"].decision.finetune is False
+    assert plans["balanced"].decision.finetune is False and plans["balanced"].decision.prior == "sign10"
     assert plans["balanced"].total_high_s == plans["balanced"].total_low_s
 
 
