@@ -104,9 +104,7 @@ def test_the_wizard_preset_times_count_the_choice_and_leave_out_a_ruled_out_fine
 
     d = tiny_project_dict(color_data) | {"backbone": {"name": "efficientnet_lite0"}}
     p = project_from_dict(d)
-    plans = {
-        name: make_plan(with_preset(p, name, 80), 80, 20, 40.0, True, classes=8) for name in ("balanced", "best")
-    }
+    plans = {name: make_plan(with_preset(p, name, 80), 80, 20, 40.0, True, classes=8) for name in ("balanced", "best")}
     assert plans["best"].total_low_s > plans["balanced"].total_low_s + 1
     assert plans["balanced"].decision.finetune is False and plans["balanced"].decision.prior == "sign10"
     assert plans["balanced"].total_high_s == plans["balanced"].total_low_s

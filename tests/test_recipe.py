@@ -139,9 +139,9 @@ def test_recipe_decision_event(refit_run):
     assert describe("recipe_decision", d).startswith("recipe: head: L2")
 
 
-def test_a_forced_finetune_is_kept_at_its_own_best_epoch(color_data, tmp_path):
-    """``train.finetune: always`` is what the person asked for: validation picks the fine-tune's best
-    epoch, never drops the fine-tune for the head."""
+def test_a_forced_finetune_is_kept_and_trained_again_on_all_the_data(color_data, tmp_path):
+    """``train.finetune: always`` is what the person asked for: validation never drops the fine-tune for the
+    head; on cached activations it then trains again on all the data, and the score says which model it is."""
     from tlapp.training.run import train
 
     events = []
