@@ -58,11 +58,11 @@ def test_no_cut_where_it_would_not_be_exact(color_data):
 
 
 def test_each_epoch_shows_each_row_once_mirrored_or_not():
-    from tlapp.training.cut_cache import batches
+    from tlapp.data.pipelines import array_batches
 
     x = np.arange(40, dtype="float32").reshape(20, 2)
     xf = -x  # "mirrored": negated, so each row says which copy it came from
-    ds = batches(x, xf, np.arange(20), 8, shuffle=True, seed=3)
+    ds = array_batches(x, np.arange(20), 8, shuffle=True, seed=3, mirrored=xf)
     it = ds.repeat().as_numpy_iterator()  # as fit reads it: one iterator, 3 batches an epoch
     epochs = [[next(it) for _ in range(3)] for _ in range(2)]
     flipped = []

@@ -158,16 +158,32 @@ def text_dataset(
     return _sharding(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE), "DATA")
 
 
-def array_batches(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool = False, seed: int = 0) -> Any:
-    """Batches of rows of an in-memory matrix (cached embeddings), each row stored once.
+def array_batches(
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    mirrored: Optional[np.ndarray] = None,
+) -> Any:
+    """Batches of rows of an in-memory array (cached embeddings or activations), each row stored once.
 
     Only row numbers are shuffled and batches are gathered from one tensor: slicing the matrix into
     a dataset and shuffling its rows held two more copies of it (the tensor and the shuffle
-    buffer), 0.5 GB at 45,000 x 1280.
+    buffer), 0.5 GB at 45,000 x 1280. With ``mirrored`` (the same rows of the mirrored images), each
+    row is its mirrored copy half of the time, drawn anew each epoch, as a random flip of the image is.
     """
     xs, ys = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
+    ms = tf.convert_to_tensor(mirrored) if mirrored is not None else None
     idx = tf.data.Dataset.range(len(x))
     if shuffle and len(x):
         idx = idx.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = idx.batch(batch_size).map(lambda i: (tf.gather(xs, i), tf.gather(ys, i)))
-    return _sharding(ds.prefetch(2), "DATA")
+
+    def gather(i: Any) -> Any:
+        rows = tf.gather(xs, i)
+        if ms is not None:
+            flip = tf.random.uniform(tf.shape(i), seed=seed) < 0.5
+            rows = tf.where(tf.reshape(flip, [-1] + [1] * (len(x.shape) - 1)), tf.gather(ms, i), rows)
+        return rows, tf.gather(ys, i)
+
+    return _sharding(idx.batch(batch_size).map(gather).prefetch(2), "DATA")

@@ -19,15 +19,13 @@ through the whole model as before, and the ``phase_start`` event says which.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 
 from tlapp.base.tfenv import quiet_import
-from tlapp.data.pipelines import image_dataset
-from tlapp.training.embcache import compute
 
-tf, keras = quiet_import()
+_, keras = quiet_import()
 
 BUDGET_BYTES = 1 << 30  # activations (and their mirrors) held in memory: 1 GiB at most
 
@@ -72,40 +70,3 @@ def find_cut(asm: Any, table: list[Any]) -> tuple[Optional[Cut], str]:
 
 def fits(cut: Cut, n: int, flip: bool) -> bool:
     return n * int(np.prod(cut.shape)) * 4 * (2 if flip else 1) <= BUDGET_BYTES
-
-
-def activations(
-    cut: Cut,
-    examples: list[Any],
-    encoder: Any,
-    size: int,
-    batch_size: int,
-    flip: bool,
-    progress: Optional[Callable[[int, int], None]] = None,
-    should_stop: Optional[Callable[[], bool]] = None,
-) -> np.ndarray:
-    """One pass of the frozen bottom over ``examples`` (mirrored when ``flip``), decoded as training does."""
-    ds = image_dataset(examples, encoder, size, batch_size, cache="none", with_labels=False)
-    if flip:
-        ds = ds.map(lambda x: tf.reverse(x, axis=[2]))
-    nb = -(-len(examples) // batch_size)
-    return compute(cut.lower.predict_on_batch, ds, nb, len(examples), progress, should_stop)
-
-
-def batches(x: np.ndarray, xf: Optional[np.ndarray], y: np.ndarray, batch_size: int, shuffle: bool, seed: int) -> Any:
-    """Batches of cached activations; with ``xf``, each row is its mirrored copy half of the time (drawn
-    anew each epoch), as a random flip of the image would be."""
-    xs, ys = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
-    xfs = tf.convert_to_tensor(xf) if xf is not None else None
-    idx = tf.data.Dataset.range(len(x))
-    if shuffle and len(x):
-        idx = idx.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-
-    def gather(i: Any) -> Any:
-        a = tf.gather(xs, i)
-        if xfs is not None:
-            pick = tf.random.uniform(tf.shape(i), seed=seed) < 0.5
-            a = tf.where(tf.reshape(pick, [-1] + [1] * (len(x.shape) - 1)), tf.gather(xfs, i), a)
-        return a, tf.gather(ys, i)
-
-    return idx.batch(batch_size).map(gather).prefetch(2)

@@ -92,16 +92,20 @@ def phase_seconds(project: Project, phase: Phase, n_train: int, n_val: int, rate
     return phase.epochs * (n * cost + n_val) * pair / max(rate, 1e-9)
 
 
-def on_activations(project: Project, phase: Phase) -> bool:
-    """Whether an image fine-tune of the top blocks trains on cached activations (:mod:`cut_cache`; the
-    run itself also checks that the backbone can be cut and that the activations fit in memory)."""
+def cut_why_not(phase: Phase) -> str:
+    """Why a fine-tune ``phase`` of an image backbone cannot train on cached activations
+    (:mod:`tlapp.training.cut_cache`), or "" when its settings allow it; the run also checks its devices,
+    the backbone's graph and the memory."""
+    if not phase.use_embedding_cache:
+        return "use_embedding_cache is off"
     a = phase.augment
-    return (
-        modality(project.task.type) == "image"
-        and phase.freeze.mode == "top_blocks"
-        and phase.use_embedding_cache
-        and not (a.rotation or a.zoom or a.contrast)
-    )
+    return "rotation, zoom and contrast change every epoch's images" if a.rotation or a.zoom or a.contrast else ""
+
+
+def on_activations(project: Project, phase: Phase) -> bool:
+    """Whether an image fine-tune of the top blocks is priced as training on cached activations (other
+    freeze plans are priced through the whole model)."""
+    return modality(project.task.type) == "image" and phase.freeze.mode == "top_blocks" and not cut_why_not(phase)
 
 
 def refits(project: Project, finetunes: list[Phase]) -> bool:

@@ -59,7 +59,14 @@ from tlapp.training.augment import augmented
 from tlapp.training.callbacks import EventCallback
 from tlapp.training.devices import describe_device, devices, tensor_cores
 from tlapp.training.dpo import DpoRun
-from tlapp.training.estimate import candidate_project, examples_used, measured_speed, plan_choice, record_speed
+from tlapp.training.estimate import (
+    candidate_project,
+    cut_why_not,
+    examples_used,
+    measured_speed,
+    plan_choice,
+    record_speed,
+)
 from tlapp.training.estimate import speed as estimate_speed
 from tlapp.training.finish import finish_run
 from tlapp.training.lifecycle import RunResult
@@ -326,16 +333,15 @@ class Run:
 
     def _cut_for(self, phase: Phase, table: list[Any]) -> tuple[Optional[cut_cache.Cut], str]:
         """The fine-tune's cut (see :mod:`cut_cache`) when training on cached activations is exact and fits."""
-        p, a = self.project, phase.augment
-        if p.task.type.is_text or not phase.use_embedding_cache:
-            return None, "use_embedding_cache is off" if not p.task.type.is_text else ""
-        if a.rotation or a.zoom or a.contrast:
-            return None, "rotation, zoom and contrast change every epoch's images"
+        if self.project.task.type.is_text:
+            return None, ""
+        if why := cut_why_not(phase):
+            return None, why
         if self.placement is not None and self.placement.distributed:
             return None, "several devices train"
         cut, why = cut_cache.find_cut(self.model, table)
         n = len(self.splits.train) + len(self.splits.val)
-        if cut is not None and not cut_cache.fits(cut, n, a.flip):
+        if cut is not None and not cut_cache.fits(cut, n, phase.augment.flip):
             return None, f"the activations of {n} images would not fit {cut_cache.BUDGET_BYTES >> 20} MiB"
         return cut, why
 
@@ -343,9 +349,11 @@ class Run:
         """The frozen bottom's pass over ``examples`` (mirrored when ``flip``), with a progress bar."""
         n, bs = len(examples), self.project.train.batch_size
         rows = self.progress(f"activations below {cut.layer} of {n} images" + (" (mirrored)" if flip else ""), "images")
-        size = self.model.backbone.size
         done = lambda i, _n: rows(min(i * bs, n), n)  # noqa: E731
-        return cut_cache.activations(cut, examples, self.encoder, size, bs, flip, done, self.should_stop)
+        forward = self.forward(cut.lower)
+        return embcache.pass_over(
+            self.model, self.project, examples, self.encoder, bs, forward, done, self.should_stop, flip
+        )()
 
     def _cut_data(self, cut: cut_cache.Cut, phase: Phase) -> tuple[Any, Any, Any]:
         """(model to fit, train batches, validation batches) on the activations at ``cut``, computed once."""
@@ -355,8 +363,8 @@ class Run:
         xf = self._activations(cut, train_ex, True) if phase.augment.flip else None
         xv = self._activations(cut, val_ex, False) if val_ex else x[:0]
         self._cut = (cut, x, xf, xv)  # kept for refit_on_all
-        train_ds = cut_cache.batches(x, xf, self.encoder.encode_all(train_ex), bs, True, p.train.seed)
-        val_ds = cut_cache.batches(xv, None, self.encoder.encode_all(val_ex), bs, False, 0) if val_ex else None
+        train_ds = array_batches(x, self.encoder.encode_all(train_ex), bs, shuffle=True, seed=p.train.seed, mirrored=xf)
+        val_ds = array_batches(xv, self.encoder.encode_all(val_ex), bs) if val_ex else None
         return cut.target, train_ds, val_ds
 
     def can_refit(self) -> bool:
@@ -385,7 +393,8 @@ class Run:
         loss, metrics = loss_and_metrics(p.task.type)
         opt = self.optimizer(phase, steps, table, False)
         cut.target.compile(optimizer=opt, loss=loss, metrics=metrics)
-        ds = cut_cache.batches(np.concatenate([x, xv]), xf, self.encoder.encode_all(examples), bs, True, p.train.seed)
+        y = self.encoder.encode_all(examples)
+        ds = array_batches(np.concatenate([x, xv]), y, bs, shuffle=True, seed=p.train.seed, mirrored=xf)
 
         def done(e: int, logs: dict[str, float]) -> None:
             self.history.append({"phase": index, "phase_name": refit.name, "epoch": e + 1, **logs})
