@@ -101,3 +101,43 @@ def test_a_run_says_why_a_fine_tune_goes_through_the_whole_model(color_data, tmp
     train(project_from_dict(d), tmp_path / "run2", events.append)
     starts = [e.data for e in events if e.type == "phase_start"]
     assert starts[1]["cut_at"] == "block3_conv"
+
+
+def test_the_embedding_pass_keeps_the_activations_below_the_cut(color_data):
+    """Through ``lower`` then ``embed`` the pass gives the head's vectors, and what it keeps is the bottom's
+    pass (train and validation are views of one matrix, a padded last batch cut off)."""
+    from tlapp.training.cut_cache import Kept, keeping
+
+    asm = _assembled(color_data)
+    cut, _ = _cut(asm, FreezePlan(mode="top_blocks", blocks=1))
+    x = _images(5, 32, seed=2)
+    forward, kept = keeping(cut.lower.predict_on_batch, cut.embed.predict_on_batch, 5)
+    pooled = [forward(x[:4]), forward(np.concatenate([x[4:], np.zeros_like(x[:3])]))]  # padded to 4
+    np.testing.assert_allclose(np.concatenate(pooled)[:5], asm.features.predict_on_batch(x), atol=1e-5)
+    acts = kept()
+    assert acts.shape == (5, *cut.shape)
+    np.testing.assert_allclose(acts, cut.lower.predict_on_batch(x), atol=1e-5)
+    k = Kept(cut.layer, list("abcde"), acts)
+    assert np.shares_memory(k.take(cut.layer, ["c", "d", "e"]), acts)
+    np.testing.assert_array_equal(k.take(cut.layer, ["e", "a"]), acts[[4, 0]])
+    assert k.take(cut.layer, ["a", "z"]) is None and k.take("elsewhere", ["a"]) is None
+
+
+def test_a_fine_tune_after_a_solved_head_reuses_the_embedding_pass(color_data, tmp_path):
+    """No pass below the cut of its own: the activations came with the head's vectors. A head trained by
+    epochs (its embedding pass kept nothing: no fine-tune decision is taken before it) makes its own."""
+    from tlapp.training import embcache
+    from tlapp.training.run import train
+
+    d = tiny_project_dict(color_data, finetune="always")
+    d["train"]["phases"][1]["augment"] = {"flip": True}
+    d["export"] = {"formats": []}
+    for head, own_pass in (({"name": "head", "solver": "exact"}, False), (d["train"]["phases"][0], True)):
+        d["train"]["phases"][0] = head
+        embcache.clear()
+        events = []
+        train(project_from_dict(d), tmp_path / str(own_pass), events.append)
+        stages = {str(e.data.get("stage", "")) for e in events if e.type == "progress"}
+        assert any(s.startswith("embedding") for s in stages)
+        assert any(s.startswith("activations below block3_conv") for s in stages) == own_pass
+        assert [e.data.get("cut_at") for e in events if e.type == "phase_start"][1] == "block3_conv"

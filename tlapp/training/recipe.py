@@ -81,6 +81,7 @@ class Run(Protocol):
     def epoch_done(self, i: int, phase: Phase, epoch: int, logs: dict[str, float], opt: Any) -> None: ...
     def run_phase(self, i: int, phase: Phase, start_epoch: int, restore: bool) -> None: ...
     def keep_best(self) -> None: ...
+    def keep_activations(self, phase: Phase) -> None: ...
     def save_best_weights(self) -> None: ...
     def can_refit(self) -> bool: ...
     def val_outputs(self) -> np.ndarray: ...
@@ -220,7 +221,8 @@ def run_recipe(run: Run) -> None:
         _gradient_head(run, head, finetunes)
 
 
-def _decide(run: Run, finetunes: list[Phase], score: Optional[float], scored_by: str) -> Decision:
+def _decide(run: Run, finetunes: list[Phase], score: Optional[float], scored_by: str, before: bool = False) -> Decision:
+    """The fine-tune decision; ``before``: as it stands before the head has a score (None: it depends)."""
     return decide(
         run.project,
         finetunes,
@@ -229,7 +231,7 @@ def _decide(run: Run, finetunes: list[Phase], score: Optional[float], scored_by:
         _rate(run),
         score,
         scored_by,
-        judged=score is not None,
+        judged=before or score is not None,
         classes=len(run.classes),
     )
 
@@ -249,6 +251,8 @@ def _exact_head(run: Run, head: Phase, finetunes: list[Phase]) -> None:
     examples = run.splits.train + run.splits.val
     units = int(run.model.head.output.shape[-1])
     run.announce_phase(0, head, 0, True, solver="exact: L2 strength by cross-validation, then L-BFGS to convergence")
+    if finetunes and _decide(run, finetunes, None, "cross-validation", before=True).finetune is not False:
+        run.keep_activations(finetunes[0])  # the pass below a fine-tune's cut is the embedding pass's first part
     # float32 as computed: a float64 copy of 50,000 x 1280 embeddings (and their mirrors) was 1 GB of peak RSS.
     x = run.embeddings(examples)
     xf = run.embeddings(examples, flip=True) if mirrors(p) else None

@@ -122,6 +122,8 @@ class Run:
         self.evaluation: Optional[dict[str, Any]] = None  # set by a recipe that evaluated without a val pass
         self._cached_phase: Optional[int] = None
         self._cut: Optional[tuple[cut_cache.Cut, np.ndarray, Optional[np.ndarray], np.ndarray]] = None
+        self._prospect: dict[bool, cut_cache.Cut] = {}  # a fine-tune's cut that the embedding pass (by flip) crosses
+        self._kept: dict[bool, cut_cache.Kept] = {}  # its activations from that pass (by flip)
         self._cache_told: set[str] = set()  # splits whose cache plan was announced
         self._base_saved = False
 
@@ -257,18 +259,25 @@ class Run:
 
         def compute(todo: list[Example]) -> np.ndarray:
             rows = self.progress(f"embedding {len(todo)} {unit}" + (" (mirrored)" if flip else ""), unit)
-            return embcache.pass_over(
+            cut = None if fresh else self._prospect.get(flip)
+            forward, kept = self.forward(asm.features), None
+            if cut is not None:
+                forward, kept = cut_cache.keeping(self.forward(cut.lower), self.forward(cut.embed), len(todo))
+            arr = embcache.pass_over(
                 asm,
                 p,
                 todo,
                 self.encoder,
                 bs,
-                self.forward(asm.features),
+                forward,
                 lambda i, _n: rows(min(i * bs, len(todo)), len(todo)),
                 self.should_stop,
                 flip,
                 self.run_dir.cache / f"embeddings-{embcache.cache_key(todo, ident)}.npy" if big else None,
             )()
+            if cut is not None and kept is not None:
+                self._kept[flip] = cut_cache.Kept(cut.layer, [embcache.example_key(e) for e in todo], kept())
+            return arr
 
         # The model store's row store (shared with `tlapp compare` and earlier runs), unless the matrix is
         # large (then it lives in this run's scratch file); data.cache: none computes every time.
@@ -345,8 +354,21 @@ class Run:
             return None, f"the activations of {n} images would not fit {cut_cache.BUDGET_BYTES >> 20} MiB"
         return cut, why
 
+    def keep_activations(self, phase: Phase) -> None:
+        """Have the embedding passes that follow keep the activations at ``phase``'s cut (when it has one that
+        fits): a fine-tune that may follow then starts without its own pass below the cut."""
+        asm = self.model
+        table = apply_plan(asm.backbone.model, asm.backbone.entry, phase.freeze)
+        cut = self._cut_for(phase, table)[0] if any(r.trainable for r in table) else None
+        self._prospect = {} if cut is None else {False: cut, **({True: cut} if phase.augment.flip else {})}
+        apply_plan(asm.backbone.model, asm.backbone.entry, self.phases[0].freeze)  # the head's plan again
+
     def _activations(self, cut: cut_cache.Cut, examples: list[Example], flip: bool) -> np.ndarray:
-        """The frozen bottom's pass over ``examples`` (mirrored when ``flip``), with a progress bar."""
+        """The frozen bottom's pass over ``examples`` (mirrored when ``flip``), with a progress bar; none when
+        the embedding pass kept them (:meth:`keep_activations`)."""
+        kept = self._kept.get(flip)
+        if kept is not None and (x := kept.take(cut.layer, [embcache.example_key(e) for e in examples])) is not None:
+            return x
         n, bs = len(examples), self.project.train.batch_size
         rows = self.progress(f"activations below {cut.layer} of {n} images" + (" (mirrored)" if flip else ""), "images")
         done = lambda i, _n: rows(min(i * bs, n), n)  # noqa: E731
@@ -728,7 +750,8 @@ class Run:
         )
 
     def finish(self) -> RunResult:
-        self._cut = None  # a fine-tune's cached activations (up to 1 GiB) are not kept through the export
+        # a fine-tune's cached activations (up to 1 GiB) are not kept through the export
+        self._cut, self._kept, self._prospect = None, {}, {}
         return finish_run(self)
 
 
