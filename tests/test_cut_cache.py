@@ -141,3 +141,25 @@ def test_a_fine_tune_after_a_solved_head_reuses_the_embedding_pass(color_data, t
         assert any(s.startswith("embedding") for s in stages)
         assert any(s.startswith("activations below block3_conv") for s in stages) == own_pass
         assert [e.data.get("cut_at") for e in events if e.type == "phase_start"][1] == "block3_conv"
+
+
+def test_a_fine_tune_after_a_solved_head_is_priced_without_its_own_pass(color_data):
+    """The plan's price follows the run: after a solved head the pass below the cut costs nothing more, except
+    the mirrored images' when the head had no mirrored candidates (``train.mirror: never``)."""
+    from tlapp.config import Phase
+    from tlapp.training.estimate import finetune_seconds, phase_seconds
+    from tlapp.training.plan import make_plan
+
+    d = tiny_project_dict(color_data)
+    ft = {"name": "finetune", "epochs": 6, "freeze": {"mode": "top_blocks", "blocks": 2}, "augment": {"flip": True}}
+    d["train"]["phases"] = [{"name": "head", "solver": "exact"}, ft]
+    p, phase = project_from_dict(d), Phase(**ft)
+    own = phase_seconds(p, phase, 240, 60, 30.0, refit=True)
+    assert own - phase_seconds(p, phase, 240, 60, 30.0, refit=True, fused=True) == 20.0  # 600 images at 30/s
+    assert finetune_seconds(p, [phase], 240, 60, 30.0, fused=True) == own - 20.0
+    assert make_plan(p, 240, 60, 30.0, True).phases[1].expected_s == own - 20.0
+    d["train"]["mirror"] = "never"
+    unmirrored = project_from_dict(d)
+    assert phase_seconds(unmirrored, phase, 240, 60, 30.0, True, fused=True) == own - 10.0
+    d["train"]["phases"][0] = {"name": "head", "epochs": 2}  # a head by epochs: no pass to reuse
+    assert make_plan(project_from_dict(d), 240, 60, 30.0, True).phases[1].expected_s == own

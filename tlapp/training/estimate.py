@@ -74,9 +74,13 @@ def speed(project: Project, params_m: float, size: int) -> tuple[float, bool]:
     return (rate, True) if rate else (_rough_speed(project, params_m, size), False)
 
 
-def phase_seconds(project: Project, phase: Phase, n_train: int, n_val: int, rate: float, refit: bool = False) -> float:
+def phase_seconds(
+    project: Project, phase: Phase, n_train: int, n_val: int, rate: float, refit: bool = False, fused: bool = False
+) -> float:
     """Expected seconds of one phase, beyond the embedding pass that every run makes; ``refit``: and of its
-    second run on all the data (see :func:`refits`)."""
+    second run on all the data (see :func:`refits`); ``fused``: it follows a solved head, whose embedding pass
+    keeps the activations below its cut (:mod:`tlapp.training.cut_cache`) - the mirrored ones too when the
+    head's candidates include mirrored copies."""
     if phase.solver == "exact" or (
         phase.freeze.mode == "all" and phase.use_embedding_cache and not phase.augment.enabled
     ):
@@ -85,6 +89,8 @@ def phase_seconds(project: Project, phase: Phase, n_train: int, n_val: int, rate
     if on_activations(project, phase):  # one pass below the cut (and its mirror), then epochs of the top
         flips = 2 if phase.augment.flip else 1
         below = (n_train * flips + n_val * (flips if refit else 1)) / max(rate, 1e-9)
+        if fused:
+            below = 0.0 if mirrors(project) or not phase.augment.flip else (n_train + n_val) / max(rate, 1e-9)
         again = (n_train + n_val) * STEP_COST["image"] if refit else 0.0
         return below + phase.epochs * (n * STEP_COST["image"] + n_val + again) * CUT_SHARE / max(rate, 1e-9)
     cost = 1.0 if phase.freeze.mode == "all" else STEP_COST[modality(project.task.type)]
@@ -114,9 +120,12 @@ def refits(project: Project, finetunes: list[Phase]) -> bool:
     return len(finetunes) == 1 and on_activations(project, finetunes[0]) and project.train.refit != "never"
 
 
-def finetune_seconds(project: Project, phases: list[Phase], n_train: int, n_val: int, rate: float) -> float:
+def finetune_seconds(
+    project: Project, phases: list[Phase], n_train: int, n_val: int, rate: float, fused: bool = False
+) -> float:
+    """The fine-tune ``phases``; ``fused``: after a solved head (the first of them reuses its pass)."""
     again = refits(project, phases) and n_val > 0
-    return sum(phase_seconds(project, ph, n_train, n_val, rate, again) for ph in phases)
+    return sum(phase_seconds(project, ph, n_train, n_val, rate, again, fused and i == 0) for i, ph in enumerate(phases))
 
 
 def budget_s(project: Project, n_train: int, n_val: int, rate: float) -> float:

@@ -130,7 +130,9 @@ def decide(
     ``classes``: how many the data has (the priors are per class); 0 leaves the validation rule.
     """
     p = project.train
-    est = finetune_seconds(project, finetunes, n_train, n_val, rate)
+    est = finetune_seconds(
+        project, finetunes, n_train, n_val, rate, fused=phases_of(project, n_train)[0].solver == "exact"
+    )
     budget = budget_s(project, n_train, n_val, rate)
 
     def out(run: Optional[bool], why: str, below: Optional[float] = None, prior: Optional[str] = None) -> Decision:
@@ -310,7 +312,7 @@ def make_plan(project: Project, n_train: int, n_val: int, rate: float, measured:
                 i,
                 ph.name,
                 trains_text(ph, again and i > 0),
-                phase_seconds(project, ph, n_train, n_val, rate, again and i > 0),
+                phase_seconds(project, ph, n_train, n_val, rate, again and i > 0, head_exact and i == 1),
                 "yes" if first or generative else runs,
                 ph.model_dump(mode="json"),
             )
