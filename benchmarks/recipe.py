@@ -264,6 +264,31 @@ def _run_logged(cmd: list[str], log: Path) -> float:
     return seconds
 
 
+def run_stages(run_dir: Path, seconds: float) -> dict[str, float]:
+    """Where a tlapp run's seconds went, from its own ``events.jsonl``: process start (imports, project load,
+    and the printing after), scan+plan (to the first phase), embedding passes, the head (cross-validation,
+    insights, solve), the fine-tune, its refit on all the data, and the export with its fresh-process check."""
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines() if line.strip()]
+    at = lambda kind, **match: [  # noqa: E731
+        e["time"] for e in events if e["type"] == kind and all(e["data"].get(k) == v for k, v in match.items())
+    ]
+    start, end = at("run_start")[0], at("run_end")[-1]
+    embed = sum(float(e["data"].get("seconds", 0.0)) for e in events if e["type"] == "embeddings")
+    head_start, head_end = at("phase_start", index=0)[0], at("phase_end", index=0)[0]
+    ends = at("phase_end")
+    ft_end = (at("phase_end", index=1) or [head_end])[0]
+    out = {
+        "process": seconds - (end - start),
+        "scan_plan": head_start - start,
+        "embedding": embed,
+        "head": head_end - head_start - embed,
+        "finetune": ft_end - head_end,
+        "refit": max(ends) - ft_end,
+        "export_check": end - max(ends),
+    }
+    return {k: round(v, 1) for k, v in out.items()}
+
+
 def method_tlapp(s: BenchSet, res: dict[str, Any], tlapp_sets: list[str], folder: str = "tlapp") -> None:
     from tlapp.deploy.predict import Predictor
     from tlapp.training import embcache
@@ -289,6 +314,7 @@ def method_tlapp(s: BenchSet, res: dict[str, Any], tlapp_sets: list[str], folder
     res["predict_s"] = time.time() - t0
     res["accuracy"] = _accuracy([r.get("label") for r in out], [y for _, y in s.heldout])
     res["run_dir"] = str(run)
+    res["stages"] = run_stages(run, res["seconds"])
 
 
 def _accuracy(pred: list[Any], true: list[str]) -> float:

@@ -97,12 +97,41 @@ def recipe_block() -> str:
         f"{c['goal']}: {({True: 'yes', False: 'no', None: 'not run'})[c['pass']]}" for c in checks.values()
     )
     extra = ("\n\nBackbone and fine-tune per row: " + "; ".join(decisions) + ".") if decisions else ""
+    extra += _stages_table(doc)
     return (
         _table(rows)
         + extra
         + ("\n\nGoals: " + goals + "." if goals else "")
         + "\n\n"
         + source_line(doc["meta"].get("provenance"), "recipe.json", command)
+    )
+
+
+STAGES = {
+    "process": "process start",
+    "scan_plan": "scan + plan",
+    "embedding": "embedding passes",
+    "head": "head (CV, insights, solve)",
+    "finetune": "fine-tune",
+    "refit": "refit on all data",
+    "export_check": "export + fresh check",
+}
+
+
+def _stages_table(doc: dict) -> str:
+    """Where the default run's seconds went, per set (benchmarks/recipe.py's ``run_stages``)."""
+    rows = [["set (tlapp, seconds)", *STAGES.values(), "fixed share"]]
+    for name, r in doc["sets"].items():
+        st = (r.get("methods", {}).get("tlapp") or {}).get("stages")
+        if not st:
+            continue
+        total = sum(st.values())
+        fixed = (st["process"] + st["scan_plan"] + st["export_check"]) / max(total, 1e-9)
+        rows.append([SET_LABELS.get(name, name), *[_num(st.get(k), ".1f") for k in STAGES], f"{fixed:.0%}"])
+    if len(rows) == 1:
+        return ""
+    return "\n\nWhere tlapp's seconds went (from each run's `events.jsonl`; fixed = process start, scan + plan, " + (
+        "export + check):\n\n" + _table(rows)
     )
 
 
