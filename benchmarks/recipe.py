@@ -736,6 +736,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="extra `tlapp train --set` override (repeatable)",
     )
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per method and set")
+    ap.add_argument(
+        "--merge",
+        type=Path,
+        help="a results file of an earlier run (same sets) whose other methods' rows are kept; "
+        "its provenance stays, and this run's is added under meta.merged",
+    )
     ap.add_argument("--run-method", choices=METHODS, help=argparse.SUPPRESS)  # internal: worker mode
     ap.add_argument("--set", dest="one_set", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
@@ -764,13 +770,27 @@ def main(argv: list[str] | None = None) -> int:
         },
         "sets": {},
     }
+    if args.merge:  # this run adds (or replaces) its methods' rows in an earlier results file
+        earlier = json.loads(args.merge.read_text())
+        if earlier["meta"].get("quick") != args.quick or earlier["meta"].get("seed") != SEED:
+            raise SystemExit(f"--merge {args.merge}: another kind of run (quick/seed differ)")
+        added = {"methods": methods, "argv": sys.argv[1:], "provenance": doc["meta"]["provenance"]}
+        doc = {**earlier, "sets": earlier["sets"]}
+        doc["meta"] = {**earlier["meta"], "merged": [*earlier["meta"].get("merged", []), added]}
+        doc["meta"]["methods"] = [m for m in METHODS if m in {*earlier["meta"]["methods"], *methods}]
     print(f"building sets in {work}", flush=True)
     sets = datasets(work, {n: spec_all[n] for n in names}, args.quick)
     for name, s in sets.items():
+        before = doc["sets"].get(name) or {}
+        kept = before.get("methods", {})
+        if kept and not isinstance(s, str) and before.get("n_train") != len(s.train_items):
+            raise SystemExit(
+                f"--merge: set {name} had {before.get('n_train')} training examples, now {len(s.train_items)}"
+            )
         r = doc["sets"][name] = (
             {"error": s}
             if isinstance(s, str)
-            else {"modality": s.modality, "n_train": len(s.train_items), "n_heldout": len(s.heldout), "methods": {}}
+            else {"modality": s.modality, "n_train": len(s.train_items), "n_heldout": len(s.heldout), "methods": kept}
         )
         for m in methods if "error" not in r else []:
             print(f"{name}: {m} ...", flush=True)
@@ -781,7 +801,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             write_json(args.out, doc)
-    doc["summary"] = {"averages": averages(doc["sets"]), "checks": goal_checks(doc["sets"], methods)}
+    doc["summary"] = {"averages": averages(doc["sets"]), "checks": goal_checks(doc["sets"], doc["meta"]["methods"])}
     write_json(args.out, doc)
     print(table(doc["sets"], doc["summary"]))
     print(f"json: {args.out}")

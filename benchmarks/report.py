@@ -51,6 +51,12 @@ def _num(v: Any, fmt: str) -> str:
     return "—" if v is None else format(v, fmt)
 
 
+def _shown(argv: list[str]) -> list[str]:
+    """A benchmark's command line as run, without where it kept its scratch files or which file it merged into."""
+    hidden = ("--work", "--out", "--merge")
+    return [a for i, a in enumerate(argv) if a not in hidden and not (i and argv[i - 1] in hidden)]
+
+
 def recipe_block() -> str:
     doc = _load("recipe.json")
     labels = {"tlapp": "tlapp", "tlapp_best": "tlapp best", "keras_guide": "Keras guide", "linear_probe": "probe"}
@@ -73,12 +79,7 @@ def recipe_block() -> str:
             for x in (_num(av.get(meth, {}).get("accuracy"), ".3f"), _num(av.get(meth, {}).get("seconds"), ".0f"))
         ]
     )
-    argv, shown = doc["meta"].get("argv", []), []
-    for i, a in enumerate(argv):  # the command as run, without where it kept its scratch files
-        if a in ("--work", "--out") or (i and argv[i - 1] in ("--work", "--out")):
-            continue
-        shown.append(a)
-    command = " ".join(["python benchmarks/recipe.py", *shown])
+    command = " ".join(["python benchmarks/recipe.py", *_shown(doc["meta"].get("argv", []))])
     decisions = []
     for name, r in doc["sets"].items():
         for meth in ("tlapp", "tlapp_best"):
@@ -104,6 +105,13 @@ def recipe_block() -> str:
         + ("\n\nGoals: " + goals + "." if goals else "")
         + "\n\n"
         + source_line(doc["meta"].get("provenance"), "recipe.json", command)
+        + "".join(
+            "\n"
+            + source_line(
+                m.get("provenance"), "recipe.json", " ".join(["python benchmarks/recipe.py", *_shown(m["argv"])])
+            ).replace("_Source:", f"_{', '.join(labels.get(x, x) for x in m['methods'])} rows added by")
+            for m in doc["meta"].get("merged", [])
+        )
     )
 
 

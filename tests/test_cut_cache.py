@@ -163,3 +163,28 @@ def test_a_fine_tune_after_a_solved_head_is_priced_without_its_own_pass(color_da
     assert phase_seconds(unmirrored, phase, 240, 60, 30.0, True, fused=True) == own - 10.0
     d["train"]["phases"][0] = {"name": "head", "epochs": 2}  # a head by epochs: no pass to reuse
     assert make_plan(project_from_dict(d), 240, 60, 30.0, True).phases[1].expected_s == own
+
+
+def test_building_a_fine_tunes_training_step_is_priced_and_allowed_for(color_data, monkeypatch):
+    """The first epoch of a phase builds its training step (seconds that no per-example speed predicts): the
+    plan prices it, once per fit, and the preset's budget allows for it; a budget the person set is theirs."""
+    from tlapp.config import Phase
+    from tlapp.training import estimate
+    from tlapp.training.plan import decide
+
+    d = tiny_project_dict(color_data)
+    ft = {"name": "finetune", "epochs": 6, "freeze": {"mode": "top_blocks", "blocks": 2}, "augment": {"flip": True}}
+    d["train"]["phases"] = [{"name": "head", "solver": "exact"}, ft]
+    p, phase = project_from_dict(d), Phase(**ft)
+    priced = [estimate.phase_seconds(p, phase, 240, 60, 30.0, refit) for refit in (False, True)]
+    budget = estimate.budget_s(p, 240, 60, 30.0, [phase])
+    monkeypatch.setitem(estimate.SETUP_S, "image", 0.0)
+    assert [a - estimate.phase_seconds(p, phase, 240, 60, 30.0, r) for a, r in zip(priced, (False, True))] == [
+        4.0,
+        8.0,  # the refit on all the data builds its step again
+    ]
+    assert budget - estimate.budget_s(p, 240, 60, 30.0, [phase]) == 8.0
+    monkeypatch.undo()
+    assert decide(p, [phase], 240, 60, 30.0, 0.5).budget_s == budget
+    d["train"]["time_budget_s"] = 12.0
+    assert decide(project_from_dict(d), [phase], 240, 60, 30.0, 0.5).budget_s == 12.0

@@ -37,6 +37,10 @@ DPO_COST = 1.6
 # epoch of 240 mirrored photos + 60 validation took 2.4 s at a forward rate of 36 photos/s (0.21), an
 # epoch of all 300 took 2.7 s (0.22).
 CUT_SHARE = 0.22
+# Building a phase's training step (Keras traces its first batch) costs a fixed time that no per-example speed
+# captures. Measured here (2 CPU cores) as a phase's first epoch minus a later one: the top two Lite0 blocks on
+# cached activations 3.4-4.6 s, MiniLM-L6 16-23 s; SmolLM2's first LoRA step took 53 s against a 2.4 s median.
+SETUP_S = {"image": 4.0, "text": 20.0, "lm": 50.0}
 
 
 def _speeds_file():
@@ -81,10 +85,9 @@ def phase_seconds(
     second run on all the data (see :func:`refits`); ``fused``: it follows a solved head, whose embedding pass
     keeps the activations below its cut (:mod:`tlapp.training.cut_cache`) - the mirrored ones too when the
     head's candidates include mirrored copies."""
-    if phase.solver == "exact" or (
-        phase.freeze.mode == "all" and phase.use_embedding_cache and not phase.augment.enabled
-    ):
-        return 0.0  # on cached embeddings: a fraction of a second
+    if on_embeddings(phase):
+        return 0.0  # a fraction of a second
+    setup = setup_seconds(project, phase, refit)
     n = min(n_train, phase.steps_per_epoch * project.train.batch_size) if phase.steps_per_epoch else n_train
     if on_activations(project, phase):  # one pass below the cut (and its mirror), then epochs of the top
         flips = 2 if phase.augment.flip else 1
@@ -92,10 +95,23 @@ def phase_seconds(
         if fused:
             below = 0.0 if mirrors(project) or not phase.augment.flip else (n_train + n_val) / max(rate, 1e-9)
         again = (n_train + n_val) * STEP_COST["image"] if refit else 0.0
-        return below + phase.epochs * (n * STEP_COST["image"] + n_val + again) * CUT_SHARE / max(rate, 1e-9)
+        return setup + below + phase.epochs * (n * STEP_COST["image"] + n_val + again) * CUT_SHARE / max(rate, 1e-9)
     cost = 1.0 if phase.freeze.mode == "all" else STEP_COST[modality(project.task.type)]
     pair = DPO_COST if project.task.type.value == "dpo" else 1.0
-    return phase.epochs * (n * cost + n_val) * pair / max(rate, 1e-9)
+    return setup + phase.epochs * (n * cost + n_val) * pair / max(rate, 1e-9)
+
+
+def setup_seconds(project: Project, phase: Phase, refit: bool = False) -> float:
+    """The fixed cost of building ``phase``'s training step (:data:`SETUP_S`; twice with a ``refit``); none for a
+    phase on cached embeddings."""
+    return 0.0 if on_embeddings(phase) else SETUP_S[modality(project.task.type)] * (2 if refit else 1)
+
+
+def on_embeddings(phase: Phase) -> bool:
+    """Whether ``phase`` trains on cached embeddings: a solved head, or a frozen backbone without augmentation."""
+    return phase.solver == "exact" or (
+        phase.freeze.mode == "all" and phase.use_embedding_cache and not phase.augment.enabled
+    )
 
 
 def cut_why_not(phase: Phase) -> str:
@@ -128,12 +144,16 @@ def finetune_seconds(
     return sum(phase_seconds(project, ph, n_train, n_val, rate, again, fused and i == 0) for i, ph in enumerate(phases))
 
 
-def budget_s(project: Project, n_train: int, n_val: int, rate: float) -> float:
-    """The most a preset's fine-tune may take: ``train.time_budget_s``, else so many passes, capped."""
+def budget_s(project: Project, n_train: int, n_val: int, rate: float, phases: Optional[list[Phase]] = None) -> float:
+    """The most a preset's fine-tune may take: ``train.time_budget_s``, else so many passes, capped, plus the
+    fixed cost of building the training steps of ``phases`` (:func:`setup_seconds`), which a budget in passes
+    over the data cannot scale with."""
     preset = PRESETS.get(project.train.preset, PRESETS["balanced"])
-    return project.train.time_budget_s or min(
-        preset["budget_passes"] * (n_train + n_val) / max(rate, 1e-9), preset["budget_cap_s"]
-    )
+    if project.train.time_budget_s:
+        return project.train.time_budget_s
+    again = bool(phases) and refits(project, phases or []) and n_val > 0
+    setup = sum(setup_seconds(project, ph, again) for ph in phases or [])
+    return min(preset["budget_passes"] * (n_train + n_val) / max(rate, 1e-9), preset["budget_cap_s"]) + setup
 
 
 def embed_seconds(project: Project, n_examples: int, rate: float) -> float:

@@ -133,7 +133,7 @@ def decide(
     est = finetune_seconds(
         project, finetunes, n_train, n_val, rate, fused=phases_of(project, n_train)[0].solver == "exact"
     )
-    budget = budget_s(project, n_train, n_val, rate)
+    budget = budget_s(project, n_train, n_val, rate, finetunes)
 
     def out(run: Optional[bool], why: str, below: Optional[float] = None, prior: Optional[str] = None) -> Decision:
         return Decision(run, why, est, budget, below, prior)
