@@ -123,3 +123,7 @@ def test_the_top_candidate_wins_only_by_more_than_one_standard_error():
     won, why = pick(cands(0.80, 0.86, 0.88), 300, True)
     assert won.name == "efficientnet_lite2" and "more than one standard error" in why
     assert pick(cands(0.867, 0.86, 0.88), 300, False)[0].name == "efficientnet_lite2"
+    # sign100 under `best`: Lite0 and Lite1 tied at 0.926 - not "more than one standard error above the others"
+    won, why = pick(cands(0.926, 0.926, 0.906), 1000, True)
+    assert won.name == "efficientnet_lite0" and "more than one standard error" not in why
+    assert "efficientnet_lite1 within one standard error (0.008)" in why and "lite2" not in why

@@ -35,6 +35,9 @@ def pick(candidates: list[Candidate], n: int, classification: bool) -> tuple[Can
     se = standard_error(top.score, n)
     first = next(c for c in scored if top.score - c.score <= se)
     if first is top:
+        level = [c.name for c in scored if c is not top and top.score - c.score <= se]
+        if level:  # the first candidate leads or ties: the others within noise change nothing
+            return top, best + f"; {', '.join(level)} within one standard error ({se:.3f}), and {top.name} comes first"
         return top, best + (f", more than one standard error ({se:.3f}) above the others" if len(scored) > 1 else "")
     return first, (
         f"{top.name} scored {top.score:.3f} and {first.name} {first.score:.3f} in cross-validation: within one "
