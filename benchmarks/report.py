@@ -57,6 +57,18 @@ def _shown(argv: list[str]) -> list[str]:
     return [a for i, a in enumerate(argv) if a not in hidden and not (i and argv[i - 1] in hidden)]
 
 
+def _merged_line(m: dict[str, Any], labels: dict[str, str]) -> str:
+    """Who added rows to a results file (``recipe.py --merge``): its methods, command, commit, date and machine."""
+    prov = m.get("provenance") or {}
+    machine = prov.get("machine", {})
+    dirty = ", uncommitted changes" if prov.get("dirty") else ""
+    command = " ".join(["python benchmarks/recipe.py", *_shown(m["argv"]), "--merge recipe.json"])
+    return (
+        f"_{', '.join(labels.get(x, x) for x in m['methods'])} rows: `{command}`, commit {prov.get('commit')}{dirty}, "
+        f"{prov.get('date')}, {machine.get('cpu')}, {machine.get('cores')} cores._"
+    )
+
+
 def recipe_block() -> str:
     doc = _load("recipe.json")
     labels = {"tlapp": "tlapp", "tlapp_best": "tlapp best", "keras_guide": "Keras guide", "linear_probe": "probe"}
@@ -105,13 +117,7 @@ def recipe_block() -> str:
         + ("\n\nGoals: " + goals + "." if goals else "")
         + "\n\n"
         + source_line(doc["meta"].get("provenance"), "recipe.json", command)
-        + "".join(
-            "\n"
-            + source_line(
-                m.get("provenance"), "recipe.json", " ".join(["python benchmarks/recipe.py", *_shown(m["argv"])])
-            ).replace("_Source:", f"_{', '.join(labels.get(x, x) for x in m['methods'])} rows added by")
-            for m in doc["meta"].get("merged", [])
-        )
+        + "".join("\n" + _merged_line(m, labels) for m in doc["meta"].get("merged", []))
     )
 
 
