@@ -39,12 +39,14 @@ def _load(name: str) -> Any:
 def source_line(prov: dict[str, Any] | None, file: str, command: str) -> str:
     if not prov:
         return f"_Source: `benchmarks/results/{file}` (`{command}`); commit and machine not recorded._"
+    return f"_Source: `benchmarks/results/{file}` (`{command}`), {_made(prov)}._"
+
+
+def _made(prov: dict[str, Any]) -> str:
+    """Which commit, when and on what machine a results file (or a part of it) was written."""
     m = prov.get("machine", {})
     dirty = ", uncommitted changes" if prov.get("dirty") else ""
-    return (
-        f"_Source: `benchmarks/results/{file}` (`{command}`), commit {prov.get('commit')}{dirty}, "
-        f"{prov.get('date')}, {m.get('cpu')}, {m.get('cores')} cores._"
-    )
+    return f"commit {prov.get('commit')}{dirty}, {prov.get('date')}, {m.get('cpu')}, {m.get('cores')} cores"
 
 
 def _num(v: Any, fmt: str) -> str:
@@ -59,13 +61,9 @@ def _shown(argv: list[str]) -> list[str]:
 
 def _merged_line(m: dict[str, Any], labels: dict[str, str]) -> str:
     """Who added rows to a results file (``recipe.py --merge``): its methods, command, commit, date and machine."""
-    prov = m.get("provenance") or {}
-    machine = prov.get("machine", {})
-    dirty = ", uncommitted changes" if prov.get("dirty") else ""
     command = " ".join(["python benchmarks/recipe.py", *_shown(m["argv"]), "--merge recipe.json"])
     return (
-        f"_{', '.join(labels.get(x, x) for x in m['methods'])} rows: `{command}`, commit {prov.get('commit')}{dirty}, "
-        f"{prov.get('date')}, {machine.get('cpu')}, {machine.get('cores')} cores._"
+        f"_{', '.join(labels.get(x, x) for x in m['methods'])} rows: `{command}`, {_made(m.get('provenance') or {})}._"
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from tlapp.backbones.catalog import BackboneEntry, block_of
@@ -134,6 +134,11 @@ def effective_mask(table: list[LayerInfo], plan: FreezePlan) -> list[bool]:
         bool(on) and r.name not in UNUSED_LAYERS and (plan.train_batchnorm or not r.batchnorm)
         for on, r in zip(plan_mask(table, plan), table)
     ]
+
+
+def planned_table(table: list[LayerInfo], plan: FreezePlan) -> list[LayerInfo]:
+    """``table`` as :func:`apply_plan` would leave it under ``plan`` (not LoRA), without touching the model."""
+    return [replace(r, trainable=on) for r, on in zip(table, effective_mask(table, plan))]
 
 
 def apply_plan(backbone: Any, entry: BackboneEntry, plan: FreezePlan) -> list[LayerInfo]:

@@ -151,8 +151,9 @@ def budget_s(project: Project, n_train: int, n_val: int, rate: float, phases: Op
     preset = PRESETS.get(project.train.preset, PRESETS["balanced"])
     if project.train.time_budget_s:
         return project.train.time_budget_s
-    again = bool(phases) and refits(project, phases or []) and n_val > 0
-    setup = sum(setup_seconds(project, ph, again) for ph in phases or [])
+    phases = phases or []
+    again = refits(project, phases) and n_val > 0
+    setup = sum(setup_seconds(project, ph, again) for ph in phases)
     return min(preset["budget_passes"] * (n_train + n_val) / max(rate, 1e-9), preset["budget_cap_s"]) + setup
 
 

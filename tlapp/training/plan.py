@@ -122,17 +122,18 @@ def decide(
     scored_by: str = "cross-validation",
     judged: bool = True,
     classes: int = 0,
+    fused: bool = False,
 ) -> Decision:
     """The fine-tune decision: the person's ``always``/``never``, else the ``auto`` rule.
 
     ``score`` is the head's (None before Start: the answer is then a threshold). ``judged`` False: the
     head has no accuracy to judge by (a head trained by epochs on a task monitored by its loss).
     ``classes``: how many the data has (the priors are per class); 0 leaves the validation rule.
+    ``fused``: the fine-tune follows a solved head (its first phase reuses the head's pass, see
+    :func:`tlapp.training.estimate.phase_seconds`).
     """
     p = project.train
-    est = finetune_seconds(
-        project, finetunes, n_train, n_val, rate, fused=phases_of(project, n_train)[0].solver == "exact"
-    )
+    est = finetune_seconds(project, finetunes, n_train, n_val, rate, fused)
     budget = budget_s(project, n_train, n_val, rate, finetunes)
 
     def out(run: Optional[bool], why: str, below: Optional[float] = None, prior: Optional[str] = None) -> Decision:
@@ -301,6 +302,7 @@ def make_plan(project: Project, n_train: int, n_val: int, rate: float, measured:
             scored_by="cross-validation" if head_exact else "validation",
             judged=head_exact or project.task.type.is_single_label,
             classes=classes,
+            fused=head_exact,
         )
     runs = {True: "yes", False: "no", None: f"if the head scores below {dec.below or 0:.3f}"}[dec.finetune]
     rows = []

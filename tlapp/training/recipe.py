@@ -233,6 +233,7 @@ def _decide(run: Run, finetunes: list[Phase], score: Optional[float], scored_by:
         scored_by,
         judged=before or score is not None,
         classes=len(run.classes),
+        fused=run.phases[0].solver == "exact",
     )
 
 

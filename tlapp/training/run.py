@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from tlapp.backbones.freeze import apply_plan, block_order, block_summary, param_counts
+from tlapp.backbones.freeze import apply_plan, block_order, block_summary, layer_table, param_counts, planned_table
 from tlapp.base.errors import Cancelled, TlappError, TrainingError, os_error_line
 from tlapp.base.fsutil import atomic_path
 from tlapp.base.paths import store_dir
@@ -275,7 +275,7 @@ class Run:
                 flip,
                 self.run_dir.cache / f"embeddings-{embcache.cache_key(todo, ident)}.npy" if big else None,
             )()
-            if cut is not None and kept is not None:
+            if kept is not None:
                 self._kept[flip] = cut_cache.Kept(cut.layer, [embcache.example_key(e) for e in todo], kept())
             return arr
 
@@ -358,10 +358,9 @@ class Run:
         """Have the embedding passes that follow keep the activations at ``phase``'s cut (when it has one that
         fits): a fine-tune that may follow then starts without its own pass below the cut."""
         asm = self.model
-        table = apply_plan(asm.backbone.model, asm.backbone.entry, phase.freeze)
+        table = planned_table(layer_table(asm.backbone.model, asm.backbone.entry), phase.freeze)
         cut = self._cut_for(phase, table)[0] if any(r.trainable for r in table) else None
         self._prospect = {} if cut is None else {False: cut, **({True: cut} if phase.augment.flip else {})}
-        apply_plan(asm.backbone.model, asm.backbone.entry, self.phases[0].freeze)  # the head's plan again
 
     def _activations(self, cut: cut_cache.Cut, examples: list[Example], flip: bool) -> np.ndarray:
         """The frozen bottom's pass over ``examples`` (mirrored when ``flip``), with a progress bar; none when
