@@ -16,6 +16,7 @@ from tlapp.base.tfenv import quiet_import
 from tlapp.config import Project
 from tlapp.data.examples import Example
 from tlapp.data.labels import LabelEncoder
+from tlapp.data.pipelines import finished
 from tlapp.model.head import Assembled, build_head
 
 tf, keras = quiet_import()
@@ -136,4 +137,4 @@ def token_batches(
         n = tf.reduce_max(tf.reduce_sum(tf.cast(tokens["padding_mask"], tf.int32), axis=1))
         return {k: v[:, :n] for k, v in tokens.items()}, y
 
-    return ds.map(tokenize, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return finished(ds.map(tokenize, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
