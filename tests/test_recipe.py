@@ -234,3 +234,82 @@ def test_a_prior_decided_finetune_is_kept_unless_validation_says_it_hurt(color_d
     assert result.metrics["best"]["phase_name"] == ("finetune (all data)" if kept else "head")
     if not kept:
         assert "worse by more than noise" in recipe["summary"]
+
+
+def _two_views(rng, n_per: int = 40, d: int = 30, noise: float = 3.0):
+    """Three classes seen through two noisy views of one signal (an image and its mirror image)."""
+    y = np.repeat(np.arange(3), n_per)
+    signal = np.eye(3, d)[y] * 2.0
+    return y, signal + rng.normal(0, noise, (len(y), d)), signal + rng.normal(0, noise, (len(y), d))
+
+
+def test_cv_averages_with_the_mirror_image_only_where_it_scores_better():
+    rng = np.random.default_rng(0)
+    task = TaskType.image_classification
+    y, x, view = _two_views(rng)
+    # The mirror is a second look at the same thing: averaging halves the noise, and CV sees it.
+    cv = lh.cross_validate(x, y, task, 3, mirrored=view)
+    assert cv.averaged and cv.score == max(r["score_averaged"] for r in cv.grid)
+    assert cv.score > max(r["score"] for r in cv.grid)
+    # The mirror looks like another class (a digit's mirror image): averaging would hurt, so it is refused.
+    wrong = view[np.argsort((y + 1) % 3, kind="stable")]
+    cv = lh.cross_validate(x, y, task, 3, mirrored=wrong)
+    assert not cv.averaged and cv.score == max(r["score"] for r in cv.grid)
+    assert cv.score > max(r["score_averaged"] for r in cv.grid)
+
+
+def test_repeated_cv_scores_the_mean_of_its_fold_draws():
+    rng = np.random.default_rng(1)
+    task = TaskType.image_classification
+    y, x, _ = _two_views(rng, n_per=20)
+    one, other = (lh.cross_validate(x, y, task, 3, seed=s, grid=(0.01,)) for s in (5, 6))
+    both = lh.cross_validate(x, y, task, 3, seed=5, grid=(0.01,), repeats=2)
+    assert one.score != other.score  # the draw of folds alone moves the score ...
+    assert both.score == pytest.approx((one.score + other.score) / 2)  # ... and repeats average it out
+    assert both.oof == pytest.approx((one.oof + other.oof) / 2)  # still out of fold: each head never saw its row
+    assert [lh.cv_repeats(n) for n in (100, 300, 600, 5000)] == [5, 2, 1, 1]
+
+
+def test_a_mirror_averaged_model_is_exact_and_loads_without_tlapp_layers(tmp_path):
+    import keras
+
+    from tlapp.model.image_model import MIRROR_AVERAGE, mirror_averaged, single_pass
+
+    inp = keras.Input((None, None, 3))
+    x = keras.layers.Flatten()(keras.layers.Conv2D(4, 3)(keras.layers.Resizing(8, 8)(inp)))
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(x), name="one")
+    both = mirror_averaged(model, 8)
+    img = np.random.default_rng(2).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    expected = (model.predict(img, verbose=0) + model.predict(img[:, :, ::-1], verbose=0)) / 2
+    np.testing.assert_allclose(both.predict(img, verbose=0), expected, atol=1e-6)
+    assert single_pass(both) is model and single_pass(model) is model
+    both.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")  # stock layers: no custom_objects, safe mode
+    assert MIRROR_AVERAGE in [layer.name for layer in loaded.layers]
+    np.testing.assert_allclose(loaded.predict(img, verbose=0), expected, atol=1e-6)
+
+
+def test_a_run_whose_cv_chose_averaging_exports_and_checks_the_averaged_model(color_data, tmp_path, monkeypatch):
+    """The wiring from the CV verdict to the exported model. The CV runs for real; only its verdict is
+    forced, as solid colours look the same mirrored and could never make averaging win."""
+    import keras
+
+    from tlapp.model.image_model import MIRROR_AVERAGE
+    from tlapp.training import recipe
+    from tlapp.training.run import train
+
+    real = recipe.cross_validate
+
+    def averaging_wins(*args, **kwargs):
+        cv = real(*args, **kwargs)
+        cv.averaged = "mirrored" in kwargs  # offered the mirror images: say averaging won
+        return cv
+
+    monkeypatch.setattr(recipe, "cross_validate", averaging_wins)
+    result = train(project_from_dict(_preset_project(color_data, finetune="never")), tmp_path / "run", lambda e: None)
+    assert result.metrics["recipe"]["mirror_average"] is True
+    assert "averaging each image with its mirror image helped" in result.metrics["recipe"]["summary"]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["export"]["verified"] is True  # the fresh-process check passed on the averaged model
+    exported = keras.saving.load_model(tmp_path / "run" / "export" / "model.keras")
+    assert MIRROR_AVERAGE in [layer.name for layer in exported.layers]

@@ -325,6 +325,12 @@ class Train(_Strict):
         "auto keeps them when cross-validation says they help (never: for data where "
         "left and right differ, e.g. text in images).",
     )
+    mirror_average: Literal["auto", "never"] = Field(
+        "auto",
+        description="Presets, images: predict the mean of the model's outputs for an image and for its "
+        "mirror image (two passes of the backbone per prediction, baked into the exported model); auto "
+        "does so when cross-validation says it scores better (it needs the mirrored copies: mirror: auto).",
+    )
     time_budget_s: Optional[float] = Field(
         None,
         gt=0,

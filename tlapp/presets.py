@@ -159,6 +159,13 @@ def mirrors(project: Project) -> bool:
     return preset["flip"] and not project.task.type.is_text and project.train.mirror == "auto"
 
 
+def mirror_averages(project: Project) -> bool:
+    """Whether the head's CV also tries averaging each prediction with the mirror image's (test-time flip):
+    on 10 sign-language photos per class it lifted held-out accuracy from 0.770 to 0.840, on 100 from 0.932
+    to 0.946; on handwritten digits CV turned it down, as it should (0.951 plain against 0.943)."""
+    return mirrors(project) and project.train.mirror_average == "auto"
+
+
 def with_proposed_phases(project: Project, n_train: int) -> Project:
     """``project`` with its preset's proposal written out as ``train.phases`` (when it has none): the plan
     the person sees and edits (the Layers step's ticks, ``--set train.phases.1.epochs=...``) and that trains."""

@@ -41,6 +41,9 @@ class GradCam:
     def __init__(self, model: Any, classes: list[str]) -> None:
         tf, keras = quiet_import()
         self.tf, self.classes = tf, list(classes)
+        from tlapp.model.image_model import single_pass
+
+        model = single_pass(model)  # a mirror-averaged model is explained by its one-pass self
         try:
             features = model.get_layer("features")
             pool = features.get_layer("pool")

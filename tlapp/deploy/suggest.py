@@ -120,7 +120,10 @@ def _embed(
     if text:
         features, head = parts.token_model.get_layer("encoder"), parts.token_model.get_layer("head")
     else:
-        features, head = parts.model.get_layer("features"), parts.model.get_layer("head")
+        from tlapp.model.image_model import single_pass
+
+        one = single_pass(parts.model)  # a mirror-averaged model's margins would need two passes per image
+        features, head = one.get_layer("features"), one.get_layer("head")
     feats, kept = [], []
     for start in range(0, len(inputs), BATCH):
         if should_stop is not None and should_stop():

@@ -108,3 +108,31 @@ def build_model(project: Project, n_classes: int, built: BuiltBackbone | None = 
     head = build_head(project, dim, n_classes)
     model = keras.Model(image, head(features(image)), name=f"tlapp_{built.entry.name}")
     return Assembled(model, features, head, built, dim)
+
+
+MIRROR_AVERAGE = "mirror_average"  # the output layer of a mirror-averaged model: how it is recognised
+
+
+def mirror_averaged(model: Any, size: int) -> Any:
+    """``model`` predicting the mean of its outputs for an image and for its mirror image (test-time flip).
+
+    Stock layers only, so the exported ``.keras`` loads without tlapp: the mirror is a frozen Dense whose
+    kernel is the reversed identity, applied across the width (exact: each output is one input times 1).
+    Images are resized first, which commutes with the mirror, so the inner model's own resize is a no-op.
+    """
+    image = keras.Input((None, None, 3), name="image")
+    x = keras.layers.Resizing(size, size, name="mirror_resize")(image)
+    across = keras.layers.Permute((1, 3, 2), name="width_last")(x)
+    flip = keras.layers.Dense(size, use_bias=False, trainable=False, name="mirror")
+    mirrored = keras.layers.Permute((1, 3, 2), name="width_back")(flip(across))
+    flip.set_weights([np.eye(size, dtype="float32")[::-1]])
+    out = keras.layers.Average(name=MIRROR_AVERAGE)([model(x), model(mirrored)])
+    return keras.Model(image, out, name=f"{model.name}_mirror_averaged")
+
+
+def single_pass(model: Any) -> Any:
+    """The one-pass model inside a :func:`mirror_averaged` one (the model itself otherwise): what Grad-CAM
+    and the suggestions read their ``features`` and ``head`` from."""
+    if MIRROR_AVERAGE not in {layer.name for layer in model.layers}:
+        return model
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))

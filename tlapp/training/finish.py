@@ -21,6 +21,7 @@ from tlapp.deploy.html_report import write_html
 from tlapp.deploy.plots import write_plots
 from tlapp.deploy.tflite import representative_images
 from tlapp.events import EXPORT, VERIFY
+from tlapp.model.image_model import mirror_averaged
 from tlapp.training.lifecycle import RunResult, completed
 from tlapp.training.reports import RunRecord, write_metrics, write_model_card
 
@@ -145,6 +146,8 @@ def record(run: Run) -> RunRecord:
 
 
 def finish_run(run: Run) -> RunResult:
+    if run.recipe.get("mirror_average"):  # what cross-validation scored is what is evaluated and exported
+        run.model.model = mirror_averaged(run.model.model, run.model.backbone.size)
     held_out: dict[str, Any] = {}
 
     def evaluate() -> None:

@@ -55,6 +55,7 @@ class HeadTrace:
             "val_loss": row["loss"],
             f"val_{self.key}": row["score"],
             **({"val_mae": row["mae"]} if "mae" in row else {}),
+            **({f"val_{self.key}_mirror_averaged": row["score_averaged"]} if "score_averaged" in row else {}),
         }
         what = {"l2": row["l2"], "mirror": mirror, "class_weights": class_weights}
         self.run.log.emit(

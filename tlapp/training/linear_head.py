@@ -57,6 +57,7 @@ class CVResult:
     folds: int
     oof: np.ndarray  # out-of-fold outputs, one row per example
     grid: list[dict[str, float]] = field(default_factory=list)
+    averaged: bool = False  # the score is of outputs averaged with the mirror image's (see ``cross_validate``)
 
 
 def ranking(score: float, loss: float) -> tuple[float, float]:
@@ -217,54 +218,79 @@ def cross_validate(
     grid: tuple[float, ...] = L2_GRID,
     on_candidate: Optional[Callable[[dict[str, float]], None]] = None,
     should_stop: StopCheck = None,
+    mirrored: Optional[np.ndarray] = None,
+    repeats: int = 1,
 ) -> CVResult:
     """Choose the L2 strength by k-fold CV (best score, ties to the lower loss).
 
     ``extra_x`` rows are augmented copies of examples ``extra_of`` (indices into ``x``):
-    they train with their example's fold, never score. ``on_candidate(row)`` hears each L2
-    value's out-of-fold score as it finishes; ``should_stop()`` cancels between fits.
+    they train with their example's fold, never score. ``mirrored`` (the mirror image of every
+    example, row for row) also scores each fold's head on the mean of its outputs for an example and
+    for its mirror image, as a model that averages the two would predict; the better of the two ways
+    wins (``averaged``). ``repeats``: the k-fold CV run that many times over different fold draws,
+    scores averaged (see :func:`cv_repeats`); the out-of-fold outputs are averaged too, so each is
+    still from heads that never saw the example. ``on_candidate(row)`` hears each L2 value's
+    out-of-fold score as it finishes; ``should_stop()`` cancels between fits.
     """
     kind = _kind(task)
     w = np.ones(len(x)) if sample_weight is None else sample_weight
-    fid = fold_ids(y, task, folds, seed)
+    fids = [fold_ids(y, task, folds, seed + r) for r in range(repeats)]
     rows: list[dict[str, float]] = []
-    best: Optional[tuple[tuple[float, float], float, np.ndarray]] = None
-    starts: dict[int, Optional[np.ndarray]] = {}
+    best: Optional[tuple[tuple[float, float], float, np.ndarray, bool]] = None
+    starts: dict[tuple[int, int], Optional[np.ndarray]] = {}
     iters = 0
+    t = _targets(y, kind, units)
     for l2 in sorted(grid, reverse=True):  # strong to weak: each fold warm-starts from its previous solution
-        oof = np.zeros((len(x), units))
-        for f in range(folds):
-            tr, va = fid != f, fid == f
-            xt, yt, wt = x[tr], y[tr], w[tr]
-            if extra_x is not None and extra_of is not None:
-                keep = tr[extra_of]
-                xt = np.vstack([xt, extra_x[keep]])
-                yt = np.concatenate([yt, y[extra_of[keep]]])
-                wt = np.concatenate([wt, w[extra_of[keep]]])
-            if should_stop is not None and should_stop():
-                raise Cancelled(f"cancelled while cross-validating the head (L2 {l2:g}, fold {f + 1} of {folds})")
-            head = fit_linear_head(xt, yt, task, units, l2, wt, starts.get(f), should_stop=should_stop)
-            starts[f] = head.theta
-            iters += head.iterations
-            oof[va] = predict(head, x[va], task)
-        s, loss = score(oof, y, task), _loss(oof, _targets(y, kind, units), kind, w)
-        rows.append(
-            {
-                "l2": l2,
-                "score": s,
-                "loss": loss,
-                "iterations": iters / folds,
-                **({"mae": float(np.abs(oof - y.reshape(len(y), -1)).mean())} if kind == "regression" else {}),
-            }
-        )
+        ways: dict[bool, list[np.ndarray]] = {False: [], True: []}
+        for r, fid in enumerate(fids):
+            oof = np.zeros((len(x), units))
+            oof_avg = np.zeros((len(x), units))
+            for f in range(folds):
+                tr, va = fid != f, fid == f
+                xt, yt, wt = x[tr], y[tr], w[tr]
+                if extra_x is not None and extra_of is not None:
+                    keep = tr[extra_of]
+                    xt = np.vstack([xt, extra_x[keep]])
+                    yt = np.concatenate([yt, y[extra_of[keep]]])
+                    wt = np.concatenate([wt, w[extra_of[keep]]])
+                if should_stop is not None and should_stop():
+                    raise Cancelled(f"cancelled while cross-validating the head (L2 {l2:g}, fold {f + 1} of {folds})")
+                head = fit_linear_head(xt, yt, task, units, l2, wt, starts.get((r, f)), should_stop=should_stop)
+                starts[r, f] = head.theta
+                iters += head.iterations
+                oof[va] = predict(head, x[va], task)
+                if mirrored is not None:
+                    oof_avg[va] = (oof[va] + predict(head, mirrored[va], task)) / 2
+            ways[False].append(oof)
+            if mirrored is not None:
+                ways[True].append(oof_avg)
+        row: dict[str, float] = {"l2": l2}
+        for averaged, outs in ways.items():
+            if not outs:
+                continue
+            s = float(np.mean([score(o, y, task) for o in outs]))
+            loss = float(np.mean([_loss(o, t, kind, w) for o in outs]))
+            row.update({"score_averaged": s, "loss_averaged": loss} if averaged else {"score": s, "loss": loss})
+            if best is None or (s, -loss) > best[0]:
+                best = ((s, -loss), l2, np.mean(outs, axis=0), averaged)
+        row["iterations"] = iters / (folds * repeats)
+        if kind == "regression":
+            row["mae"] = float(np.mean([np.abs(o - y.reshape(len(y), -1)).mean() for o in ways[False]]))
+        rows.append(row)
         iters = 0
         if on_candidate is not None:
-            on_candidate(rows[-1])
-        if best is None or (s, -loss) > best[0]:
-            best = ((s, -loss), l2, oof)
+            on_candidate(row)
     assert best is not None
-    (s, neg_loss), l2, oof = best
-    return CVResult(l2, s, -neg_loss, folds, oof, rows)
+    (s, neg_loss), l2, oof, averaged = best
+    return CVResult(l2, s, -neg_loss, folds, oof, rows, averaged)
+
+
+def cv_repeats(n: int, scored: int = 600, most: int = 5) -> int:
+    """How many times to repeat a k-fold CV of ``n`` examples: until about ``scored`` out-of-fold predictions
+    judge each candidate. On 100 sign-language photos one 5-fold draw put the same head anywhere from 0.68
+    to 0.74 depending on the folds alone, more than the 2-4 points that mirrored copies or averaging with the
+    mirror image are worth; heads on a few hundred examples fit in milliseconds, so the repeats are cheap."""
+    return max(1, min(most, -(-scored // max(n, 1))))
 
 
 def choose_folds(y: np.ndarray, task: TaskType, most: Optional[int] = None) -> int:

@@ -35,7 +35,7 @@ from tlapp.config import Phase, TaskType
 from tlapp.deploy.evaluate import report_from_outputs
 from tlapp.events import EPOCH_END, INSIGHT, PHASE_END, RECIPE_DECISION
 from tlapp.model.tasks import metric_name
-from tlapp.presets import mirrors, phases_of, untouched
+from tlapp.presets import mirror_averages, mirrors, phases_of, untouched
 from tlapp.training.estimate import measured_speed, refits
 from tlapp.training.head_trace import HeadTrace, SolverTrace
 from tlapp.training.insight import write_curve, write_label_issues
@@ -45,6 +45,7 @@ from tlapp.training.linear_head import (
     LinearHead,
     choose_folds,
     cross_validate,
+    cv_repeats,
     fit_linear_head,
     predict,
 )
@@ -147,7 +148,8 @@ class Choice:
 
 
 def _cv(run: Run, x: np.ndarray, y: np.ndarray, xf: Optional[np.ndarray], units: int) -> tuple[Choice, HeadTrace]:
-    """Cross-validate every candidate (mirrored copies or not, class weights or not) and keep the best.
+    """Cross-validate every candidate (mirrored copies or not, class weights or not, predictions averaged
+    with the mirror image's or not) and keep the best.
 
     Each candidate is only an option: it is used when it scores better out of fold on this data.
     """
@@ -159,6 +161,8 @@ def _cv(run: Run, x: np.ndarray, y: np.ndarray, xf: Optional[np.ndarray], units:
     trace = HeadTrace(run, len(L2_GRID) * len(weight_options) * len(mirror_options), len(x))
     best: Optional[Choice] = None
     by_mirror: dict[bool, float] = {}
+    averaging = {"mirrored": xf} if xf is not None and mirror_averages(run.project) else {}
+    repeats = cv_repeats(len(x))
     for weights in weight_options:
         for mirror in mirror_options:
             extra = {"extra_x": xf, "extra_of": np.arange(len(x))} if mirror else {}
@@ -173,6 +177,8 @@ def _cv(run: Run, x: np.ndarray, y: np.ndarray, xf: Optional[np.ndarray], units:
                 should_stop=run.should_stop,
                 on_candidate=lambda row, m=mirror, cw=weights is not None: trace.candidate(row, m, cw),
                 **extra,
+                **averaging,
+                repeats=repeats,
             )
             by_mirror[mirror] = max(by_mirror.get(mirror, cv.score), cv.score)
             if best is None or (cv.score, -cv.loss) > (best.cv.score, -best.cv.loss):
@@ -265,6 +271,7 @@ def _exact_head(run: Run, head: Phase, finetunes: list[Phase]) -> None:
     finetunes, unflipped = _without_proposed_flip(run, finetunes, choice, len(examples))
     decision = _decide(run, finetunes, cv.score, "cross-validation")
     helped = (", mirrored copies helped" if choice.mirror else "") + (", class weights helped" if w is not None else "")
+    helped += ", averaging each image with its mirror image helped" if cv.averaged else ""
     helped += unflipped
     _announce(
         run,
@@ -272,6 +279,7 @@ def _exact_head(run: Run, head: Phase, finetunes: list[Phase]) -> None:
         f"head: L2 {cv.l2:g} by {cv.folds}-fold CV (score {cv.score:.3f}{helped})",
         cv={"score": cv.score, "loss": cv.loss, "folds": cv.folds, "l2": cv.l2, "grid": cv.grid, "n": len(examples)},
         mirror_augmentation=choice.mirror,
+        mirror_average=cv.averaged,
         class_weights=w is not None,
     )
     _insights(run, x, y, cv, units, w, examples)
