@@ -28,7 +28,7 @@ from tlapp.backbones.catalog import check_backbone
 from tlapp.config import Phase, Project
 from tlapp.data.pairs import pair_split_sizes
 from tlapp.data.split import split_examples
-from tlapp.presets import PRESETS, phases_of, with_preset
+from tlapp.presets import PRESETS, mirror_averages, mirrors, phases_of, with_preset
 from tlapp.training.estimate import (
     FIXED_S,
     budget_s,
@@ -258,12 +258,16 @@ class Plan:
         return asdict(self)
 
 
-def trains_text(phase: Phase, refit: bool = False) -> str:
+def trains_text(phase: Phase, refit: bool = False, mirrored: tuple[bool, bool] = (False, False)) -> str:
     """What a phase trains, in words a person reads on the plan (``refit``: it then trains again on all the
-    data, see :func:`tlapp.training.estimate.refits`)."""
+    data, see :func:`tlapp.training.estimate.refits`; ``mirrored``: whether the head's cross-validation also
+    tries mirrored copies, and predictions averaged with the mirror image's)."""
     f = phase.freeze
     if phase.solver == "exact":
-        return "the head, solved exactly (L2 strength by cross-validation)"
+        whether = ["to add mirrored copies"] * mirrored[0]
+        whether += ["to average each prediction with the mirror image's (2 passes per prediction)"] * mirrored[1]
+        also = f", and whether {' and '.join(whether)}" if whether else ""
+        return f"the head, solved exactly (L2 strength by cross-validation{also})"
     what = {
         "all": "the head only",
         "none": "every layer",
@@ -313,7 +317,7 @@ def make_plan(project: Project, n_train: int, n_val: int, rate: float, measured:
             PlannedPhase(
                 i,
                 ph.name,
-                trains_text(ph, again and i > 0),
+                trains_text(ph, again and i > 0, (mirrors(project), mirror_averages(project))),
                 phase_seconds(project, ph, n_train, n_val, rate, again and i > 0, head_exact and i == 1),
                 "yes" if first or generative else runs,
                 ph.model_dump(mode="json"),
