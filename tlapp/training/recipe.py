@@ -276,8 +276,17 @@ def _exact_head(run: Run, head: Phase, finetunes: list[Phase]) -> None:
     _announce(
         run,
         decision,
-        f"head: L2 {cv.l2:g} by {cv.folds}-fold CV (score {cv.score:.3f}{helped})",
-        cv={"score": cv.score, "loss": cv.loss, "folds": cv.folds, "l2": cv.l2, "grid": cv.grid, "n": len(examples)},
+        f"head: L2 {cv.l2:g} by {cv.folds}-fold CV{f' over {cv.repeats} draws of folds' * (cv.repeats > 1)} "
+        f"(score {cv.score:.3f}{helped})",
+        cv={
+            "score": cv.score,
+            "loss": cv.loss,
+            "folds": cv.folds,
+            "repeats": cv.repeats,
+            "l2": cv.l2,
+            "grid": cv.grid,
+            "n": len(examples),
+        },
         mirror_augmentation=choice.mirror,
         mirror_average=cv.averaged,
         class_weights=w is not None,
